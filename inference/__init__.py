@@ -1,0 +1,1 @@
+"""Model access and pipelines: backends, the Triton server, generation and judging."""

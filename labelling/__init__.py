@@ -1,0 +1,1 @@
+"""The domain and the review UI: characters, rubrics, prompts, generations, judgments, datasets."""

@@ -1,0 +1,41 @@
+"""Websocket consumers: push server-rendered partials that htmx's ws extension swaps in."""
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from labelling.broadcasts import DASHBOARD_GROUP, run_group
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    """One socket per open page. Joins the dashboard group, and a run's group
+    when the page asks (?run=ID). Only signed-in users may connect."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.groups_joined = [DASHBOARD_GROUP]
+        run_id = _query_param(self.scope, "run")
+        if run_id and run_id.isdigit():
+            self.groups_joined.append(run_group(int(run_id)))
+        for name in self.groups_joined:
+            await self.channel_layer.group_add(name, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        for name in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(name, self.channel_name)
+
+    async def html_push(self, event: dict) -> None:
+        """A rendered fragment with hx-swap-oob targets; htmx swaps it in."""
+        await self.send(text_data=event["html"])
+
+    async def json_event(self, event: dict) -> None:
+        await self.send_json(event["payload"])
+
+
+def _query_param(scope: dict, name: str) -> str | None:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(scope.get("query_string", b"").decode()).get(name)
+    return values[0] if values else None

@@ -1,0 +1,61 @@
+"""`manage.py seed_demo`: Aria, her rubric, a prompt set, imported completions, demo users.
+
+Safe to run again: what already exists is left as it is.
+"""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from labelling.importers import ImportFailed, import_path
+from labelling.models import Character, PipelineRun
+from labelling.roles import ADMIN, REVIEWER, ensure_roles
+
+DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
+DEMO_USERS = {"admin": ADMIN, "reviewer": REVIEWER, "reviewer2": REVIEWER}
+DEMO_PASSWORD = "shaping-demo"  # noqa: S105 - printed to the person who seeded a local demo
+
+
+class Command(BaseCommand):
+    help = (
+        "Seed the demo: character Aria, a rubric, a prompt set, completions to review, demo users."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--password",
+            help=f"Password for the demo users (default {DEMO_PASSWORD!r}, not in production).",
+        )
+
+    @transaction.atomic
+    def handle(self, *args, password: str | None, **options):
+        if password is None and not settings.ALLOW_DEMO_PASSWORD:
+            raise CommandError(
+                "with DEBUG off, pass --password: the default demo password is public"
+            )
+        password = password or DEMO_PASSWORD
+        groups = ensure_roles()
+        User = get_user_model()
+        for username, role in DEMO_USERS.items():
+            user, created = User.objects.get_or_create(
+                username=username, defaults={"is_staff": role == ADMIN}
+            )
+            if created:
+                user.set_password(password)
+                user.save()
+                user.groups.add(groups[role])
+        try:
+            if not Character.objects.filter(slug="aria").exists():
+                self.stdout.write(f"aria.yaml: {import_path(DEMO_DIR / 'aria.yaml')}")
+            if not PipelineRun.objects.filter(
+                kind=PipelineRun.Kind.IMPORT, params__source__endswith="aria-completions.jsonl"
+            ).exists():
+                self.stdout.write(
+                    f"aria-completions.jsonl: {import_path(DEMO_DIR / 'aria-completions.jsonl')}"
+                )
+        except ImportFailed as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(self.style.SUCCESS("demo ready; sign in as admin / reviewer / reviewer2"))

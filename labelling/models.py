@@ -1,0 +1,525 @@
+"""The domain: characters, rubrics, prompts, generations, judgments, reviews, datasets.
+
+Data flows one way: prompt -> generation -> judgment -> review -> dataset version.
+What a dataset row depends on is snapshotted on the row (a generation keeps the
+exact messages it was made from), so editing a character never rewrites history.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+
+class Character(models.Model):
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=80, unique=True)
+    persona = models.TextField(help_text="The system prompt the character speaks from.")
+    traits = models.JSONField(default=list, blank=True, help_text="A list of short trait strings.")
+    backstory = models.TextField(blank=True)
+    portrait = models.ImageField(upload_to="portraits/", blank=True)
+    portrait_thumbnail = models.ImageField(
+        upload_to="portraits/thumbs/", blank=True, editable=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def system_message(self) -> dict:
+        return {"role": "system", "content": self.persona}
+
+
+class Rubric(models.Model):
+    """A versioned scoring guide. Once a judgment uses a version it is frozen:
+    editing it makes a new version (same slug, version + 1, parent = this)."""
+
+    slug = models.SlugField(max_length=80)
+    version = models.PositiveIntegerField(default=1)
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["slug", "version"], name="rubric_slug_version_unique"),
+            models.CheckConstraint(condition=Q(version__gte=1), name="rubric_version_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.slug}@{self.version}"
+
+    def is_frozen(self) -> bool:
+        return Judgment.objects.filter(rubric=self).exists()
+
+    def as_spec(self) -> dict:
+        """The rubric as the judge model reads it."""
+        return {
+            "slug": self.slug,
+            "version": self.version,
+            "name": self.name,
+            "description": self.description,
+            "criteria": [c.as_spec() for c in self.criteria.all()],
+        }
+
+
+class Criterion(models.Model):
+    rubric = models.ForeignKey(Rubric, on_delete=models.CASCADE, related_name="criteria")
+    key = models.SlugField(max_length=60)
+    description = models.TextField()
+    scale_min = models.SmallIntegerField(default=1)
+    scale_max = models.SmallIntegerField(default=5)
+    levels = models.JSONField(
+        default=dict, blank=True, help_text='Score -> description, e.g. {"1": "...", "5": "..."}'
+    )
+    weight = models.FloatField(default=1.0)
+    order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["rubric", "order", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rubric", "key"], name="criterion_key_unique_in_rubric"
+            ),
+            models.CheckConstraint(
+                condition=Q(scale_min__lt=F("scale_max")), name="criterion_scale_ordered"
+            ),
+            models.CheckConstraint(condition=Q(weight__gte=0), name="criterion_weight_nonnegative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.scale_min}-{self.scale_max})"
+
+    def as_spec(self) -> dict:
+        return {
+            "key": self.key,
+            "description": self.description,
+            "scale_min": self.scale_min,
+            "scale_max": self.scale_max,
+            "levels": self.levels,
+            "weight": self.weight,
+        }
+
+
+class PromptSet(models.Model):
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=80, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Prompt(models.Model):
+    prompt_set = models.ForeignKey(PromptSet, on_delete=models.CASCADE, related_name="prompts")
+    external_id = models.CharField(
+        max_length=120, help_text="Stable id within the set (from the import file)."
+    )
+    messages = models.JSONField(help_text="Chat messages, without the character's system prompt.")
+    metadata = models.JSONField(default=dict, blank=True)
+    order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["prompt_set", "order", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["prompt_set", "external_id"], name="prompt_external_id_unique_in_set"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prompt_set.slug}/{self.external_id}"
+
+    def preview(self, length: int = 80) -> str:
+        last_user = next(
+            (m.get("content", "") for m in reversed(self.messages) if m.get("role") == "user"), ""
+        )
+        return last_user if len(last_user) <= length else last_user[: length - 1] + "…"
+
+
+class ModelVersion(models.Model):
+    """What produced a text: backend, served model name + version, sampling."""
+
+    BACKENDS = [
+        ("triton", "Triton"),
+        ("inprocess", "In-process"),
+        ("external", "External"),
+        ("human", "Human"),
+    ]
+    backend = models.CharField(max_length=20, choices=BACKENDS)
+    model_name = models.CharField(max_length=120)
+    model_version = models.CharField(max_length=60, blank=True)
+    sampling = models.JSONField(default=dict, blank=True)
+    key = models.CharField(
+        max_length=64,
+        unique=True,
+        help_text="sha256 of the fields above: one row per distinct setup.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["backend", "model_name", "model_version"]
+
+    def __str__(self) -> str:
+        version = f":{self.model_version}" if self.model_version else ""
+        return f"{self.backend}/{self.model_name}{version}"
+
+
+class PipelineRun(models.Model):
+    class Kind(models.TextChoices):
+        GENERATE = "generate"
+        JUDGE = "judge"
+        REVISE = "revise"
+        IMPORT = "import"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        PARTIAL = "partial"
+
+    FINISHED = {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.PARTIAL}
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    params = models.JSONField(default=dict, blank=True)
+    character = models.ForeignKey(
+        Character, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    prompt_set = models.ForeignKey(
+        PromptSet, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    rubric = models.ForeignKey(
+        Rubric, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    source_run = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived_runs"
+    )
+    group_size = models.PositiveSmallIntegerField(default=4)
+    total_items = models.PositiveIntegerField(default=0)
+    done_items = models.PositiveIntegerField(default=0)
+    failed_items = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    idempotency_key = models.CharField(max_length=120, null=True, blank=True, unique=True)
+    cancel_requested = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "-created_at"], name="run_status_created")]
+        constraints = [
+            models.CheckConstraint(condition=Q(group_size__gte=1), name="run_group_size_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.total_items:
+            return 0
+        return min(100, round(100 * (self.done_items + self.failed_items) / self.total_items))
+
+
+class Group(models.Model):
+    """A GRPO group: one prompt x one run, G completions of the same model."""
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="groups")
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="groups")
+    character = models.ForeignKey(Character, on_delete=models.PROTECT, related_name="groups")
+    size = models.PositiveSmallIntegerField(help_text="G: how many completions the group holds.")
+    overlap_target = models.PositiveSmallIntegerField(
+        default=1, help_text="How many reviewers should rate it."
+    )
+    review_count = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "prompt"], name="group_one_per_prompt_per_run"),
+            models.CheckConstraint(condition=Q(size__gte=1), name="group_size_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["review_count", "overlap_target"], name="group_review_need")
+        ]
+
+    def __str__(self) -> str:
+        return f"group #{self.pk} ({self.prompt})"
+
+
+class Generation(models.Model):
+    class Source(models.TextChoices):
+        MODEL = "model"
+        REVISION = "revision", "model revision"
+        HUMAN_REWRITE = "human_rewrite", "reviewer rewrite"
+        EXTERNAL = "external"
+
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="generations")
+    index = models.PositiveSmallIntegerField(help_text="The slot in the group, 0..G-1.")
+    revision = models.PositiveSmallIntegerField(
+        default=0, help_text="0 for the original; n for the n-th rewrite of the slot."
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="revisions"
+    )
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.MODEL)
+    run = models.ForeignKey(
+        PipelineRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="generations",
+        help_text="The run that made this text (a revise run for revisions).",
+    )
+    messages = models.JSONField(
+        help_text="Snapshot: the exact messages the text was generated from."
+    )
+    text = models.TextField(help_text="The visible answer, think block removed.")
+    raw_text = models.TextField(
+        blank=True, help_text="The model's full output, think block included."
+    )
+    thinking = models.TextField(blank=True)
+    think_valid = models.BooleanField(default=True)
+    think_issues = models.JSONField(default=list, blank=True)
+    finish_reason = models.CharField(max_length=20, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="generations"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        help_text="The reviewer, for a human rewrite.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["group", "index", "revision"]
+        constraints = [
+            # One text per group slot and revision: a resumed run can never duplicate a slot.
+            models.UniqueConstraint(
+                fields=["group", "index", "revision"], name="generation_one_per_slot"
+            ),
+            models.CheckConstraint(
+                condition=Q(revision=0, parent__isnull=True)
+                | Q(revision__gt=0, parent__isnull=False),
+                name="generation_revision_has_parent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        suffix = f" r{self.revision}" if self.revision else ""
+        return f"generation #{self.pk} [{self.group_id}:{self.index}{suffix}]"
+
+
+class Judgment(models.Model):
+    """Scores for one generation against one rubric version, from an LLM judge or a human.
+
+    Humans and judges share one table so rewards, agreement and calibration are one query.
+    """
+
+    class Source(models.TextChoices):
+        JUDGE = "judge", "LLM judge"
+        HUMAN = "human", "human reviewer"
+
+    class Status(models.TextChoices):
+        OK = "ok"
+        FAILED = "failed", "failed to parse"
+
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="judgments")
+    rubric = models.ForeignKey(Rubric, on_delete=models.PROTECT, related_name="judgments")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OK)
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="judgments"
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="judgments",
+    )
+    run = models.ForeignKey(
+        PipelineRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="judgments"
+    )
+    overall = models.FloatField(
+        null=True, blank=True, help_text="Weighted mean of the criterion scores."
+    )
+    rank = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="1 = best in its group (human rankings)."
+    )
+    rationale = models.TextField(blank=True)
+    raw_output = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    flagged = models.BooleanField(default=False)
+    submission_id = models.UUIDField(
+        null=True, blank=True, help_text="Client-generated id: a retried submit stores one review."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(source="judge", model_version__isnull=False)
+                | Q(source="human", reviewer__isnull=False),
+                name="judgment_source_has_author",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="failed") | Q(overall__isnull=False),
+                name="judgment_ok_has_overall",
+            ),
+            models.UniqueConstraint(
+                fields=["submission_id", "generation"],
+                condition=Q(submission_id__isnull=False),
+                name="judgment_submission_once_per_generation",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["generation", "source"], name="judgment_generation_source"),
+            models.Index(
+                fields=["rubric", "source", "status"], name="judgment_rubric_source_status"
+            ),
+            models.Index(fields=["reviewer", "-created_at"], name="judgment_reviewer_recent"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.reviewer or self.model_version
+        return f"{self.get_source_display()} {who} on {self.generation_id}: {self.overall}"
+
+
+class CriterionScore(models.Model):
+    """One score of a judgment. A database trigger (see migration 0002) refuses a
+    score outside its criterion's scale, whoever writes the row."""
+
+    judgment = models.ForeignKey(Judgment, on_delete=models.CASCADE, related_name="scores")
+    criterion = models.ForeignKey(Criterion, on_delete=models.PROTECT, related_name="scores")
+    score = models.SmallIntegerField()
+
+    class Meta:
+        ordering = ["judgment", "criterion__order"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["judgment", "criterion"], name="score_once_per_criterion"
+            ),
+        ]
+        indexes = [models.Index(fields=["criterion", "score"], name="score_criterion_value")]
+
+    def __str__(self) -> str:
+        return f"{self.criterion.key}={self.score}"
+
+
+class Assignment(models.Model):
+    """A reviewer's hold on a group. The lease expires so an abandoned group returns to the queue."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        SUBMITTED = "submitted"
+        SKIPPED = "skipped"
+        EXPIRED = "expired"
+
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="assignments")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    leased_until = models.DateTimeField()
+    shown_order = models.JSONField(
+        default=list, blank=True, help_text="Generation ids in the order shown (position bias)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # A group is never offered twice to the same reviewer.
+            models.UniqueConstraint(
+                fields=["group", "reviewer"], name="assignment_once_per_reviewer"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["group", "status", "leased_until"], name="assignment_group_lease"),
+            models.Index(fields=["reviewer", "status"], name="assignment_reviewer_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer} on group {self.group_id} ({self.status})"
+
+
+class DatasetVersion(models.Model):
+    """An immutable, numbered export of selected rows in one trainer format."""
+
+    class Kind(models.TextChoices):
+        GRPO = "grpo", "GRPO groups"
+        GRPO_PROMPTS = "grpo_prompts", "GRPO prompt-only"
+        DPO = "dpo", "preference pairs"
+        KTO = "kto", "unpaired (KTO)"
+        SFT = "sft", "SFT messages"
+
+    dataset = models.SlugField(max_length=80)
+    number = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    filter = models.JSONField(default=dict, blank=True)
+    reward_policy = models.JSONField(default=dict, blank=True)
+    row_count = models.PositiveIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    stats = models.JSONField(default=dict, blank=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    file = models.FileField(upload_to="datasets/", blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["dataset", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dataset", "number"], name="dataset_version_number_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset} v{self.number} ({self.kind})"

@@ -1,0 +1,9 @@
+"""Websocket URL routes (Channels)."""
+
+from django.urls import path
+
+from labelling import consumers
+
+websocket_urlpatterns = [
+    path("ws/live/", consumers.LiveConsumer.as_asgi()),
+]
