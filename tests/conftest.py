@@ -6,6 +6,8 @@ from django.core.management import call_command
 
 from labelling.roles import ADMIN, REVIEWER, ensure_roles
 
+pytest_plugins = ["tests.triton_fixture"]
+
 PASSWORD = "correct-horse-battery"
 
 

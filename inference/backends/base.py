@@ -1,0 +1,76 @@
+"""The backend interface every pipeline talks to, and the requests it takes.
+
+Two implementations: `TritonBackend` (tritonclient gRPC against the bundled CPU
+server or NVIDIA's container) and `InProcessBackend` (the same engine code in this
+process). Both raise the errors of `inference.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from inference.engine import Completion, SamplingParams
+from inference.judging import JudgeResult
+
+OnDelta = Callable[[int, str], None]  # (index in the group, new text)
+
+GENERATOR_MODEL = "qwen3"
+JUDGE_MODEL = "judge"
+
+
+@dataclass
+class GenerateRequest:
+    messages: list[dict] | None = None
+    params: SamplingParams = field(default_factory=SamplingParams)
+    prompt: str | None = None
+
+    def as_payload(self) -> dict:
+        payload = {"params": asdict(self.params)}
+        if self.messages is not None:
+            payload["messages"] = self.messages
+        if self.prompt is not None:
+            payload["prompt"] = self.prompt
+        return payload
+
+
+@dataclass
+class JudgeRequest:
+    rubric: dict
+    messages: list[dict]
+    completion: str
+    seed: int | None = None
+
+    def as_payload(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Health:
+    """What the dashboard shows: is the server up, is each model ready."""
+
+    backend: str
+    target: str
+    server_ready: bool
+    models: dict[str, bool]
+    detail: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.server_ready and all(self.models.values())
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ready": self.ready}
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, request: GenerateRequest, on_delta: OnDelta | None = None) -> list[Completion]: ...
+
+    def judge(self, request: JudgeRequest) -> JudgeResult: ...
+
+    def health(self) -> Health: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,248 @@
+"""Build Qwen3-architecture ONNX model directories for onnxruntime-genai.
+
+    python -m inference.build_model                       # the tiny model shipped in the repo
+    python -m inference.build_model --preset qwen3-0.6b-shape   # benchmark-sized, random weights
+    python -m inference.build_model --from-hf ~/models/Qwen3-0.6B --output data/models/qwen3-0.6b
+
+The tiny model has random weights (a fixed seed) and its own small byte-level BPE
+tokenizer with Qwen3's special tokens and a Qwen3-style chat template. Its text
+is nonsense; it exercises every path (streaming, batching, guidance, think tags)
+in a few MB, so the app runs and tests without downloading anything. Quality
+comes from pointing GENERATOR_MODEL_DIR / JUDGE_MODEL_DIR at a real export.
+
+Needs the `build` extra (torch, transformers, onnx, tokenizers):
+`pip install torch==2.13.0 && pip install -e '.[build]'`. Serving needs none of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TINY_OUTPUT = PROJECT_ROOT / "inference" / "weights" / "tiny-qwen3"
+SEED = 20261124
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# Qwen3 keeps the think tags visible in decoded text: added tokens, not special ones.
+TEXT_TOKENS = ["<think>", "</think>", "<tool_call>", "</tool_call>"]
+
+# Qwen3's template, trimmed to what this project uses (no tools): ChatML, earlier
+# assistant turns without their thinking, and an empty think block when thinking is off.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{%- set content = message['content'] %}"
+    "{%- if message['role'] == 'assistant' and '</think>' in content %}"
+    "{%- set content = content.split('</think>')[-1].lstrip('\\n') %}"
+    "{%- endif %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}"
+    "{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}"
+    "{{- '<think>\\n\\n</think>\\n\\n' }}"
+    "{%- endif %}"
+    "{%- endif %}"
+)
+
+CORPUS = """\
+Aria is the navigator of a small trading ship. She is curious, dry-witted and calm under pressure.
+When a storm rises she checks the charts twice and tells the crew exactly what she sees.
+A good character answers in her own voice, remembers what she has said before, and admits what she does not know.
+The reviewer reads each reply, scores it against the rubric, and explains the score in a sentence or two.
+Think before you answer: weigh the options, then choose, and say why.
+"Where are we headed?" asked the captain. "North, past the reef, if the wind holds," said Aria.
+Characters have attributes, abilities, a backstory, and habits of speech. Consistency matters more than flourish.
+The judge gives a short rationale, then a score for each criterion, from one to five.
+In character, helpful, concise, warm, honest, specific: these are the qualities the rubric rewards.
+She laughed. "I have been wrong about the weather before, but never about the stars."
+Rooms connect through doors: the kitchen opens onto the hall, the hall onto the garden.
+To decide where to go, a character considers what she wants, what she fears, and what she knows.
+Numbers and symbols appear too: 1 2 3 4 5 6 7 8 9 10, {"score": 4}, <score>3</score>, yes/no, true/false.
+"""
+
+
+@dataclass(frozen=True)
+class Shape:
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    rope_theta: float = 1_000_000.0
+    max_position_embeddings: int = 4096
+
+
+PRESETS = {
+    "tiny": Shape(64, 128, 2, 4, 2, 16),
+    # Qwen3-0.6B's real dimensions (random weights, the small tokenizer's vocabulary).
+    "qwen3-0.6b-shape": Shape(1024, 3072, 28, 16, 8, 128),
+}
+DEFAULT_OUTPUT = {"tiny": TINY_OUTPUT, "qwen3-0.6b-shape": PROJECT_ROOT / "data" / "models" / "qwen3-0.6b-shape"}
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def _require_build_deps():
+    try:
+        import tokenizers  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise BuildError(
+            f"building models needs the build extra ({exc.name} is missing): "
+            "pip install torch==2.13.0 && pip install -e '.[build]'"
+        ) from None
+
+
+def train_tokenizer(vocab_size: int = 1024):
+    """A byte-level BPE tokenizer on the corpus above, with Qwen3's special tokens."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS.splitlines() * 4, trainer)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TEXT_TOKENS])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None,  # noqa: S106
+        unk_token=None, additional_special_tokens=["<|im_start|>"],
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_hf(shape: Shape, hf_dir: Path, seed: int) -> dict:
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = train_tokenizer()
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS + TEXT_TOKENS}
+    config = Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads, head_dim=shape.head_dim, rope_theta=shape.rope_theta,
+        max_position_embeddings=shape.max_position_embeddings, tie_word_embeddings=True,
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        pad_token_id=ids["<|endoftext|>"], torch_dtype="float32",
+    )
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(config).eval()
+    model.save_pretrained(hf_dir)
+    tokenizer.save_pretrained(hf_dir)
+    return {"config": config.to_diff_dict(), "token_ids": ids}
+
+
+def convert(hf_dir: Path, output: Path, cache_dir: Path) -> None:
+    """onnxruntime-genai's builder: HF folder -> model.onnx(+.data), genai_config.json, tokenizer."""
+    command = [
+        sys.executable, "-m", "onnxruntime_genai.models.builder", "-m", str(hf_dir), "-i", str(hf_dir),
+        "-o", str(output), "-p", "fp32", "-e", "cpu", "-c", str(cache_dir),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BuildError(f"the onnxruntime-genai builder failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+
+
+def finish_config(output: Path, context_length: int | None = None) -> dict:
+    """Sensible search defaults (Qwen3's non-thinking ones) and both end-of-turn tokens as EOS."""
+    path = output / "genai_config.json"
+    config = json.loads(path.read_text())
+    tokenizer = json.loads((output / "tokenizer.json").read_text())
+    added = {t["content"]: t["id"] for t in tokenizer.get("added_tokens", [])}
+    eos = [added[t] for t in ("<|im_end|>", "<|endoftext|>") if t in added]
+    if eos:
+        config["model"]["eos_token_id"] = eos
+        config["model"]["pad_token_id"] = added.get("<|endoftext|>", eos[-1])
+    if context_length:
+        config["model"]["context_length"] = context_length
+    config["search"].update(
+        {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "max_length": config["model"]["context_length"]}
+    )
+    path.write_text(json.dumps(config, indent=4) + "\n")
+    return config
+
+
+def build(preset: str | None, output: Path, *, from_hf: Path | None = None, force: bool = False,
+          seed: int = SEED) -> Path:
+    _require_build_deps()
+    if output.exists() and any(output.iterdir()):
+        if not force:
+            raise BuildError(f"{output} exists; pass --force to overwrite it")
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+    record: dict = {"seed": seed}
+    with tempfile.TemporaryDirectory(prefix="shaping-build-") as tmp:
+        tmp_path = Path(tmp)
+        if from_hf is not None:
+            _check_hf(from_hf)
+            hf_dir = from_hf
+            record["from_hf"] = str(from_hf)
+        else:
+            hf_dir = tmp_path / "hf"
+            record.update(preset=preset, **build_hf(PRESETS[preset], hf_dir, seed))
+        convert(hf_dir, output, tmp_path / "cache")
+    context = PRESETS[preset].max_position_embeddings if preset else None
+    finish_config(output, context)
+    record["versions"] = _versions()
+    (output / "BUILD.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    return output
+
+
+def _check_hf(path: Path) -> None:
+    config = path / "config.json"
+    if not config.is_file():
+        raise BuildError(f"{path} is not a Hugging Face model folder (no config.json)")
+    model_type = json.loads(config.read_text()).get("model_type")
+    if model_type != "qwen3":
+        raise BuildError(f"{path} holds a {model_type!r} model; this project serves Qwen3")
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "transformers", "onnxruntime-genai", "tokenizers")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
+                        help="random-weight model: tiny (shipped) or qwen3-0.6b-shape (benchmarks)")
+    source.add_argument("--from-hf", type=Path, help="convert a local Hugging Face Qwen3 folder")
+    parser.add_argument("--output", type=Path, help="output directory (default depends on the preset)")
+    parser.add_argument("--force", action="store_true", help="overwrite the output directory")
+    parser.add_argument("--seed", type=int, default=SEED)
+    args = parser.parse_args(argv)
+    if args.from_hf and not args.output:
+        parser.error("--from-hf needs --output")
+    preset = None if args.from_hf else args.preset
+    output = args.output or DEFAULT_OUTPUT[preset]
+    started = time.monotonic()
+    try:
+        build(preset, output, from_hf=args.from_hf, force=args.force, seed=args.seed)
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    size = sum(f.stat().st_size for f in output.iterdir() if f.is_file())
+    print(f"built {output} ({size / 1e6:.1f} MB) in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

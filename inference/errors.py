@@ -1,0 +1,27 @@
+"""Errors of the inference layer, free of Django and tritonclient imports
+(Triton's model.py and the in-process engine raise them too)."""
+
+
+class InferenceError(Exception):
+    """Base class: something went wrong producing or scoring a text."""
+
+
+class InvalidRequest(InferenceError):
+    """The request itself is wrong (empty messages, max_tokens out of range, bad guidance...).
+    Retrying will not help."""
+
+
+class BackendUnavailable(InferenceError):
+    """The backend could not be reached or timed out: transient, worth retrying."""
+
+
+class ModelNotReady(InferenceError):
+    """The server answers but the model is not loaded or its instance crashed."""
+
+
+class JudgeOutputError(InferenceError):
+    """The judge's answer did not parse into scores. Keeps the raw text so it can be recorded."""
+
+    def __init__(self, message: str, raw: str = ""):
+        super().__init__(message)
+        self.raw = raw

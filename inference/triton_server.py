@@ -1,0 +1,183 @@
+"""Start, watch and stop the tritonserver bundled in the nvidia-pytriton wheel (Triton 2.51, CPU).
+
+What it takes (checked on this project's machines):
+- a backend directory whose `python/` holds the wheel's Python backend plus the stub
+  built for the running Python version, copied in as `triton_python_backend_stub`;
+- LD_LIBRARY_PATH with this interpreter's own libpython directory first, then the
+  wheel's bundled libraries (nvidia_pytriton.libs);
+- this virtualenv's bin first on PATH: the stub's embedded Python is isolated (it
+  ignores PYTHONPATH) and takes its prefix from the `python3` it finds there, so it
+  uses this environment's packages (numpy<2 matters) rather than the base install's;
+- PYTHONPATH with the project root and site-packages, which model.py puts on
+  sys.path itself (for containers where the packages live elsewhere).
+
+Free of Django: `manage.py triton`, the test fixture and the benchmarks use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MODEL_REPOSITORY = PROJECT_ROOT / "triton_models"
+MODELS = ("qwen3", "judge")
+
+
+class TritonStartError(RuntimeError):
+    pass
+
+
+def wheel_dir() -> Path:
+    try:
+        import pytriton
+    except ImportError as exc:  # pragma: no cover - a dependency of the project
+        raise TritonStartError("nvidia-pytriton is not installed: pip install -e .") from exc
+    return Path(pytriton.__file__).parent / "tritonserver"
+
+
+def prepare_backend_dir(target: Path) -> Path:
+    """`target/python/` = the wheel's Python backend + the stub for this Python."""
+    source = wheel_dir()
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = source / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise TritonStartError(f"the bundled Triton has no Python-backend stub for Python {version}")
+    python_dir = target / "python"
+    python_dir.mkdir(parents=True, exist_ok=True)
+    for item in (source / "backends" / "python").iterdir():
+        if item.is_file():
+            shutil.copy2(item, python_dir / item.name)
+    shutil.copy2(stub, python_dir / "triton_python_backend_stub")
+    return target
+
+
+def server_env(generator_dir: Path | None = None, judge_dir: Path | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    libs = Path(sysconfig.get_paths()["purelib"]) / "nvidia_pytriton.libs"
+    lib_path = [sysconfig.get_config_var("LIBDIR") or "", str(libs), env.get("LD_LIBRARY_PATH", "")]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in lib_path if p)
+    # The stub embeds Python with an isolated config: it ignores PYTHONPATH and finds its
+    # prefix through the `python3` on PATH. This environment's bin first makes it use this
+    # virtualenv's site-packages (numpy<2, onnxruntime-genai) instead of the base install's.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    py_path = [str(PROJECT_ROOT), sysconfig.get_paths()["purelib"], env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in py_path if p)
+    if generator_dir:
+        env["SHAPING_GENERATOR_MODEL_DIR"] = str(generator_dir)
+    if judge_dir:
+        env["SHAPING_JUDGE_MODEL_DIR"] = str(judge_dir)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class TritonProcess:
+    """One tritonserver on loopback. `start()` returns once every model is ready."""
+
+    work_dir: Path
+    grpc_port: int = 8001
+    http_port: int = 8000
+    metrics_port: int = 8002
+    generator_dir: Path | None = None
+    judge_dir: Path | None = None
+    model_repository: Path = MODEL_REPOSITORY
+    models: tuple[str, ...] = MODELS
+    log_path: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def command(self) -> list[str]:
+        backend_dir = prepare_backend_dir(Path(self.work_dir) / "backends")
+        return [
+            str(wheel_dir() / "bin" / "tritonserver"),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={backend_dir}",
+            "--http-address=127.0.0.1", f"--http-port={self.http_port}",
+            "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
+            f"--metrics-port={self.metrics_port}", "--allow-metrics=false", "--allow-gpu-metrics=false",
+            "--exit-on-error=true", "--log-verbose=0",
+            *self.extra_args,
+        ]
+
+    def start(self, timeout_s: float = 120.0) -> TritonProcess:
+        Path(self.work_dir).mkdir(parents=True, exist_ok=True)
+        log_path = self.log_path or Path(self.work_dir) / "tritonserver.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - the child owns it while it runs
+        self.process = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=server_env(self.generator_dir, self.judge_dir), cwd=PROJECT_ROOT,
+        )
+        log.close()
+        self.log_path = log_path
+        try:
+            self.wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout_s: float) -> None:
+        import tritonclient.grpc as grpcclient
+
+        deadline = time.monotonic() + timeout_s
+        client = grpcclient.InferenceServerClient(self.url)
+        try:
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    raise TritonStartError(
+                        f"tritonserver exited with code {self.process.returncode}:\n{self.log_tail()}"
+                    )
+                try:
+                    if client.is_server_ready() and all(client.is_model_ready(m) for m in self.models):
+                        return
+                except Exception:  # noqa: S110 - not listening yet
+                    pass
+                time.sleep(0.2)
+        finally:
+            client.close()
+        raise TritonStartError(f"tritonserver not ready after {timeout_s:.0f}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path or not Path(self.log_path).exists():
+            return ""
+        return "\n".join(Path(self.log_path).read_text(errors="replace").splitlines()[-lines:])
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM (Triton finishes in-flight requests), then SIGKILL the whole group."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """Die now, stubs included: what a crash looks like to clients."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()

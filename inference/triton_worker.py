@@ -1,0 +1,153 @@
+"""What Triton's Python-backend models (triton_models/*/1/model.py) run.
+
+The pattern of Triton's vLLM backend: the model is decoupled, `execute()` only
+hands each request to a worker thread and returns, and the thread sends the
+responses (streamed pieces, then the final answer with the FINAL flag) through
+the request's response sender. Cancellation (a client that cancels or goes away)
+is polled between decoding steps, and FINAL is sent even then, so the sender is
+released and the model can unload.
+
+Every request carries one BYTES input, `request` (a JSON object), and every
+response one BYTES output, `event` (a JSON object):
+- generator (`qwen3`): request {"messages": [...] | "prompt": "...", "params": {...},
+  "stream": true}; events {"pieces": {"0": "text", ...}} while generating, then
+  {"completions": [{index, text, finish_reason, prompt_tokens, completion_tokens}]}.
+- judge: request {"rubric": {...}, "messages": [...], "completion": "...", "seed": null};
+  one event {"scores": {...}, "rationale": "...", "raw": "..."}, or an error
+  "JudgeOutputError: ..." carrying the raw text after a newline.
+
+Errors are sent as TritonError("<ErrorClass>: message"), which the client maps
+back to `inference.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from inference.engine import Engine, SamplingParams
+from inference.errors import InferenceError, InvalidRequest, JudgeOutputError
+from inference.judging import run_judge
+
+log = logging.getLogger("shaping.triton")
+
+MODEL_DIR_ENV = {"generator": "SHAPING_GENERATOR_MODEL_DIR", "judge": "SHAPING_JUDGE_MODEL_DIR"}
+
+
+class DecoupledWorker:
+    def __init__(self, pb_utils, args: dict, role: str):
+        self.pb = pb_utils
+        self.role = role
+        config = json.loads(args["model_config"])
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        model_dir = os.environ.get(MODEL_DIR_ENV[role]) or params.get("model_dir", "")
+        if not model_dir:
+            raise ValueError(f"set {MODEL_DIR_ENV[role]} or the model_dir parameter")
+        path = Path(model_dir)
+        if not path.is_absolute():  # relative to the model repository holding this model
+            path = Path(args["model_repository"]).parent / path
+        self.engine = Engine(path.resolve())
+        # Seconds between streamed events: pieces of consecutive steps are coalesced.
+        self.stream_interval_s = float(params.get("stream_interval_ms", "0") or 0) / 1000
+        self.pool = ThreadPoolExecutor(
+            max_workers=int(params.get("max_concurrency", "4") or 4), thread_name_prefix=role
+        )
+        self._inflight = 0
+        self._lock = threading.Lock()
+        log.info("%s ready: %s", role, path)
+
+    def submit(self, requests) -> None:
+        for request in requests:
+            with self._lock:
+                self._inflight += 1
+            self.pool.submit(self._run, request)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=False)
+
+    # --- one request ------------------------------------------------------------------
+
+    def _run(self, request) -> None:
+        sender = request.get_response_sender()
+        final = self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        try:
+            payload = self._payload(request)
+            if self.role == "generator":
+                event = self._generate(payload, sender)
+            else:
+                event = self._judge(payload)
+            sender.send(self._response(event), flags=final)
+        except InferenceError as exc:
+            sender.send(self._error(exc), flags=final)
+        except Exception as exc:  # a bug must still answer, never leave the client waiting
+            log.exception("%s request failed", self.role)
+            sender.send(self._error(exc), flags=final)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+
+    def _payload(self, request) -> dict:
+        tensor = self.pb.get_input_tensor_by_name(request, "request")
+        if tensor is None:
+            raise InvalidRequest("missing input 'request'")
+        raw = tensor.as_numpy().reshape(-1)
+        if raw.size != 1:
+            raise InvalidRequest("input 'request' must hold exactly one JSON object")
+        try:
+            payload = json.loads(raw[0])
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"input 'request' is not JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise InvalidRequest("input 'request' must be a JSON object")
+        return payload
+
+    def _generate(self, payload: dict, sender) -> dict:
+        params = SamplingParams.from_dict(payload.get("params") or {})
+        stream = bool(payload.get("stream", True))
+        pending: dict[int, str] = {}
+        last = [time.monotonic()]
+
+        def on_step(pieces: dict[int, str]) -> None:
+            for index, piece in pieces.items():
+                pending[index] = pending.get(index, "") + piece
+            if time.monotonic() - last[0] >= self.stream_interval_s:
+                flush()
+
+        def flush() -> None:
+            if pending:
+                sender.send(self._response({"pieces": {str(k): v for k, v in pending.items()}}))
+                pending.clear()
+            last[0] = time.monotonic()
+
+        completions = self.engine.generate(
+            messages=payload.get("messages"), prompt=payload.get("prompt"), params=params,
+            on_step=on_step if stream else None, is_cancelled=sender.is_cancelled,
+        )
+        if stream:
+            flush()
+        return {"completions": [c.as_dict() for c in completions]}
+
+    def _judge(self, payload: dict) -> dict:
+        missing = [k for k in ("rubric", "messages", "completion") if k not in payload]
+        if missing:
+            raise InvalidRequest(f"missing field(s): {', '.join(missing)}")
+        result = run_judge(self.engine, payload["rubric"], payload["messages"], payload["completion"],
+                           seed=payload.get("seed"))
+        return result.as_dict()
+
+    def _response(self, event: dict):
+        data = np.array([json.dumps(event).encode()], dtype=np.object_)
+        return self.pb.InferenceResponse(output_tensors=[self.pb.Tensor("event", data)])
+
+    def _error(self, exc: Exception):
+        message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, JudgeOutputError):
+            message += "\n" + exc.raw
+        return self.pb.InferenceResponse(output_tensors=[], error=self.pb.TritonError(message))

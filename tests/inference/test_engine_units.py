@@ -1,0 +1,61 @@
+"""Engine pieces that need no model: sampling checks, the chat template, stop strings."""
+
+import pytest
+
+from inference.engine import EMPTY_THINK, Engine, SamplingParams, render_chat
+from inference.errors import InvalidRequest
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"n": 0}, "n must be"),
+        ({"n": 99}, "n must be"),
+        ({"top_p": 0}, "top_p"),
+        ({"temperature": -1}, "temperature"),
+        ({"stop": [""]}, "stop"),
+        ({"guidance_type": "regex"}, "go together"),
+        ({"guidance_type": "regex", "guidance": "(unclosed"}, "invalid regex"),
+        ({"guidance_type": "json_schema", "guidance": "{nope"}, "invalid JSON schema"),
+        ({"guidance_type": "xml", "guidance": "x"}, "guidance_type"),
+        ({"colour": "blue"}, "unknown sampling parameter"),
+    ],
+)
+def test_bad_sampling_params_are_refused(params, message):
+    with pytest.raises(InvalidRequest, match=message):
+        SamplingParams.from_dict(params)
+
+
+def test_chat_template_is_chatml_with_qwen3_thinking_rules():
+    messages = [
+        {"role": "system", "content": "You are Aria."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "<think>plan</think>\n\nHello!"},
+        {"role": "user", "content": "Again"},
+    ]
+    text = render_chat(messages)
+    assert text.startswith("<|im_start|>system\nYou are Aria.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n")
+    assert "<|im_start|>assistant\nHello!<|im_end|>\n" in text  # earlier thinking dropped
+    assert text.endswith("<|im_start|>assistant\n" + EMPTY_THINK)
+    assert render_chat(messages, enable_thinking=True).endswith("<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize("messages", [[], None, [{"role": "robot", "content": "x"}], [{"role": "user"}]])
+def test_bad_messages_are_refused(messages):
+    with pytest.raises(InvalidRequest):
+        render_chat(messages)
+
+
+@pytest.mark.parametrize(
+    ("text", "piece", "stops", "expected"),
+    [
+        ("Hello", " world", ["\n"], ("Hello world", " world", False)),
+        ("Hello", " wor\nld", ["\n"], ("Hello wor", " wor", True)),
+        ("Hello EN", "D more", ["END"], ("Hello ", "", True)),  # a stop spanning two pieces
+        ("abc", "def", ["zz", "de"], ("abc", "", True)),
+        ("abc", "", ["a"], ("abc", "", False)),
+    ],
+)
+def test_stop_strings_cut_the_text(text, piece, stops, expected):
+    assert Engine._apply_stop(text, piece, stops) == expected

@@ -1,0 +1,99 @@
+"""The judge's prompt, guidance and parser (pure functions, no model)."""
+
+import re
+
+import pytest
+
+from inference.errors import InvalidRequest, JudgeOutputError
+from inference.judging import (
+    RATIONALE_MAX_CHARS,
+    check_rubric,
+    judge_guidance,
+    judge_max_tokens,
+    judge_messages,
+    parse_judgment,
+)
+
+RUBRIC = {
+    "slug": "aria-voice",
+    "name": "Aria's voice",
+    "criteria": [
+        {"key": "in_character", "description": "Sounds like Aria", "scale_min": 1, "scale_max": 5,
+         "levels": {"1": "generic assistant", "5": "unmistakably Aria"}},
+        {"key": "helpful", "description": "Answers the question", "scale_min": 0, "scale_max": 10, "levels": {}},
+    ],
+}
+
+
+def test_guidance_accepts_exactly_the_answer_format():
+    pattern = re.compile(judge_guidance(RUBRIC))
+    good = "<rationale>Warm, but vague.</rationale>\n<scores>\n<in_character>4</in_character>\n<helpful>10</helpful>\n</scores>"
+    assert pattern.fullmatch(good)
+    assert not pattern.fullmatch(good.replace(">4<", ">6<"))  # out of scale
+    assert not pattern.fullmatch(good.replace(">10<", ">11<"))
+    assert not pattern.fullmatch(good.replace("<helpful>10</helpful>\n", ""))  # a criterion missing
+    too_long = good.replace("Warm, but vague.", "x" * (RATIONALE_MAX_CHARS + 1))
+    assert not pattern.fullmatch(too_long)
+
+
+def test_max_tokens_covers_the_longest_allowed_answer_at_one_char_per_token():
+    longest = (
+        f"<rationale>{'x' * RATIONALE_MAX_CHARS}</rationale>\n<scores>\n"
+        "<in_character>5</in_character>\n<helpful>10</helpful>\n</scores>"
+    )
+    assert re.fullmatch(judge_guidance(RUBRIC), longest)
+    assert judge_max_tokens(RUBRIC) >= len(longest)
+
+
+def test_parse_reads_scores_and_rationale():
+    raw = "<rationale> Good. </rationale>\n<scores>\n<in_character>3</in_character>\n<helpful>0</helpful>\n</scores>"
+    result = parse_judgment(RUBRIC, raw)
+    assert result.scores == {"in_character": 3, "helpful": 0}
+    assert result.rationale == "Good."
+    assert result.raw == raw
+
+
+def test_parse_ignores_thinking_and_reads_json_answers():
+    raw = '<think>the <helpful>1</helpful> tag here is musing</think>{"scores": {"in_character": 5, "helpful": 7}, "rationale": "ok"}'
+    assert parse_judgment(RUBRIC, raw).scores == {"in_character": 5, "helpful": 7}
+    fenced = '```json\n{"in_character": 2, "helpful": 3}\n```'
+    assert parse_judgment(RUBRIC, fenced).scores == {"in_character": 2, "helpful": 3}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("<in_character>4</in_character>", "no score for 'helpful'"),
+        ("<in_character>9</in_character><helpful>1</helpful>", "outside 1-5"),
+        ('{"scores": {"in_character": "four", "helpful": 1}}', "not an integer"),
+        ("I think it is a 4.", "no score for 'in_character'"),
+        ("", "no score"),
+    ],
+)
+def test_unparseable_answers_raise_with_the_raw_text(raw, message):
+    with pytest.raises(JudgeOutputError, match=message) as caught:
+        parse_judgment(RUBRIC, raw)
+    assert caught.value.raw == raw
+
+
+@pytest.mark.parametrize(
+    ("rubric", "message"),
+    [
+        ({"criteria": []}, "no criteria"),
+        ({}, "no criteria"),
+        ("nope", "must be an object"),
+        ({"criteria": [{"key": "Bad Key", "scale_min": 1, "scale_max": 5}]}, "slug"),
+        ({"criteria": [{"key": "a", "scale_min": 5, "scale_max": 1}]}, "scale_min < scale_max"),
+        ({"criteria": [{"key": "a", "scale_min": 1, "scale_max": 5}] * 2}, "repeated"),
+    ],
+)
+def test_bad_rubrics_are_refused(rubric, message):
+    with pytest.raises(InvalidRequest, match=message):
+        check_rubric(rubric)
+
+
+def test_judge_prompt_carries_rubric_levels_conversation_and_reply():
+    messages = judge_messages(RUBRIC, [{"role": "user", "content": "Hi Aria"}], "Hello, traveller!")
+    text = messages[-1]["content"]
+    for needle in ("in_character (1-5)", "5: unmistakably Aria", "[user] Hi Aria", "Hello, traveller!", "<scores>"):
+        assert needle in text

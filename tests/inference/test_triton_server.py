@@ -1,0 +1,112 @@
+"""The real tritonserver's own behaviour: what the server refuses, what it survives."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from inference.backends.base import GenerateRequest
+from inference.backends.triton import TritonBackend
+from inference.engine import SamplingParams
+from inference.errors import BackendUnavailable, InvalidRequest, ModelNotReady
+from inference.triton_server import free_port
+from tests.triton_fixture import start_triton
+
+MESSAGES = [{"role": "user", "content": "Hello there"}]
+
+
+@pytest.fixture
+def client(triton_url):
+    backend = TritonBackend(triton_url, timeout_s=30)
+    yield backend
+    backend.close()
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"messages": MESSAGES, "params": {"guidance_type": "regex", "guidance": "(unclosed"}}, "invalid regex"),
+        ({"messages": MESSAGES, "params": {"max_tokens": -3}}, "max_tokens"),
+        ({"messages": MESSAGES, "params": {"n": 1000}}, "n must be"),
+        ({"params": {}}, "exactly one of messages or prompt"),
+        ({"messages": "hi", "params": {}}, "non-empty list"),
+    ],
+)
+def test_the_server_refuses_bad_payloads_itself(client, payload, message):
+    """Sent raw, past the client's own checks: the model answers with a clear error."""
+    with pytest.raises(InvalidRequest, match=message):
+        client._call("qwen3", payload, None)
+
+
+def test_judge_refuses_a_rubric_without_criteria_server_side(client):
+    with pytest.raises(InvalidRequest, match="no criteria"):
+        client._call("judge", {"rubric": {"criteria": []}, "messages": MESSAGES, "completion": "x"}, None)
+
+
+def test_a_raw_prompt_bypasses_the_chat_template(client):
+    (c,) = client._call("qwen3", {"prompt": "Once upon a time", "params": {"max_tokens": 5, "seed": 1}},
+                        None)["completions"]
+    assert c["completion_tokens"] == 5 or c["finish_reason"] == "stop"
+
+
+def test_an_unknown_model_is_a_clear_error(triton_url):
+    backend = TritonBackend(triton_url, generator_model="no-such-model")
+    with pytest.raises(ModelNotReady, match="no-such-model"):
+        backend.generate(GenerateRequest(messages=MESSAGES))
+    assert not backend.health().ready
+
+
+def test_a_server_that_is_not_there_fails_fast():
+    backend = TritonBackend(f"127.0.0.1:{free_port()}", timeout_s=5)
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable):
+        backend.generate(GenerateRequest(messages=MESSAGES))
+    assert time.monotonic() - started < 10
+    health = backend.health()
+    assert not health.server_ready
+    assert "cannot reach" in health.detail
+
+
+def test_a_client_that_gives_up_frees_the_server(client, triton_url):
+    impatient = TritonBackend(triton_url, timeout_s=0.05)
+    for _ in range(5):  # more than the model's worker threads
+        with pytest.raises(BackendUnavailable, match="Deadline|no answer within"):
+            impatient.generate(GenerateRequest(messages=MESSAGES, params=SamplingParams(max_tokens=4000, n=16)))
+    # The cancelled generations must not hold the model: a small request still answers.
+    (c,) = client.generate(GenerateRequest(messages=MESSAGES, params=SamplingParams(max_tokens=4)))
+    assert c.completion_tokens >= 1
+
+
+def test_a_crashed_model_instance_is_reported_not_waited_on(tmp_path):
+    server = start_triton(tmp_path)
+    try:
+        backend = TritonBackend(server.url, timeout_s=20)
+        assert backend.health().ready
+        stubs = _stub_pids(server.process.pid)
+        assert stubs, "expected Python-backend stub processes"
+        for pid in stubs:
+            os.kill(pid, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises((ModelNotReady, BackendUnavailable)):
+            backend.generate(GenerateRequest(messages=MESSAGES, params=SamplingParams(max_tokens=4)))
+        assert time.monotonic() - started < 20
+    finally:
+        server.stop()
+
+
+def _stub_pids(parent: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if ppid == parent and b"triton_python_backend_stub" in cmdline:
+            pids.append(int(entry))
+    return pids
