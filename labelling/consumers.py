@@ -1,8 +1,10 @@
 """Websocket consumers: push server-rendered partials that htmx's ws extension swaps in."""
 
+import asyncio
+
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from labelling.broadcasts import DASHBOARD_GROUP, run_group
+from labelling.broadcasts import DASHBOARD_GROUP, register_web_loop, run_group
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -14,6 +16,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
+        # Workers running as threads of this process publish through this loop.
+        register_web_loop(asyncio.get_running_loop())
         self.groups_joined = [DASHBOARD_GROUP]
         run_id = _query_param(self.scope, "run")
         if run_id and run_id.isdigit():
@@ -29,9 +33,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def html_push(self, event: dict) -> None:
         """A rendered fragment with hx-swap-oob targets; htmx swaps it in."""
         await self.send(text_data=event["html"])
-
-    async def json_event(self, event: dict) -> None:
-        await self.send_json(event["payload"])
 
 
 def _query_param(scope: dict, name: str) -> str | None:

@@ -9,15 +9,24 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import random
+import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 from PIL import Image
 
-from labelling import thinktags
+from labelling import broadcasts, selectors, thinktags
 from labelling.models import (
+    Assignment,
     Character,
     Criterion,
     CriterionScore,
@@ -353,3 +362,442 @@ def judgment_record_failure(
         raw_output=raw_output,
         error=error,
     )
+
+
+# --- reviews ----------------------------------------------------------------------
+
+
+class ReviewRefused(Exception):
+    """A review action the current state refuses (an expired lease, nothing to undo).
+    Nothing was written; `status` is what the UI answers with."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ReviewSubmission:
+    """One reviewer's rating of a whole group, keyed by generation id."""
+
+    submission_id: uuid.UUID
+    scores: Mapping[int, Mapping[str, int]]
+    ranks: Mapping[int, int] = field(default_factory=dict)
+    critiques: Mapping[int, str] = field(default_factory=dict)
+    flagged: frozenset[int] = frozenset()
+    # Pairwise mode (groups of two): "a", "b", "tie" or "both_bad"; A and B are the
+    # first and second completion in the order the reviewer was shown.
+    preference: str | None = None
+
+
+PREFERENCES = ("a", "b", "tie", "both_bad")
+
+
+def _lease_end(now):
+    return now + timedelta(minutes=settings.REVIEW_LEASE_MINUTES)
+
+
+def _shown_order(assignment: Assignment) -> list[int]:
+    """Completion order for this reviewer: shuffled against position bias, and
+    deterministic (seeded by the assignment) so a reload shows the same order."""
+    ids = list(selectors.group_originals(assignment.group).values_list("pk", flat=True))
+    random.Random(assignment.pk).shuffle(ids)  # noqa: S311 - ordering, not secrecy
+    return ids
+
+
+def _assignment_claim(*, group_id: int, reviewer) -> Assignment | None:
+    """Take a seat on one group, or None if it filled up meanwhile."""
+    with transaction.atomic():
+        # The group row lock serialises claimers of the same group on PostgreSQL;
+        # SQLite's IMMEDIATE transactions already serialise every writer.
+        group = Group.objects.select_for_update().get(pk=group_id)
+        now = timezone.now()
+        if selectors.group_seats_taken(group, now=now, exclude_reviewer=reviewer) >= (
+            group.overlap_target
+        ):
+            return None
+        existing = Assignment.objects.filter(group=group, reviewer=reviewer).first()
+        if existing is not None:
+            # Only a hold that ran out may be taken again, and only by a conditional
+            # write, so two tabs renewing at once renew it once.
+            renewed = Assignment.objects.filter(
+                pk=existing.pk, status=Assignment.Status.ACTIVE, leased_until__lte=now
+            ).update(leased_until=_lease_end(now))
+            if not renewed:
+                return None
+            existing.refresh_from_db()
+            return existing
+        try:
+            with transaction.atomic():
+                assignment = Assignment.objects.create(
+                    group=group, reviewer=reviewer, leased_until=_lease_end(now)
+                )
+        except IntegrityError:  # the same reviewer claimed it from another tab
+            return None
+        assignment.shown_order = _shown_order(assignment)
+        assignment.save(update_fields=["shown_order"])
+        return assignment
+
+
+def assignment_claim_next(*, reviewer, policy: str = selectors.DEFAULT_POLICY) -> Assignment | None:
+    """The group the reviewer holds, else a newly claimed one from the queue, else None."""
+    current = selectors.assignment_current(reviewer=reviewer)
+    if current is not None:
+        return current
+    candidates = [a.group_id for a in selectors.assignments_expired(reviewer=reviewer)]
+    candidates += list(
+        selectors.review_queue(reviewer=reviewer, policy=policy).values_list("pk", flat=True)[:50]
+    )
+    for group_id in dict.fromkeys(candidates):
+        assignment = _assignment_claim(group_id=group_id, reviewer=reviewer)
+        if assignment is not None:
+            return assignment
+    return None
+
+
+def _rank_by_overall(overall: Mapping[int, float]) -> dict[int, int]:
+    """Competition ranking (1, 1, 3): equal scores share a rank."""
+    return {gid: 1 + sum(1 for v in overall.values() if v > mine) for gid, mine in overall.items()}
+
+
+def _pairwise_ranks(order: list[int], preference: str) -> tuple[dict[int, int], set[int]]:
+    if len(order) != 2:
+        raise ValidationError({"preference": "pairwise choice needs a group of exactly two"})
+    a, b = order
+    if preference == "a":
+        return {a: 1, b: 2}, set()
+    if preference == "b":
+        return {a: 2, b: 1}, set()
+    if preference == "tie":
+        return {a: 1, b: 1}, set()
+    # Both bad: neither earns first place, and both are flagged for a closer look.
+    return {a: 2, b: 2}, {a, b}
+
+
+def _check_submission(submission: ReviewSubmission, shown: list[int]) -> None:
+    known = set(shown)
+    keys = set(submission.scores) | set(submission.ranks) | set(submission.critiques)
+    unknown = sorted((keys | set(submission.flagged)) - known)
+    if unknown:
+        raise ValidationError({"generation": f"not a completion of this group: {unknown}"})
+    missing = sorted(known - set(submission.scores))
+    if missing:
+        raise ValidationError({"scores": f"score every completion; missing {missing}"})
+    if submission.ranks:
+        if set(submission.ranks) != known:
+            raise ValidationError({"rank": "give every completion a rank, or none"})
+        bad = {r for r in submission.ranks.values() if not 1 <= r <= len(known)}
+        if bad:
+            raise ValidationError({"rank": f"ranks run from 1 to {len(known)}"})
+    if submission.preference is not None and submission.preference not in PREFERENCES:
+        raise ValidationError({"preference": f"one of {', '.join(PREFERENCES)}"})
+
+
+def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission) -> bool:
+    """Store a reviewer's rating of a group as human judgments, one per completion,
+    mark the assignment submitted and count the review, all in one transaction.
+
+    Returns False when this submission id was already stored (a retry or double
+    submit): nothing is written twice.
+    """
+    with transaction.atomic():
+        assignment = (
+            Assignment.objects.select_for_update()
+            .select_related("group")
+            .get(pk=assignment_id, reviewer=reviewer)
+        )
+        group = assignment.group
+        earlier = Judgment.objects.filter(submission_id=submission.submission_id)
+        if earlier.filter(reviewer=reviewer, generation__group=group).exists():
+            return False
+        if earlier.exists():
+            raise ValidationError({"submission_id": "already used for another review"})
+        now = timezone.now()
+        if assignment.status != Assignment.Status.ACTIVE:
+            raise ReviewRefused(f"This group is already {assignment.get_status_display()}.")
+        if assignment.leased_until <= now:
+            raise ReviewRefused(
+                "Your hold on this group expired; reload the queue to take it again "
+                "if it is still free. Your scores are kept in this browser."
+            )
+        shown = [g.pk for g in selectors.review_generations(assignment)]
+        _check_submission(submission, shown)
+        rubric = selectors.group_rubric(group)
+        if rubric is None:
+            raise ReviewRefused("There is no rubric to review against.")
+        ranks, flagged = dict(submission.ranks), set(submission.flagged)
+        if submission.preference is not None:
+            ranks, both_bad = _pairwise_ranks(shown, submission.preference)
+            flagged |= both_bad
+        generations = {g.pk: g for g in selectors.group_originals(group)}
+        judgments = {
+            gid: judgment_record(
+                generation=generations[gid],
+                rubric=rubric,
+                source=Judgment.Source.HUMAN,
+                scores=submission.scores[gid],
+                rationale=submission.critiques.get(gid, "").strip(),
+                reviewer=reviewer,
+                rank=ranks.get(gid),
+                flagged=gid in flagged,
+                submission_id=submission.submission_id,
+            )
+            for gid in shown
+        }
+        if not ranks:
+            for gid, rank in _rank_by_overall(
+                {gid: j.overall for gid, j in judgments.items()}
+            ).items():
+                Judgment.objects.filter(pk=judgments[gid].pk).update(rank=rank)
+        done = Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.ACTIVE).update(
+            status=Assignment.Status.SUBMITTED, completed_at=now
+        )
+        if done != 1:  # cannot happen under the row lock; refuse rather than double count
+            raise ReviewRefused("This group changed while you submitted; reload.")
+        Group.objects.filter(pk=group.pk).update(review_count=F("review_count") + 1)
+    return True
+
+
+def review_skip(*, assignment_id: int, reviewer) -> None:
+    """Give a group back unrated; it is not offered to this reviewer again."""
+    skipped = Assignment.objects.filter(
+        pk=assignment_id, reviewer=reviewer, status=Assignment.Status.ACTIVE
+    ).update(status=Assignment.Status.SKIPPED, completed_at=timezone.now())
+    if not skipped:
+        raise ReviewRefused("This group is not yours to skip any more.")
+
+
+@transaction.atomic
+def review_undo(*, reviewer) -> Assignment:
+    """Take back the reviewer's last submission: its judgments go, the review count
+    drops, and the group is theirs again under a fresh lease. A group they were
+    handed since then goes back to the queue."""
+    last = selectors.reviewer_last_submission(reviewer=reviewer)
+    if last is None:
+        raise ReviewRefused("Nothing to undo.")
+    assignment = Assignment.objects.select_for_update().get(
+        group_id=last.generation.group_id, reviewer=reviewer
+    )
+    now = timezone.now()
+    if assignment.status != Assignment.Status.SUBMITTED:
+        raise ReviewRefused("Nothing to undo.")
+    window = timedelta(minutes=settings.REVIEW_UNDO_MINUTES)
+    if assignment.completed_at is None or assignment.completed_at < now - window:
+        raise ReviewRefused(
+            f"Only a submission from the last {settings.REVIEW_UNDO_MINUTES} minutes can be undone."
+        )
+    Judgment.objects.filter(reviewer=reviewer, submission_id=last.submission_id).delete()
+    Group.objects.filter(pk=assignment.group_id, review_count__gt=0).update(
+        review_count=F("review_count") - 1
+    )
+    # Nothing was recorded on the newer hold, so releasing it loses nothing and
+    # lets the queue offer it again (to this reviewer too).
+    Assignment.objects.filter(reviewer=reviewer, status=Assignment.Status.ACTIVE).exclude(
+        pk=assignment.pk
+    ).delete()
+    assignment.status = Assignment.Status.ACTIVE
+    assignment.leased_until = _lease_end(now)
+    assignment.completed_at = None
+    assignment.save(update_fields=["status", "leased_until", "completed_at"])
+    return assignment
+
+
+@transaction.atomic
+def generation_rewrite(
+    *, assignment_id: int, reviewer, generation_id: int, text: str
+) -> Generation:
+    """A reviewer's rewrite of one completion: a new generation in the same slot
+    whose parent is the original."""
+    assignment = Assignment.objects.select_for_update().get(pk=assignment_id, reviewer=reviewer)
+    if assignment.status != Assignment.Status.ACTIVE or assignment.leased_until <= timezone.now():
+        raise ReviewRefused("Rewrites need an active hold on the group; reload the queue.")
+    original = selectors.group_originals(assignment.group).filter(pk=generation_id).first()
+    if original is None:
+        raise ValidationError({"generation": "not a completion of this group"})
+    if not text.strip():
+        raise ValidationError({"text": "a rewrite cannot be empty"})
+    # Lock the group: the next revision number is read, then written.
+    Group.objects.select_for_update().get(pk=assignment.group_id)
+    return generation_record(
+        group=assignment.group,
+        index=original.index,
+        messages=original.messages,
+        raw_text=text,
+        model_version=None,
+        source=Generation.Source.HUMAN_REWRITE,
+        parent=original,
+        author=reviewer,
+    )
+
+
+# --- runs -------------------------------------------------------------------------
+# A run is executed by a huey task (inference.tasks.execute_run). These services keep
+# its row honest: claimed by one worker at a time, progress counted as items finish,
+# a final status that says what happened, live events sent after each commit.
+
+RUN_STALE_AFTER_S = 60
+RUN_ERRORS_KEPT = 500
+
+
+@transaction.atomic
+def run_start(
+    *,
+    kind: str,
+    params: Mapping | None = None,
+    character: Character | None = None,
+    prompt_set: PromptSet | None = None,
+    rubric: Rubric | None = None,
+    source_run: PipelineRun | None = None,
+    group_size: int = 4,
+    created_by=None,
+    idempotency_key: str | None = None,
+    enqueue: bool = True,
+) -> tuple[PipelineRun, bool]:
+    """Create a queued run and enqueue it once the row is committed.
+
+    The same idempotency key returns the run it created the first time (created=False).
+    """
+    if idempotency_key:
+        existing = PipelineRun.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing, False
+    _run_check(kind=kind, character=character, prompt_set=prompt_set, rubric=rubric, source_run=source_run)
+    run = PipelineRun.objects.create(
+        kind=kind, params=dict(params or {}), character=character, prompt_set=prompt_set, rubric=rubric,
+        source_run=source_run, group_size=group_size, created_by=created_by, idempotency_key=idempotency_key,
+    )
+    if enqueue:
+        transaction.on_commit(lambda: _enqueue(run.pk))
+    transaction.on_commit(lambda: broadcasts.run_changed(run.pk))
+    return run, True
+
+
+def _run_check(*, kind, character, prompt_set, rubric, source_run) -> None:
+    needs = {
+        PipelineRun.Kind.GENERATE: {"character": character, "prompt_set": prompt_set},
+        PipelineRun.Kind.JUDGE: {"rubric": rubric, "source_run": source_run},
+        PipelineRun.Kind.REVISE: {"rubric": rubric, "source_run": source_run},
+    }.get(kind)
+    if needs is None:
+        raise ValidationError({"kind": f"{kind!r} is not a pipeline kind (generate, judge, revise)"})
+    missing = [name for name, value in needs.items() if value is None]
+    if missing:
+        raise ValidationError({name: f"a {kind} run needs a {name.replace('_', ' ')}" for name in missing})
+
+
+def _enqueue(run_id: int) -> None:
+    from inference.tasks import execute_run  # the queue lives with the pipelines
+
+    execute_run(run_id)
+
+
+def run_resume(*, run: PipelineRun) -> PipelineRun:
+    """Queue a finished-with-gaps (failed, partial) or stuck run again; it does only what is missing."""
+    updated = PipelineRun.objects.filter(
+        pk=run.pk, status__in=[PipelineRun.Status.FAILED, PipelineRun.Status.PARTIAL, PipelineRun.Status.RUNNING,
+                               PipelineRun.Status.QUEUED],
+    ).update(status=PipelineRun.Status.QUEUED, cancel_requested=False, finished_at=None)
+    if not updated:
+        raise ValidationError({"status": f"run #{run.pk} is {run.status}; only failed, partial or stuck runs resume"})
+    transaction.on_commit(lambda: _enqueue(run.pk))
+    run.refresh_from_db()
+    return run
+
+
+def run_claim(*, run_id: int, stale_after_s: int = RUN_STALE_AFTER_S) -> PipelineRun | None:
+    """Take a run for this worker: a conditional UPDATE, so of two workers (or a
+    retried huey message) exactly one proceeds. A running run whose worker stopped
+    beating is taken over."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=stale_after_s)
+    claimable = Q(status=PipelineRun.Status.QUEUED) | Q(status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale)
+    claimed = (
+        PipelineRun.objects.filter(claimable, pk=run_id, cancel_requested=False)
+        .update(status=PipelineRun.Status.RUNNING, heartbeat_at=now, started_at=Coalesce("started_at", now))
+    )
+    if not claimed:
+        return None
+    transaction.on_commit(lambda: broadcasts.run_changed(run_id))
+    return PipelineRun.objects.get(pk=run_id)
+
+
+def runs_stale(*, stale_after_s: int = RUN_STALE_AFTER_S) -> list[int]:
+    stale = timezone.now() - timedelta(seconds=stale_after_s)
+    return list(
+        PipelineRun.objects.filter(status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale).values_list("pk", flat=True)
+    )
+
+
+def run_heartbeat(*, run_id: int) -> bool:
+    """Mark the run alive; returns whether cancellation was requested."""
+    PipelineRun.objects.filter(pk=run_id).update(heartbeat_at=timezone.now())
+    return PipelineRun.objects.filter(pk=run_id, cancel_requested=True).exists()
+
+
+@transaction.atomic
+def run_set_total(*, run_id: int, total: int, already_done: int) -> None:
+    PipelineRun.objects.filter(pk=run_id).update(total_items=total, done_items=already_done, failed_items=0)
+    transaction.on_commit(lambda: broadcasts.run_changed(run_id))
+
+
+@transaction.atomic
+def run_item_finished(*, run_id: int, ok: bool, error: Mapping | None = None) -> None:
+    """Count one finished item; a failure is recorded with what it was for."""
+    if ok:
+        PipelineRun.objects.filter(pk=run_id).update(done_items=F("done_items") + 1)
+    else:
+        run = PipelineRun.objects.select_for_update().get(pk=run_id)
+        run.failed_items += 1
+        if error is not None and len(run.errors) < RUN_ERRORS_KEPT:
+            run.errors = [*run.errors, {**error, "at": timezone.now().isoformat()}]
+        run.save(update_fields=["failed_items", "errors"])
+    transaction.on_commit(lambda: broadcasts.run_changed(run_id))
+
+
+@transaction.atomic
+def run_finish(*, run_id: int, cancelled: bool = False) -> PipelineRun:
+    run = PipelineRun.objects.select_for_update().get(pk=run_id)
+    if cancelled or run.cancel_requested:
+        run.status = PipelineRun.Status.CANCELLED
+    elif run.failed_items == 0:
+        run.status = PipelineRun.Status.SUCCEEDED
+    elif run.done_items == 0:
+        run.status = PipelineRun.Status.FAILED
+    else:
+        run.status = PipelineRun.Status.PARTIAL
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "finished_at"])
+    transaction.on_commit(lambda: broadcasts.run_changed(run_id))
+    return run
+
+
+@transaction.atomic
+def run_fail(*, run_id: int, error: Mapping) -> None:
+    """The run could not even start its items (e.g. its rubric lost its criteria)."""
+    run = PipelineRun.objects.select_for_update().get(pk=run_id)
+    run.status = PipelineRun.Status.FAILED
+    run.finished_at = timezone.now()
+    run.errors = [*run.errors, {**error, "at": timezone.now().isoformat()}][-RUN_ERRORS_KEPT:]
+    run.save(update_fields=["status", "finished_at", "errors"])
+    transaction.on_commit(lambda: broadcasts.run_changed(run_id))
+
+
+@transaction.atomic
+def run_cancel(*, run: PipelineRun) -> PipelineRun:
+    """Ask a run to stop. A queued run stops at once; a running one at its next item."""
+    PipelineRun.objects.filter(pk=run.pk, status=PipelineRun.Status.QUEUED).update(
+        status=PipelineRun.Status.CANCELLED, cancel_requested=True, finished_at=timezone.now()
+    )
+    PipelineRun.objects.filter(pk=run.pk).exclude(status__in=PipelineRun.FINISHED).update(cancel_requested=True)
+    transaction.on_commit(lambda: broadcasts.run_changed(run.pk))
+    run.refresh_from_db()
+    return run
+
+
+def group_for(*, run: PipelineRun, prompt: Prompt) -> Group:
+    """The run's group for a prompt, made on first use (safe against a concurrent maker)."""
+    group, _ = Group.objects.get_or_create(
+        run=run, prompt=prompt, defaults={"character": run.character, "size": run.group_size}
+    )
+    return group

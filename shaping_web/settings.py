@@ -203,6 +203,12 @@ GENERATOR_MODEL_DIR = envpath(
 )
 JUDGE_MODEL_DIR = envpath("JUDGE_MODEL_DIR", GENERATOR_MODEL_DIR)
 
+# --- review -------------------------------------------------------------------
+# How long a reviewer holds a group before it returns to the queue, and how long
+# after submitting they may still undo it.
+REVIEW_LEASE_MINUTES = envint("REVIEW_LEASE_MINUTES", 30, minimum=1)
+REVIEW_UNDO_MINUTES = envint("REVIEW_UNDO_MINUTES", 30, minimum=0)
+
 # --- auth ---------------------------------------------------------------------
 # `seed_demo` may create users with the public demo password only where this is on.
 ALLOW_DEMO_PASSWORD = envbool("ALLOW_DEMO_PASSWORD", DEBUG)
@@ -262,3 +268,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- pipelines ------------------------------------------------------------------
+# Concurrent items per run, and how long a running run may go without a heartbeat
+# before another worker takes it over (its worker is presumed dead).
+PIPELINE_WORKERS = envint("PIPELINE_WORKERS", 4, minimum=1)
+RUN_STALE_AFTER_S = envint("RUN_STALE_AFTER_S", 60, minimum=2)
+RUN_HEARTBEAT_S = max(1, RUN_STALE_AFTER_S // 6)

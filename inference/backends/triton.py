@@ -126,6 +126,12 @@ class TritonBackend:
         try:
             client.async_stream_infer(model, [data], request_id=uuid.uuid4().hex, enable_empty_final_response=True)
             return self._read(model, events, on_event)
+        except (BackendUnavailable, ModelNotReady):
+            # A gRPC channel that saw the server go away backs off its reconnects for up
+            # to minutes: the next call gets a fresh channel, so a restarted server is
+            # used at once.
+            self._forget_client()
+            raise
         except InferenceError:
             raise
         except Exception as exc:

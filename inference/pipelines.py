@@ -1,0 +1,278 @@
+"""Pipeline tasks: generate, judge, revise-and-judge, as generator tasks.
+
+The pure tasks (`generate_task`, `judge_task`, `revise_and_judge_task`) take plain
+data and return plain dicts; the file-mode CLI runs them directly. The database
+tasks (`run_items`) wrap them: they load rows, yield from the pure tasks, and
+save each result through labelling's services as soon as it exists, so a run that
+dies resumes with only the missing work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from typing import Any
+
+from django.db import IntegrityError
+
+from inference.backends.base import GenerateRequest, JudgeRequest
+from inference.dispatch import Call, Task, Throttle
+from inference.engine import SamplingParams
+from inference.errors import InferenceError, JudgeOutputError
+from labelling import broadcasts, services
+from labelling.models import Generation, Judgment, PipelineRun, Prompt, Rubric
+
+DEFAULT_SAMPLING = {"max_tokens": 128, "temperature": 0.7, "top_p": 0.8, "top_k": 20}
+REVISE_INSTRUCTION = (
+    "A reviewer scored your last reply against this rubric:\n{feedback}\n\n"
+    "Rewrite your reply so it scores higher on every criterion, staying in character. "
+    "Answer with the rewritten reply only."
+)
+
+
+def sampling_from(params: dict) -> dict:
+    """The sampling settings of a run: defaults, overridden by the run's params."""
+    fields = set(SamplingParams.__dataclass_fields__)
+    return {**DEFAULT_SAMPLING, **{k: v for k, v in params.get("sampling", {}).items() if k in fields}}
+
+
+# --- pure tasks ---------------------------------------------------------------------
+
+
+def generate_task(messages: list[dict], sampling: dict, n: int, on_delta: Callable | None = None) -> Task:
+    """n completions of one prompt, as one batched request (a GRPO group)."""
+    params = SamplingParams(**{**sampling, "n": n})
+    completions = yield Call("generate", GenerateRequest(messages=messages, params=params), {"on_delta": on_delta})
+    return {"completions": [asdict(c) for c in completions]}
+
+
+JUDGE_PARSE_RETRIES = 2
+
+
+def judge_task(rubric: dict, messages: list[dict], completion: str, retries: int = JUDGE_PARSE_RETRIES) -> Task:
+    """Scores for one completion. An answer that will not parse is asked again
+    (`retries` times), then comes back as {"ok": False, ...} with the raw text, to
+    be recorded as a failed judgment, never dropped."""
+    for _ in range(retries + 1):
+        try:
+            result = yield Call("judge", JudgeRequest(rubric=rubric, messages=messages, completion=completion))
+        except JudgeOutputError as exc:
+            failure = {"ok": False, "error": str(exc), "raw": exc.raw}
+            continue
+        return {"ok": True, "scores": result.scores, "rationale": result.rationale, "raw": result.raw}
+    return failure
+
+
+def overall(rubric: dict, scores: dict[str, int]) -> float:
+    """Weighted mean of rescaled scores, 0..1 (same rule as labelling's)."""
+    total = weights = 0.0
+    for c in rubric["criteria"]:
+        total += c.get("weight", 1.0) * (scores[c["key"]] - c["scale_min"]) / (c["scale_max"] - c["scale_min"])
+        weights += c.get("weight", 1.0)
+    return total / weights if weights else 0.0
+
+
+def revise_messages(messages: list[dict], completion: str, rubric: dict, judged: dict) -> list[dict]:
+    lines = [
+        f"- {c['key']}: {judged['scores'][c['key']]}/{c['scale_max']} ({c['description']})" for c in rubric["criteria"]
+    ]
+    if judged.get("rationale"):
+        lines.append(f"Reviewer's note: {judged['rationale']}")
+    feedback = "\n".join(lines)
+    return [*messages, {"role": "assistant", "content": completion},
+            {"role": "user", "content": REVISE_INSTRUCTION.format(feedback=feedback)}]
+
+
+def revise_and_judge_task(
+    rubric: dict, messages: list[dict], completion: str, sampling: dict, *, threshold: float, max_rounds: int,
+    judged: dict | None = None,
+) -> Task:
+    """Judge; while under the threshold, critique-and-rewrite and judge again (up to max_rounds)."""
+    judged = judged or (yield from judge_task(rubric, messages, completion))
+    rounds = []
+    text = completion
+    while judged["ok"] and overall(rubric, judged["scores"]) < threshold and len(rounds) < max_rounds:
+        result = yield from generate_task(revise_messages(messages, text, rubric, judged), sampling, 1)
+        text = result["completions"][0]["text"]
+        judged = yield from judge_task(rubric, messages, text)
+        rounds.append({"completion": result["completions"][0], "judgment": judged})
+    return {"initial": completion, "rounds": rounds, "final": judged}
+
+
+# --- database runs ------------------------------------------------------------------
+
+
+class RunContext:
+    """What every item of one run shares: the run row, its rubric spec, model versions, events."""
+
+    def __init__(self, run: PipelineRun, backend_name: str):
+        self.run = run
+        self.params = run.params or {}
+        self.sampling = sampling_from(self.params)
+        self.rubric: Rubric | None = run.rubric
+        self.rubric_spec = run.rubric.as_spec() if run.rubric else None
+        self.threshold = float(self.params.get("revise_threshold", 0.5))
+        self.max_rounds = int(self.params.get("max_rounds", 1))
+        self.generator = services.model_version_get_or_create(
+            backend=backend_name, model_name="qwen3", sampling=self.sampling
+        )
+        self.judge = services.model_version_get_or_create(backend=backend_name, model_name="judge")
+
+    @property
+    def judges(self) -> bool:
+        return self.rubric is not None
+
+
+def run_items(ctx: RunContext) -> tuple[int, Iterator[tuple[Any, Callable[[], Task]]]]:
+    """(total, items) for a run: one item per prompt (generate) or per generation (judge, revise).
+    Items already complete are counted but not yielded."""
+    run = ctx.run
+    if run.kind == PipelineRun.Kind.GENERATE:
+        prompts = list(Prompt.objects.filter(prompt_set=run.prompt_set).order_by("order", "id"))
+        todo = [p for p in prompts if not _prompt_done(ctx, p)]
+        return len(prompts), ((f"prompt:{p.external_id}", lambda p=p: generate_item(ctx, p)) for p in todo)
+    generations = list(
+        Generation.objects.filter(group__run=run.source_run, revision=0).order_by("group_id", "index")
+    )
+    todo = [g for g in generations if not _judged(ctx, g)] if run.kind == PipelineRun.Kind.JUDGE else [
+        g for g in generations if not _revise_done(ctx, g)
+    ]
+    maker = judge_item if run.kind == PipelineRun.Kind.JUDGE else revise_item
+    return len(generations), ((f"generation:{g.pk}", lambda g=g: maker(ctx, g)) for g in todo)
+
+
+def _prompt_done(ctx: RunContext, prompt: Prompt) -> bool:
+    group = ctx.run.groups.filter(prompt=prompt).first()
+    if group is None:
+        return False
+    originals = list(group.generations.filter(revision=0))
+    if len(originals) < group.size:
+        return False
+    return not ctx.judges or all(_judged(ctx, g) for g in originals)
+
+
+def _judged(ctx: RunContext, generation: Generation) -> bool:
+    return Judgment.objects.filter(
+        generation=generation, rubric=ctx.rubric, source=Judgment.Source.JUDGE, run=ctx.run
+    ).exists()
+
+
+def _revise_done(ctx: RunContext, generation: Generation) -> bool:
+    return Generation.objects.filter(parent=generation, run=ctx.run).exists() or _judged(ctx, generation)
+
+
+def generate_item(ctx: RunContext, prompt: Prompt) -> Task:
+    """Fill the prompt's group (only the missing slots), then judge what is unjudged."""
+    run = ctx.run
+    group = services.group_for(run=run, prompt=prompt)
+    messages = services.prompt_messages_for(run.character, prompt)
+    taken = set(group.generations.filter(revision=0).values_list("index", flat=True))
+    missing = [i for i in range(group.size) if i not in taken]
+    saved = 0
+    if missing:
+        throttle = Throttle(lambda pieces: broadcasts.tokens(run.pk, group.pk, _slots(pieces, missing)))
+        try:
+            result = yield from generate_task(messages, ctx.sampling, len(missing), on_delta=throttle.add)
+        finally:
+            throttle.close()
+        for slot, completion in zip(missing, result["completions"], strict=False):
+            saved += _save_generation(ctx, group, slot, messages, completion)
+    if ctx.judges:
+        pending = [g for g in group.generations.filter(revision=0) if not _judged(ctx, g)]
+        results = yield [Call("judge", _judge_request(ctx, g)) for g in pending]
+        for generation, result in zip(pending, results, strict=True):
+            judged = _as_judged(result)
+            if not judged["ok"]:  # ask again (the retries left), one at a time, before recording a failure
+                judged = yield from judge_task(ctx.rubric_spec, generation.messages, generation.text,
+                                               retries=JUDGE_PARSE_RETRIES - 1)
+            _save_judgment(ctx, generation, judged)
+        if ctx.params.get("revise"):
+            for generation in pending:
+                yield from revise_item(ctx, generation)
+    return {"group": group.pk, "generated": saved}
+
+
+def judge_item(ctx: RunContext, generation: Generation) -> Task:
+    judged = yield from judge_task(ctx.rubric_spec, generation.messages, generation.text)
+    _save_judgment(ctx, generation, judged)
+    return {"generation": generation.pk, "ok": judged["ok"]}
+
+
+def revise_item(ctx: RunContext, generation: Generation) -> Task:
+    """Judge (unless this run judged it already), rewrite while weak, save each revision."""
+    latest = (
+        Judgment.objects.filter(generation=generation, rubric=ctx.rubric, source=Judgment.Source.JUDGE, status="ok")
+        .prefetch_related("scores__criterion")
+        .order_by("-created_at")
+        .first()
+    )
+    if latest is not None:
+        judged = {"ok": True, "scores": {s.criterion.key: s.score for s in latest.scores.all()},
+                  "rationale": latest.rationale}
+    else:
+        judged = yield from judge_task(ctx.rubric_spec, generation.messages, generation.text)
+        _save_judgment(ctx, generation, judged)
+    current, rounds = generation, 0
+    while judged["ok"] and overall(ctx.rubric_spec, judged["scores"]) < ctx.threshold and rounds < ctx.max_rounds:
+        request_messages = revise_messages(generation.messages, current.text, ctx.rubric_spec, judged)
+        result = yield from generate_task(request_messages, ctx.sampling, 1)
+        completion = result["completions"][0]
+        current = services.generation_record(
+            group=generation.group, index=generation.index, messages=generation.messages,
+            raw_text=completion["text"], model_version=ctx.generator, source=Generation.Source.REVISION,
+            run=ctx.run, parent=current, **_measures(completion),
+        )
+        judged = yield from judge_task(ctx.rubric_spec, generation.messages, current.text)
+        _save_judgment(ctx, current, judged)
+        rounds += 1
+    return {"generation": generation.pk, "rounds": rounds}
+
+
+def _judge_request(ctx: RunContext, generation: Generation) -> JudgeRequest:
+    return JudgeRequest(rubric=ctx.rubric_spec, messages=generation.messages, completion=generation.text)
+
+
+def _as_judged(result: Any) -> dict:
+    if isinstance(result, JudgeOutputError):
+        return {"ok": False, "error": str(result), "raw": result.raw}
+    if isinstance(result, InferenceError | Exception):
+        raise result  # a backend failure fails the item; it is retried on resume
+    return {"ok": True, "scores": result.scores, "rationale": result.rationale, "raw": result.raw}
+
+
+def _slots(pieces: dict[int, str], missing: list[int]) -> dict[int, str]:
+    return {missing[i]: text for i, text in pieces.items() if i < len(missing)}
+
+
+def _measures(completion: dict) -> dict:
+    return {
+        "finish_reason": completion.get("finish_reason", ""),
+        "prompt_tokens": completion.get("prompt_tokens"),
+        "completion_tokens": completion.get("completion_tokens"),
+    }
+
+
+def _save_generation(ctx: RunContext, group, slot: int, messages: list[dict], completion: dict) -> int:
+    try:
+        services.generation_record(
+            group=group, index=slot, messages=messages, raw_text=completion["text"], model_version=ctx.generator,
+            run=ctx.run, opened_in_prompt=bool(ctx.sampling.get("enable_thinking")), **_measures(completion),
+        )
+    except IntegrityError:
+        return 0  # another worker filled this slot first: the slot holds one text, as it must
+    return 1
+
+
+def _save_judgment(ctx: RunContext, generation: Generation, judged: dict) -> None:
+    if judged["ok"]:
+        services.judgment_record(
+            generation=generation, rubric=ctx.rubric, source=Judgment.Source.JUDGE, scores=judged["scores"],
+            rationale=judged.get("rationale", ""), raw_output=judged.get("raw", ""), model_version=ctx.judge,
+            run=ctx.run,
+        )
+    else:
+        services.judgment_record_failure(
+            generation=generation, rubric=ctx.rubric, model_version=ctx.judge, raw_output=judged.get("raw", ""),
+            error=judged.get("error", ""), run=ctx.run,
+        )
+

@@ -1,0 +1,120 @@
+"""Real processes for pipeline runs: a huey consumer (a subprocess on the test's own
+database and queue) talking to the real tritonserver."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from labelling import services
+from labelling.models import Character, PipelineRun, PromptSet, Rubric
+from labelling.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
+
+ROOT = Path(__file__).resolve().parents[2]
+STALE_AFTER_S = 3
+
+
+def worker_env(triton_url: str) -> dict[str, str]:
+    """The test's settings, for a child process: same database (the test one), same queue."""
+    env = dict(os.environ)
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        env["SQLITE_PATH"] = str(db["NAME"])
+        env.pop("DATABASE_URL", None)
+    else:
+        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env.update(
+        DATA_DIR=str(settings.DATA_DIR), INFERENCE_BACKEND="triton", TRITON_URL=triton_url,
+        RUN_STALE_AFTER_S=str(STALE_AFTER_S), PIPELINE_WORKERS="2", HUEY_WORKERS="2",
+        HUEY_NAME=settings.HUEY["name"], DJANGO_SETTINGS_MODULE="shaping_web.settings",
+    )
+    return env
+
+
+class Consumer:
+    def __init__(self, env: dict, log: Path):
+        self.env, self.log = env, log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Consumer":
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "run_huey", "--workers", "2", "--worker-type", "thread"],
+                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        return self
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, 9)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def huey_queue(transactional_db):
+    from huey.contrib.djhuey import HUEY
+
+    HUEY.flush()  # nothing left over from an earlier test
+    yield HUEY
+    HUEY.flush()
+
+
+@pytest.fixture
+def consumer(huey_queue, triton_url, tmp_path):
+    worker = Consumer(worker_env(triton_url), tmp_path / "huey.log").start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def story(transactional_db):
+    """A character, a two-criterion rubric and a prompt set of `n` prompts."""
+
+    def make(n: int = 6) -> tuple[Character, PromptSet, Rubric]:
+        character = services.character_create(data=CharacterIn(
+            slug="mira", name="Mira", persona="Mira is a lighthouse keeper: patient, wry, precise."))
+        rubric = services.rubric_create(data=RubricIn(slug="voice", name="Voice", criteria=[
+            CriterionIn(key="in_character", description="Sounds like Mira", scale_min=1, scale_max=5),
+            CriterionIn(key="helpful", description="Answers the question", scale_min=1, scale_max=5),
+        ]))
+        prompt_set = services.prompt_set_create(data=PromptSetIn(slug="keeper", name="Keeper"))
+        services.prompts_add(prompt_set=prompt_set, prompts=[
+            PromptIn(id=f"p{i}", messages=[{"role": "user", "content": f"Question {i}: what do you see tonight?"}])
+            for i in range(n)
+        ])
+        return character, prompt_set, rubric
+
+    return make
+
+
+def wait_for(run: PipelineRun, statuses: set[str], timeout_s: float = 120, log: Path | None = None) -> PipelineRun:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.status in statuses:
+            return run
+        time.sleep(0.2)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"run #{run.pk} is {run.status} ({run.done_items}/{run.total_items}) after {timeout_s}s\n{tail}")
+
+
+def wait_until(predicate, timeout_s: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
