@@ -7,4 +7,14 @@ from labelling import views
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
+    path("review/", views.review_queue, name="review_queue"),
+    path("review/undo", views.review_undo, name="review_undo"),
+    path("review/<int:assignment_id>/", views.review_assignment, name="review_assignment"),
+    path("review/<int:assignment_id>/submit", views.review_submit, name="review_submit"),
+    path("review/<int:assignment_id>/skip", views.review_skip, name="review_skip"),
+    path(
+        "review/<int:assignment_id>/rewrite/<int:generation_id>",
+        views.review_rewrite,
+        name="review_rewrite",
+    ),
 ]

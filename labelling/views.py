@@ -1,11 +1,23 @@
 """Views of the review UI: thin, an access check plus one selector or service call."""
 
-from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from __future__ import annotations
 
-from labelling import selectors
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from labelling import roles, selectors, services
+from labelling.models import Assignment
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 @require_GET
@@ -14,6 +26,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "counts": selectors.dashboard_counts(),
         "runs": selectors.recent_runs()[:10],
         "characters": selectors.characters_with_counts(),
+        "queue_count": (
+            selectors.review_queue(reviewer=request.user).count()
+            if roles.user_role(request.user)
+            else None
+        ),
     }
     return render(request, "dashboard.html", context)
 
@@ -24,3 +41,228 @@ def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness for process supervisors: the web process is up and reaches its database."""
     selectors.dashboard_counts()
     return JsonResponse({"ok": True})
+
+
+# --- review -------------------------------------------------------------------------
+
+
+def reviewer_required(view: Callable) -> Callable:
+    """Both roles review; a signed-in user in no role gets 403."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if roles.user_role(request.user) is None:
+            raise PermissionDenied("reviewers only")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@require_GET
+@reviewer_required
+def review_queue(request: HttpRequest) -> HttpResponse:
+    """The next group for this reviewer: the one they hold, else a newly claimed one."""
+    policy = _policy(request)
+    assignment = services.assignment_claim_next(reviewer=request.user, policy=policy)
+    return _render_panel(request, assignment, policy)
+
+
+@require_GET
+@reviewer_required
+def review_assignment(request: HttpRequest, assignment_id: int) -> HttpResponse:
+    """A direct link to a held group; someone else's assignment is a 404."""
+    assignment = selectors.assignment_for_reviewer(
+        reviewer=request.user, assignment_id=assignment_id
+    )
+    if assignment.status != Assignment.Status.ACTIVE:
+        return redirect("review_queue")
+    return _render_panel(request, assignment, _policy(request))
+
+
+@require_POST
+@reviewer_required
+def review_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
+    assignment = selectors.assignment_for_reviewer(
+        reviewer=request.user, assignment_id=assignment_id
+    )
+    try:
+        stored = services.review_submit(
+            assignment_id=assignment.pk,
+            reviewer=request.user,
+            submission=_submission_from(request.POST),
+        )
+    except ValidationError as exc:
+        return _refusal(_messages(exc), 400)
+    except services.ReviewRefused as exc:
+        return _refusal(exc.message, exc.status)
+    return _next(request, {"review-submitted": {"assignment": assignment.pk, "stored": stored}})
+
+
+@require_POST
+@reviewer_required
+def review_skip(request: HttpRequest, assignment_id: int) -> HttpResponse:
+    assignment = selectors.assignment_for_reviewer(
+        reviewer=request.user, assignment_id=assignment_id
+    )
+    try:
+        services.review_skip(assignment_id=assignment.pk, reviewer=request.user)
+    except services.ReviewRefused as exc:
+        return _refusal(exc.message, exc.status)
+    return _next(request, {"review-skipped": {"assignment": assignment.pk}})
+
+
+@require_POST
+@reviewer_required
+def review_undo(request: HttpRequest) -> HttpResponse:
+    try:
+        assignment = services.review_undo(reviewer=request.user)
+    except services.ReviewRefused as exc:
+        return _refusal(exc.message, exc.status)
+    return _next(request, {"review-undone": {"assignment": assignment.pk}})
+
+
+@require_POST
+@reviewer_required
+def review_rewrite(request: HttpRequest, assignment_id: int, generation_id: int) -> HttpResponse:
+    assignment = selectors.assignment_for_reviewer(
+        reviewer=request.user, assignment_id=assignment_id
+    )
+    try:
+        rewrite = services.generation_rewrite(
+            assignment_id=assignment.pk,
+            reviewer=request.user,
+            generation_id=generation_id,
+            text=request.POST.get(f"rewrite-{generation_id}", ""),
+        )
+    except ValidationError as exc:
+        return _refusal(_messages(exc), 400)
+    except services.ReviewRefused as exc:
+        return _refusal(exc.message, exc.status)
+    if not request.htmx:
+        return redirect("review_queue")
+    response = render(request, "review/queue.html#rewrite-saved", {"rewrite": rewrite})
+    response["HX-Trigger"] = json.dumps({"rewrite-saved": {"generation": generation_id}})
+    return response
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _policy(request: HttpRequest) -> str:
+    """The queue order the reviewer picked (?policy=), remembered for the session."""
+    asked = request.GET.get("policy") or request.POST.get("policy")
+    if asked in selectors.QUEUE_POLICIES:
+        request.session["review_policy"] = asked
+        return asked
+    remembered = request.session.get("review_policy")
+    return remembered if remembered in selectors.QUEUE_POLICIES else selectors.DEFAULT_POLICY
+
+
+def _next(request: HttpRequest, trigger: dict) -> HttpResponse:
+    """After a write: the next group swaps in (htmx), or a plain redirect to the queue."""
+    if not request.htmx:
+        return redirect("review_queue")
+    policy = _policy(request)
+    assignment = services.assignment_claim_next(reviewer=request.user, policy=policy)
+    response = _render_panel(request, assignment, policy)
+    response["HX-Trigger"] = json.dumps(trigger)
+    return response
+
+
+def _render_panel(request: HttpRequest, assignment: Assignment | None, policy: str) -> HttpResponse:
+    context = {
+        "policy": policy,
+        "policies": selectors.QUEUE_POLICIES,
+        "summary": selectors.review_queue_summary(reviewer=request.user, policy=policy),
+        "assignment": assignment,
+        **(_group_context(assignment) if assignment else {}),
+    }
+    template = "review/queue.html#review-panel" if request.htmx else "review/queue.html"
+    return render(request, template, context)
+
+
+def _group_context(assignment: Assignment) -> dict:
+    group = assignment.group
+    generations = selectors.review_generations(assignment)
+    rubric = selectors.group_rubric(group)
+    criteria = list(rubric.criteria.all()) if rubric else []
+    for c in criteria:
+        c.choices = [(v, c.levels.get(str(v), "")) for v in range(c.scale_min, c.scale_max + 1)]
+    messages = generations[0].messages if generations else []
+    columns = []
+    for position, generation in enumerate(generations):
+        judge = generation.judge_judgments[0] if generation.judge_judgments else None
+        columns.append(
+            {
+                "generation": generation,
+                "label": LETTERS[position % len(LETTERS)],
+                "judge": judge,
+                "judge_scores": _judge_scores(judge, criteria),
+            }
+        )
+    return {
+        "group": group,
+        "rubric": rubric,
+        "criteria": criteria,
+        "system_messages": [m for m in messages if m.get("role") == "system"],
+        "prompt_messages": [m for m in messages if m.get("role") != "system"],
+        "columns": columns,
+        "pair": len(columns) == 2,
+        "submission_id": uuid.uuid4(),
+        "live_run": group.run if group.run and not group.run.is_finished else None,
+    }
+
+
+def _judge_scores(judge, criteria: list) -> list[tuple[str, int | None]]:
+    by_key = {s.criterion.key: s.score for s in judge.scores.all()} if judge else {}
+    return [(c.key, by_key.get(c.key)) for c in criteria]
+
+
+def _submission_from(post: QueryDict) -> services.ReviewSubmission:
+    """Form fields -> a submission: score-<generation>-<criterion>, rank-<generation>,
+    critique-<generation>, flag-<generation>, preference, submission_id."""
+    try:
+        submission_id = uuid.UUID(post.get("submission_id", ""))
+    except ValueError:
+        raise ValidationError({"submission_id": "missing or not a UUID"}) from None
+    scores: dict[int, dict[str, int]] = defaultdict(dict)
+    ranks: dict[int, int] = {}
+    critiques: dict[int, str] = {}
+    flagged: set[int] = set()
+    for name, value in post.items():
+        kind, _, rest = name.partition("-")
+        if kind == "score":
+            generation, _, key = rest.partition("-")
+            scores[_int(generation, name)][key] = _int(value, name)
+        elif kind == "rank" and value.strip():
+            ranks[_int(rest, name)] = _int(value, name)
+        elif kind == "critique":
+            critiques[_int(rest, name)] = value
+        elif kind == "flag":
+            flagged.add(_int(rest, name))
+    return services.ReviewSubmission(
+        submission_id=submission_id,
+        scores=dict(scores),
+        ranks=ranks,
+        critiques=critiques,
+        flagged=frozenset(flagged),
+        preference=post.get("preference") or None,
+    )
+
+
+def _int(raw: str, name: str) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ValidationError({name: f"{raw!r} is not a whole number"}) from None
+
+
+def _messages(exc: ValidationError) -> str:
+    if hasattr(exc, "message_dict"):
+        return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+    return " ".join(exc.messages)
+
+
+def _refusal(message: str, status: int) -> HttpResponse:
+    """A 4xx with a plain-text reason; review.js shows it above the form."""
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
