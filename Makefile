@@ -5,16 +5,19 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test lint format migrate clean
+.PHONY: run test install install-test lint format migrate clean bench
 
 run: install ## set up (venv, install, migrate, demo) and start everything
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
 	$(PY) manage.py serve
 
+# The suite keeps its files (test database, huey queue, Triton logs) apart from `make run`'s.
+TEST_ENV := DATA_DIR=$${TEST_DATA_DIR:-$(CURDIR)/data/test} HUEY_NAME=$${TEST_HUEY_NAME:-shaping-test}
+
 test: install-test ## install what the tests need and run the whole suite
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.installed-run
 install-test: $(VENV)/.installed-test
@@ -41,6 +44,10 @@ format: install-test
 
 migrate: install
 	$(PY) manage.py migrate --noinput
+
+bench: install ## benchmarks (see docs/benchmarks.md); the batching one wants the 0.6B-shaped model
+	$(PY) bench/bench_inference.py
+	$(PY) bench/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache

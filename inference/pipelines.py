@@ -170,6 +170,7 @@ def generate_item(ctx: RunContext, prompt: Prompt) -> Task:
     missing = [i for i in range(group.size) if i not in taken]
     saved = 0
     if missing:
+        broadcasts.group_started(run.pk, group, missing)
         throttle = Throttle(lambda pieces: broadcasts.tokens(run.pk, group.pk, _slots(pieces, missing)))
         try:
             result = yield from generate_task(messages, ctx.sampling, len(missing), on_delta=throttle.add)

@@ -54,6 +54,12 @@ def run_changed(run_id: int) -> None:
     push_html(run_group(run_id), html)
 
 
+def group_started(run_id: int, group, slots: list[int]) -> None:
+    """A card for a group about to be generated, with an empty place per slot for its tokens."""
+    html = render_to_string("partials/live_group.html", {"group": group, "slots": slots})
+    push_html(run_group(run_id), html)
+
+
 def tokens(run_id: int, group_id: int, pieces: dict[int, str]) -> None:
     """Streamed text for completions of a group while they are generated (escaped)."""
     html = "".join(

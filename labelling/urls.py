@@ -2,11 +2,16 @@
 
 from django.urls import path
 
-from labelling import views
+from labelling import run_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
+    path("inference/health", run_views.inference_health, name="inference_health"),
+    path("runs/new", run_views.run_new, name="run_new"),
+    path("runs/<int:run_id>/", run_views.run_detail, name="run_detail"),
+    path("runs/<int:run_id>/cancel", run_views.run_cancel, name="run_cancel"),
+    path("runs/<int:run_id>/resume", run_views.run_resume, name="run_resume"),
     path("review/", views.review_queue, name="review_queue"),
     path("review/undo", views.review_undo, name="review_undo"),
     path("review/<int:assignment_id>/", views.review_assignment, name="review_assignment"),

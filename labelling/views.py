@@ -26,6 +26,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "counts": selectors.dashboard_counts(),
         "runs": selectors.recent_runs()[:10],
         "characters": selectors.characters_with_counts(),
+        "is_admin": roles.is_admin(request.user),
         "queue_count": (
             selectors.review_queue(reviewer=request.user).count()
             if roles.user_role(request.user)
