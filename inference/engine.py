@@ -12,6 +12,7 @@ needs paged attention on CUDA, and a static batch is what the CPU can do.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -134,7 +135,7 @@ def check_messages(messages) -> None:
 class Engine:
     """One loaded model. Thread-safe: each call makes its own generator."""
 
-    def __init__(self, model_dir: str | Path):
+    def __init__(self, model_dir: str | Path, threads: int | None = None):
         import onnxruntime_genai as og  # imported here so importing this module stays cheap
 
         self.og = og
@@ -143,7 +144,13 @@ class Engine:
             raise FileNotFoundError(f"{self.model_dir} is not an onnxruntime-genai model (no genai_config.json)")
         config = json.loads((self.model_dir / "genai_config.json").read_text())
         self.context_length = int(config["model"]["context_length"])
-        self.model = og.Model(str(self.model_dir))
+        og_config = og.Config(str(self.model_dir))
+        # onnxruntime's default thread count left one of two cores idle here (measured:
+        # bench/bench_inference.py); use every core unless INFERENCE_THREADS says otherwise.
+        threads = threads or int(os.environ.get("INFERENCE_THREADS") or 0) or os.cpu_count() or 1
+        og_config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+        self.threads = threads
+        self.model = og.Model(og_config)
         self.tokenizer = og.Tokenizer(self.model)
         self.eos_ids = {int(t) for t in np.atleast_1d(self.tokenizer.eos_token_ids)}
 

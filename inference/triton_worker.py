@@ -10,7 +10,7 @@ released and the model can unload.
 Every request carries one BYTES input, `request` (a JSON object), and every
 response one BYTES output, `event` (a JSON object):
 - generator (`qwen3`): request {"messages": [...] | "prompt": "...", "params": {...},
-  "stream": true}; events {"pieces": {"0": "text", ...}} while generating, then
+  "stream": true, "stream_interval_ms": 20}; events {"pieces": {"0": "text", ...}} while generating, then
   {"completions": [{index, text, finish_reason, prompt_tokens, completion_tokens}]}.
 - judge: request {"rubric": {...}, "messages": [...], "completion": "...", "seed": null};
   one event {"scores": {...}, "rationale": "...", "raw": "..."}, or an error
@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -59,14 +58,10 @@ class DecoupledWorker:
         self.pool = ThreadPoolExecutor(
             max_workers=int(params.get("max_concurrency", "4") or 4), thread_name_prefix=role
         )
-        self._inflight = 0
-        self._lock = threading.Lock()
         log.info("%s ready: %s", role, path)
 
     def submit(self, requests) -> None:
         for request in requests:
-            with self._lock:
-                self._inflight += 1
             self.pool.submit(self._run, request)
 
     def close(self) -> None:
@@ -89,9 +84,6 @@ class DecoupledWorker:
         except Exception as exc:  # a bug must still answer, never leave the client waiting
             log.exception("%s request failed", self.role)
             sender.send(self._error(exc), flags=final)
-        finally:
-            with self._lock:
-                self._inflight -= 1
 
     def _payload(self, request) -> dict:
         tensor = self.pb.get_input_tensor_by_name(request, "request")
@@ -111,13 +103,17 @@ class DecoupledWorker:
     def _generate(self, payload: dict, sender) -> dict:
         params = SamplingParams.from_dict(payload.get("params") or {})
         stream = bool(payload.get("stream", True))
+        interval_ms = payload.get("stream_interval_ms")
+        if interval_ms is not None and (not isinstance(interval_ms, int | float) or not 0 <= interval_ms <= 10_000):
+            raise InvalidRequest("stream_interval_ms must be a number of milliseconds from 0 to 10000")
+        interval_s = self.stream_interval_s if interval_ms is None else interval_ms / 1000
         pending: dict[int, str] = {}
         last = [time.monotonic()]
 
         def on_step(pieces: dict[int, str]) -> None:
             for index, piece in pieces.items():
                 pending[index] = pending.get(index, "") + piece
-            if time.monotonic() - last[0] >= self.stream_interval_s:
+            if time.monotonic() - last[0] >= interval_s:
                 flush()
 
         def flush() -> None:

@@ -25,9 +25,13 @@ class GenerateRequest:
     messages: list[dict] | None = None
     params: SamplingParams = field(default_factory=SamplingParams)
     prompt: str | None = None
+    # How often streamed pieces are sent (coalesced in between); None: the model's default.
+    stream_interval_ms: int | None = None
 
     def as_payload(self) -> dict:
         payload = {"params": asdict(self.params)}
+        if self.stream_interval_ms is not None:
+            payload["stream_interval_ms"] = self.stream_interval_ms
         if self.messages is not None:
             payload["messages"] = self.messages
         if self.prompt is not None:
