@@ -10,7 +10,9 @@
    against a single final response; on the shipped tiny model (the worst case: a step
    costs almost nothing, so per-event costs show) and on the benchmark model.
 
-    python bench/bench_inference.py [--model DIR] [--group 8] [--max-tokens 32] [--repeats 3]
+3. Triton vs in-process at concurrency 1, 4 and 16 (requests/s, tokens/s, p50/p95).
+
+    python bench/bench_inference.py [--only batching|concurrency|streaming] [--model DIR] [--group 8]
 """
 
 from __future__ import annotations
@@ -95,6 +97,46 @@ def bench_streaming(model_dir: Path, group: int, max_tokens: int, repeats: int) 
     return rows
 
 
+def bench_concurrency(model_dir: Path, requests: int, max_tokens: int) -> list[str]:
+    """Triton vs in-process at concurrency 1, 4 and 16: the same requests (n=1), in threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inference.backends.inprocess import InProcessBackend
+
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="bench-triton-") as work:
+        server = TritonProcess(Path(work), grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
+                               generator_dir=model_dir, judge_dir=TINY).start()
+        try:
+            backends = {"in-process": InProcessBackend(model_dir), "triton": TritonBackend(server.url, timeout_s=600)}
+            for backend in backends.values():
+                backend.generate(GenerateRequest(messages=MESSAGES, params=SamplingParams(max_tokens=2)))
+            baseline = None
+            for concurrency in (1, 4, 16):
+                for name, backend in backends.items():
+                    def one(i: int, backend=backend) -> tuple[float, int]:
+                        started = time.perf_counter()
+                        (c,) = backend.generate(GenerateRequest(
+                            messages=MESSAGES, params=SamplingParams(max_tokens=max_tokens, seed=i)))
+                        return time.perf_counter() - started, c.completion_tokens
+
+                    started = time.perf_counter()
+                    with ThreadPoolExecutor(concurrency) as pool:
+                        results = list(pool.map(one, range(requests)))
+                    wall = time.perf_counter() - started
+                    latencies = sorted(r[0] for r in results)
+                    tokens = sum(r[1] for r in results)
+                    baseline = baseline or requests / wall
+                    lines.append(
+                        f"| {concurrency:>11} | {name:<10} | {requests / wall:>10.1f} | {tokens / wall:>9.0f} | "
+                        f"{statistics.median(latencies) * 1000:>8.0f} | {latencies[int(0.95 * (len(latencies) - 1))] * 1000:>8.0f} | "
+                        f"{requests / wall / baseline:>10.2f}x |"
+                    )
+        finally:
+            server.stop()
+    return lines
+
+
 def table(title: str, rows: list[tuple]) -> None:
     print(f"\n{title}")
     print(f"| {'variant':<44} | {'tokens':>6} | {'seconds':>8} | {'tokens/s':>9} | {'vs baseline':>11} |")
@@ -111,15 +153,27 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--stream-tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--concurrency-model", type=Path, default=TINY)
+    parser.add_argument("--requests", type=int, default=48)
+    parser.add_argument("--concurrency-tokens", type=int, default=64)
+    parser.add_argument("--only", choices=["batching", "concurrency", "streaming"], help="run one benchmark")
     args = parser.parse_args()
     print(f"batching model: {args.model}; streaming model: {args.stream_model}")
-    table(f"Group batching: n={args.group}, max_tokens={args.max_tokens}, in process",
-          bench_batching(args.model, args.group, args.max_tokens, args.repeats))
-    for model in dict.fromkeys([args.stream_model, args.model]):
-        tokens = args.stream_tokens if model == TINY else args.max_tokens
-        table(f"Streaming overhead through tritonserver ({model.name}): n=4, max_tokens={tokens}",
-              bench_streaming(model, 4, tokens, args.repeats))
-
+    if args.only in (None, "batching"):
+        table(f"Group batching: n={args.group}, max_tokens={args.max_tokens}, in process",
+              bench_batching(args.model, args.group, args.max_tokens, args.repeats))
+    if args.only in (None, "concurrency"):
+        print(f"\nTriton vs in-process, {args.requests} requests of n=1, max_tokens={args.concurrency_tokens} "
+              f"({args.concurrency_model.name}); ratio vs in-process at concurrency 1")
+        print("| concurrency | backend    | requests/s |  tokens/s | p50 (ms) | p95 (ms) | vs baseline |")
+        print("|-------------|------------|------------|-----------|----------|----------|-------------|")
+        for line in bench_concurrency(args.concurrency_model, args.requests, args.concurrency_tokens):
+            print(line)
+    if args.only in (None, "streaming"):
+        for model in dict.fromkeys([args.stream_model, args.model]):
+            tokens = args.stream_tokens if model == TINY else args.max_tokens
+            table(f"Streaming overhead through tritonserver ({model.name}): n=4, max_tokens={tokens}",
+                  bench_streaming(model, 4, tokens, args.repeats))
 
 if __name__ == "__main__":
     main()

@@ -50,8 +50,8 @@ class DecoupledWorker:
         if not model_dir:
             raise ValueError(f"set {MODEL_DIR_ENV[role]} or the model_dir parameter")
         path = Path(model_dir)
-        if not path.is_absolute():  # relative to the model repository holding this model
-            path = Path(args["model_repository"]).parent / path
+        if not path.is_absolute():  # relative to the project: <project>/triton_models/<model>
+            path = Path(args["model_repository"]).parent.parent / path
         self.engine = Engine(path.resolve())
         # Seconds between streamed events: pieces of consecutive steps are coalesced.
         self.stream_interval_s = float(params.get("stream_interval_ms", "0") or 0) / 1000

@@ -1,0 +1,148 @@
+"""Orchestration efficiency: a generate+judge run through the whole stack against the raw
+backend at the same concurrency, measured in one run.
+
+- baseline: the same generator tasks (a group of G per prompt, then each completion
+  judged) driven straight over the Triton backend by the task manager: no database,
+  no queue, no events;
+- full stack: a PipelineRun started as the web/API does, executed by a real huey
+  consumer process, every completion and judgment written through labelling's
+  services, progress and tokens published to the run's channel group.
+
+Both use the real tritonserver with the shipped model and the same seed and sampling.
+Uses its own data directory (SQLite, huey on SQLite) unless DATABASE_URL/REDIS_URL are set.
+
+    python bench/bench_pipeline.py [--prompts 200] [--group 4] [--workers 4] [--max-tokens 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prompts", type=int, default=200)
+    parser.add_argument("--group", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    args = parser.parse_args()
+
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    os.environ.setdefault("DATA_DIR", str(data_dir))
+    os.environ.setdefault("HUEY_NAME", "bench-pipeline")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "shaping_web.settings"
+    os.environ["INFERENCE_BACKEND"] = "triton"
+    os.environ["PIPELINE_WORKERS"] = str(args.workers)
+
+    from inference.triton_server import TritonProcess, free_port
+
+    server = TritonProcess(data_dir / "triton", grpc_port=free_port(), http_port=free_port(),
+                           metrics_port=free_port()).start()
+    os.environ["TRITON_URL"] = server.url
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    try:
+        character, prompt_set, rubric = setup_rows(args.prompts)
+        raw_s = run_raw(server.url, character, prompt_set, rubric, args)
+        full_s, run = run_full(character, prompt_set, rubric, args, data_dir)
+    finally:
+        server.stop()
+    items = args.prompts
+    completions = items * args.group
+    print(f"\nGenerate + judge: {items} prompts x G={args.group}, max_tokens={args.max_tokens}, "
+          f"{args.workers} workers, shipped model on the bundled CPU tritonserver")
+    print(f"| {'variant':<46} | {'seconds':>8} | {'completions/s':>13} | {'efficiency':>10} |")
+    print(f"|{'-' * 48}|{'-' * 10}|{'-' * 15}|{'-' * 12}|")
+    print(f"| {'raw backend, task manager only (baseline)':<46} | {raw_s:>8.2f} | {completions / raw_s:>13.1f} | "
+          f"{'100.0%':>10} |")
+    print(f"| {'full stack: huey, database writes, events':<46} | {full_s:>8.2f} | {completions / full_s:>13.1f} | "
+          f"{raw_s / full_s:>9.1%} |")
+    print(f"run #{run.pk}: {run.status}, {run.done_items}/{run.total_items} items, {run.failed_items} failed")
+
+
+def setup_rows(n: int):
+    from labelling import services
+    from labelling.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
+
+    character = services.character_create(data=CharacterIn(slug="bench", name="Bench", persona="A calm navigator."))
+    rubric = services.rubric_create(data=RubricIn(slug="bench", name="Bench", criteria=[
+        CriterionIn(key="in_character", description="In character"),
+        CriterionIn(key="helpful", description="Helpful"),
+    ]))
+    prompt_set = services.prompt_set_create(data=PromptSetIn(slug="bench", name="Bench"))
+    services.prompts_add(prompt_set=prompt_set, prompts=[
+        PromptIn(id=f"p{i}", messages=[{"role": "user", "content": f"Question {i}: where now?"}]) for i in range(n)
+    ])
+    return character, prompt_set, rubric
+
+
+def run_raw(url: str, character, prompt_set, rubric, args) -> float:
+    from inference.backends.base import JudgeRequest
+    from inference.backends.triton import TritonBackend
+    from inference.dispatch import Call, TaskManager
+    from inference.pipelines import generate_task, sampling_from
+    from labelling import services
+
+    sampling = sampling_from({"sampling": {"max_tokens": args.max_tokens}})
+    spec = rubric.as_spec()
+    conversations = [services.prompt_messages_for(character, p) for p in prompt_set.prompts.order_by("order", "id")]
+
+    def item(messages):
+        result = yield from generate_task(messages, sampling, args.group)
+        judged = yield [Call("judge", JudgeRequest(rubric=spec, messages=messages, completion=c["text"]))
+                        for c in result["completions"]]
+        return {"judged": len(judged)}
+
+    backend = TritonBackend(url, timeout_s=600)
+    started = time.perf_counter()
+    outcomes = list(TaskManager(backend, workers=args.workers).run(
+        (i, lambda m=m: item(m)) for i, m in enumerate(conversations)))
+    elapsed = time.perf_counter() - started
+    assert all(o.ok for o in outcomes), [o.failure for o in outcomes if not o.ok][:3]
+    return elapsed
+
+
+def run_full(character, prompt_set, rubric, args, data_dir: Path):
+    from django.db import connection
+
+    from labelling import services
+    from labelling.models import PipelineRun
+
+    env = dict(os.environ)
+    if connection.vendor == "sqlite":
+        env["SQLITE_PATH"] = str(connection.settings_dict["NAME"])
+    log = open(data_dir / "huey.log", "ab")  # noqa: SIM115
+    consumer = subprocess.Popen([sys.executable, "manage.py", "run_huey", "--workers", "2", "--worker-type", "thread"],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(2)  # let the consumer start: its start-up is not the run's cost
+        started = time.perf_counter()
+        run, _ = services.run_start(kind="generate", character=character, prompt_set=prompt_set, rubric=rubric,
+                                    group_size=args.group, params={"sampling": {"max_tokens": args.max_tokens},
+                                                                   "workers": args.workers})
+        final = {PipelineRun.Status.SUCCEEDED, PipelineRun.Status.PARTIAL, PipelineRun.Status.FAILED}
+        while run.status not in final:
+            time.sleep(0.05)
+            run.refresh_from_db()
+        return time.perf_counter() - started, run
+    finally:
+        consumer.terminate()
+        consumer.wait(timeout=30)
+        log.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""`manage.py generate` against the real tritonserver: the first check a user runs."""
+
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from inference.backends import reset_backend
+
+
+@pytest.fixture
+def on_triton(settings, triton_url):
+    settings.INFERENCE_BACKEND = "triton"
+    settings.TRITON_URL = triton_url
+    reset_backend()
+    yield
+    reset_backend()
+
+
+def test_prints_a_group_of_completions(on_triton, capsys, db):
+    call_command("generate", "Where are we headed?", n=3, max_tokens=6, seed=1)
+    out = capsys.readouterr().out
+    assert out.count("--- #") == 3 and "prompt +" in out
+
+
+def test_streams_text_as_it_comes(on_triton, capsys, db):
+    call_command("generate", "Hello", stream=True, max_tokens=6, seed=2)
+    out = capsys.readouterr().out
+    streamed, _, final = out.partition("--- #0")
+    assert streamed.strip() and final.strip().endswith(streamed.strip())
+
+
+def test_judge_prints_scores(demo, on_triton, capsys):
+    capsys.readouterr()
+    call_command("generate", "North, past the reef.", model="judge", rubric="aria-voice", seed=1)
+    scores = json.loads(capsys.readouterr().out)["scores"]
+    assert set(scores) == {"in-character", "helpfulness", "honesty", "concision"}
+
+
+def test_bad_input_is_a_clear_error(on_triton, db):
+    with pytest.raises(CommandError, match="InvalidRequest: max_tokens"):
+        call_command("generate", "Hi", max_tokens=10**6)
+    with pytest.raises(CommandError, match="no rubric 'nope'"):
+        call_command("generate", "Hi", model="judge", rubric="nope")
