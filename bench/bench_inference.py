@@ -74,7 +74,7 @@ def bench_batching(model_dir: Path, group: int, max_tokens: int, repeats: int) -
 
 def bench_streaming(model_dir: Path, group: int, max_tokens: int, repeats: int) -> list[tuple]:
     with tempfile.TemporaryDirectory(prefix="bench-triton-") as work:
-        server = TritonProcess(Path(work), grpc_port=free_port(), http_port=free_port(),
+        server = TritonProcess(Path(work), grpc_port=free_port(),
                                metrics_port=free_port(), generator_dir=model_dir, judge_dir=TINY).start()
         try:
             backend = TritonBackend(server.url, timeout_s=600)
@@ -105,7 +105,7 @@ def bench_concurrency(model_dir: Path, requests: int, max_tokens: int) -> list[s
 
     lines = []
     with tempfile.TemporaryDirectory(prefix="bench-triton-") as work:
-        server = TritonProcess(Path(work), grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
+        server = TritonProcess(Path(work), grpc_port=free_port(), metrics_port=free_port(),
                                generator_dir=model_dir, judge_dir=TINY).start()
         try:
             backends = {"in-process": InProcessBackend(model_dir), "triton": TritonBackend(server.url, timeout_s=600)}

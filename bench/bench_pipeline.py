@@ -45,7 +45,7 @@ def main() -> None:
 
     from inference.triton_server import TritonProcess, free_port
 
-    server = TritonProcess(data_dir / "triton", grpc_port=free_port(), http_port=free_port(),
+    server = TritonProcess(data_dir / "triton", grpc_port=free_port(),
                            metrics_port=free_port()).start()
     os.environ["TRITON_URL"] = server.url
     import django

@@ -91,7 +91,6 @@ class TritonProcess:
 
     work_dir: Path
     grpc_port: int = 8001
-    http_port: int = 8000
     metrics_port: int = 8002
     generator_dir: Path | None = None
     judge_dir: Path | None = None
@@ -111,7 +110,7 @@ class TritonProcess:
             str(wheel_dir() / "bin" / "tritonserver"),
             f"--model-repository={self.model_repository}",
             f"--backend-directory={backend_dir}",
-            "--http-address=127.0.0.1", f"--http-port={self.http_port}",
+            "--allow-http=false",  # the app speaks gRPC; no port to collide with the web server
             "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
             f"--metrics-port={self.metrics_port}", "--allow-metrics=false", "--allow-gpu-metrics=false",
             "--exit-on-error=true", "--log-verbose=0",

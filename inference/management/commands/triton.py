@@ -21,15 +21,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         host, _, port = settings.TRITON_URL.rpartition(":")
         parser.add_argument("--grpc-port", type=int, default=int(port or 8001))
-        parser.add_argument("--http-port", type=int, default=0, help="default: the gRPC port - 1")
         parser.add_argument("--metrics-port", type=int, default=0, help="default: the gRPC port + 1")
         parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the models")
 
-    def handle(self, *args, grpc_port: int, http_port: int, metrics_port: int, timeout: float, **options):
+    def handle(self, *args, grpc_port: int, metrics_port: int, timeout: float, **options):
         server = TritonProcess(
             work_dir=settings.DATA_DIR / "triton",
             grpc_port=grpc_port,
-            http_port=http_port or grpc_port - 1,
             metrics_port=metrics_port or grpc_port + 1,
             generator_dir=settings.GENERATOR_MODEL_DIR,
             judge_dir=settings.JUDGE_MODEL_DIR,
