@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 import uuid
+import weakref
 
 import numpy as np
 
@@ -52,6 +53,10 @@ class TritonBackend:
         self._local = threading.local()
         self._clients: list = []
         self._lock = threading.Lock()
+        # tritonclient's stream threads are not daemons: open streams would keep the
+        # process from exiting. Close them when the interpreter starts shutting down,
+        # before it waits for threads (where concurrent.futures hooks in too).
+        _at_thread_shutdown(weakref.WeakMethod(self.close))
 
     # --- the interface ---------------------------------------------------------------
 
@@ -192,6 +197,22 @@ class TritonBackend:
                 client.stop_stream(cancel_requests=True)
             with contextlib.suppress(Exception):
                 client.close()
+
+
+def _at_thread_shutdown(method: weakref.WeakMethod) -> None:
+    def close() -> None:
+        bound = method()
+        if bound is not None:
+            bound()
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        with contextlib.suppress(RuntimeError):  # already shutting down
+            register(close)
+    else:  # pragma: no cover - other Pythons
+        import atexit
+
+        atexit.register(close)
 
 
 def _message(exc: BaseException) -> str:

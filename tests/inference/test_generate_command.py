@@ -42,3 +42,20 @@ def test_bad_input_is_a_clear_error(on_triton, db):
         call_command("generate", "Hi", max_tokens=10**6)
     with pytest.raises(CommandError, match="no rubric 'nope'"):
         call_command("generate", "Hi", model="judge", rubric="nope")
+
+
+def test_the_command_exits_when_done(triton_url, tmp_path):
+    """Run as a user runs it: open gRPC streams must not keep the process alive."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "TRITON_URL": triton_url, "INFERENCE_BACKEND": "triton", "DATA_DIR": str(tmp_path),
+           "SQLITE_PATH": str(tmp_path / "db.sqlite3")}
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "manage.py", "generate", "Hello", "--n", "2", "--max-tokens", "4"],
+                            cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("--- #") == 2
