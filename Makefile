@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test lint format migrate clean bench
+.PHONY: run test install install-test chromium lint format migrate clean bench
 
 run: install ## set up (venv, install, migrate, demo) and start everything
 	$(PY) manage.py migrate --noinput
@@ -15,7 +15,7 @@ run: install ## set up (venv, install, migrate, demo) and start everything
 # The suite keeps its files (test database, huey queue, Triton logs) apart from `make run`'s.
 TEST_ENV := DATA_DIR=$${TEST_DATA_DIR:-$(CURDIR)/data/test} HUEY_NAME=$${TEST_HUEY_NAME:-shaping-test}
 
-test: install-test ## install what the tests need and run the whole suite
+test: install-test chromium ## install what the tests need and run the whole suite
 	$(VENV)/bin/ruff check .
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
@@ -33,6 +33,11 @@ $(VENV)/.installed-run: pyproject.toml | $(PY)
 $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PIP) install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
+
+# Browser tests drive Debian's chromium (Playwright's own download cannot work offline).
+chromium:
+	@test -x /usr/bin/chromium || { echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 lint: install-test
 	$(VENV)/bin/ruff check .

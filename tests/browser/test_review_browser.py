@@ -1,0 +1,111 @@
+"""What a reviewer does in the browser, end to end against the running app."""
+
+import json
+import re
+
+from playwright.sync_api import expect
+
+pytestmark = __import__("pytest").mark.browser
+
+
+def held_group(page) -> int:
+    text = page.locator(".lease").inner_text()
+    return int(re.search(r"group #(\d+)", text).group(1))
+
+
+def criteria(page) -> int:
+    return page.locator("#review-form fieldset.criterion").count()
+
+
+def test_sign_in_and_rate_a_whole_group_with_the_keyboard_only(sign_in, live_app):
+    page = sign_in("reviewer")
+    page.goto("/review/")  # from here on, only keys
+    first = held_group(page)
+    for _ in range(criteria(page)):
+        page.keyboard.press("3")  # in every criterion's scale; each press moves to the next
+    expect(page.locator("#review-form input[type=radio]:checked")).to_have_count(criteria(page))
+    page.keyboard.press("Enter")
+    expect(page.locator(".lease")).not_to_contain_text(f"group #{first} ")
+    stored = live_app.query(
+        "SELECT count(*) FROM labelling_judgment j JOIN labelling_generation g ON g.id = j.generation_id "
+        "JOIN auth_user u ON u.id = j.reviewer_id WHERE g.group_id = ? AND u.username = 'reviewer' "
+        "AND j.source = 'human'", first)
+    assert stored[0][0] >= 1, "the review was committed before the next group appeared"
+
+
+def test_a_reload_mid_group_loses_nothing(sign_in):
+    page = sign_in("reviewer")
+    page.goto("/review/")
+    group = held_group(page)
+    for _ in range(3):
+        page.keyboard.press("2")
+    expect(page.locator("#review-form input[type=radio]:checked")).to_have_count(3)
+    page.reload()
+    assert held_group(page) == group
+    expect(page.locator("#review-form input[type=radio]:checked")).to_have_count(3)
+
+
+def rate_and_submit(page) -> int:
+    """Score every unscored criterion with the keyboard, submit, wait for the next group."""
+    group = held_group(page)
+    unscored = criteria(page) - page.locator("#review-form input[type=radio]:checked").count()
+    for _ in range(unscored):
+        page.keyboard.press("3")
+    page.keyboard.press("Enter")
+    expect(page.locator("#review-form")).not_to_have_attribute("data-assignment", "", timeout=10_000)
+    page.wait_for_function(
+        "g => !document.querySelector('.lease') || !document.querySelector('.lease').textContent.includes('group #' + g + ' ')",
+        arg=group)
+    return group
+
+
+def test_two_reviewers_with_overlap_one_never_get_the_same_group(sign_in):
+    first, second = sign_in("reviewer"), sign_in("reviewer2")
+    reviewed = {"reviewer": set(), "reviewer2": set()}
+    for _ in range(2):
+        held = {}
+        for name, page in (("reviewer", first), ("reviewer2", second)):
+            page.goto("/review/")
+            held[name] = held_group(page)
+        assert held["reviewer"] != held["reviewer2"], "one group held by both"
+        for name, page in (("reviewer", first), ("reviewer2", second)):
+            reviewed[name].add(rate_and_submit(page))
+    assert len(reviewed["reviewer"]) == len(reviewed["reviewer2"]) == 2
+    assert not reviewed["reviewer"] & reviewed["reviewer2"]
+
+
+SCRIPT = "<script>document.title = 'owned'; alert('owned')</script><img src=x onerror=alert(1)>"
+
+
+def test_a_completion_holding_a_script_shows_as_text(sign_in, live_app, tmp_path):
+    group = {"kind": "group", "character": "aria", "prompt_set": "aria-demo", "prompt": "stars",
+             "completions": [SCRIPT, "A plain answer."]}
+    source = tmp_path / "hostile.jsonl"
+    source.write_text(json.dumps(group) + "\n")
+    live_app.manage("import", str(source))
+    page = sign_in("admin")
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto("/review/?policy=fifo")
+    for _ in range(10):  # skip to the imported group (the newest)
+        if page.locator(".answer").get_by_text(SCRIPT).count():
+            break
+        page.keyboard.press("s")
+        page.wait_for_load_state("networkidle")
+    expect(page.locator(".answer").get_by_text(SCRIPT)).to_be_visible()
+    assert page.title() != "owned" and not dialogs, "no script from a completion may run"
+    assert page.locator("#review-form img[src=x]").count() == 0
+
+
+def test_a_streamed_completion_arrives_while_a_run_is_going(sign_in, live_app):
+    page = sign_in("admin")
+    page.goto("/runs/new")
+    page.select_option("select[name=character]", label="Aria")
+    page.select_option("select[name=prompt_set]", index=1)
+    page.select_option("select[name=rubric]", index=1)
+    page.fill("input[name=max_tokens]", "1500")
+    page.click(".run-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/runs/\d+/$"))
+    streamed = page.locator("#live-groups span[id^=stream-]").filter(has_text=re.compile(r"\S"))
+    expect(streamed.first).to_be_visible(timeout=60_000)
+    expect(page.locator(".status")).to_have_text("Succeeded", timeout=120_000)
