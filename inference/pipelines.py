@@ -19,6 +19,7 @@ from inference.backends.base import GenerateRequest, JudgeRequest
 from inference.dispatch import Call, Task, Throttle
 from inference.engine import SamplingParams
 from inference.errors import InferenceError, JudgeOutputError
+from inference.judging import overall
 from labelling import broadcasts, services
 from labelling.models import Generation, Judgment, PipelineRun, Prompt, Rubric
 
@@ -61,15 +62,6 @@ def judge_task(rubric: dict, messages: list[dict], completion: str, retries: int
             continue
         return {"ok": True, "scores": result.scores, "rationale": result.rationale, "raw": result.raw}
     return failure
-
-
-def overall(rubric: dict, scores: dict[str, int]) -> float:
-    """Weighted mean of rescaled scores, 0..1 (same rule as labelling's)."""
-    total = weights = 0.0
-    for c in rubric["criteria"]:
-        total += c.get("weight", 1.0) * (scores[c["key"]] - c["scale_min"]) / (c["scale_max"] - c["scale_min"])
-        weights += c.get("weight", 1.0)
-    return total / weights if weights else 0.0
 
 
 def revise_messages(messages: list[dict], completion: str, rubric: dict, judged: dict) -> list[dict]:

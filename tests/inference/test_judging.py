@@ -97,3 +97,22 @@ def test_judge_prompt_carries_rubric_levels_conversation_and_reply():
     text = messages[-1]["content"]
     for needle in ("in_character (1-5)", "5: unmistakably Aria", "[user] Hi Aria", "Hello, traveller!", "<scores>"):
         assert needle in text
+
+
+def test_the_trl_reward_function_scores_with_the_real_judge(triton_url):
+    from inference.reward import make_reward_function
+
+    reward = make_reward_function(RUBRIC, triton_url=triton_url)
+    prompts = [[{"role": "user", "content": "Hi Aria"}], "Plain prompt"]
+    completions = [[{"role": "assistant", "content": "Hello, traveller!"}], "A plain completion"]
+    rewards = reward(prompts=prompts, completions=completions)
+    assert len(rewards) == 2 and all(0.0 <= r <= 1.0 for r in rewards)
+    assert reward.__name__ == "judge_aria-voice"
+
+
+def test_the_reward_function_gives_none_when_the_judge_fails():
+    from inference.reward import make_reward_function
+    from inference.triton_server import free_port
+
+    reward = make_reward_function(RUBRIC, triton_url=f"127.0.0.1:{free_port()}", timeout_s=2)
+    assert reward(prompts=["x"], completions=["y"]) == [None]

@@ -1,0 +1,46 @@
+"""A reward function for TRL's GRPOTrainer that scores with the project's judge.
+
+Training then rewards exactly the rubric version the reviewers used:
+
+    from inference.reward import make_reward_function
+    rubric = json.load(open("aria-voice-v1.rubric.json"))   # `manage.py build_dataset ... --kind grpo_prompts`
+    trainer = GRPOTrainer(..., reward_funcs=[make_reward_function(rubric, triton_url="gpu-host:8001")])
+
+TRL calls it with the batch's prompts and completions (conversational: lists of
+messages; standard: strings) and expects one float per completion; a completion the
+judge could not score gets None, which TRL leaves out of the reward. Needs only
+tritonclient and this package's inference module, not Django.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from inference.backends.base import JudgeRequest
+from inference.errors import InferenceError
+from inference.judging import check_rubric, overall
+
+
+def make_reward_function(rubric: dict, *, triton_url: str = "127.0.0.1:8001", backend=None, workers: int = 8,
+                         timeout_s: float = 120.0):
+    check_rubric(rubric)
+    if backend is None:
+        from inference.backends.triton import TritonBackend
+
+        backend = TritonBackend(triton_url, timeout_s=timeout_s)
+
+    def score(prompt, completion) -> float | None:
+        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
+        text = completion[-1]["content"] if isinstance(completion, list) else str(completion)
+        try:
+            result = backend.judge(JudgeRequest(rubric=rubric, messages=messages, completion=text))
+        except InferenceError:
+            return None
+        return overall(rubric, result.scores)
+
+    def reward(prompts, completions, **kwargs) -> list[float | None]:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(completions)))) as pool:
+            return list(pool.map(score, prompts, completions))
+
+    reward.__name__ = f"judge_{rubric.get('slug', 'rubric')}_v{rubric.get('version', '')}".rstrip("_v")
+    return reward
