@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from labelling import services
+from labelling import datasets, services, tokens
 from labelling.importers import ImportFailed, import_text
 from labelling.models import (
+    ApiToken,
     Assignment,
     Character,
     Criterion,
@@ -272,11 +274,131 @@ class AssignmentAdmin(admin.ModelAdmin):
     raw_id_fields = ["group", "reviewer"]
 
 
+class DatasetBuildForm(forms.Form):
+    dataset = forms.SlugField(max_length=80, help_text="The dataset's name; versions are numbered within it.")
+    kind = forms.ChoiceField(choices=DatasetVersion.Kind.choices)
+    filter = forms.JSONField(
+        initial=dict, required=False,
+        help_text='e.g. {"character": "aria", "rubric": "aria-voice", "min_human_reviews": 1}. '
+        "Fields: character, rubric, rubric_version, runs, model_version, created_after, "
+        "created_before, min_human_reviews, exclude_flagged, min_margin.",
+    )
+
+
 @admin.register(DatasetVersion)
 class DatasetVersionAdmin(admin.ModelAdmin):
-    list_display = ["dataset", "number", "kind", "row_count", "sha256", "created_at"]
+    list_display = ["dataset", "number", "kind", "row_count", "short_sha", "created_at", "download_link"]
     list_filter = ["kind", "dataset"]
     readonly_fields = [f.name for f in DatasetVersion._meta.fields]
+    change_list_template = "admin/labelling/datasetversion_change_list.html"
+    actions = ["compare_versions"]
 
     def has_add_permission(self, request):
         return False  # versions are frozen by the dataset builder, never typed in
+
+    @admin.display(description="sha256")
+    def short_sha(self, obj: DatasetVersion) -> str:
+        return obj.sha256[:12]
+
+    @admin.display(description="file")
+    def download_link(self, obj: DatasetVersion) -> str:
+        url = reverse("admin:labelling_datasetversion_download", args=[obj.pk])
+        return format_html('<a href="{}">download</a>', url)
+
+    def get_urls(self):
+        extra = [
+            path("build/", self.admin_site.admin_view(self.build_view), name="labelling_datasetversion_build"),
+            path("<int:pk>/download/", self.admin_site.admin_view(self.download_view),
+                 name="labelling_datasetversion_download"),
+        ]
+        return extra + super().get_urls()
+
+    def build_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request) or not request.user.is_staff:
+            return HttpResponse(status=403)
+        form = DatasetBuildForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                version = datasets.dataset_build(
+                    dataset=form.cleaned_data["dataset"], kind=form.cleaned_data["kind"],
+                    filter=form.cleaned_data["filter"] or {}, created_by=request.user,
+                )
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, "; ".join(errors))
+            else:
+                self.message_user(
+                    request, f"Froze {version}: {version.row_count} rows, sha256 {version.sha256[:12]}",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:labelling_datasetversion_change", args=[version.pk]))
+        context = {**self.admin_site.each_context(request), "title": "Freeze a dataset version",
+                   "form": form, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/labelling/dataset_build.html", context)
+
+    def download_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        version = DatasetVersion.objects.filter(pk=pk).first()
+        if version is None:
+            return HttpResponse("no such dataset version", status=404, content_type="text/plain")
+        try:
+            datasets.dataset_verify(version)
+        except datasets.DatasetCorrupt as exc:
+            self.message_user(request, f"Not served: {exc}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:labelling_datasetversion_changelist"))
+        response = StreamingHttpResponse(datasets.dataset_stream(version), content_type="application/x-ndjson")
+        response["Content-Disposition"] = (
+            f'attachment; filename="{version.dataset}-v{version.number}-{version.kind}.jsonl"'
+        )
+        response["X-Content-SHA256"] = version.sha256
+        return response
+
+    @admin.action(description="Compare two selected versions (older → newer)")
+    def compare_versions(self, request, queryset):
+        if queryset.count() != 2:
+            self.message_user(request, "Select exactly two versions to compare.", messages.WARNING)
+            return None
+        old, new = sorted(queryset, key=lambda v: (v.created_at, v.pk))
+        try:
+            diff = datasets.dataset_compare(old, new)
+        except datasets.DatasetCorrupt as exc:
+            self.message_user(request, f"Cannot compare: {exc}", messages.ERROR)
+            return None
+        context = {**self.admin_site.each_context(request), "title": f"{old} → {new}", "old": old, "new": new,
+                   "diff": diff, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/labelling/dataset_compare.html", context)
+
+
+class ApiTokenForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ["user", "name"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are created here or with `manage.py create_token`; the token is shown once."""
+
+    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    actions = ["revoke"]
+    form = ApiTokenForm
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["prefix", "created_at", "last_used_at", "revoked_at"] if obj else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        row, token = tokens.token_create(user=obj.user, name=obj.name)
+        obj.pk, obj.prefix, obj.digest = row.pk, row.prefix, row.digest
+        self.message_user(
+            request, f"Token for {row.user}: {token} (copy it now: it is stored hashed and cannot be shown again)",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        for row in queryset:
+            tokens.token_revoke(token=row)
+        self.message_user(request, f"Revoked {queryset.count()} token(s).", messages.SUCCESS)

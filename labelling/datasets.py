@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
@@ -25,13 +26,23 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Max, Prefetch, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max, Q
 
-from labelling.models import Criterion, DatasetVersion, Generation, Group, Judgment, Rubric
+from labelling.models import (
+    Character,
+    Criterion,
+    CriterionScore,
+    DatasetVersion,
+    Generation,
+    Group,
+    Judgment,
+    Prompt,
+    Rubric,
+)
 
 EPS = 1e-6
-CHUNK = 200
+CHUNK = 500
 REWARD_POLICY = {
     "reward": "weighted mean of criterion scores rescaled to 0..1 (rubric weights)",
     "precedence": "human judgments (mean) over the judge's latest successful judgment",
@@ -75,8 +86,12 @@ class DatasetFilter:
             if name in values and (not isinstance(values[name], types) or
                                    (isinstance(values[name], bool) and bool not in types)):
                 raise ValidationError({name: f"wrong type: {type(values[name]).__name__}"})
+        for name in ("rubric_version", "model_version", "min_human_reviews"):
+            if isinstance(values.get(name), int) and not 0 <= values[name] < 2**63:
+                raise ValidationError({name: "out of range"})
         runs = values.get("runs", ())
-        if not isinstance(runs, list | tuple) or not all(isinstance(r, int) and not isinstance(r, bool) for r in runs):
+        if not isinstance(runs, list | tuple) or not all(
+                isinstance(r, int) and not isinstance(r, bool) and 0 < r < 2**63 for r in runs):
             raise ValidationError({"runs": "must be a list of run ids"})
         values["runs"] = tuple(sorted(set(runs)))
         for name in ("created_after", "created_before"):
@@ -123,9 +138,36 @@ def groups_for(f: DatasetFilter):
     return Group.objects.filter(q).distinct().order_by("id")
 
 
+@dataclass(slots=True)
+class Gen:
+    """A completion as the exports read it: plain values, not an ORM object (a version can
+    hold millions)."""
+
+    pk: int
+    group_id: int
+    index: int
+    revision: int
+    parent_id: int | None
+    source: str
+    messages: list
+    text: str
+    raw_text: str
+    think_valid: bool
+
+
+GEN_FIELDS = list(Gen.__dataclass_fields__)  # values_list() order = Gen(*values)
+
+
+@dataclass(slots=True)
+class GroupRow:
+    pk: int
+    character: Character | None
+    prompt_messages: list
+
+
 @dataclass
 class Completion:
-    generation: Generation
+    generation: Gen
     reward: float | None
     source: str | None  # "human" | "judge" | None
     scores: dict[str, float] = field(default_factory=dict)
@@ -133,71 +175,141 @@ class Completion:
     flagged: bool = False
 
 
-def _judgment_reward(judgment: Judgment, criteria: list[Criterion]) -> tuple[float, dict[str, int]]:
-    scores = {s.criterion.key: s.score for s in judgment.scores.all()}
+def _reward(scores: dict[str, int], criteria: list[Criterion]) -> float:
     total = weights = 0.0
     for c in criteria:
         if c.key in scores:
             total += c.weight * (scores[c.key] - c.scale_min) / (c.scale_max - c.scale_min)
             weights += c.weight
-    return (total / weights if weights else 0.0), scores
+    return total / weights if weights else 0.0
 
 
-def score_group(group: Group, rubric: Rubric | None, criteria: list[Criterion]) -> list[Completion]:
-    """The group's completions (originals and revisions) with rewards and advantages."""
+def score_group(generations: list[Gen], judgments: dict[int, list[tuple]], criteria: list[Criterion]) -> list[Completion]:
+    """The group's completions (originals and revisions) with rewards and advantages.
+
+    `judgments` maps a generation id to its successful judgments against the rubric, in id
+    order, each as (source, flagged, {criterion key: score}).
+    """
     out = []
-    for generation in group.generations.all():
-        judgments = [j for j in generation.judgments.all()
-                     if j.status == Judgment.Status.OK and (rubric is None or j.rubric_id == rubric.pk)]
-        humans = [j for j in judgments if j.source == Judgment.Source.HUMAN]
-        judges = sorted((j for j in judgments if j.source == Judgment.Source.JUDGE), key=lambda j: j.pk)
-        flagged = any(j.flagged for j in humans)
+    for generation in generations:
+        mine = judgments.get(generation.pk, ())
+        humans = [j for j in mine if j[0] == Judgment.Source.HUMAN]
+        judges = [j for j in mine if j[0] == Judgment.Source.JUDGE]
+        flagged = any(j[1] for j in humans)
         chosen, source = (humans, "human") if humans else ((judges[-1:], "judge") if judges else ([], None))
         if not chosen:
             out.append(Completion(generation, None, None, flagged=flagged))
             continue
-        rewards, per_key = [], defaultdict(list)
-        for j in chosen:
-            reward, scores = _judgment_reward(j, criteria)
-            rewards.append(reward)
-            for key, value in scores.items():
-                per_key[key].append(value)
-        out.append(Completion(generation, round(statistics.fmean(rewards), 6), source,
-                              {k: round(statistics.fmean(v), 6) for k, v in sorted(per_key.items())}, flagged=flagged))
+        if len(chosen) == 1:  # the common case, without the averaging
+            scores = chosen[0][2]
+            reward, means = _reward(scores, criteria), {k: float(scores[k]) for k in sorted(scores)}
+        else:
+            per_key = defaultdict(list)
+            for _, _, scores in chosen:
+                for key, value in scores.items():
+                    per_key[key].append(value)
+            reward = statistics.fmean(_reward(scores, criteria) for _, _, scores in chosen)
+            means = {k: round(statistics.fmean(v), 6) for k, v in sorted(per_key.items())}
+        out.append(Completion(generation, round(reward, 6), source, means, flagged=flagged))
     rewarded = [c for c in out if c.reward is not None and c.generation.revision == 0]
     if rewarded:
-        mean = statistics.fmean(c.reward for c in rewarded)
-        std = statistics.pstdev(c.reward for c in rewarded)
+        mean = math.fsum(c.reward for c in rewarded) / len(rewarded)
+        std = math.sqrt(math.fsum((c.reward - mean) ** 2 for c in rewarded) / len(rewarded))  # population std
         for c in rewarded:
             c.advantage = round((c.reward - mean) / (std + EPS), 6)
     return out
 
 
-def iter_groups(f: DatasetFilter, rubric: Rubric | None) -> Iterator[tuple[Group, list[Completion]]]:
-    """Selected groups in id order, in chunks, each with its scored completions."""
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _generations_of(group_ids: list[int]) -> Iterator[tuple]:
+    """Flat rows in Gen's field order. Plain SQL: building ORM lookups over thousands of ids
+    costs more than the query itself."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(Generation._meta.get_field(name).column) for name in ("id", *GEN_FIELDS[1:]))
+    marks = ", ".join(["%s"] * len(group_ids))
+    with connection.cursor() as cursor:
+        # Only model names and %s placeholders are interpolated; every value is a parameter.
+        cursor.execute(f"SELECT {columns} FROM {_table(Generation)} WHERE group_id IN ({marks}) "  # noqa: S608
+                       f"ORDER BY group_id, {quote('index')}, revision", group_ids)
+        decoded: dict[str, list] = {}  # a group's completions share one snapshot: decode it once
+        for row in cursor.fetchall():
+            messages = row[6]
+            if isinstance(messages, str | bytes):
+                if messages not in decoded:
+                    decoded[messages] = json.loads(messages)
+                messages = decoded[messages]
+            yield (*row[:6], messages, *row[7:9], bool(row[9]))
+
+
+def _judgments_of(group_ids: list[int], rubric: Rubric | None) -> dict[int, list[tuple]]:
+    """Generation id -> its successful judgments (against the rubric, when there is one) in
+    id order, each as (source, flagged, {criterion key: score})."""
+    marks = ", ".join(["%s"] * len(group_ids))
+    with connection.cursor() as cursor:
+        sql = (  # only model names and %s placeholders are interpolated; values are parameters
+            f"SELECT j.id, j.generation_id, j.source, j.flagged, s.criterion_id, s.score, j.rubric_id "  # noqa: S608
+            f"FROM {_table(Judgment)} j JOIN {_table(Generation)} g ON g.id = j.generation_id "
+            f"LEFT JOIN {_table(CriterionScore)} s ON s.judgment_id = j.id "
+            f"WHERE j.status = %s AND g.group_id IN ({marks})"
+        )
+        cursor.execute(sql, [Judgment.Status.OK.value, *group_ids])
+        rows = cursor.fetchall()
+    # The rubric and the order are applied here: in SQL either can lead the planner to walk
+    # every judgment of the rubric for each chunk instead of the chunk's groups.
+    rubric_id = rubric.pk if rubric is not None else None
+    keys = _criterion_keys()
+    found: dict[int, tuple] = {}
+    for judgment_id, generation_id, source, flagged, criterion_id, score, judged_on in rows:
+        if rubric_id is not None and judged_on != rubric_id:
+            continue
+        if judgment_id not in found:
+            found[judgment_id] = (generation_id, source, bool(flagged), {})
+        if criterion_id is not None:
+            found[judgment_id][3][keys[criterion_id]] = score
+    by_generation: dict[int, list[tuple]] = defaultdict(list)
+    for judgment_id in sorted(found):
+        generation_id, source, flagged, scores = found[judgment_id]
+        by_generation[generation_id].append((source, flagged, {k: scores[k] for k in sorted(scores)}))
+    return by_generation
+
+
+def _criterion_keys() -> dict[int, str]:
+    return dict(Criterion.objects.values_list("id", "key"))
+
+
+def iter_groups(f: DatasetFilter, rubric: Rubric | None) -> Iterator[tuple[GroupRow, list[Completion]]]:
+    """Selected groups in id order, CHUNK at a time (a handful of flat queries per chunk, so
+    memory stays flat whatever the version's size), each with its scored completions."""
     criteria = list(rubric.criteria.all()) if rubric else []
-    judgments = Judgment.objects.select_related(None).prefetch_related("scores__criterion").order_by("id")
-    generations = Generation.objects.order_by("index", "revision").prefetch_related(
-        Prefetch("judgments", queryset=judgments))
+    characters = {c.pk: c for c in Character.objects.all()}
+    prompts: dict[int, list] = {}
     ids = list(groups_for(f).values_list("id", flat=True))  # ids only: small even for a million rows
     for start in range(0, len(ids), CHUNK):
-        chunk = (Group.objects.filter(id__in=ids[start:start + CHUNK]).order_by("id")
-                 .select_related("prompt", "character")
-                 .prefetch_related(Prefetch("generations", queryset=generations)))
-        for group in chunk:
-            completions = score_group(group, rubric, criteria)
+        chunk = ids[start:start + CHUNK]
+        rows = list(Group.objects.filter(id__in=chunk).order_by("id").values_list("id", "character_id", "prompt_id"))
+        missing = {p for _, _, p in rows} - prompts.keys()
+        prompts.update(Prompt.objects.filter(id__in=missing).values_list("id", "messages"))
+        generations = defaultdict(list)
+        for values in _generations_of(chunk):
+            generations[values[1]].append(Gen(*values))
+        judgments = _judgments_of(chunk, rubric)
+        for group_id, character_id, prompt_id in rows:
+            completions = score_group(generations[group_id], judgments, criteria)
             if f.exclude_flagged:
                 completions = [c for c in completions if not c.flagged]
-            yield group, completions
+            yield GroupRow(group_id, characters.get(character_id), prompts[prompt_id]), completions
 
 
 # --- formats -----------------------------------------------------------------------------
 
 
-def _prompt(group: Group, completion: Completion | None = None) -> list[dict]:
+def _prompt(group: GroupRow, completion: Completion | None = None) -> list[dict]:
     messages = completion.generation.messages if completion else None
     if not messages:
-        messages = ([group.character.system_message()] if group.character_id else []) + list(group.prompt.messages)
+        messages = ([group.character.system_message()] if group.character else []) + list(group.prompt_messages)
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
@@ -205,11 +317,13 @@ def _assistant(completion: Completion) -> list[dict]:
     return [{"role": "assistant", "content": completion.generation.raw_text or completion.generation.text}]
 
 
-def rows_for(kind: str, f: DatasetFilter, rubric: Rubric | None) -> Iterator[dict]:
+def rows_for(kind: str, f: DatasetFilter, rubric: Rubric | None,
+             groups: Iterable[tuple[GroupRow, list[Completion]]] | None = None) -> Iterator[dict]:
+    """The format's rows for the selected groups (`groups` replaces the database read)."""
     label = f"{rubric.slug}@v{rubric.version}" if rubric else None
-    for group, completions in iter_groups(f, rubric):
+    for group, completions in (iter_groups(f, rubric) if groups is None else groups):
         originals = [c for c in completions if c.generation.revision == 0]
-        base = {"group_id": group.pk, "character": group.character.slug if group.character_id else None,
+        base = {"group_id": group.pk, "character": group.character.slug if group.character else None,
                 "rubric_version": label}
         if kind == DatasetVersion.Kind.GRPO:
             rewarded = [c for c in originals if c.reward is not None]
@@ -238,7 +352,7 @@ def rows_for(kind: str, f: DatasetFilter, rubric: Rubric | None) -> Iterator[dic
             raise ValidationError({"kind": f"unknown format {kind!r} ({', '.join(sorted(FORMATS))})"})
 
 
-def _pairs(group: Group, completions: list[Completion], base: dict, min_margin: float) -> Iterator[dict]:
+def _pairs(group: GroupRow, completions: list[Completion], base: dict, min_margin: float) -> Iterator[dict]:
     """Pairs by reward gap (ties never pair), and every rewrite over the completion it revised."""
     seen = set()
     by_id = {c.generation.pk: c for c in completions}

@@ -17,7 +17,7 @@ Formats
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,9 +248,13 @@ def _field(prefix: str, loc: tuple) -> str:
 
 def parse_file(name: str, text: str, *, default_prompt_set: str | None = None) -> list[Record]:
     """Validate every record of a file; raise ImportFailed listing all problems."""
+    return _validate(name, _read(name, text, default_prompt_set))
+
+
+def _validate(name: str, raws: Iterable[_Raw | Problem]) -> list[Record]:
     problems: list[Problem] = []
     records: list[Record] = []
-    for raw in _read(name, text, default_prompt_set):
+    for raw in raws:
         if isinstance(raw, Problem):
             problems.append(raw)
             continue
@@ -439,6 +443,24 @@ def apply(records: list[Record], *, source: str) -> ImportSummary:
             summary.groups += 1
         summary.run_id = run.pk
     return summary
+
+
+def import_objects(name: str, kind: str, values: list[dict]) -> ImportSummary:
+    """Records given as objects (an API body's list) rather than a file's lines: validated
+    and written exactly like a file, all or nothing; problems name `name[i].field`."""
+    raws = (
+        _Raw(kind, dict(v) if isinstance(v, dict) else v, i + 1, lambda loc: None, f"{name}[{i}]")
+        for i, v in enumerate(values)
+    )
+    try:
+        records = _validate(name, raws)
+    except ImportFailed as exc:  # name the object, not a line: `groups[1].prompt`
+        raise ImportFailed([
+            p if p.line is None else Problem(name, None, _field(f"{name}[{p.line - 1}]", (p.field,) if p.field else ()),
+                                             p.message)
+            for p in exc.problems
+        ]) from None
+    return apply(records, source=name)
 
 
 def import_text(name: str, text: str, *, default_prompt_set: str | None = None) -> ImportSummary:

@@ -663,10 +663,18 @@ def run_start(
         if existing is not None:
             return existing, False
     _run_check(kind=kind, character=character, prompt_set=prompt_set, rubric=rubric, source_run=source_run)
-    run = PipelineRun.objects.create(
-        kind=kind, params=dict(params or {}), character=character, prompt_set=prompt_set, rubric=rubric,
-        source_run=source_run, group_size=group_size, created_by=created_by, idempotency_key=idempotency_key,
-    )
+    try:
+        with transaction.atomic():
+            run = PipelineRun.objects.create(
+                kind=kind, params=dict(params or {}), character=character, prompt_set=prompt_set, rubric=rubric,
+                source_run=source_run, group_size=group_size, created_by=created_by,
+                idempotency_key=idempotency_key,
+            )
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # A concurrent request with the same key created it first: that run is the answer.
+        return PipelineRun.objects.get(idempotency_key=idempotency_key), False
     if enqueue:
         transaction.on_commit(lambda: _enqueue(run.pk))
     transaction.on_commit(lambda: broadcasts.run_changed(run.pk))

@@ -4,7 +4,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from labelling import services
+from labelling.models import Judgment
 from labelling.roles import ADMIN, REVIEWER, ensure_roles
+from labelling.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
 
 pytest_plugins = ["tests.triton_fixture"]
 
@@ -57,3 +60,44 @@ def demo(db):
 def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness buys nothing in tests and costs seconds per user.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def world(db, reviewer):
+    """One group of three completions judged 1/3/5 (one criterion, 1..5) and one of two tied."""
+    character = services.character_create(data=CharacterIn(slug="mira", name="Mira", persona="Mira keeps a lighthouse."))
+    rubric = services.rubric_create(data=RubricIn(slug="voice", name="Voice", criteria=[
+        CriterionIn(key="voice", description="In voice", scale_min=1, scale_max=5)]))
+    prompt_set = services.prompt_set_create(data=PromptSetIn(slug="keeper", name="Keeper"))
+    prompts = services.prompts_add(prompt_set=prompt_set, prompts=[
+        PromptIn(id="a", messages=[{"role": "user", "content": "What do you see?"}]),
+        PromptIn(id="b", messages=[{"role": "user", "content": "Any ships?"}]),
+    ])
+    run, _ = services.run_start(kind="generate", character=character, prompt_set=prompt_set, rubric=rubric,
+                                group_size=3, enqueue=False)
+    judge = services.model_version_get_or_create(backend="fixture", model_name="judge")
+    made = {}
+    for prompt, scores in ((prompts[0], [1, 3, 5]), (prompts[1], [4, 4])):
+        group = services.group_for(run=run, prompt=prompt)
+        messages = services.prompt_messages_for(character, prompt)
+        for index, score in enumerate(scores):
+            g = services.generation_record(group=group, index=index, messages=messages, model_version=None, run=run,
+                                           raw_text=f"{prompt.external_id}-{index}")
+            services.judgment_record(generation=g, rubric=rubric, source=Judgment.Source.JUDGE,
+                                     scores={"voice": score}, run=run, model_version=judge)
+            made[(prompt.external_id, index)] = g
+    return {"rubric": rubric, "run": run, "made": made, "reviewer": reviewer}
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """The review queue's shared totals are cached for seconds: each test starts without them."""
+    from django.core.cache import cache
+
+    cache.clear()

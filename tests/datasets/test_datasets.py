@@ -8,40 +8,11 @@ from django.core.exceptions import ValidationError
 
 from labelling import datasets, services
 from labelling.models import DatasetVersion, Generation, Judgment, PipelineRun
-from labelling.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
 
 
 @pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
-@pytest.fixture
-def world(db, reviewer):
-    """One group of three completions judged 1/3/5 (one criterion, 1..5) and one of two tied."""
-    character = services.character_create(data=CharacterIn(slug="mira", name="Mira", persona="Mira keeps a lighthouse."))
-    rubric = services.rubric_create(data=RubricIn(slug="voice", name="Voice", criteria=[
-        CriterionIn(key="voice", description="In voice", scale_min=1, scale_max=5)]))
-    prompt_set = services.prompt_set_create(data=PromptSetIn(slug="keeper", name="Keeper"))
-    prompts = services.prompts_add(prompt_set=prompt_set, prompts=[
-        PromptIn(id="a", messages=[{"role": "user", "content": "What do you see?"}]),
-        PromptIn(id="b", messages=[{"role": "user", "content": "Any ships?"}]),
-    ])
-    run, _ = services.run_start(kind="generate", character=character, prompt_set=prompt_set, rubric=rubric,
-                                group_size=3, enqueue=False)
-    judge = services.model_version_get_or_create(backend="fixture", model_name="judge")
-    made = {}
-    for prompt, scores in ((prompts[0], [1, 3, 5]), (prompts[1], [4, 4])):
-        group = services.group_for(run=run, prompt=prompt)
-        messages = services.prompt_messages_for(character, prompt)
-        for index, score in enumerate(scores):
-            g = services.generation_record(group=group, index=index, messages=messages, model_version=None, run=run,
-                                           raw_text=f"{prompt.external_id}-{index}")
-            services.judgment_record(generation=g, rubric=rubric, source=Judgment.Source.JUDGE,
-                                     scores={"voice": score}, run=run, model_version=judge)
-            made[(prompt.external_id, index)] = g
-    return {"rubric": rubric, "run": run, "made": made, "reviewer": reviewer}
+def _media(media):
+    return media
 
 
 def build(kind, **filter_):
