@@ -38,6 +38,23 @@ def run_group(run_id: int) -> str:
     return f"run-{run_id}"
 
 
+def review_group(group_id: int) -> str:
+    """Reviewers holding a group listen here (their review page joins it)."""
+    return f"group-{group_id}"
+
+
+def group_revised(group_id: int, revision: int, source: str) -> None:
+    """Tell reviewers holding the group that one of its completions has a new revision."""
+    who = "a reviewer's rewrite" if source == "human_rewrite" else "the revise pipeline"
+    html = format_html(
+        '<div id="group-notice" hx-swap-oob="true" class="alert notice" role="status">'
+        "A completion in this group has a new revision ({}, revision {}). "
+        '<a href="">Reload</a> to see it; your unsent scores are kept.</div>',
+        who, revision,
+    )
+    push_html(review_group(group_id), html)
+
+
 def push_html(group: str, html: str) -> None:
     _send(group, {"type": "html.push", "html": html})
 

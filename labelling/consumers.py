@@ -2,14 +2,16 @@
 
 import asyncio
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from labelling.broadcasts import DASHBOARD_GROUP, register_web_loop, run_group
+from labelling.broadcasts import DASHBOARD_GROUP, register_web_loop, review_group, run_group
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
-    """One socket per open page. Joins the dashboard group, and a run's group
-    when the page asks (?run=ID). Only signed-in users may connect."""
+    """One socket per open page. Joins the dashboard group, a run's group when the page
+    asks (?run=ID), and a review group's (?group=ID) when the user holds that group.
+    Only signed-in users may connect."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -22,6 +24,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         run_id = _query_param(self.scope, "run")
         if run_id and run_id.isdigit():
             self.groups_joined.append(run_group(int(run_id)))
+        group_id = _query_param(self.scope, "group")
+        if group_id and group_id.isdigit() and await _holds(user, int(group_id)):
+            self.groups_joined.append(review_group(int(group_id)))
         for name in self.groups_joined:
             await self.channel_layer.group_add(name, self.channel_name)
         await self.accept()
@@ -33,6 +38,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def html_push(self, event: dict) -> None:
         """A rendered fragment with hx-swap-oob targets; htmx swaps it in."""
         await self.send(text_data=event["html"])
+
+
+@database_sync_to_async
+def _holds(user, group_id: int) -> bool:
+    from labelling.models import Assignment
+
+    return Assignment.objects.filter(group_id=group_id, reviewer=user, status=Assignment.Status.ACTIVE).exists()
 
 
 def _query_param(scope: dict, name: str) -> str | None:

@@ -268,6 +268,12 @@ class Group(models.Model):
         default=1, help_text="How many reviewers should rate it."
     )
     review_count = models.PositiveSmallIntegerField(default=0)
+    # Kept by services.group_queue_refresh whenever the group's completions or judgments
+    # change, so "next group" walks an index instead of aggregating every group.
+    ready = models.BooleanField(default=False, help_text="All G original completions are in.")
+    queue_bucket = models.PositiveSmallIntegerField(
+        default=3, help_text="Its place in the review queue's 'most informative first' policy."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -277,7 +283,9 @@ class Group(models.Model):
             models.CheckConstraint(condition=Q(size__gte=1), name="group_size_positive"),
         ]
         indexes = [
-            models.Index(fields=["review_count", "overlap_target"], name="group_review_need")
+            models.Index(fields=["review_count", "overlap_target"], name="group_review_need"),
+            models.Index(fields=["ready", "queue_bucket", "created_at", "id"], name="group_queue_signal"),
+            models.Index(fields=["ready", "created_at", "id"], name="group_queue_fifo"),
         ]
 
     def __str__(self) -> str:

@@ -1,23 +1,21 @@
 """Reads: QuerySets and small aggregates shared by views, the API and the admin."""
 
-from collections import Counter
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 
+from django.core.cache import cache
 from django.db.models import (
-    Avg,
-    Case,
     Count,
     Exists,
     F,
-    IntegerField,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
     Subquery,
-    Value,
-    When,
 )
-from django.db.models.functions import Abs, Coalesce
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -101,52 +99,45 @@ def group_seats_taken(group: Group, *, now=None, exclude_reviewer=None) -> int:
     return seats.count()
 
 
-def _with_buckets(groups: QuerySet[Group]) -> QuerySet[Group]:
-    judge_ok = Judgment.objects.filter(
-        generation__group=OuterRef("pk"),
-        source=Judgment.Source.JUDGE,
-        status=Judgment.Status.OK,
-    )
-    judged = (
-        judge_ok.order_by()
-        .values("generation__group")
-        .annotate(n=Count("generation", distinct=True))
-        .values("n")[:1]
-    )
-    human_ok = Q(judgments__source=Judgment.Source.HUMAN, judgments__status=Judgment.Status.OK)
-    judge_ok_q = Q(judgments__source=Judgment.Source.JUDGE, judgments__status=Judgment.Status.OK)
-    disagreeing = (
-        Generation.objects.filter(group=OuterRef("pk"))
-        .annotate(
-            human=Avg("judgments__overall", filter=human_ok),
-            judge=Avg("judgments__overall", filter=judge_ok_q),
-        )
-        .filter(human__isnull=False, judge__isnull=False)
-        .annotate(gap=Abs(F("human") - F("judge")))
-        .filter(gap__gte=DISAGREEMENT_GAP)
-    )
-    judge_failed = Judgment.objects.filter(
-        generation__group=OuterRef("pk"),
-        source=Judgment.Source.JUDGE,
-        status=Judgment.Status.FAILED,
-    )
-    return groups.annotate(
-        judge_min=Subquery(judge_ok.order_by("overall").values("overall")[:1]),
-        judge_max=Subquery(judge_ok.order_by("-overall").values("overall")[:1]),
-        judged=Coalesce(Subquery(judged), 0),
-        disagree=Exists(disagreeing),
-        judge_failed=Exists(judge_failed),
-    ).annotate(
-        bucket=Case(
-            # Equal rewards for every completion: group-relative advantage is zero,
-            # so the group teaches the trainer nothing until a human separates them.
-            When(Q(judged__gte=2, judge_min=F("judge_max")), then=Value(BUCKET_NO_SIGNAL)),
-            When(disagree=True, then=Value(BUCKET_DISAGREE)),
-            When(judge_failed=True, then=Value(BUCKET_JUDGE_FAILED)),
-            default=Value(BUCKET_REST),
-            output_field=IntegerField(),
-        )
-    )
+def queue_bucket(judgments: Iterable[tuple[int, str, str, float | None]]) -> int:
+    """A group's bucket from its judgments, each (generation id, source, status, overall).
+
+    No signal: the judge scored two completions or more, all alike (group-relative
+    advantages are zero, so the group teaches the trainer nothing until a human separates
+    them). Disagreement: on some completion the reviewers' mean and the judge's mean are
+    DISAGREEMENT_GAP apart or more. Judge failed: an answer of the judge's did not parse.
+    """
+    judge: dict[int, list[float]] = defaultdict(list)
+    human: dict[int, list[float]] = defaultdict(list)
+    failed = False
+    for generation_id, source, status, overall in judgments:
+        if status == Judgment.Status.FAILED:
+            failed = failed or source == Judgment.Source.JUDGE
+            continue
+        (judge if source == Judgment.Source.JUDGE else human)[generation_id].append(overall)
+    judge_scores = [v for values in judge.values() for v in values]
+    if len(judge) >= 2 and min(judge_scores) == max(judge_scores):
+        return BUCKET_NO_SIGNAL
+    for generation_id, values in human.items():
+        if generation_id in judge and abs(
+                statistics.fmean(values) - statistics.fmean(judge[generation_id])) >= DISAGREEMENT_GAP:
+            return BUCKET_DISAGREE
+    if failed:
+        return BUCKET_JUDGE_FAILED
+    return BUCKET_REST
+
+
+def group_queue_state(group_ids: Iterable[int]) -> list[tuple[int, bool, int]]:
+    """(id, ready, bucket) of each group, from its completions and judgments: what
+    services.group_queue_refresh stores on it. Ready: all G original completions are in."""
+    ids = list(group_ids)
+    sizes = dict(Group.objects.filter(pk__in=ids).values_list("pk", "size"))
+    originals = Counter(Generation.objects.filter(group_id__in=ids, revision=0).values_list("group_id", flat=True))
+    judgments = defaultdict(list)
+    for group_id, *row in (Judgment.objects.filter(generation__group_id__in=ids)
+                           .values_list("generation__group_id", "generation_id", "source", "status", "overall")):
+        judgments[group_id].append(row)
+    return [(pk, originals[pk] >= size, queue_bucket(judgments[pk])) for pk, size in sizes.items()]
 
 
 def review_queue(*, reviewer, policy: str = DEFAULT_POLICY, now=None) -> QuerySet[Group]:
@@ -154,7 +145,9 @@ def review_queue(*, reviewer, policy: str = DEFAULT_POLICY, now=None) -> QuerySe
 
     A group is open while its submitted reviews plus unexpired holds are fewer than
     its overlap target. A reviewer is never offered a group twice, except one whose
-    hold on it ran out while nobody else took the seat.
+    hold on it ran out while nobody else took the seat. A group still being generated
+    is not ready: a review must cover all G. The order walks an index on the stored
+    queue state; only the rows it passes are checked for holds.
     """
     if policy not in QUEUE_POLICIES:
         raise ValueError(f"unknown queue policy {policy!r}")
@@ -162,40 +155,48 @@ def review_queue(*, reviewer, policy: str = DEFAULT_POLICY, now=None) -> QuerySe
     seen_before = Assignment.objects.filter(group=OuterRef("pk"), reviewer=reviewer).exclude(
         _expired_hold(now)
     )
-    originals = (
-        Generation.objects.filter(group=OuterRef("pk"), revision=0)
+    holds = (
+        Assignment.objects.filter(group=OuterRef("pk"), status=Assignment.Status.ACTIVE, leased_until__gt=now)
         .order_by()
         .values("group")
         .annotate(n=Count("pk"))
         .values("n")[:1]
     )
     groups = (
-        Group.objects.annotate(
-            seats_taken=Count(
-                "assignments", filter=_seat_taken(now, "assignments__"), distinct=True
-            ),
-            completions=Coalesce(Subquery(originals), 0),
-        )
+        Group.objects.filter(ready=True, review_count__lt=F("overlap_target"))
+        .alias(seats_taken=F("review_count") + Coalesce(Subquery(holds), 0))
         .filter(seats_taken__lt=F("overlap_target"))
-        # A group still being generated is not ready: a review must cover all G.
-        .filter(completions__gte=F("size"))
         .exclude(Exists(seen_before))
+        .annotate(bucket=F("queue_bucket"))
     )
-    groups = _with_buckets(groups)
     if policy == POLICY_FIFO:
-        return groups.order_by("created_at", "id")
-    return groups.order_by("bucket", "created_at", "id")
+        return groups.order_by("ready", "created_at", "id")
+    return groups.order_by("ready", "queue_bucket", "created_at", "id")
+
+
+QUEUE_TOTALS_KEY = "review-queue-totals"
+QUEUE_TOTALS_TTL_S = 5
 
 
 def review_queue_summary(*, reviewer, policy: str = DEFAULT_POLICY) -> dict:
-    """How many open groups fall in each bucket, for the queue header."""
-    counts = Counter(
-        review_queue(reviewer=reviewer, policy=policy).values_list("bucket", flat=True)
+    """How many groups wait in each bucket, for the queue header: the ready groups short
+    of their overlap, less those this reviewer has already taken (two index-sized counts,
+    not the queue itself)."""
+    waiting = Group.objects.filter(ready=True, review_count__lt=F("overlap_target"))
+    # The totals take a scan of the waiting groups: shared by every reviewer for a few seconds.
+    totals = cache.get_or_set(
+        QUEUE_TOTALS_KEY,
+        lambda: dict(waiting.values_list("queue_bucket").annotate(n=Count("pk")).order_by()),
+        QUEUE_TOTALS_TTL_S,
     )
+    counts = Counter(totals)
+    counts.subtract(dict(
+        waiting.filter(assignments__reviewer=reviewer).values_list("queue_bucket").annotate(n=Count("pk")).order_by()
+    ))
     return {
-        "total": sum(counts.values()),
+        "total": sum(max(0, n) for n in counts.values()),
         "buckets": [
-            {"key": key, "label": label, "count": counts.get(key, 0)}
+            {"key": key, "label": label, "count": max(0, counts.get(key, 0))}
             for key, label in QUEUE_BUCKETS.items()
         ],
     }

@@ -257,7 +257,9 @@ def generation_record(
             .first()
             or 0
         )
-    return Generation.objects.create(
+    if parent is not None:
+        transaction.on_commit(lambda: broadcasts.group_revised(group.pk, revision, source))
+    generation = Generation.objects.create(
         group=group,
         index=index,
         revision=revision,
@@ -273,6 +275,9 @@ def generation_record(
         model_version=model_version,
         **measures,
     )
+    if revision == 0:
+        group_queue_refresh(group.pk)
+    return generation
 
 
 # --- judgments --------------------------------------------------------------------
@@ -301,9 +306,11 @@ def judgment_record(
     model_version: ModelVersion | None = None,
     reviewer=None,
     run: PipelineRun | None = None,
+    refresh_queue: bool = True,
     **extra,
 ) -> Judgment:
-    """Save scores for every criterion of the rubric (no more, no fewer)."""
+    """Save scores for every criterion of the rubric (no more, no fewer). A caller saving
+    several judgments of one group passes refresh_queue=False and refreshes it once."""
     criteria = list(rubric.criteria.all())
     expected = {c.key for c in criteria}
     if set(scores) != expected:
@@ -338,6 +345,8 @@ def judgment_record(
     CriterionScore.objects.bulk_create(
         CriterionScore(judgment=judgment, criterion=c, score=scores[c.key]) for c in criteria
     )
+    if refresh_queue:
+        group_queue_refresh(generation.group_id)
     return judgment
 
 
@@ -352,7 +361,7 @@ def judgment_record_failure(
     run: PipelineRun | None = None,
 ) -> Judgment:
     """A judge answer that would not parse is kept, raw text and all, never dropped."""
-    return Judgment.objects.create(
+    judgment = Judgment.objects.create(
         generation=generation,
         rubric=rubric,
         source=Judgment.Source.JUDGE,
@@ -362,6 +371,25 @@ def judgment_record_failure(
         raw_output=raw_output,
         error=error,
     )
+    group_queue_refresh(generation.group_id)
+    return judgment
+
+
+def group_queue_refresh(group_id: int) -> None:
+    """Store whether the group is ready for review and its queue bucket (both follow from
+    its completions and judgments; every writer of those calls this)."""
+    groups_queue_refresh([group_id])
+
+
+def groups_queue_refresh(group_ids: Iterable[int]) -> int:
+    """The same for many groups (a data migration, a bulk fill); returns how many changed."""
+    changed = 0
+    ids = list(group_ids)
+    for start in range(0, len(ids), 500):
+        for pk, ready, bucket in selectors.group_queue_state(ids[start:start + 500]):
+            changed += Group.objects.filter(pk=pk).exclude(ready=ready, queue_bucket=bucket).update(
+                ready=ready, queue_bucket=bucket)
+    return changed
 
 
 # --- reviews ----------------------------------------------------------------------
@@ -542,6 +570,7 @@ def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission)
                 rank=ranks.get(gid),
                 flagged=gid in flagged,
                 submission_id=submission.submission_id,
+                refresh_queue=False,
             )
             for gid in shown
         }
@@ -556,6 +585,7 @@ def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission)
         if done != 1:  # cannot happen under the row lock; refuse rather than double count
             raise ReviewRefused("This group changed while you submitted; reload.")
         Group.objects.filter(pk=group.pk).update(review_count=F("review_count") + 1)
+        group_queue_refresh(group.pk)
     return True
 
 
@@ -591,6 +621,7 @@ def review_undo(*, reviewer) -> Assignment:
     Group.objects.filter(pk=assignment.group_id, review_count__gt=0).update(
         review_count=F("review_count") - 1
     )
+    group_queue_refresh(assignment.group_id)
     # Nothing was recorded on the newer hold, so releasing it loses nothing and
     # lets the queue offer it again (to this reviewer too).
     Assignment.objects.filter(reviewer=reviewer, status=Assignment.Status.ACTIVE).exclude(

@@ -8,14 +8,19 @@ from collections import defaultdict
 from collections.abc import Callable
 from functools import wraps
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from labelling import roles, selectors, services
-from labelling.models import Assignment
+from labelling import agreement, roles, selectors, services
+from labelling import sheets as sheet_lib
+from labelling.appearance import build_glb
+from labelling.models import Assignment, Character, Generation, Rubric
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -39,8 +44,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_not_required
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness for process supervisors: the web process is up and reaches its database."""
-    selectors.dashboard_counts()
+    """Liveness for process supervisors: the web process is up and reaches its database
+    (a constant-time query: a probe must not get slower as the data grows)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
     return JsonResponse({"ok": True})
 
 
@@ -267,3 +274,65 @@ def _messages(exc: ValidationError) -> str:
 def _refusal(message: str, status: int) -> HttpResponse:
     """A 4xx with a plain-text reason; review.js shows it above the form."""
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+@require_GET
+@reviewer_required
+def stats(request: HttpRequest) -> HttpResponse:
+    """Agreement per criterion (reviewers with each other, humans with the judge) and progress.
+
+    A reviewer sees their own progress; an admin sees every reviewer's."""
+    rubrics = list(Rubric.objects.filter(judgments__source="human").distinct().order_by("slug", "-version"))
+    chosen = request.GET.get("rubric", "")
+    rubric = next((r for r in rubrics if str(r.pk) == chosen), None) or agreement.rubric_with_reviews()
+    criteria = agreement.criterion_agreement(rubric) if rubric else []
+    plots = [{"c": c, "human": agreement.bars(c.human_counts, c.scale),
+              "judge": agreement.bars(c.judge_counts, c.scale), "width": 22 * len(c.scale)} for c in criteria]
+    people = [request.user]
+    if roles.is_admin(request.user):
+        people = get_user_model().objects.filter(
+            groups__name__in=[roles.REVIEWER, roles.ADMIN]).distinct().order_by("username")
+    context = {"rubrics": rubrics, "rubric": rubric, "plots": plots,
+               "progress": agreement.reviewer_progress(people)}
+    return render(request, "stats.html", context)
+
+
+# --- character sheets ----------------------------------------------------------------------
+
+
+@require_GET
+@reviewer_required
+def sheet_appearance(request: HttpRequest, generation_id: int) -> HttpResponse:
+    """The glTF figure of a completion that holds a valid sheet (built from its parameters)."""
+    generation = get_object_or_404(Generation, pk=generation_id)
+    sheet = sheet_lib.parse_sheet(generation.text)
+    if sheet is None:
+        return HttpResponse("this completion is not a valid character sheet", status=404, content_type="text/plain")
+    return HttpResponse(build_glb(sheet.appearance, name=sheet.name), content_type="model/gltf-binary")
+
+
+@require_POST
+@reviewer_required
+def sheet_promote(request: HttpRequest, generation_id: int) -> HttpResponse:
+    if not roles.is_admin(request.user):
+        raise PermissionDenied("Only an admin can promote a sheet to a character.")
+    generation = get_object_or_404(Generation, pk=generation_id)
+    try:
+        character = services.sheet_promote(generation=generation, slug=request.POST.get("slug", "").strip())
+    except ValidationError as exc:
+        return _refusal(_messages(exc), 400)
+    url = reverse("character_detail", args=[character.slug])
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+@require_GET
+@reviewer_required
+def character_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    character = get_object_or_404(Character, slug=slug)
+    sheet = sheet_lib.CharacterSheet.model_validate(character.sheet) if character.sheet else None
+    return render(request, "characters/detail.html", {"character": character, "sheet": sheet})
+

@@ -50,8 +50,22 @@ def test_disagreement_comes_before_a_failed_judgment_before_the_rest(demo, revie
 
 
 def test_a_group_still_being_generated_is_not_offered(demo, reviewer):
-    Group.objects.filter(prompt__external_id="packing").update(size=5)
-    assert "packing" not in [_prompt(g) for g in selectors.review_queue(reviewer=reviewer)]
+    packing = Group.objects.get(prompt__external_id="packing")
+    run, _ = services.run_start(kind="generate", character=packing.character, prompt_set=packing.prompt.prompt_set,
+                                group_size=3, enqueue=False)
+    group = services.group_for(run=run, prompt=packing.prompt)
+    for index in range(2):  # two of three completions are in
+        services.generation_record(group=group, index=index, messages=[], raw_text=f"answer {index}",
+                                   model_version=None, run=run)
+    assert group.pk not in [g.pk for g in selectors.review_queue(reviewer=reviewer)]
+    services.generation_record(group=group, index=2, messages=[], raw_text="answer 2", model_version=None, run=run)
+    assert group.pk in [g.pk for g in selectors.review_queue(reviewer=reviewer)]
+
+
+def test_the_stored_queue_state_matches_a_recomputation(demo, reviewer, admin_user):
+    """Every writer keeps ready/bucket current: recomputing from scratch changes nothing."""
+    test_disagreement_comes_before_a_failed_judgment_before_the_rest(demo, reviewer, admin_user)
+    assert services.groups_queue_refresh(Group.objects.values_list("pk", flat=True)) == 0
 
 
 def test_the_queue_page_shows_the_policy_and_the_counts_per_bucket(reviewer_client, demo):

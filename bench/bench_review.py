@@ -1,0 +1,207 @@
+"""Review benchmark: "next group" and "submit" under 8 concurrent reviewers, and live latency.
+
+For each database size (default 1,000 groups as the baseline and 100,000 groups: 400,000
+completions and 1,000,000 judgments, with 3 earlier reviews on 15% of the groups), a child
+process fills its own database (kept under data/ between runs), then 8 reviewers take
+turns: GET /review/ (claims and renders the next group) and POST its submit (stores the
+review and renders the next group), timed server-side: the full Django request
+(middleware, views, database, templates) in the process, without the network. A trivial
+page (/healthz) between them is the floor.
+
+Live: the time from a piece of streamed text leaving the pipeline (broadcasts.tokens, as
+the generate task calls it) to its websocket frame reaching a connected client, through
+the channel layer and the consumer.
+
+    python bench/bench_review.py [--groups 100000] [--rounds 40] [--database-url postgres://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fill  # noqa: E402
+
+REVIEWERS = 8
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def _review_rounds(users, rounds: int, out: dict, errors: list) -> None:
+    """The reviewers take turns: each round, every one of them asks for the next group and
+    submits it. One thread, as daphne runs Django's sync views: a request's time is its own."""
+    from django.test import Client
+
+    from labelling import selectors
+
+    clients = {}
+    for user in users:
+        clients[user.pk] = Client(HTTP_HOST="127.0.0.1")
+        clients[user.pk].force_login(user)
+    for _ in range(rounds):
+        for user in users:
+            client = clients[user.pk]
+            started = time.perf_counter()
+            client.get("/healthz")
+            out["floor"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            response = client.get("/review/")
+            out["next"].append(time.perf_counter() - started)
+            assignment = selectors.assignment_current(reviewer=user)
+            if response.status_code != 200 or assignment is None:
+                errors.append(f"{user.username}: no group ({response.status_code})")
+                return
+            rubric = selectors.group_rubric(assignment.group)
+            form = {"submission_id": str(uuid.uuid4())}
+            for generation in selectors.review_generations(assignment):
+                for c in rubric.criteria.all():
+                    form[f"score-{generation.pk}-{c.key}"] = "3"
+            started = time.perf_counter()
+            response = client.post(f"/review/{assignment.pk}/submit", form, headers={"HX-Request": "true"})
+            out["submit"].append(time.perf_counter() - started)
+            if response.status_code != 200:
+                errors.append(f"{user.username}: submit answered {response.status_code}")
+                return
+
+
+def child(groups: int, rounds: int, database_url: str | None) -> None:
+    data_dir = fill.ROOT / "data" / f"bench-review-{groups}"
+    fresh = bool(database_url) or not fill.filled(data_dir)
+    fill.setup(data_dir, database_url=database_url, fresh=fresh)
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from labelling.models import Assignment
+    from labelling.roles import REVIEWER, ensure_roles
+
+    call_command("migrate", verbosity=0)
+    if fresh:
+        print(f"filling {groups:,} groups", file=sys.stderr, flush=True)
+        fill.fill(groups, reviewed_groups=groups * 15 // 100, reviewers=3,
+                  log=lambda m: print(m, file=sys.stderr, flush=True))
+        if not database_url:
+            fill.mark_filled(data_dir)
+    users = []
+    for i in range(REVIEWERS):  # new reviewers each run: the queue is theirs to take from
+        user, _ = get_user_model().objects.get_or_create(username=f"bench-reviewer-{i}")
+        user.groups.add(ensure_roles()[REVIEWER])
+        Assignment.objects.filter(reviewer=user).delete()
+        users.append(user)
+    out = {"next": [], "submit": [], "floor": []}
+    errors: list[str] = []
+    _review_rounds(users, rounds, out, errors)
+    if errors:
+        raise SystemExit("\n".join(errors))
+    print(json.dumps({"groups": groups, **{k: [round(v * 1000, 3) for v in vs] for k, vs in out.items()}}))
+
+
+def live(samples: int) -> dict:
+    """Latency from broadcasts.tokens (a worker thread) to the websocket client, in ms."""
+    fill.setup(fill.ROOT / "data" / "bench-review-live", fresh=True)
+    from asgiref.sync import async_to_sync
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.test import Client
+
+    from labelling import broadcasts
+    from shaping_web.asgi import application
+
+    call_command("migrate", verbosity=0)
+    user = get_user_model().objects.create_user(username="live")
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    sent: dict[int, float] = {}
+
+    def producer():
+        for i in range(samples):
+            sent[i] = time.perf_counter()
+            broadcasts.tokens(1, 1, {0: f"<{i}>"})
+            time.sleep(0.005)
+
+    async def go():
+        communicator = WebsocketCommunicator(application, "/ws/live/?run=1",
+                                             headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"),
+                                                      (b"cookie", cookie)])
+        assert (await communicator.connect())[0]
+        thread = threading.Thread(target=producer)
+        latencies = []
+        await database_sync_to_async(lambda: None)()
+        thread.start()
+        for _ in range(samples):
+            frame = await communicator.receive_from(timeout=10)
+            received = time.perf_counter()
+            i = int(frame.split("&lt;")[1].split("&gt;")[0])
+            latencies.append((received - sent[i]) * 1000)
+        thread.join()
+        await communicator.disconnect()
+        return latencies
+
+    latencies = async_to_sync(go)()
+    return {"p50": statistics.median(latencies), "p95": pct(latencies, 95), "n": len(latencies)}
+
+
+def run_child(groups: int, rounds: int, database_url: str | None) -> dict:
+    command = [sys.executable, __file__, "--child", str(groups), "--rounds", str(rounds)]
+    if database_url:
+        command += ["--database-url", database_url]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=fill.ROOT)
+    sys.stderr.write(result.stderr[-2000:] if result.returncode else "")
+    if result.returncode != 0:
+        raise SystemExit(f"the {groups}-group run failed")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--groups", type=int, default=100_000)
+    parser.add_argument("--baseline-groups", type=int, default=1_000)
+    parser.add_argument("--rounds", type=int, default=40, help="next + submit per reviewer")
+    parser.add_argument("--database-url", help="PostgreSQL (emptied and filled); SQLite under data/ otherwise")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--live", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.rounds, args.database_url)
+        return
+    if args.live:
+        print(json.dumps(live(400)))
+        return
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    results = [run_child(n, args.rounds, args.database_url) for n in (args.baseline_groups, args.groups)]
+    print(f"\n{REVIEWERS} reviewers x {args.rounds} rounds on {backend}, server-side ms\n")
+    print(f"{'groups':>9} {'request':<8} {'p50':>7} {'p95':>7} {'max':>7}")
+    for r in results:
+        for key in ("floor", "next", "submit"):
+            values = r[key]
+            print(f"{r['groups']:>9,} {key:<8} {statistics.median(values):>7.1f} {pct(values, 95):>7.1f} "
+                  f"{max(values):>7.1f}")
+    small, large = results
+    for key in ("next", "submit"):
+        print(f"p95 {key}: {args.groups:,} / {args.baseline_groups:,} groups = "
+              f"{pct(large[key], 95) / pct(small[key], 95):.2f}x; "
+              f"over the floor: {pct(large[key], 95) / pct(large['floor'], 95):.1f}x")
+    out = subprocess.run([sys.executable, __file__, "--live"], capture_output=True, text=True, cwd=fill.ROOT)
+    if out.returncode == 0:
+        lat = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"\nlive: streamed text to websocket frame, {lat['n']} pieces: "
+              f"p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms")
+    else:
+        print(f"live measurement failed:\n{out.stderr[-2000:]}")
+
+
+if __name__ == "__main__":
+    main()
