@@ -15,7 +15,7 @@ run: install ## set up (venv, install, migrate, demo) and start everything
 # The suite keeps its files (test database, huey queue, Triton logs) apart from `make run`'s.
 TEST_ENV := DATA_DIR=$${TEST_DATA_DIR:-$(CURDIR)/data/test} HUEY_NAME=$${TEST_HUEY_NAME:-shaping-test}
 
-test: install-test chromium ## install what the tests need and run the whole suite
+test: install-test chromium node_modules/.installed ## install what the tests need and run the whole suite
 	$(VENV)/bin/ruff check .
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
@@ -33,6 +33,13 @@ $(VENV)/.installed-run: pyproject.toml | $(PY)
 $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PIP) install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
+
+# The Khronos glTF validator, which the tests run on generated character figures.
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "installing Debian's nodejs and npm for the glTF validator"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Browser tests drive Debian's chromium (Playwright's own download cannot work offline).
 chromium:
@@ -55,4 +62,4 @@ bench: install ## benchmarks (see docs/benchmarks.md); the batching one wants th
 	$(PY) bench/bench_pipeline.py
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .ruff_cache node_modules

@@ -249,7 +249,8 @@ def _save_generation(ctx: RunContext, group, slot: int, messages: list[dict], co
     try:
         services.generation_record(
             group=group, index=slot, messages=messages, raw_text=completion["text"], model_version=ctx.generator,
-            run=ctx.run, opened_in_prompt=bool(ctx.sampling.get("enable_thinking")), **_measures(completion),
+            run=ctx.run, opened_in_prompt=bool(ctx.sampling.get("enable_thinking")),
+            structured=bool(ctx.sampling.get("guidance_type")), **_measures(completion),
         )
     except IntegrityError:
         return 0  # another worker filled this slot first: the slot holds one text, as it must

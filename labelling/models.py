@@ -23,6 +23,13 @@ class Character(models.Model):
     portrait_thumbnail = models.ImageField(
         upload_to="portraits/thumbs/", blank=True, editable=False
     )
+    sheet = models.JSONField(
+        default=dict, blank=True, help_text="The character sheet it was promoted from (labelling.sheets)."
+    )
+    appearance_model = models.FileField(
+        upload_to="appearance/", blank=True, editable=False,
+        help_text="glTF 2.0 (.glb) built from the sheet's appearance parameters.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

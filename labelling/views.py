@@ -197,17 +197,20 @@ def _group_context(assignment: Assignment) -> dict:
     for c in criteria:
         c.choices = [(v, c.levels.get(str(v), "")) for v in range(c.scale_min, c.scale_max + 1)]
     messages = generations[0].messages if generations else []
+    sheets = bool(group.run and (group.run.params or {}).get("output") == "sheet")
     columns = []
     for position, generation in enumerate(generations):
         judge = generation.judge_judgments[0] if generation.judge_judgments else None
-        columns.append(
-            {
-                "generation": generation,
-                "label": LETTERS[position % len(LETTERS)],
-                "judge": judge,
-                "judge_scores": _judge_scores(judge, criteria),
-            }
-        )
+        column = {
+            "generation": generation,
+            "label": LETTERS[position % len(LETTERS)],
+            "judge": judge,
+            "judge_scores": _judge_scores(judge, criteria),
+        }
+        if sheets:  # a character sheet reads as a card with its 3D figure, not as raw JSON
+            column["sheet"] = sheet_lib.parse_sheet(generation.text)
+            column["sheet_problems"] = [] if column["sheet"] else sheet_lib.sheet_problems(generation.text)
+        columns.append(column)
     return {
         "group": group,
         "rubric": rubric,

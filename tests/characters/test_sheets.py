@@ -1,0 +1,140 @@
+"""Character sheets: the schema names bad fields, appearances become valid glTF (checked by the
+Khronos validator), a valid sheet is promoted to a character, and the review shows sheets as cards."""
+
+import json
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from labelling import services
+from labelling.appearance import build_glb
+from labelling.models import Character
+from labelling.schemas import CriterionIn, RubricIn
+from labelling.sheets import FEATURES, Appearance, sheet_problems, sheet_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = (ROOT / "labelling" / "demo" / "sample-sheet.json").read_text()
+PALETTE = {"skin": "#c58c64", "hair": "#2b1d14", "outfit": "#35627a", "accent": "#d9a441"}
+
+
+def sample(**changes) -> dict:
+    data = json.loads(SAMPLE)
+    for path, value in changes.items():
+        target = data
+        *parents, leaf = path.split("__")
+        for p in parents:
+            target = target[int(p)] if p.isdigit() else target[p]
+        target[leaf] = value
+    return data
+
+
+def test_the_sample_sheet_is_valid_and_the_schema_is_versioned():
+    assert sheet_problems(SAMPLE) == []
+    schema = sheet_schema()
+    assert "version 1" in schema["$comment"] and "appearance" in schema["required"]
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"appearance__height": 2.5}, "appearance.height"),
+    ({"appearance__features": ["wings"]}, "appearance.features.0"),
+    ({"appearance__palette__skin": "red"}, "appearance.palette.skin"),
+    ({"attributes__age": "old"}, "attributes.age"),
+    ({"dialogue": []}, "dialogue"),
+])
+def test_a_sheet_that_breaks_the_schema_names_the_field(changes, field):
+    problems = sheet_problems(json.dumps(sample(**changes)))
+    assert problems and problems[0].startswith(f"{field}:"), problems
+
+
+def test_a_cut_off_sheet_is_reported_not_half_read():
+    (problem,) = sheet_problems(SAMPLE[:200])
+    assert problem.startswith("sheet: Invalid JSON")
+
+
+def _validate(paths: list[Path]) -> list[dict]:
+    node = shutil.which("node")
+    assert node, "node is needed for the glTF validator (make test installs it)"
+    assert (ROOT / "node_modules" / "gltf-validator").is_dir(), "run `npm ci` (make test does)"
+    result = subprocess.run([node, str(ROOT / "tests" / "gltf_validate.mjs"), *map(str, paths)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_every_appearance_becomes_a_gltf_asset_with_zero_validator_errors(tmp_path):
+    appearances = [
+        Appearance.model_validate(json.loads(SAMPLE)["appearance"]),
+        Appearance(height=0.8, build=0.7, head=0.8, legs=0.85, palette=PALETTE),
+        Appearance(height=1.25, build=1.4, head=1.3, legs=1.2, palette=PALETTE, features=list(FEATURES[:4])),
+        Appearance(palette=PALETTE, features=list(FEATURES[4:])),
+    ]
+    paths = []
+    for i, a in enumerate(appearances):
+        paths.append(tmp_path / f"figure-{i}.glb")
+        paths[-1].write_bytes(build_glb(a, name=f"figure {i}"))
+    reports = _validate(paths)
+    assert [r["errors"] for r in reports] == [0] * len(appearances), reports
+    assert build_glb(appearances[0]) == build_glb(appearances[0])  # same parameters, same bytes
+
+
+@pytest.fixture
+def sheet_group(db, media):
+    rubric = services.rubric_create(data=RubricIn(slug="coherence", name="Coherence", criteria=[
+        CriterionIn(key="coherent", description="Attributes, backstory and dialogue fit together")]))
+    run, _ = services.sheet_run_start(concept="a retired lighthouse keeper", count=2, rubric=rubric)
+    group = services.group_for(run=run, prompt=run.prompt_set.prompts.get())
+    good = services.generation_record(group=group, index=0, messages=[], raw_text=SAMPLE, model_version=None, run=run)
+    bad = services.generation_record(group=group, index=1, messages=[], run=run, model_version=None,
+                                     raw_text=json.dumps(sample(appearance__height=3)))
+    return {"run": run, "good": good, "bad": bad}
+
+
+def test_a_valid_sheet_is_promoted_to_a_character_with_its_figure(sheet_group, media):
+    character = services.sheet_promote(generation=sheet_group["good"], slug="maren")
+    assert character.name == "Maren Tollis" and "retired lighthouse keeper" in character.persona
+    assert character.traits == ["craft", "honesty", "the sea"]
+    glb = (media / character.appearance_model.name).read_bytes()
+    assert struct.unpack("<4sI", glb[:8]) == (b"glTF", 2)
+    assert _validate([media / character.appearance_model.name])[0]["errors"] == 0
+    with pytest.raises(ValidationError, match="already exists"):
+        services.sheet_promote(generation=sheet_group["good"], slug="maren")
+    with pytest.raises(ValidationError, match="appearance.height"):
+        services.sheet_promote(generation=sheet_group["bad"], slug="other")
+    assert Character.objects.filter(slug="other").count() == 0
+
+
+def test_a_think_tag_inside_a_sheet_string_is_text_not_a_think_block(sheet_group):
+    raw = json.dumps(sample(backstory="She wrote </think> in her log and kept going."))
+    group = sheet_group["good"].group
+    kept = services.generation_record(group=group, index=2, messages=[], raw_text=raw, model_version=None,
+                                      run=sheet_group["run"], structured=True)
+    assert kept.text == raw and kept.thinking == "" and kept.think_valid
+    assert sheet_problems(kept.text) == []
+
+
+def test_the_review_shows_sheets_as_cards_with_a_3d_figure_and_invalid_ones_with_their_problems(
+        sheet_group, client, admin_user, media):
+    data = sample(name="<script>alert(1)</script>")
+    sheet_group["good"].text = json.dumps(data)
+    sheet_group["good"].save()
+    client.force_login(admin_user)
+    page = client.get("/review/").content.decode()
+    assert 'class="sheet-card"' in page and "<model-viewer" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+    assert "Not a valid character sheet" in page and "appearance.height" in page
+    figure = client.get(f"/sheets/{sheet_group['good'].pk}/appearance.glb")
+    assert figure["Content-Type"] == "model/gltf-binary" and figure.content[:4] == b"glTF"
+    assert client.get(f"/sheets/{sheet_group['bad'].pk}/appearance.glb").status_code == 404
+    promoted = client.post(f"/sheets/{sheet_group['good'].pk}/promote", {"slug": "maren"})
+    assert promoted.status_code == 302 and promoted["Location"] == "/characters/maren/"
+    detail = client.get("/characters/maren/").content.decode()
+    assert "<model-viewer" in detail and ".glb" in detail and "&lt;script&gt;" in detail
+
+
+def test_a_reviewer_cannot_promote(sheet_group, reviewer_client):
+    assert reviewer_client.post(f"/sheets/{sheet_group['good'].pk}/promote", {"slug": "x"}).status_code == 403
+    assert not Character.objects.filter(slug="x").exists()
