@@ -24,13 +24,13 @@ def ensure_roles() -> dict[str, Group]:
 
 
 def user_role(user: AbstractBaseUser) -> str | None:
+    """The user's role, looked up once per user object (one per request)."""
     if not user.is_authenticated:
         return None
-    if user.is_superuser or user.groups.filter(name=ADMIN).exists():
-        return ADMIN
-    if user.groups.filter(name=REVIEWER).exists():
-        return REVIEWER
-    return None
+    if not hasattr(user, "_shaping_role"):
+        names = set() if user.is_superuser else set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+        user._shaping_role = ADMIN if user.is_superuser or ADMIN in names else REVIEWER if REVIEWER in names else None
+    return user._shaping_role
 
 
 def is_admin(user: AbstractBaseUser) -> bool:

@@ -22,6 +22,7 @@ from django.utils import timezone
 from labelling.models import (
     Assignment,
     Character,
+    CriterionScore,
     Generation,
     Group,
     Judgment,
@@ -256,29 +257,37 @@ def group_originals(group: Group) -> QuerySet[Generation]:
 
 
 def review_generations(assignment: Assignment) -> list[Generation]:
-    """The group's completions in the order this reviewer is shown them."""
+    """The group's completions in the order this reviewer is shown them, with their judge
+    judgments (and scores) and this reviewer's rewrites."""
     by_id = {
         g.pk: g
         for g in group_originals(assignment.group).prefetch_related(
             Prefetch(
                 "judgments",
                 queryset=Judgment.objects.filter(source=Judgment.Source.JUDGE)
-                .select_related("rubric")
-                .prefetch_related("scores__criterion")
+                .prefetch_related(Prefetch("scores", queryset=CriterionScore.objects.select_related("criterion")))
                 .order_by("-created_at"),
                 to_attr="judge_judgments",
             ),
             Prefetch(
                 "revisions",
                 queryset=Generation.objects.filter(
-                    source=Generation.Source.HUMAN_REWRITE, author=assignment.reviewer
+                    source=Generation.Source.HUMAN_REWRITE, author=assignment.reviewer_id
                 ).order_by("-revision"),
                 to_attr="my_rewrites",
             ),
         )
     }
-    ordered = [by_id.pop(pk) for pk in assignment.shown_order if pk in by_id]
-    return ordered + sorted(by_id.values(), key=lambda g: g.index)
+    return [by_id[pk] for pk in shown_order(assignment, by_id.values())]
+
+
+def shown_order(assignment: Assignment, generations: Iterable[Generation]) -> list[int]:
+    """The ids of `generations` in the order the reviewer was shown them (any the recorded
+    order lacks follow by index)."""
+    by_id = {g.pk: g for g in generations}
+    ordered = [pk for pk in assignment.shown_order if pk in by_id]
+    rest = sorted((g for pk, g in by_id.items() if pk not in set(ordered)), key=lambda g: g.index)
+    return ordered + [g.pk for g in rest]
 
 
 def reviewer_last_submission(*, reviewer) -> Judgment | None:

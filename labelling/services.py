@@ -358,24 +358,8 @@ def weighted_overall(criteria: Iterable[Criterion], scores: Mapping[str, int]) -
     return round(total / weight_sum, 6) if weight_sum else 0.0
 
 
-@transaction.atomic
-def judgment_record(
-    *,
-    generation: Generation,
-    rubric: Rubric,
-    source: str,
-    scores: Mapping[str, int],
-    rationale: str = "",
-    raw_output: str = "",
-    model_version: ModelVersion | None = None,
-    reviewer=None,
-    run: PipelineRun | None = None,
-    refresh_queue: bool = True,
-    **extra,
-) -> Judgment:
-    """Save scores for every criterion of the rubric (no more, no fewer). A caller saving
-    several judgments of one group passes refresh_queue=False and refreshes it once."""
-    criteria = list(rubric.criteria.all())
+def scores_check(criteria: list[Criterion], scores: Mapping[str, int]) -> None:
+    """Refuse scores that miss or add a criterion, or fall outside a criterion's scale."""
     expected = {c.key for c in criteria}
     if set(scores) != expected:
         missing, unknown = sorted(expected - set(scores)), sorted(set(scores) - expected)
@@ -394,21 +378,43 @@ def judgment_record(
             raise ValidationError(
                 {f"scores.{c.key}": f"{value!r} is outside {c.scale_min}..{c.scale_max}"}
             )
-    judgment = Judgment.objects.create(
-        generation=generation,
-        rubric=rubric,
-        source=source,
-        model_version=model_version,
-        reviewer=reviewer,
-        run=run,
-        overall=weighted_overall(criteria, scores),
-        rationale=rationale,
-        raw_output=raw_output,
-        **extra,
-    )
+
+
+def _judgments_save(rubric: Rubric, pairs: list[tuple[Judgment, Mapping[str, int]]]) -> None:
+    """Check each judgment's scores against the rubric, then insert the judgments and all
+    their scores in two statements (the caller holds the transaction)."""
+    criteria = list(rubric.criteria.all())
+    for judgment, scores in pairs:
+        scores_check(criteria, scores)
+        judgment.overall = weighted_overall(criteria, scores)
+    Judgment.objects.bulk_create([judgment for judgment, _ in pairs])
     CriterionScore.objects.bulk_create(
-        CriterionScore(judgment=judgment, criterion=c, score=scores[c.key]) for c in criteria
+        CriterionScore(judgment=judgment, criterion=c, score=scores[c.key]) for judgment, scores in pairs for c in criteria
     )
+
+
+@transaction.atomic
+def judgment_record(
+    *,
+    generation: Generation,
+    rubric: Rubric,
+    source: str,
+    scores: Mapping[str, int],
+    rationale: str = "",
+    raw_output: str = "",
+    model_version: ModelVersion | None = None,
+    reviewer=None,
+    run: PipelineRun | None = None,
+    refresh_queue: bool = True,
+    **extra,
+) -> Judgment:
+    """Save scores for every criterion of the rubric (no more, no fewer). A caller saving
+    several judgments of one group passes refresh_queue=False and refreshes it once."""
+    judgment = Judgment(
+        generation=generation, rubric=rubric, source=source, model_version=model_version, reviewer=reviewer,
+        run=run, rationale=rationale, raw_output=raw_output, **extra,
+    )
+    _judgments_save(rubric, [(judgment, scores)])
     if refresh_queue:
         group_queue_refresh(generation.group_id)
     return judgment
@@ -613,7 +619,8 @@ def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission)
                 "Your hold on this group expired; reload the queue to take it again "
                 "if it is still free. Your scores are kept in this browser."
             )
-        shown = [g.pk for g in selectors.review_generations(assignment)]
+        generations = {g.pk: g for g in selectors.group_originals(group)}
+        shown = selectors.shown_order(assignment, generations.values())
         _check_submission(submission, shown)
         rubric = selectors.group_rubric(group)
         if rubric is None:
@@ -622,27 +629,19 @@ def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission)
         if submission.preference is not None:
             ranks, both_bad = _pairwise_ranks(shown, submission.preference)
             flagged |= both_bad
-        generations = {g.pk: g for g in selectors.group_originals(group)}
-        judgments = {
-            gid: judgment_record(
-                generation=generations[gid],
-                rubric=rubric,
-                source=Judgment.Source.HUMAN,
-                scores=submission.scores[gid],
-                rationale=submission.critiques.get(gid, "").strip(),
-                reviewer=reviewer,
-                rank=ranks.get(gid),
-                flagged=gid in flagged,
+        if not ranks:  # no ranking given: rank by the scores themselves
+            criteria = list(rubric.criteria.all())
+            for gid in shown:
+                scores_check(criteria, submission.scores[gid])
+            ranks = _rank_by_overall({gid: weighted_overall(criteria, submission.scores[gid]) for gid in shown})
+        _judgments_save(rubric, [
+            (Judgment(
+                generation=generations[gid], rubric=rubric, source=Judgment.Source.HUMAN, reviewer=reviewer,
+                rationale=submission.critiques.get(gid, "").strip(), rank=ranks.get(gid), flagged=gid in flagged,
                 submission_id=submission.submission_id,
-                refresh_queue=False,
-            )
+            ), submission.scores[gid])
             for gid in shown
-        }
-        if not ranks:
-            for gid, rank in _rank_by_overall(
-                {gid: j.overall for gid, j in judgments.items()}
-            ).items():
-                Judgment.objects.filter(pk=judgments[gid].pk).update(rank=rank)
+        ])
         done = Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.ACTIVE).update(
             status=Assignment.Status.SUBMITTED, completed_at=now
         )

@@ -7,20 +7,23 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied, SuspiciousFileOperation, ValidationError
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils._os import safe_join
 from django.views.decorators.http import require_GET, require_POST
 
 from labelling import agreement, roles, selectors, services
 from labelling import sheets as sheet_lib
 from labelling.appearance import build_glb
-from labelling.models import Assignment, Character, Generation, Rubric
+from labelling.models import Assignment, Character, Generation, Group, Rubric
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -190,7 +193,8 @@ def _render_panel(request: HttpRequest, assignment: Assignment | None, policy: s
 
 
 def _group_context(assignment: Assignment) -> dict:
-    group = assignment.group
+    group = Group.objects.select_related("run", "character", "prompt__prompt_set").get(pk=assignment.group_id)
+    assignment.group = group
     generations = selectors.review_generations(assignment)
     rubric = selectors.group_rubric(group)
     criteria = list(rubric.criteria.all()) if rubric else []
@@ -225,6 +229,7 @@ def _group_context(assignment: Assignment) -> dict:
 
 
 def _judge_scores(judge, criteria: list) -> list[tuple[str, int | None]]:
+    # By key: the judge may have used an earlier version of the rubric.
     by_key = {s.criterion.key: s.score for s in judge.scores.all()} if judge else {}
     return [(c.key, by_key.get(c.key)) for c in criteria]
 

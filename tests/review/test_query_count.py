@@ -1,0 +1,48 @@
+"""The review requests cost a fixed number of queries, whatever the size of the group: an
+N+1 (a query per completion, judgment or score) would show up here as a difference."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from labelling import services
+from labelling.models import Judgment
+from tests.review.conftest import held, review_form
+
+
+@pytest.fixture
+def group_of_six(world):
+    """Besides the world's ready group of three, a judged group of six."""
+    first = world["run"]
+    run, _ = services.run_start(kind="generate", character=first.character, prompt_set=first.prompt_set,
+                                rubric=world["rubric"], group_size=6, enqueue=False)
+    prompt = first.prompt_set.prompts.get(external_id="b")
+    group = services.group_for(run=run, prompt=prompt)
+    judge = services.model_version_get_or_create(backend="fixture", model_name="judge")
+    for index in range(6):
+        g = services.generation_record(group=group, index=index, messages=[], model_version=None, run=run,
+                                       raw_text=f"six-{index}")
+        services.judgment_record(generation=g, rubric=world["rubric"], source=Judgment.Source.JUDGE,
+                                 scores={"voice": 1 + index % 5}, run=run, model_version=judge)
+    return group
+
+
+def _costs(client, reviewer) -> tuple[int, int, int]:
+    """For the group the reviewer holds: its size, the queries to show it, and to submit it."""
+    assignment = held(reviewer)
+    with CaptureQueriesContext(connection) as shown:
+        assert client.get("/review/", HTTP_HX_REQUEST="true").status_code == 200
+    with CaptureQueriesContext(connection) as submitted:
+        response = client.post(f"/review/{assignment.pk}/submit", review_form(assignment))
+    assert response.status_code == 302, response.content[:300]  # without htmx: stored, then a redirect
+    return assignment.group.size, len(shown.captured_queries), len(submitted.captured_queries)
+
+
+def test_showing_and_submitting_cost_the_same_queries_for_groups_of_three_and_six(group_of_six, reviewer_client,
+                                                                                   reviewer):
+    reviewer_client.get("/review/?policy=fifo")
+    three = _costs(reviewer_client, reviewer)
+    reviewer_client.get("/review/?policy=fifo")
+    six = _costs(reviewer_client, reviewer)
+    assert (three[0], six[0]) == (3, 6)
+    assert three[1:] == six[1:], (three, six)
