@@ -58,7 +58,8 @@ SHEET_DESIGNER = "sheet-designer"
 
 
 def sheet_run_start(*, concept: str, count: int = 4, max_tokens: int = 2048, rubric: Rubric | None = None,
-                    created_by=None, idempotency_key: str | None = None) -> tuple[PipelineRun, bool]:
+                    created_by=None, idempotency_key: str | None = None, enqueue: bool = True,
+                    ) -> tuple[PipelineRun, bool]:
     """A generate run making `count` character sheets for a concept, decoded under the
     sheet's JSON schema so each one parses (on a backend that honours guidance)."""
     from labelling.sheets import SHEET_INSTRUCTION, sheet_schema
@@ -79,7 +80,7 @@ def sheet_run_start(*, concept: str, count: int = 4, max_tokens: int = 2048, rub
                 {"role": "user", "content": SHEET_INSTRUCTION.format(concept=concept)}])])
         return run_start(
             kind=PipelineRun.Kind.GENERATE, character=designer, prompt_set=prompt_set, rubric=rubric,
-            group_size=count, created_by=created_by, idempotency_key=idempotency_key,
+            group_size=count, created_by=created_by, idempotency_key=idempotency_key, enqueue=enqueue,
             params={"output": "sheet", "concept": concept, "sampling": {
                 "max_tokens": max_tokens, "guidance_type": "json_schema", "guidance": json.dumps(sheet_schema())}},
         )

@@ -337,6 +337,26 @@ def sheet_promote(request: HttpRequest, generation_id: int) -> HttpResponse:
     return redirect(url)
 
 
+# What /media/ serves to signed-in reviewers and admins: pictures and figures of characters.
+# Dataset files live under media too but go out only through the admin and the API, checked.
+PUBLIC_MEDIA = ("portraits/", "appearance/")
+
+
+@require_GET
+@reviewer_required
+def media(request: HttpRequest, path: str) -> FileResponse:
+    root = Path(settings.MEDIA_ROOT).resolve()
+    try:
+        full = Path(safe_join(root, path)).resolve()
+    except SuspiciousFileOperation:
+        raise Http404("no such file") from None
+    # Checked on the resolved path: "appearance/../datasets/..." is a dataset file.
+    if not full.is_relative_to(root) or not str(full.relative_to(root)).startswith(PUBLIC_MEDIA) or not full.is_file():
+        raise Http404("no such file")
+    content_type = "model/gltf-binary" if full.suffix == ".glb" else None
+    return FileResponse(full.open("rb"), content_type=content_type)
+
+
 @require_GET
 @reviewer_required
 def character_detail(request: HttpRequest, slug: str) -> HttpResponse:

@@ -138,3 +138,18 @@ def test_the_review_shows_sheets_as_cards_with_a_3d_figure_and_invalid_ones_with
 def test_a_reviewer_cannot_promote(sheet_group, reviewer_client):
     assert reviewer_client.post(f"/sheets/{sheet_group['good'].pk}/promote", {"slug": "x"}).status_code == 403
     assert not Character.objects.filter(slug="x").exists()
+
+
+def test_media_serves_figures_to_reviewers_but_never_dataset_files(sheet_group, reviewer_client, media):
+    from django.test import Client
+
+    character = services.sheet_promote(generation=sheet_group["good"], slug="maren")
+    (media / "datasets" / "d").mkdir(parents=True)
+    (media / "datasets" / "d" / "1.jsonl").write_text("{}\n")
+    figure = reviewer_client.get(f"/media/{character.appearance_model.name}")
+    assert figure.status_code == 200 and figure["Content-Type"] == "model/gltf-binary"
+    assert b"".join(figure.streaming_content)[:4] == b"glTF"
+    for path in ("datasets/d/1.jsonl", "appearance/../datasets/d/1.jsonl", "appearance/missing.glb",
+                 "appearance/../../etc/passwd"):
+        assert reviewer_client.get(f"/media/{path}").status_code == 404, path
+    assert Client().get(f"/media/{character.appearance_model.name}").status_code == 302  # signed out: to the login
