@@ -10,9 +10,11 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from labelling import roles, services
+from labelling import architext, roles, services
+from labelling.importers import ImportFailed
 from labelling.models import Character, PipelineRun, PromptSet, Rubric
 
 KINDS = [(k.value, k.label) for k in (PipelineRun.Kind.GENERATE, PipelineRun.Kind.JUDGE, PipelineRun.Kind.REVISE)]
@@ -31,47 +33,113 @@ def admin_required(view: Callable) -> Callable:
 @require_http_methods(["GET", "POST"])
 @admin_required
 def run_new(request: HttpRequest) -> HttpResponse:
-    form = {"kind": "generate", "group_size": "4", "max_tokens": "128", "threshold": "0.5", "max_rounds": "1"}
+    form = {**RUN_DEFAULTS, "prompt_set": request.GET.get("prompt_set", "")}
     errors: dict[str, str] = {}
     if request.method == "POST":
         form.update(request.POST.dict())
         try:
             run = _start(form, request.user)
         except ValidationError as exc:
-            errors = {k: "; ".join(v) for k, v in exc.message_dict.items()}
+            errors = _errors(exc)
         else:
             messages.success(request, f"Run #{run.pk} queued.")
             return redirect("run_detail", run_id=run.pk)
+    return _new_page(request, form=form, errors=errors)
+
+
+@require_POST
+@admin_required
+def sheet_run_new(request: HttpRequest) -> HttpResponse:
+    """Design characters: a run generating character sheets for a concept."""
+    form = {**SHEET_DEFAULTS, **request.POST.dict()}
+    try:
+        numbers = _numbers(form, (("count", int, 1, 16), ("sheet_max_tokens", int, 64, 8192)))
+        rubric = _pick(form, Rubric, "sheet_rubric")
+        run, _ = services.sheet_run_start(
+            concept=form.get("concept", ""), count=numbers["count"], max_tokens=numbers["sheet_max_tokens"],
+            rubric=rubric, created_by=request.user, idempotency_key=form.get("idempotency_key") or None,
+        )
+    except ValidationError as exc:
+        return _new_page(request, sheet_form=form, sheet_errors=_errors(exc))
+    messages.success(request, f"Run #{run.pk} queued: {numbers['count']} character sheets.")
+    return redirect("run_detail", run_id=run.pk)
+
+
+@require_POST
+@admin_required
+def puzzles_new(request: HttpRequest) -> HttpResponse:
+    """Import Architext decision puzzles as a prompt set (all or nothing), then start a run on it."""
+    form = request.POST.dict()
+    upload = request.FILES.get("puzzles")
+    try:
+        if upload is None:
+            raise ValidationError({"puzzles": "choose an Architext JSONL file"})
+        try:
+            text = upload.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValidationError({"puzzles": f"{upload.name}: not UTF-8 text"}) from None
+        prompt_set = architext.puzzles_import(upload.name, text, prompt_set=form.get("puzzle_set", "").strip())
+    except ValidationError as exc:
+        return _new_page(request, puzzle_form=form, puzzle_errors=_errors(exc))
+    except ImportFailed as exc:
+        return _new_page(request, puzzle_form=form, puzzle_errors={"puzzles": str(exc)})
+    messages.success(request, f"{prompt_set.prompts.count()} decision prompts imported into {prompt_set.name}.")
+    return redirect(f"{reverse('run_new')}?prompt_set={prompt_set.pk}")
+
+
+RUN_DEFAULTS = {"kind": "generate", "group_size": "4", "max_tokens": "128", "threshold": "0.5", "max_rounds": "1"}
+SHEET_DEFAULTS = {"count": "4", "sheet_max_tokens": "2048"}
+
+
+def _new_page(request: HttpRequest, *, form: dict | None = None, errors: dict | None = None, **forms) -> HttpResponse:
+    """The start-a-run page with its three forms (run, character sheets, puzzle import)."""
+    failed = bool(errors) or any(forms.get(k) for k in ("sheet_errors", "puzzle_errors"))
     context = {
-        "form": form, "errors": errors, "kinds": KINDS,
-        "characters": Character.objects.order_by("name"), "prompt_sets": PromptSet.objects.order_by("name"),
+        "form": form or RUN_DEFAULTS,
+        "errors": errors or {}, "sheet_form": SHEET_DEFAULTS, "sheet_errors": {}, "puzzle_form": {},
+        "puzzle_errors": {}, **forms,
+        "kinds": KINDS, "characters": Character.objects.order_by("name"), "prompt_sets": PromptSet.objects.order_by("name"),
         "rubrics": Rubric.objects.order_by("slug", "-version"),
         "source_runs": PipelineRun.objects.filter(kind=PipelineRun.Kind.GENERATE).order_by("-created_at")[:50],
     }
-    return render(request, "runs/new.html", context, status=400 if errors else 200)
+    return render(request, "runs/new.html", context, status=400 if failed else 200)
 
 
-def _start(form: dict, user) -> PipelineRun:
-    def pick(model, field: str):
-        value = form.get(field) or ""
-        if not value:
-            return None
-        if not value.isdigit() or (row := model.objects.filter(pk=int(value)).first()) is None:
-            raise ValidationError({field: f"no such {model._meta.verbose_name}"})
-        return row
+def _errors(exc: ValidationError) -> dict[str, str]:
+    if hasattr(exc, "message_dict"):
+        return {k: "; ".join(v) for k, v in exc.message_dict.items()}
+    return {"__all__": "; ".join(exc.messages)}
 
+
+def _pick(form: dict, model, field: str):
+    """The row a form's select names by primary key, None when none is chosen."""
+    value = form.get(field) or ""
+    if not value:
+        return None
+    if not value.isdigit() or (row := model.objects.filter(pk=int(value)).first()) is None:
+        raise ValidationError({field: f"no such {model._meta.verbose_name}"})
+    return row
+
+
+def _numbers(form: dict, fields) -> dict:
     numbers = {}
-    for field, cast, low, high in (("group_size", int, 1, 16), ("max_tokens", int, 1, 4096),
-                                   ("threshold", float, 0.0, 1.0), ("max_rounds", int, 1, 5)):
+    for field, cast, low, high in fields:
         try:
             numbers[field] = cast(form.get(field, ""))
         except ValueError:
             raise ValidationError({field: "a number is required"}) from None
         if not low <= numbers[field] <= high:
             raise ValidationError({field: f"must be between {low} and {high}"})
+    return numbers
+
+
+def _start(form: dict, user) -> PipelineRun:
+    numbers = _numbers(form, (("group_size", int, 1, 16), ("max_tokens", int, 1, 4096),
+                              ("threshold", float, 0.0, 1.0), ("max_rounds", int, 1, 5)))
     run, _ = services.run_start(
-        kind=form.get("kind", ""), character=pick(Character, "character"), prompt_set=pick(PromptSet, "prompt_set"),
-        rubric=pick(Rubric, "rubric"), source_run=pick(PipelineRun, "source_run"), group_size=numbers["group_size"],
+        kind=form.get("kind", ""), character=_pick(form, Character, "character"),
+        prompt_set=_pick(form, PromptSet, "prompt_set"), rubric=_pick(form, Rubric, "rubric"),
+        source_run=_pick(form, PipelineRun, "source_run"), group_size=numbers["group_size"],
         params={"sampling": {"max_tokens": numbers["max_tokens"]}, "revise": form.get("revise") == "on",
                 "revise_threshold": numbers["threshold"], "max_rounds": numbers["max_rounds"]},
         created_by=user, idempotency_key=form.get("idempotency_key") or None,

@@ -236,18 +236,17 @@ def assignment_for_reviewer(*, reviewer, assignment_id: int) -> Assignment:
 
 
 def group_rubric(group: Group) -> Rubric | None:
-    """The rubric a group is reviewed against: the latest version of the rubric its
-    judge judgments used, else the newest rubric there is."""
-    slug = (
-        Judgment.objects.filter(generation__group=group, source=Judgment.Source.JUDGE)
-        .order_by("-created_at", "-id")
-        .values_list("rubric__slug", flat=True)
-        .first()
-    )
+    """The rubric a group is reviewed against: the latest version of the rubric its judge
+    judgments used, else its run's rubric, else the one the character was last judged
+    with, else the newest rubric there is."""
+    judged = Judgment.objects.filter(source=Judgment.Source.JUDGE).order_by("-created_at", "-id")
+    judged_with = judged.filter(generation__group=group).values("rubric__slug")[:1]
+    run_rubric = PipelineRun.objects.filter(pk=group.run_id).values("rubric__slug")[:1]
+    character_rubric = judged.filter(generation__group__character_id=group.character_id).values("rubric__slug")[:1]
     rubrics = Rubric.objects.prefetch_related("criteria")
-    if slug is not None:
-        return rubrics.filter(slug=slug).order_by("-version").first()
-    return rubrics.order_by("-created_at", "-id").first()
+    slug = Coalesce(Subquery(judged_with), Subquery(run_rubric), Subquery(character_rubric))
+    latest = rubrics.filter(slug=slug).order_by("-version").first()
+    return latest or rubrics.order_by("-created_at", "-id").first()
 
 
 def group_originals(group: Group) -> QuerySet[Generation]:

@@ -104,7 +104,7 @@ def test_a_streamed_completion_arrives_while_a_run_is_going(sign_in, live_app):
     page.select_option("select[name=prompt_set]", index=1)
     page.select_option("select[name=rubric]", index=1)
     page.fill("input[name=max_tokens]", "1500")
-    page.click(".run-form button[type=submit]")
+    page.click("#run-form button[type=submit]")
     page.wait_for_url(re.compile(r"/runs/\d+/$"))
     streamed = page.locator("#live-groups span[id^=stream-]").filter(has_text=re.compile(r"\S"))
     expect(streamed.first).to_be_visible(timeout=60_000)

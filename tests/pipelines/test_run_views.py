@@ -89,3 +89,58 @@ def test_inference_health_says_when_triton_is_down(admin_client, settings):
     finally:
         reset_backend()
     assert "not ready" in html and "cannot reach Triton" in html
+
+
+def test_an_admin_designs_characters_from_a_concept(admin_client, demo_rows, django_capture_on_commit_callbacks):
+    _, _, rubric = demo_rows
+    data = {"concept": "a cartographer who is afraid of heights", "count": "3", "sheet_max_tokens": "512",
+            "sheet_rubric": rubric.pk, "idempotency_key": "sheets-1"}
+    with django_capture_on_commit_callbacks(execute=False):
+        first = admin_client.post(reverse("sheet_run_new"), data)
+        again = admin_client.post(reverse("sheet_run_new"), data)
+    run = PipelineRun.objects.get(params__output="sheet")
+    assert first.status_code == again.status_code == 302 and first.url == reverse("run_detail", args=[run.pk])
+    assert run.group_size == 3 and run.rubric == rubric and run.params["sampling"]["guidance_type"] == "json_schema"
+    assert run.params["sampling"]["max_tokens"] == 512
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"concept": "  "}, "describe the character"),
+    ({"count": "40"}, "between 1 and 16"),
+    ({"sheet_rubric": "999999"}, "no such rubric"),
+])
+def test_a_bad_design_form_says_what_is_wrong_and_starts_nothing(admin_client, demo, change, message):
+    data = {"concept": "a baker", "count": "2", "sheet_max_tokens": "512", **change}
+    response = admin_client.post(reverse("sheet_run_new"), data)
+    assert response.status_code == 400 and message in response.content.decode()
+    assert not PipelineRun.objects.filter(params__output="sheet").exists()
+
+
+def test_puzzles_uploaded_in_the_browser_become_a_prompt_set_to_run(admin_client, demo):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from labelling.models import PromptSet
+    from tests.characters.test_puzzles import SAMPLE
+
+    upload = SimpleUploadedFile(SAMPLE.name, SAMPLE.read_bytes())
+    response = admin_client.post(reverse("puzzles_new"), {"puzzles": upload, "puzzle_set": "houses"})
+    prompt_set = PromptSet.objects.get(slug="houses")
+    assert response.status_code == 302 and response.url == f"{reverse('run_new')}?prompt_set={prompt_set.pk}"
+    assert prompt_set.prompts.count() == 5
+    page = admin_client.get(response.url).content.decode()
+    assert f'<option value="{prompt_set.pk}" selected>' in page and "5 decision prompts imported" in page
+
+
+def test_a_bad_puzzle_file_names_the_line_and_imports_nothing(admin_client, demo):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from labelling.models import PromptSet
+
+    bad = b'{"id": "a", "prompt": "p", "layout": "k: (1,1)(2,2)(3,3)"}\n{"id": "b", "prompt": "p"}\n'
+    response = admin_client.post(reverse("puzzles_new"), {"puzzles": SimpleUploadedFile("bad.jsonl", bad),
+                                                          "puzzle_set": "bad"})
+    body = response.content.decode()
+    assert response.status_code == 400 and "bad.jsonl" in body and "layout" in body and "nothing imported" in body
+    assert not PromptSet.objects.filter(slug="bad").exists()
+    missing = admin_client.post(reverse("puzzles_new"), {"puzzle_set": "bad"})
+    assert missing.status_code == 400 and "choose an Architext JSONL file" in missing.content.decode()
