@@ -1,0 +1,61 @@
+"""Architext decision puzzles through the whole loop: imported through the API, generated and
+judged by a real huey consumer and tritonserver, reviewed by a person, frozen into a
+dataset version whose rows carry the decision prompts."""
+
+import json
+import time
+
+from labelling import selectors, services, tokens
+from labelling.models import Generation, Judgment
+from tests.characters.test_puzzles import SAMPLE
+from tests.pipelines.test_api_loop import CONTENT
+from tests.review.conftest import review_form
+
+
+def test_puzzles_go_through_generate_judge_review_into_a_dataset(client, admin_user, reviewer, consumer, media):
+    auth = {"Authorization": f"Bearer {tokens.token_create(user=admin_user, name='puzzles')[1]}"}
+
+    def post(path, body):
+        return client.post(f"/api{path}", json.dumps(body), content_type="application/json", headers=auth)
+
+    assert post("/import", {"name": "mira.jsonl", "content": CONTENT}).status_code == 201
+    made = post("/puzzles", {"name": SAMPLE.name, "content": SAMPLE.read_text(), "prompt_set": "houses"})
+    assert made.status_code == 201, made.content
+    started = post("/runs", {"kind": "generate", "character": "mira", "prompt_set": "houses", "rubric": "voice",
+                             "group_size": 2, "max_tokens": 24})
+    assert started.status_code == 201, started.content
+    run_id = started.json()["id"]
+    deadline = time.monotonic() + 180
+    while (status := client.get(f"/api/runs/{run_id}", headers=auth).json())["status"] not in (
+            "succeeded", "partial", "failed", "cancelled"):
+        assert time.monotonic() < deadline, f"run still {status['status']}: {consumer.log.read_text()[-2000:]}"
+        time.sleep(0.3)
+    assert status["status"] == "succeeded", status
+    assert Generation.objects.filter(group__run_id=run_id).count() == 10
+    assert Judgment.objects.filter(run_id=run_id, status="ok").count() == 10
+
+    assignment = services.assignment_claim_next(reviewer=reviewer, policy="fifo")
+    assert assignment.group.run_id == run_id
+    services.review_submit(assignment_id=assignment.pk, reviewer=reviewer,
+                           submission=_submission(review_form(assignment, score=3)))
+
+    version = post("/datasets", {"dataset": "houses", "kind": "grpo", "filter": {"runs": [run_id],
+                                                                                 "rubric": "voice"}})
+    assert version.status_code == 201, version.content
+    body = b"".join(client.get("/api/datasets/houses/1/download", headers=auth).streaming_content)
+    rows = [json.loads(line) for line in body.splitlines()]
+    assert len(rows) == 5
+    assert all("Where do you go first" in r["prompt"][-1]["content"] for r in rows)
+    reviewed = [r for r in rows if r["group_id"] == assignment.group_id]
+    assert reviewed and all(s == 0.5 for s in reviewed[0]["rewards"])  # human 3s on 1..5 outrank the judge
+    assert selectors.assignment_current(reviewer=reviewer) is None
+
+
+def _submission(form: dict):
+    from django.http import QueryDict
+
+    from labelling.views import _submission_from
+
+    data = QueryDict(mutable=True)
+    data.update(form)
+    return _submission_from(data)
