@@ -19,8 +19,11 @@ GROUP_SIZE = 4
 def setup(data_dir: Path, *, database_url: str | None = None, fresh: bool = False) -> None:
     """Point Django at the benchmark's own database, then set it up. `fresh` empties it first."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    # Production settings (DEBUG off: no query log, no debug tooling), served over plain
+    # HTTP on loopback as behind a TLS-terminating proxy.
     os.environ.update(DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE="shaping_web.settings",
-                      HUEY_NAME=f"bench-{data_dir.name}")
+                      HUEY_NAME=f"bench-{data_dir.name}", DEBUG="0", SECRET_KEY="bench-" + "x" * 50,
+                      ALLOWED_HOSTS="127.0.0.1", SECURE_SSL_REDIRECT="0")
     if database_url:
         os.environ["DATABASE_URL"] = database_url
     else:
