@@ -77,11 +77,14 @@ def _review_rounds(users, rounds: int, out: dict, errors: list) -> None:
 
 
 def child(groups: int, rounds: int, database_url: str | None) -> None:
-    data_dir = fill.ROOT / "data" / f"bench-review-{groups}"
-    fresh = bool(database_url) or not fill.filled(data_dir)
+    data_dir = fill.ROOT / "data" / (f"bench-review-{groups}-pg" if database_url else f"bench-review-{groups}")
+    if database_url:  # a database per size (created when missing), kept between runs like SQLite's files
+        database_url = fill.postgres_database(f"{database_url}_{groups}")
+    fresh = not fill.filled(data_dir)
     fill.setup(data_dir, database_url=database_url, fresh=fresh)
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
+    from django.db import connection
 
     from labelling.models import Assignment
     from labelling.roles import REVIEWER, ensure_roles
@@ -92,8 +95,10 @@ def child(groups: int, rounds: int, database_url: str | None) -> None:
         print(f"filling {groups:,} groups", file=sys.stderr, flush=True)
         fill.fill(groups, reviewed_groups=groups * 15 // 100, reviewers=3,
                   log=lambda m: print(m, file=sys.stderr, flush=True))
-        if not database_url:
-            fill.mark_filled(data_dir)
+        fill.mark_filled(data_dir)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:  # planner statistics, as autovacuum keeps them after a bulk load
+            cursor.execute("ANALYZE")
     users = []
     for i in range(REVIEWERS):  # new reviewers each run: the queue is theirs to take from
         user, _ = get_user_model().objects.get_or_create(username=f"bench-reviewer-{i}")
@@ -172,7 +177,8 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=100_000)
     parser.add_argument("--baseline-groups", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=40, help="next + submit per reviewer")
-    parser.add_argument("--database-url", help="PostgreSQL (emptied and filled); SQLite under data/ otherwise")
+    parser.add_argument("--database-url", help="PostgreSQL base URL (one database per size, NAME_GROUPS, "
+                        "created and filled once); SQLite under data/ otherwise")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--live", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -131,6 +131,17 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
     return counts
 
 
+def postgres_database(url: str) -> str:
+    """Create the database `url` names if it is missing; returns the URL."""
+    import psycopg
+
+    base, _, name = url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            admin.execute(f'CREATE DATABASE "{name}"')
+    return url
+
+
 def filled(data_dir: Path) -> bool:
     return (data_dir / "filled").exists()
 
