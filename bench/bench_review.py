@@ -1,7 +1,7 @@
 """Review benchmark: "next group" and "submit" under 8 concurrent reviewers, and live latency.
 
 For each database size (default 1,000 groups as the baseline and 100,000 groups: 400,000
-completions and 1,000,000 judgments, with 3 earlier reviews on 15% of the groups), a child
+completions and 580,000 judgments, with 3 earlier reviews on 15% of the groups), a child
 process fills its own database (kept under data/ between runs), then 8 reviewers take
 turns: GET /review/ (claims and renders the next group) and POST its submit (stores the
 review and renders the next group), timed server-side: the full Django request
