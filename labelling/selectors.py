@@ -285,7 +285,8 @@ def shown_order(assignment: Assignment, generations: Iterable[Generation]) -> li
     order lacks follow by index)."""
     by_id = {g.pk: g for g in generations}
     ordered = [pk for pk in assignment.shown_order if pk in by_id]
-    rest = sorted((g for pk, g in by_id.items() if pk not in set(ordered)), key=lambda g: g.index)
+    seen = set(ordered)
+    rest = sorted((g for pk, g in by_id.items() if pk not in seen), key=lambda g: g.index)
     return ordered + [g.pk for g in rest]
 
 

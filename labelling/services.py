@@ -381,13 +381,19 @@ def scores_check(criteria: list[Criterion], scores: Mapping[str, int]) -> None:
             )
 
 
-def _judgments_save(rubric: Rubric, pairs: list[tuple[Judgment, Mapping[str, int]]]) -> None:
-    """Check each judgment's scores against the rubric, then insert the judgments and all
-    their scores in two statements (the caller holds the transaction)."""
+def _judgments_save(rubric: Rubric, pairs: list[tuple[Judgment, Mapping[str, int]]], *,
+                    rank_by_overall: bool = False) -> None:
+    """Check each judgment's scores against the rubric (and rank them by their overall
+    score if asked), then insert the judgments and all their scores in two statements
+    (the caller holds the transaction)."""
     criteria = list(rubric.criteria.all())
     for judgment, scores in pairs:
         scores_check(criteria, scores)
         judgment.overall = weighted_overall(criteria, scores)
+    if rank_by_overall:
+        ranks = _rank_by_overall({i: judgment.overall for i, (judgment, _) in enumerate(pairs)})
+        for i, (judgment, _) in enumerate(pairs):
+            judgment.rank = ranks[i]
     Judgment.objects.bulk_create([judgment for judgment, _ in pairs])
     CriterionScore.objects.bulk_create(
         CriterionScore(judgment=judgment, criterion=c, score=scores[c.key]) for judgment, scores in pairs for c in criteria
@@ -630,11 +636,6 @@ def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission)
         if submission.preference is not None:
             ranks, both_bad = _pairwise_ranks(shown, submission.preference)
             flagged |= both_bad
-        if not ranks:  # no ranking given: rank by the scores themselves
-            criteria = list(rubric.criteria.all())
-            for gid in shown:
-                scores_check(criteria, submission.scores[gid])
-            ranks = _rank_by_overall({gid: weighted_overall(criteria, submission.scores[gid]) for gid in shown})
         _judgments_save(rubric, [
             (Judgment(
                 generation=generations[gid], rubric=rubric, source=Judgment.Source.HUMAN, reviewer=reviewer,
@@ -642,7 +643,7 @@ def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission)
                 submission_id=submission.submission_id,
             ), submission.scores[gid])
             for gid in shown
-        ])
+        ], rank_by_overall=not ranks)  # no ranking given: rank by the scores themselves
         done = Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.ACTIVE).update(
             status=Assignment.Status.SUBMITTED, completed_at=now
         )
