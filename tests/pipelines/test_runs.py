@@ -36,7 +36,8 @@ def assert_complete_exactly_once(run: PipelineRun, prompts: int, group_size: int
     judged = Counter(Judgment.objects.filter(run=run, source=Judgment.Source.JUDGE).values_list("generation_id", flat=True))
     assert len(judged) == prompts * group_size
     assert set(judged.values()) == {1}, "a completion was judged twice"
-    assert not Judgment.objects.filter(run=run, status=Judgment.Status.FAILED).exists()
+    failed = list(Judgment.objects.filter(run=run, status=Judgment.Status.FAILED).values("error", "raw_output"))
+    assert not failed, failed  # what the judge answered, to tell a parse failure from a cut stream
 
 
 def test_a_generate_and_judge_run_completes(story, consumer):
