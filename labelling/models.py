@@ -264,6 +264,10 @@ class PipelineRun(models.Model):
         return min(100, round(100 * (self.done_items + self.failed_items) / self.total_items))
 
 
+# A group the queue may offer: all G completions in and reviewers still wanted.
+OPEN_FOR_REVIEW = Q(ready=True, review_count__lt=F("overlap_target"))
+
+
 class Group(models.Model):
     """A GRPO group: one prompt x one run, G completions of the same model."""
 
@@ -291,8 +295,11 @@ class Group(models.Model):
         ]
         indexes = [
             models.Index(fields=["review_count", "overlap_target"], name="group_review_need"),
-            models.Index(fields=["ready", "queue_bucket", "created_at", "id"], name="group_queue_signal"),
-            models.Index(fields=["ready", "created_at", "id"], name="group_queue_fifo"),
+            # The queue walks only open groups: reviewed ones leave these indexes, so
+            # "next group" does not slow down as finished work piles up.
+            models.Index(fields=["queue_bucket", "created_at", "id"], name="group_queue_open_signal",
+                         condition=OPEN_FOR_REVIEW),
+            models.Index(fields=["created_at", "id"], name="group_queue_open_fifo", condition=OPEN_FOR_REVIEW),
         ]
 
     def __str__(self) -> str:

@@ -20,6 +20,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from labelling.models import (
+    OPEN_FOR_REVIEW,
     Assignment,
     Character,
     CriterionScore,
@@ -164,15 +165,15 @@ def review_queue(*, reviewer, policy: str = DEFAULT_POLICY, now=None) -> QuerySe
         .values("n")[:1]
     )
     groups = (
-        Group.objects.filter(ready=True, review_count__lt=F("overlap_target"))
+        Group.objects.filter(OPEN_FOR_REVIEW)  # the partial indexes' own condition: they order the walk
         .alias(seats_taken=F("review_count") + Coalesce(Subquery(holds), 0))
         .filter(seats_taken__lt=F("overlap_target"))
         .exclude(Exists(seen_before))
         .annotate(bucket=F("queue_bucket"))
     )
     if policy == POLICY_FIFO:
-        return groups.order_by("ready", "created_at", "id")
-    return groups.order_by("ready", "queue_bucket", "created_at", "id")
+        return groups.order_by("created_at", "id")
+    return groups.order_by("queue_bucket", "created_at", "id")
 
 
 QUEUE_TOTALS_KEY = "review-queue-totals"
@@ -183,7 +184,7 @@ def review_queue_summary(*, reviewer, policy: str = DEFAULT_POLICY) -> dict:
     """How many groups wait in each bucket, for the queue header: the ready groups short
     of their overlap, less those this reviewer has already taken (two index-sized counts,
     not the queue itself)."""
-    waiting = Group.objects.filter(ready=True, review_count__lt=F("overlap_target"))
+    waiting = Group.objects.filter(OPEN_FOR_REVIEW)
     # The totals take a scan of the waiting groups: shared by every reviewer for a few seconds.
     totals = cache.get_or_set(
         QUEUE_TOTALS_KEY,
@@ -203,6 +204,14 @@ def review_queue_summary(*, reviewer, policy: str = DEFAULT_POLICY) -> dict:
     }
 
 
+# What the group view shows beside the completions, read with the group in one query.
+GROUP_VIEW_RELATED = ("run", "character", "prompt__prompt_set")
+
+
+def group_view_loaded(group: Group) -> bool:
+    return Group.prompt.is_cached(group) and Group.run.is_cached(group) and Group.character.is_cached(group)
+
+
 def assignment_current(*, reviewer, now=None) -> Assignment | None:
     """The group the reviewer holds now (reloading the queue returns it)."""
     now = now or timezone.now()
@@ -210,17 +219,18 @@ def assignment_current(*, reviewer, now=None) -> Assignment | None:
         Assignment.objects.filter(
             reviewer=reviewer, status=Assignment.Status.ACTIVE, leased_until__gt=now
         )
-        .select_related("group")
+        .select_related(*(f"group__{f}" for f in GROUP_VIEW_RELATED))
         .order_by("created_at", "id")
         .first()
     )
 
 
-def assignments_expired(*, reviewer, now=None) -> QuerySet[Assignment]:
-    """The reviewer's holds that ran out: renewed first if their seat is still free."""
-    now = now or timezone.now()
-    return Assignment.objects.filter(_expired_hold(now), reviewer=reviewer).order_by(
-        "created_at", "id"
+def assignments_active(*, reviewer) -> list[Assignment]:
+    """The reviewer's active holds, live or lapsed, oldest first."""
+    return list(
+        Assignment.objects.filter(reviewer=reviewer, status=Assignment.Status.ACTIVE)
+        .select_related(*(f"group__{f}" for f in GROUP_VIEW_RELATED))
+        .order_by("created_at", "id")
     )
 
 
@@ -241,10 +251,14 @@ def group_rubric(group: Group) -> Rubric | None:
     with, else the newest rubric there is."""
     judged = Judgment.objects.filter(source=Judgment.Source.JUDGE).order_by("-created_at", "-id")
     judged_with = judged.filter(generation__group=group).values("rubric__slug")[:1]
+    rubrics = Rubric.objects.prefetch_related("criteria")
+    # A judged group (nearly every one) is answered by the first, small query.
+    latest = rubrics.filter(slug=Subquery(judged_with)).order_by("-version").first()
+    if latest is not None:
+        return latest
     run_rubric = PipelineRun.objects.filter(pk=group.run_id).values("rubric__slug")[:1]
     character_rubric = judged.filter(generation__group__character_id=group.character_id).values("rubric__slug")[:1]
-    rubrics = Rubric.objects.prefetch_related("criteria")
-    slug = Coalesce(Subquery(judged_with), Subquery(run_rubric), Subquery(character_rubric))
+    slug = Coalesce(Subquery(run_rubric), Subquery(character_rubric))
     latest = rubrics.filter(slug=slug).order_by("-version").first()
     return latest or rubrics.order_by("-created_at", "-id").first()
 

@@ -503,11 +503,11 @@ def _lease_end(now):
     return now + timedelta(minutes=settings.REVIEW_LEASE_MINUTES)
 
 
-def _shown_order(assignment: Assignment) -> list[int]:
-    """Completion order for this reviewer: shuffled against position bias, and
-    deterministic (seeded by the assignment) so a reload shows the same order."""
-    ids = list(selectors.group_originals(assignment.group).values_list("pk", flat=True))
-    random.Random(assignment.pk).shuffle(ids)  # noqa: S311 - ordering, not secrecy
+def _shown_order(group: Group, reviewer) -> list[int]:
+    """Completion order for this reviewer: shuffled against position bias, and the same
+    for the same reviewer and group (it is stored with the seat, so a reload shows it)."""
+    ids = list(selectors.group_originals(group).values_list("pk", flat=True))
+    random.Random(f"{group.pk}:{reviewer.pk}").shuffle(ids)  # noqa: S311 - ordering, not secrecy
     return ids
 
 
@@ -516,7 +516,11 @@ def _assignment_claim(*, group_id: int, reviewer) -> Assignment | None:
     with transaction.atomic():
         # The group row lock serialises claimers of the same group on PostgreSQL;
         # SQLite's IMMEDIATE transactions already serialise every writer.
-        group = Group.objects.select_for_update().get(pk=group_id)
+        group = (
+            Group.objects.select_for_update(of=("self",))
+            .select_related(*selectors.GROUP_VIEW_RELATED)
+            .get(pk=group_id)
+        )
         now = timezone.now()
         if selectors.group_seats_taken(group, now=now, exclude_reviewer=reviewer) >= (
             group.overlap_target
@@ -535,22 +539,22 @@ def _assignment_claim(*, group_id: int, reviewer) -> Assignment | None:
             return existing
         try:
             with transaction.atomic():
-                assignment = Assignment.objects.create(
-                    group=group, reviewer=reviewer, leased_until=_lease_end(now)
+                return Assignment.objects.create(
+                    group=group, reviewer=reviewer, leased_until=_lease_end(now),
+                    shown_order=_shown_order(group, reviewer),
                 )
         except IntegrityError:  # the same reviewer claimed it from another tab
             return None
-        assignment.shown_order = _shown_order(assignment)
-        assignment.save(update_fields=["shown_order"])
-        return assignment
 
 
 def assignment_claim_next(*, reviewer, policy: str = selectors.DEFAULT_POLICY) -> Assignment | None:
     """The group the reviewer holds, else a newly claimed one from the queue, else None."""
-    current = selectors.assignment_current(reviewer=reviewer)
+    now = timezone.now()
+    holds = selectors.assignments_active(reviewer=reviewer)  # one read: the live hold, or the lapsed ones
+    current = next((a for a in holds if a.leased_until > now), None)
     if current is not None:
         return current
-    candidates = [a.group_id for a in selectors.assignments_expired(reviewer=reviewer)]
+    candidates = [a.group_id for a in holds]  # lapsed holds are renewed first if their seat is free
     candidates += list(
         selectors.review_queue(reviewer=reviewer, policy=policy).values_list("pk", flat=True)[:50]
     )
@@ -613,10 +617,14 @@ def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission)
             .get(pk=assignment_id, reviewer=reviewer)
         )
         group = assignment.group
-        earlier = Judgment.objects.filter(submission_id=submission.submission_id)
-        if earlier.filter(reviewer=reviewer, generation__group=group).exists():
+        earlier = (
+            Judgment.objects.filter(submission_id=submission.submission_id)
+            .values_list("reviewer_id", "generation__group_id")
+            .first()
+        )
+        if earlier == (reviewer.pk, group.pk):  # a retry or double submit of this review
             return False
-        if earlier.exists():
+        if earlier is not None:
             raise ValidationError({"submission_id": "already used for another review"})
         now = timezone.now()
         if assignment.status != Assignment.Status.ACTIVE:

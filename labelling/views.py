@@ -93,20 +93,19 @@ def review_assignment(request: HttpRequest, assignment_id: int) -> HttpResponse:
 @require_POST
 @reviewer_required
 def review_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
-    assignment = selectors.assignment_for_reviewer(
-        reviewer=request.user, assignment_id=assignment_id
-    )
     try:
         stored = services.review_submit(
-            assignment_id=assignment.pk,
+            assignment_id=assignment_id,
             reviewer=request.user,
             submission=_submission_from(request.POST),
         )
+    except Assignment.DoesNotExist:  # not this reviewer's, or no such seat
+        raise Http404("No such assignment.") from None
     except ValidationError as exc:
         return _refusal(_messages(exc), 400)
     except services.ReviewRefused as exc:
         return _refusal(exc.message, exc.status)
-    return _next(request, {"review-submitted": {"assignment": assignment.pk, "stored": stored}})
+    return _next(request, {"review-submitted": {"assignment": assignment_id, "stored": stored}})
 
 
 @require_POST
@@ -193,8 +192,10 @@ def _render_panel(request: HttpRequest, assignment: Assignment | None, policy: s
 
 
 def _group_context(assignment: Assignment) -> dict:
-    group = Group.objects.select_related("run", "character", "prompt__prompt_set").get(pk=assignment.group_id)
-    assignment.group = group
+    group = assignment.group
+    if not selectors.group_view_loaded(group):
+        group = Group.objects.select_related(*selectors.GROUP_VIEW_RELATED).get(pk=assignment.group_id)
+        assignment.group = group
     generations = selectors.review_generations(assignment)
     rubric = selectors.group_rubric(group)
     criteria = list(rubric.criteria.all()) if rubric else []

@@ -73,7 +73,7 @@ def test_a_skipped_group_is_never_offered_to_the_same_reviewer_again(reviewer, d
     assert services.assignment_claim_next(reviewer=reviewer) is None
 
 
-def test_the_shown_order_is_a_shuffle_fixed_by_the_assignment(reviewer, demo):
+def test_the_shown_order_is_a_shuffle_kept_for_the_reviewer(reviewer, demo):
     a = services.assignment_claim_next(reviewer=reviewer)
     ids = sorted(a.group.generations.values_list("pk", flat=True))
     assert sorted(a.shown_order) == ids
