@@ -60,6 +60,9 @@ migrate: install
 bench: install ## benchmarks (see docs/benchmarks.md); the batching one wants the 0.6B-shaped model
 	$(PY) bench/bench_inference.py
 	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_live.py
+	$(PY) bench/bench_review.py
+	$(PY) bench/bench_export.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache node_modules

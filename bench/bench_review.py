@@ -1,4 +1,4 @@
-"""Review benchmark: "next group" and "submit" under 8 concurrent reviewers, and live latency.
+"""Review benchmark: "next group" and "submit" under 8 concurrent reviewers.
 
 For each database size (default 1,000 groups as the baseline and 100,000 groups: 400,000
 completions and 1,000,000 judgments, with 3 earlier reviews on half of the groups), a child
@@ -8,9 +8,7 @@ review and renders the next group), timed server-side: the full Django request
 (middleware, views, database, templates) in the process, without the network. A trivial
 page (/healthz) between them is the floor.
 
-Live: the time from a piece of streamed text leaving the pipeline (broadcasts.tokens, as
-the generate task calls it) to its websocket frame reaching a connected client, through
-the channel layer and the consumer.
+Live streaming latency, Triton to the reviewer's page, is bench/bench_live.py.
 
     python bench/bench_review.py [--groups 100000] [--rounds 40] [--database-url postgres://...]
 """
@@ -22,7 +20,6 @@ import json
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -137,54 +134,6 @@ def child(groups: int, rounds: int, database_url: str | None) -> None:
     print(json.dumps({"groups": groups, **{k: [round(v * 1000, 3) for v in vs] for k, vs in out.items()}}))
 
 
-def live(samples: int) -> dict:
-    """Latency from broadcasts.tokens (a worker thread) to the websocket client, in ms."""
-    fill.setup(fill.ROOT / "data" / "bench-review-live", fresh=True)
-    from asgiref.sync import async_to_sync
-    from channels.db import database_sync_to_async
-    from channels.testing import WebsocketCommunicator
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.test import Client
-
-    from labelling import broadcasts
-    from shaping_web.asgi import application
-
-    call_command("migrate", verbosity=0)
-    user = get_user_model().objects.create_user(username="live")
-    client = Client(HTTP_HOST="127.0.0.1")
-    client.force_login(user)
-    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-    sent: dict[int, float] = {}
-
-    def producer():
-        for i in range(samples):
-            sent[i] = time.perf_counter()
-            broadcasts.tokens(1, 1, {0: f"<{i}>"})
-            time.sleep(0.005)
-
-    async def go():
-        communicator = WebsocketCommunicator(application, "/ws/live/?run=1",
-                                             headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"),
-                                                      (b"cookie", cookie)])
-        assert (await communicator.connect())[0]
-        thread = threading.Thread(target=producer)
-        latencies = []
-        await database_sync_to_async(lambda: None)()
-        thread.start()
-        for _ in range(samples):
-            frame = await communicator.receive_from(timeout=10)
-            received = time.perf_counter()
-            i = int(frame.split("&lt;")[1].split("&gt;")[0])
-            latencies.append((received - sent[i]) * 1000)
-        thread.join()
-        await communicator.disconnect()
-        return latencies
-
-    latencies = async_to_sync(go)()
-    return {"p50": statistics.median(latencies), "p95": pct(latencies, 95), "n": len(latencies)}
-
-
 def run_child(groups: int, rounds: int, database_url: str | None) -> dict:
     command = [sys.executable, __file__, "--child", str(groups), "--rounds", str(rounds)]
     if database_url:
@@ -204,13 +153,9 @@ def main() -> None:
     parser.add_argument("--database-url", help="PostgreSQL base URL (one database per size, NAME_GROUPS, "
                         "created and filled once); SQLite under data/ otherwise")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--live", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.rounds, args.database_url)
-        return
-    if args.live:
-        print(json.dumps(live(400)))
         return
     backend = "PostgreSQL" if args.database_url else "SQLite"
     results = [run_child(n, args.rounds, args.database_url) for n in (args.baseline_groups, args.groups)]
@@ -226,13 +171,6 @@ def main() -> None:
         print(f"p95 {key}: {args.groups:,} / {args.baseline_groups:,} groups = "
               f"{pct(large[key], 95) / pct(small[key], 95):.2f}x; "
               f"over the floor: {pct(large[key], 95) / pct(large['floor'], 95):.1f}x")
-    out = subprocess.run([sys.executable, __file__, "--live"], capture_output=True, text=True, cwd=fill.ROOT)
-    if out.returncode == 0:
-        lat = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"\nlive: streamed text to websocket frame, {lat['n']} pieces: "
-              f"p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms")
-    else:
-        print(f"live measurement failed:\n{out.stderr[-2000:]}")
 
 
 if __name__ == "__main__":

@@ -214,25 +214,49 @@ def _failure(key: Any, exc: BaseException, attempts: int) -> TaskFailed:
 
 
 class Throttle:
-    """Coalesces many small pieces (streamed tokens) into fewer, timed flushes."""
+    """Coalesces many small pieces (streamed tokens) into fewer, timed flushes.
 
-    def __init__(self, flush: Callable[[dict[int, str]], None], interval_s: float = 0.05):
+    A timer sends what is held: `gather_s` after a piece that follows a quiet interval
+    (so the other completions' pieces of the same step go in the same flush), else when
+    `interval_s` has passed since the last flush. No piece waits for a later one, and
+    none waits longer than the interval. Flushes run one at a time, in order."""
+
+    def __init__(self, flush: Callable[[dict[int, str]], None], interval_s: float = 0.05,
+                 gather_s: float = 0.005):
         self._flush = flush
         self._interval = interval_s
+        self._gather = gather_s
         self._buffer: dict[int, str] = {}
-        self._last = time.monotonic()
-        self._lock = threading.Lock()
+        self._last = time.monotonic() - interval_s
+        self._lock = threading.Lock()  # held while flushing: flushes never overtake each other
+        self._timer: threading.Timer | None = None
+        self._closed = False
 
     def add(self, index: int, piece: str) -> None:
         with self._lock:
             self._buffer[index] = self._buffer.get(index, "") + piece
-            if time.monotonic() - self._last < self._interval:
-                return
-            pieces, self._buffer, self._last = self._buffer, {}, time.monotonic()
-        self._flush(pieces)
+            if self._timer is None and not self._closed:
+                wait = max(self._gather, self._interval - (time.monotonic() - self._last))
+                self._timer = threading.Timer(wait, self._due)
+                self._timer.daemon = True
+                self._timer.start()
 
     def close(self) -> None:
+        """Send what is held now; nothing is sent after this returns."""
         with self._lock:
-            pieces, self._buffer = self._buffer, {}
-        if pieces:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._send()
+
+    def _due(self) -> None:
+        with self._lock:
+            self._timer = None
+            if not self._closed:
+                self._send()
+
+    def _send(self) -> None:
+        if self._buffer:
+            pieces, self._buffer, self._last = self._buffer, {}, time.monotonic()
             self._flush(pieces)

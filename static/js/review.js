@@ -187,13 +187,21 @@
     box.hidden = !message;
   }
 
+  // A key pressed right after a swap may reach content htmx has not wired up yet (it
+  // does so when the swap settles): wire it now, or the key would do nothing, or post
+  // the form without htmx. Processing an element twice is harmless.
+  function wired(el) {
+    if (el && window.htmx) htmx.process(el);
+    return el;
+  }
+
   function submit() {
-    const form = reviewForm();
+    const form = wired(reviewForm());
     if (form) form.requestSubmit();
   }
 
   function click(sel) {
-    const el = $(sel);
+    const el = wired($(sel));
     if (el) el.click();
   }
 

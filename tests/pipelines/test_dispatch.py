@@ -145,12 +145,34 @@ def test_workers_must_be_positive():
 
 def test_throttle_coalesces_pieces_per_completion():
     flushed = []
-    throttle = Throttle(flushed.append, interval_s=60)
+    throttle = Throttle(flushed.append, interval_s=60, gather_s=60)
     for piece in ["a", "b", "c"]:
         throttle.add(0, piece)
     throttle.add(1, "z")
+    assert flushed == []
     throttle.close()
     assert flushed == [{0: "abc", 1: "z"}]
+    throttle.add(0, "late")  # after close: nothing more goes out
+    assert flushed == [{0: "abc", 1: "z"}]
+
+
+def _wait_for(flushed: list, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(flushed) < n and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_held_pieces_go_out_on_time_without_waiting_for_another():
+    flushed = []
+    throttle = Throttle(flushed.append, interval_s=0.3, gather_s=0.2)
+    throttle.add(0, "a")
+    throttle.add(1, "b")  # the same step: gathered into one flush
+    _wait_for(flushed, 1)
+    throttle.add(0, "c")  # within the interval: held, and nothing more comes
+    _wait_for(flushed, 2)
+    assert flushed == [{0: "a", 1: "b"}, {0: "c"}], "a held piece waited for a piece that never came"
+    throttle.close()
+    assert len(flushed) == 2
 
 
 def test_a_backend_that_stays_down_is_not_retried_forever():
