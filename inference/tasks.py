@@ -6,7 +6,7 @@ import logging
 import threading
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connections
 from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
 
@@ -47,7 +47,7 @@ def execute(run_id: int, backend=None) -> str:
             backend,
             workers=int(run.params.get("workers", settings.PIPELINE_WORKERS)),
             is_cancelled=cancelled.is_set,
-            on_thread_exit=close_old_connections,
+            on_thread_exit=connections.close_all,  # a finished thread's connections would stay open
         )
         for outcome in manager.run(items):
             if outcome.cancelled:
@@ -69,7 +69,7 @@ def _heartbeat(run_id: int, cancelled: threading.Event, stop: threading.Event) -
             if services.run_heartbeat(run_id=run_id):
                 cancelled.set()
     finally:
-        close_old_connections()
+        connections.close_all()
 
 
 @db_periodic_task(crontab(minute="*"))
