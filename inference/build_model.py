@@ -3,6 +3,7 @@
     python -m inference.build_model                       # the tiny model shipped in the repo
     python -m inference.build_model --preset qwen3-0.6b-shape   # benchmark-sized, random weights
     python -m inference.build_model --from-hf ~/models/Qwen3-0.6B --output data/models/qwen3-0.6b
+    python -m inference.build_model --from-hf ~/models/Qwen3-8B --output /models/judge --target cuda  # a GPU host
 
 The tiny model has random weights (a fixed seed) and its own small byte-level BPE
 tokenizer with Qwen3's special tokens and a Qwen3-style chat template. Its text
@@ -148,11 +149,16 @@ def build_hf(shape: Shape, hf_dir: Path, seed: int) -> dict:
     return {"config": config.to_diff_dict(), "token_ids": ids}
 
 
-def convert(hf_dir: Path, output: Path, cache_dir: Path) -> None:
+# Where the model will run -> the builder's precision and execution provider.
+TARGETS = {"cpu": ("fp32", "cpu"), "cuda": ("fp16", "cuda")}
+
+
+def convert(hf_dir: Path, output: Path, cache_dir: Path, target: str = "cpu") -> None:
     """onnxruntime-genai's builder: HF folder -> model.onnx(+.data), genai_config.json, tokenizer."""
+    precision, provider = TARGETS[target]
     command = [
         sys.executable, "-m", "onnxruntime_genai.models.builder", "-m", str(hf_dir), "-i", str(hf_dir),
-        "-o", str(output), "-p", "fp32", "-e", "cpu", "-c", str(cache_dir),
+        "-o", str(output), "-p", precision, "-e", provider, "-c", str(cache_dir),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -179,14 +185,14 @@ def finish_config(output: Path, context_length: int | None = None) -> dict:
 
 
 def build(preset: str | None, output: Path, *, from_hf: Path | None = None, force: bool = False,
-          seed: int = SEED) -> Path:
+          seed: int = SEED, target: str = "cpu") -> Path:
     _require_build_deps()
     if output.exists() and any(output.iterdir()):
         if not force:
             raise BuildError(f"{output} exists; pass --force to overwrite it")
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
-    record: dict = {"seed": seed}
+    record: dict = {"seed": seed, "target": target}
     with tempfile.TemporaryDirectory(prefix="shaping-build-") as tmp:
         tmp_path = Path(tmp)
         if from_hf is not None:
@@ -196,7 +202,7 @@ def build(preset: str | None, output: Path, *, from_hf: Path | None = None, forc
         else:
             hf_dir = tmp_path / "hf"
             record.update(preset=preset, **build_hf(PRESETS[preset], hf_dir, seed))
-        convert(hf_dir, output, tmp_path / "cache")
+        convert(hf_dir, output, tmp_path / "cache", target)
     context = PRESETS[preset].max_position_embeddings if preset else None
     finish_config(output, context)
     record["versions"] = _versions()
@@ -228,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="output directory (default depends on the preset)")
     parser.add_argument("--force", action="store_true", help="overwrite the output directory")
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--target", choices=sorted(TARGETS), default="cpu",
+                        help="where the model runs: cpu (fp32) or cuda (fp16, for a GPU host's "
+                             "onnxruntime-genai-cuda)")
     args = parser.parse_args(argv)
     if args.from_hf and not args.output:
         parser.error("--from-hf needs --output")
@@ -235,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or DEFAULT_OUTPUT[preset]
     started = time.monotonic()
     try:
-        build(preset, output, from_hf=args.from_hf, force=args.force, seed=args.seed)
+        build(preset, output, from_hf=args.from_hf, force=args.force, seed=args.seed, target=args.target)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
