@@ -13,14 +13,13 @@ first. The result is a prompt set that runs through generate, judge and review l
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
 from django.db import transaction
 
 from labelling import services
-from labelling.importers import ImportFailed, Problem
+from labelling.importers import ImportFailed, Problem, jsonl_values
 from labelling.models import PromptSet
 from labelling.schemas import PromptIn, PromptSetIn
 
@@ -111,14 +110,11 @@ def parse_row(value: object, line: int, name: str) -> tuple[Puzzle | None, list[
 def parse_puzzles(name: str, text: str) -> list[Puzzle]:
     """Every row checked first; ImportFailed lists all problems (nothing is written)."""
     puzzles, problems, seen = [], [], {}
-    for line, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
+    for row in jsonl_values(name, text):
+        if isinstance(row, Problem):
+            problems.append(row)
             continue
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(name, line, "", f"invalid JSON: {exc.msg} (column {exc.colno})"))
-            continue
+        line, value = row
         puzzle, found = parse_row(value, line, name)
         problems += found
         if puzzle is not None:

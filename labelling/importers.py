@@ -129,15 +129,23 @@ def _read(name: str, text: str, default_prompt_set: str | None) -> Iterator[_Raw
         )
 
 
-def _read_jsonl(name: str, text: str, default_prompt_set: str | None) -> Iterator[_Raw | Problem]:
+def jsonl_values(name: str, text: str) -> Iterator[tuple[int, object] | Problem]:
+    """(line number, parsed value) for each non-blank line, or a Problem for one that is not JSON."""
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             yield Problem(name, number, "", f"invalid JSON: {exc.msg} (column {exc.colno})")
+
+
+def _read_jsonl(name: str, text: str, default_prompt_set: str | None) -> Iterator[_Raw | Problem]:
+    for row in jsonl_values(name, text):
+        if isinstance(row, Problem):
+            yield row
             continue
+        number, value = row
         if not isinstance(value, dict):
             yield Problem(name, number, "", f"expected a JSON object, got {type(value).__name__}")
             continue
