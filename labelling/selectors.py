@@ -212,26 +212,25 @@ def group_view_loaded(group: Group) -> bool:
     return Group.prompt.is_cached(group) and Group.run.is_cached(group) and Group.character.is_cached(group)
 
 
-def assignment_current(*, reviewer, now=None) -> Assignment | None:
-    """The group the reviewer holds now (reloading the queue returns it)."""
-    now = now or timezone.now()
-    return (
-        Assignment.objects.filter(
-            reviewer=reviewer, status=Assignment.Status.ACTIVE, leased_until__gt=now
-        )
-        .select_related(*(f"group__{f}" for f in GROUP_VIEW_RELATED))
-        .order_by("created_at", "id")
-        .first()
-    )
-
-
 def assignments_active(*, reviewer) -> list[Assignment]:
-    """The reviewer's active holds, live or lapsed, oldest first."""
+    """The reviewer's active holds, live or lapsed, oldest first, with their groups as the
+    group view reads them."""
     return list(
         Assignment.objects.filter(reviewer=reviewer, status=Assignment.Status.ACTIVE)
         .select_related(*(f"group__{f}" for f in GROUP_VIEW_RELATED))
         .order_by("created_at", "id")
     )
+
+
+def hold_live(holds: Iterable[Assignment], now=None) -> Assignment | None:
+    """The oldest of `holds` whose lease has not run out."""
+    now = now or timezone.now()
+    return next((a for a in holds if a.leased_until > now), None)
+
+
+def assignment_current(*, reviewer, now=None) -> Assignment | None:
+    """The group the reviewer holds now (reloading the queue returns it)."""
+    return hold_live(assignments_active(reviewer=reviewer), now)
 
 
 def assignment_for_reviewer(*, reviewer, assignment_id: int) -> Assignment:

@@ -549,9 +549,8 @@ def _assignment_claim(*, group_id: int, reviewer) -> Assignment | None:
 
 def assignment_claim_next(*, reviewer, policy: str = selectors.DEFAULT_POLICY) -> Assignment | None:
     """The group the reviewer holds, else a newly claimed one from the queue, else None."""
-    now = timezone.now()
     holds = selectors.assignments_active(reviewer=reviewer)  # one read: the live hold, or the lapsed ones
-    current = next((a for a in holds if a.leased_until > now), None)
+    current = selectors.hold_live(holds)
     if current is not None:
         return current
     candidates = [a.group_id for a in holds]  # lapsed holds are renewed first if their seat is free
