@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -84,11 +83,8 @@ def child(method: str, out: Path) -> None:
 
 def run_child(method: str, data_dir: Path) -> dict:
     out = data_dir / f"export-{method}.jsonl"
-    result = subprocess.run([sys.executable, __file__, "--child", method, "--data-dir", str(data_dir),
-                             "--out", str(out)], capture_output=True, text=True, cwd=fill.ROOT)
-    if result.returncode != 0:
-        raise SystemExit(f"{method} export failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return fill.child_json([sys.executable, __file__, "--child", method, "--data-dir", str(data_dir),
+                            "--out", str(out)], f"{method} export")
 
 
 def main() -> None:

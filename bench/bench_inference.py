@@ -32,6 +32,9 @@ from inference.backends.triton import TritonBackend  # noqa: E402
 from inference.engine import Engine, SamplingParams  # noqa: E402
 from inference.triton_server import TritonProcess, free_port  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+import fill  # noqa: E402
+
 TINY = ROOT / "inference" / "weights" / "tiny-qwen3"
 SHAPED = ROOT / "data" / "models" / "qwen3-0.6b-shape"
 MESSAGES = [{"role": "system", "content": "You are Aria, a ship's navigator."},
@@ -129,7 +132,7 @@ def bench_concurrency(model_dir: Path, requests: int, max_tokens: int) -> list[s
                     baseline = baseline or requests / wall
                     lines.append(
                         f"| {concurrency:>11} | {name:<10} | {requests / wall:>10.1f} | {tokens / wall:>9.0f} | "
-                        f"{statistics.median(latencies) * 1000:>8.0f} | {latencies[int(0.95 * (len(latencies) - 1))] * 1000:>8.0f} | "
+                        f"{statistics.median(latencies) * 1000:>8.0f} | {fill.pct(latencies, 95) * 1000:>8.0f} | "
                         f"{requests / wall / baseline:>10.2f}x |"
                     )
         finally:

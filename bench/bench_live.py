@@ -32,13 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+import fill  # noqa: E402
 
 STREAM_SPAN = re.compile(r'<span id="stream-(\d+)-(\d+)" hx-swap-oob="beforeend">(.*?)</span>', re.S)
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 class Arrivals:
@@ -137,9 +133,9 @@ def main() -> None:
     print(f"|{'-' * 58}|{'-' * 8}|{'-' * 9}|{'-' * 9}|{'-' * 9}|")
     for name, values in (("channel hop alone: broadcasts.tokens -> frame (baseline)", hop),
                          ("end to end: piece from Triton -> frame", full)):
-        print(f"| {name:<56} | {len(values):>6} | {statistics.median(values):>7.1f} | {pct(values, 95):>7.1f} | "
+        print(f"| {name:<56} | {len(values):>6} | {statistics.median(values):>7.1f} | {fill.pct(values, 95):>7.1f} | "
               f"{max(values):>7.1f} |")
-    print(f"\np95 end to end / channel hop: {pct(full, 95) / pct(hop, 95):.1f}x (aim: end to end under 100 ms)")
+    print(f"\np95 end to end / channel hop: {fill.pct(full, 95) / fill.pct(hop, 95):.1f}x (aim: end to end under 100 ms)")
 
 
 def measure(args):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -28,11 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fill  # noqa: E402
 
 REVIEWERS = 8
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def _review_rounds(users, rounds: int, out: dict, errors: list) -> None:
@@ -138,11 +132,7 @@ def run_child(groups: int, rounds: int, database_url: str | None) -> dict:
     command = [sys.executable, __file__, "--child", str(groups), "--rounds", str(rounds)]
     if database_url:
         command += ["--database-url", database_url]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=fill.ROOT)
-    sys.stderr.write(result.stderr[-2000:] if result.returncode else "")
-    if result.returncode != 0:
-        raise SystemExit(f"the {groups}-group run failed")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return fill.child_json(command, f"the {groups}-group run")
 
 
 def main() -> None:
@@ -164,13 +154,13 @@ def main() -> None:
     for r in results:
         for key in ("floor", "next", "submit"):
             values = r[key]
-            print(f"{r['groups']:>9,} {key:<8} {statistics.median(values):>7.1f} {pct(values, 95):>7.1f} "
+            print(f"{r['groups']:>9,} {key:<8} {statistics.median(values):>7.1f} {fill.pct(values, 95):>7.1f} "
                   f"{max(values):>7.1f}")
     small, large = results
     for key in ("next", "submit"):
         print(f"p95 {key}: {args.groups:,} / {args.baseline_groups:,} groups = "
-              f"{pct(large[key], 95) / pct(small[key], 95):.2f}x; "
-              f"over the floor: {pct(large[key], 95) / pct(large['floor'], 95):.1f}x")
+              f"{fill.pct(large[key], 95) / fill.pct(small[key], 95):.2f}x; "
+              f"over the floor: {fill.pct(large[key], 95) / fill.pct(large['floor'], 95):.1f}x")
 
 
 if __name__ == "__main__":

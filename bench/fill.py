@@ -2,11 +2,14 @@
 G completions, a judge judgment per completion, and optionally earlier human reviews.
 
 Each benchmark keeps its database in a folder of its own under data/ (reused between runs
-once filled; a fill that did not finish starts again)."""
+once filled; a fill that did not finish starts again). Also the benchmarks' shared helpers:
+a percentile, and a child process that answers with one line of JSON."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -148,3 +151,18 @@ def filled(data_dir: Path) -> bool:
 
 def mark_filled(data_dir: Path) -> None:
     (data_dir / "filled").touch()
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of `values`."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def child_json(command: list[str], what: str) -> dict:
+    """Run a benchmark's child process (its own memory, its own database settings) and
+    return the JSON object on the last line it printed."""
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
