@@ -57,9 +57,11 @@ api = NinjaAPI(title="Shaping API", version="1", auth=TokenAuth(), urls_namespac
 
 @api.exception_handler(ValidationError)
 def validation_error(request, exc: ValidationError):
-    errors = {k: "; ".join(v) for k, v in exc.message_dict.items()} if hasattr(exc, "error_dict") else {}
-    detail = "; ".join(f"{k}: {v}" for k, v in errors.items()) or "; ".join(exc.messages)
-    return api.create_response(request, {"detail": detail, "errors": errors}, status=400)
+    return api.create_response(
+        request,
+        {"detail": services.validation_text(exc), "errors": services.validation_fields(exc)},
+        status=400,
+    )
 
 
 @api.exception_handler(BodyInvalid)

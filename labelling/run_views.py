@@ -106,9 +106,7 @@ def _new_page(request: HttpRequest, *, form: dict | None = None, errors: dict | 
 
 
 def _errors(exc: ValidationError) -> dict[str, str]:
-    if hasattr(exc, "message_dict"):
-        return {k: "; ".join(v) for k, v in exc.message_dict.items()}
-    return {"__all__": "; ".join(exc.messages)}
+    return services.validation_fields(exc) or {"__all__": "; ".join(exc.messages)}
 
 
 def _pick(form: dict, model, field: str):

@@ -44,6 +44,21 @@ from labelling.schemas import CharacterIn, GroupIn, PromptIn, PromptSetIn, Rubri
 THUMBNAIL_SIZE = (256, 256)
 
 
+# --- errors -----------------------------------------------------------------------
+
+
+def validation_fields(exc: ValidationError) -> dict[str, str]:
+    """A refusal's messages by field ({} when it names no field)."""
+    if not hasattr(exc, "error_dict"):
+        return {}
+    return {k: "; ".join(v) for k, v in exc.message_dict.items()}
+
+
+def validation_text(exc: ValidationError) -> str:
+    """A refusal as one line: "field: message; ...", or its messages when it names no field."""
+    return "; ".join(f"{k}: {v}" for k, v in validation_fields(exc).items()) or "; ".join(exc.messages)
+
+
 # --- characters -------------------------------------------------------------------
 
 

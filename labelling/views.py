@@ -102,7 +102,7 @@ def review_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
     except Assignment.DoesNotExist:  # not this reviewer's, or no such seat
         raise Http404("No such assignment.") from None
     except ValidationError as exc:
-        return _refusal(_messages(exc), 400)
+        return _refusal(services.validation_text(exc), 400)
     except services.ReviewRefused as exc:
         return _refusal(exc.message, exc.status)
     return _next(request, {"review-submitted": {"assignment": assignment_id, "stored": stored}})
@@ -145,7 +145,7 @@ def review_rewrite(request: HttpRequest, assignment_id: int, generation_id: int)
             text=request.POST.get(f"rewrite-{generation_id}", ""),
         )
     except ValidationError as exc:
-        return _refusal(_messages(exc), 400)
+        return _refusal(services.validation_text(exc), 400)
     except services.ReviewRefused as exc:
         return _refusal(exc.message, exc.status)
     if not request.htmx:
@@ -274,12 +274,6 @@ def _int(raw: str, name: str) -> int:
         raise ValidationError({name: f"{raw!r} is not a whole number"}) from None
 
 
-def _messages(exc: ValidationError) -> str:
-    if hasattr(exc, "message_dict"):
-        return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
-    return " ".join(exc.messages)
-
-
 def _refusal(message: str, status: int) -> HttpResponse:
     """A 4xx with a plain-text reason; review.js shows it above the form."""
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
@@ -329,7 +323,7 @@ def sheet_promote(request: HttpRequest, generation_id: int) -> HttpResponse:
     try:
         character = services.sheet_promote(generation=generation, slug=request.POST.get("slug", "").strip())
     except ValidationError as exc:
-        return _refusal(_messages(exc), 400)
+        return _refusal(services.validation_text(exc), 400)
     url = reverse("character_detail", args=[character.slug])
     if request.htmx:
         response = HttpResponse(status=204)
