@@ -17,6 +17,7 @@ TEST_ENV := DATA_DIR=$${TEST_DATA_DIR:-$(CURDIR)/data/test} HUEY_NAME=$${TEST_HU
 
 test: install-test chromium node_modules/.installed ## install what the tests need and run the whole suite
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.installed-run

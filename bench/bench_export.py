@@ -58,33 +58,73 @@ def child(method: str, out: Path) -> None:
         ids = list(datasets.groups_for(f).values_list("id", flat=True))
         groups = []
         for start in range(0, len(ids), 10_000):
-            groups += list(Group.objects.filter(id__in=ids[start:start + 10_000]).order_by("id")
-                           .select_related("character", "prompt")
-                           .prefetch_related("generations__judgments__scores__criterion"))
+            groups += list(
+                Group.objects.filter(id__in=ids[start : start + 10_000])
+                .order_by("id")
+                .select_related("character", "prompt")
+                .prefetch_related("generations__judgments__scores__criterion")
+            )
         scored = []
         for group in groups:
             gens = sorted(group.generations.all(), key=lambda g: (g.index, g.revision))
-            by_generation = {g.pk: [(j.source, j.flagged, {s.criterion.key: s.score for s in
-                                                       sorted(j.scores.all(), key=lambda s: s.criterion.key)})
-                                for j in sorted(g.judgments.all(), key=lambda j: j.pk)
-                                if j.status == "ok" and j.rubric_id == rubric.pk] for g in gens}
+            by_generation = {
+                g.pk: [
+                    (
+                        j.source,
+                        j.flagged,
+                        {s.criterion.key: s.score for s in sorted(j.scores.all(), key=lambda s: s.criterion.key)},
+                    )
+                    for j in sorted(g.judgments.all(), key=lambda j: j.pk)
+                    if j.status == "ok" and j.rubric_id == rubric.pk
+                ]
+                for g in gens
+            }
             completions = datasets.score_group(
-                [datasets.Gen(g.pk, g.group_id, g.index, g.revision, g.parent_id, g.source, g.messages, g.text,
-                              g.raw_text, g.think_valid) for g in gens], by_generation, criteria)
+                [
+                    datasets.Gen(
+                        g.pk,
+                        g.group_id,
+                        g.index,
+                        g.revision,
+                        g.parent_id,
+                        g.source,
+                        g.messages,
+                        g.text,
+                        g.raw_text,
+                        g.think_valid,
+                    )
+                    for g in gens
+                ],
+                by_generation,
+                criteria,
+            )
             scored.append((datasets.GroupRow(group.pk, group.character, group.prompt.messages), completions))
         everything = list(datasets.rows_for("grpo", f, rubric, groups=scored))
         data = b"".join(datasets._encode(row) for row in everything)
         out.write_bytes(data)
         rows, sha = len(everything), hashlib.sha256(data).hexdigest()
         elapsed = time.perf_counter() - started
-    print(json.dumps({"method": method, "judgments": total, "rows": rows, "seconds": elapsed,
-                      "peak_rss_mb": peak_rss_mb(), "sha256": sha}), flush=True)
+    print(
+        json.dumps(
+            {
+                "method": method,
+                "judgments": total,
+                "rows": rows,
+                "seconds": elapsed,
+                "peak_rss_mb": peak_rss_mb(),
+                "sha256": sha,
+            }
+        ),
+        flush=True,
+    )
 
 
 def run_child(method: str, data_dir: Path) -> dict:
     out = data_dir / f"export-{method}.jsonl"
-    return fill.child_json([sys.executable, __file__, "--child", method, "--data-dir", str(data_dir),
-                            "--out", str(out)], f"{method} export")
+    return fill.child_json(
+        [sys.executable, __file__, "--child", method, "--data-dir", str(data_dir), "--out", str(out)],
+        f"{method} export",
+    )
 
 
 def main() -> None:
@@ -110,17 +150,22 @@ def main() -> None:
     results = [run_child("streaming", data_dir)]
     if not args.skip_baseline:
         results.append(run_child("baseline", data_dir))
-    print(f"\nexport of a GRPO version over {results[0]['judgments']:,} judgments "
-          f"({results[0]['rows']:,} group rows)\n")
+    print(
+        f"\nexport of a GRPO version over {results[0]['judgments']:,} judgments ({results[0]['rows']:,} group rows)\n"
+    )
     print(f"{'method':<10} {'seconds':>8} {'judgments/s':>12} {'rows/s':>9} {'peak RSS MB':>12}")
     for r in results:
-        print(f"{r['method']:<10} {r['seconds']:>8.1f} {r['judgments'] / r['seconds']:>12,.0f} "
-              f"{r['rows'] / r['seconds']:>9,.0f} {r['peak_rss_mb']:>12,.0f}")
+        print(
+            f"{r['method']:<10} {r['seconds']:>8.1f} {r['judgments'] / r['seconds']:>12,.0f} "
+            f"{r['rows'] / r['seconds']:>9,.0f} {r['peak_rss_mb']:>12,.0f}"
+        )
     if len(results) == 2:
         s, b = results
-        print(f"\nstreaming / baseline: speed {b['seconds'] / s['seconds']:.2f}x, "
-              f"peak memory {s['peak_rss_mb'] / b['peak_rss_mb']:.2f}x; "
-              f"same bytes: {s['sha256'] == b['sha256']}")
+        print(
+            f"\nstreaming / baseline: speed {b['seconds'] / s['seconds']:.2f}x, "
+            f"peak memory {s['peak_rss_mb'] / b['peak_rss_mb']:.2f}x; "
+            f"same bytes: {s['sha256'] == b['sha256']}"
+        )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,10 @@ import fill  # noqa: E402
 
 TINY = ROOT / "inference" / "weights" / "tiny-qwen3"
 SHAPED = ROOT / "data" / "models" / "qwen3-0.6b-shape"
-MESSAGES = [{"role": "system", "content": "You are Aria, a ship's navigator."},
-            {"role": "user", "content": "Where are we headed tonight, and why?"}]
+MESSAGES = [
+    {"role": "system", "content": "You are Aria, a ship's navigator."},
+    {"role": "user", "content": "Where are we headed tonight, and why?"},
+]
 
 
 def timed(fn, repeats: int) -> tuple[float, int]:
@@ -77,8 +79,9 @@ def bench_batching(model_dir: Path, group: int, max_tokens: int, repeats: int) -
 
 def bench_streaming(model_dir: Path, group: int, max_tokens: int, repeats: int) -> list[tuple]:
     with tempfile.TemporaryDirectory(prefix="bench-triton-") as work:
-        server = TritonProcess(Path(work), grpc_port=free_port(),
-                               metrics_port=free_port(), generator_dir=model_dir, judge_dir=TINY).start()
+        server = TritonProcess(
+            Path(work), grpc_port=free_port(), metrics_port=free_port(), generator_dir=model_dir, judge_dir=TINY
+        ).start()
         try:
             backend = TritonBackend(server.url, timeout_s=600)
             params = SamplingParams(n=group, max_tokens=max_tokens, seed=3)
@@ -91,7 +94,10 @@ def bench_streaming(model_dir: Path, group: int, max_tokens: int, repeats: int) 
             run(None, False)  # warm up
             plain_s, tokens = timed(lambda: run(None, False), repeats)
             rows = [("single final response (baseline)", tokens, plain_s, tokens / plain_s, 1.0)]
-            for interval, name in ((0, "streamed, one event per decoding step"), (20, "streamed, coalesced every 20 ms (default)")):
+            for interval, name in (
+                (0, "streamed, one event per decoding step"),
+                (20, "streamed, coalesced every 20 ms (default)"),
+            ):
                 seconds, streamed = timed(lambda interval=interval: run(interval, True), repeats)
                 assert streamed == tokens, "same seed, same tokens"
                 rows.append((name, streamed, seconds, streamed / seconds, plain_s / seconds))
@@ -108,8 +114,9 @@ def bench_concurrency(model_dir: Path, requests: int, max_tokens: int) -> list[s
 
     lines = []
     with tempfile.TemporaryDirectory(prefix="bench-triton-") as work:
-        server = TritonProcess(Path(work), grpc_port=free_port(), metrics_port=free_port(),
-                               generator_dir=model_dir, judge_dir=TINY).start()
+        server = TritonProcess(
+            Path(work), grpc_port=free_port(), metrics_port=free_port(), generator_dir=model_dir, judge_dir=TINY
+        ).start()
         try:
             backends = {"in-process": InProcessBackend(model_dir), "triton": TritonBackend(server.url, timeout_s=600)}
             for backend in backends.values():
@@ -117,10 +124,12 @@ def bench_concurrency(model_dir: Path, requests: int, max_tokens: int) -> list[s
             baseline = None
             for concurrency in (1, 4, 16):
                 for name, backend in backends.items():
+
                     def one(i: int, backend=backend) -> tuple[float, int]:
                         started = time.perf_counter()
-                        (c,) = backend.generate(GenerateRequest(
-                            messages=MESSAGES, params=SamplingParams(max_tokens=max_tokens, seed=i)))
+                        (c,) = backend.generate(
+                            GenerateRequest(messages=MESSAGES, params=SamplingParams(max_tokens=max_tokens, seed=i))
+                        )
                         return time.perf_counter() - started, c.completion_tokens
 
                     started = time.perf_counter()
@@ -163,11 +172,15 @@ def main() -> None:
     args = parser.parse_args()
     print(f"batching model: {args.model}; streaming model: {args.stream_model}")
     if args.only in (None, "batching"):
-        table(f"Group batching: n={args.group}, max_tokens={args.max_tokens}, in process",
-              bench_batching(args.model, args.group, args.max_tokens, args.repeats))
+        table(
+            f"Group batching: n={args.group}, max_tokens={args.max_tokens}, in process",
+            bench_batching(args.model, args.group, args.max_tokens, args.repeats),
+        )
     if args.only in (None, "concurrency"):
-        print(f"\nTriton vs in-process, {args.requests} requests of n=1, max_tokens={args.concurrency_tokens} "
-              f"({args.concurrency_model.name}); ratio vs in-process at concurrency 1")
+        print(
+            f"\nTriton vs in-process, {args.requests} requests of n=1, max_tokens={args.concurrency_tokens} "
+            f"({args.concurrency_model.name}); ratio vs in-process at concurrency 1"
+        )
         print("| concurrency | backend    | requests/s |  tokens/s | p50 (ms) | p95 (ms) | vs baseline |")
         print("|-------------|------------|------------|-----------|----------|----------|-------------|")
         for line in bench_concurrency(args.concurrency_model, args.requests, args.concurrency_tokens):
@@ -175,8 +188,11 @@ def main() -> None:
     if args.only in (None, "streaming"):
         for model in dict.fromkeys([args.stream_model, args.model]):
             tokens = args.stream_tokens if model == TINY else args.max_tokens
-            table(f"Streaming overhead through tritonserver ({model.name}): n=4, max_tokens={tokens}",
-                  bench_streaming(model, 4, tokens, args.repeats))
+            table(
+                f"Streaming overhead through tritonserver ({model.name}): n=4, max_tokens={tokens}",
+                bench_streaming(model, 4, tokens, args.repeats),
+            )
+
 
 if __name__ == "__main__":
     main()

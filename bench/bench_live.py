@@ -104,9 +104,16 @@ def main() -> None:
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-live-"))
-    os.environ.update(DATA_DIR=str(data_dir), HUEY_NAME="bench-live", DJANGO_SETTINGS_MODULE="shaping_web.settings",
-                      INFERENCE_BACKEND="triton", DEBUG="0", SECRET_KEY="bench-" + "x" * 50,
-                      ALLOWED_HOSTS="127.0.0.1", SECURE_SSL_REDIRECT="0")
+    os.environ.update(
+        DATA_DIR=str(data_dir),
+        HUEY_NAME="bench-live",
+        DJANGO_SETTINGS_MODULE="shaping_web.settings",
+        INFERENCE_BACKEND="triton",
+        DEBUG="0",
+        SECRET_KEY="bench-" + "x" * 50,
+        ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="0",
+    )
     for name in ("DATABASE_URL", "REDIS_URL"):  # in-process channel layer, as `make run` serves
         os.environ.pop(name, None)
 
@@ -126,16 +133,24 @@ def main() -> None:
     finally:
         server.stop()
 
-    print(f"\nLive streaming: {args.prompts} groups x G={args.group}, max_tokens={args.max_tokens}, "
-          f"{args.workers} workers, {'tiny shipped' if not args.generator_dir else args.generator_dir} model "
-          f"on the bundled CPU tritonserver; run #{run.pk} {run.status}\n")
+    print(
+        f"\nLive streaming: {args.prompts} groups x G={args.group}, max_tokens={args.max_tokens}, "
+        f"{args.workers} workers, {'tiny shipped' if not args.generator_dir else args.generator_dir} model "
+        f"on the bundled CPU tritonserver; run #{run.pk} {run.status}\n"
+    )
     print(f"| {'path':<56} | {'pieces':>6} | {'p50 ms':>7} | {'p95 ms':>7} | {'max ms':>7} |")
     print(f"|{'-' * 58}|{'-' * 8}|{'-' * 9}|{'-' * 9}|{'-' * 9}|")
-    for name, values in (("channel hop alone: broadcasts.tokens -> frame (baseline)", hop),
-                         ("end to end: piece from Triton -> frame", full)):
-        print(f"| {name:<56} | {len(values):>6} | {statistics.median(values):>7.1f} | {fill.pct(values, 95):>7.1f} | "
-              f"{max(values):>7.1f} |")
-    print(f"\np95 end to end / channel hop: {fill.pct(full, 95) / fill.pct(hop, 95):.1f}x (aim: end to end under 100 ms)")
+    for name, values in (
+        ("channel hop alone: broadcasts.tokens -> frame (baseline)", hop),
+        ("end to end: piece from Triton -> frame", full),
+    ):
+        print(
+            f"| {name:<56} | {len(values):>6} | {statistics.median(values):>7.1f} | {fill.pct(values, 95):>7.1f} | "
+            f"{max(values):>7.1f} |"
+        )
+    print(
+        f"\np95 end to end / channel hop: {fill.pct(full, 95) / fill.pct(hop, 95):.1f}x (aim: end to end under 100 ms)"
+    )
 
 
 def measure(args):
@@ -152,9 +167,15 @@ def measure(args):
     from shaping_web.asgi import application
 
     character, prompt_set, rubric = setup_rows(args.prompts)
-    run, _ = services.run_start(kind="generate", character=character, prompt_set=prompt_set, rubric=rubric,
-                                group_size=args.group, enqueue=False,
-                                params={"sampling": {"max_tokens": args.max_tokens}, "workers": args.workers})
+    run, _ = services.run_start(
+        kind="generate",
+        character=character,
+        prompt_set=prompt_set,
+        rubric=rubric,
+        group_size=args.group,
+        enqueue=False,
+        params={"sampling": {"max_tokens": args.max_tokens}, "workers": args.workers},
+    )
     user = get_user_model().objects.create_user(username="live")
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
@@ -193,6 +214,7 @@ def measure(args):
             for _, _, escaped in STREAM_SPAN.findall(text):
                 i = int(html.unescape(escaped)[1:-1])
                 hop.append((received - sent[i]) * 1000)
+
         # The run, as a huey worker thread of `manage.py serve` executes it.
         def worker():
             try:

@@ -45,8 +45,7 @@ def main() -> None:
 
     from inference.triton_server import TritonProcess, free_port
 
-    server = TritonProcess(data_dir / "triton", grpc_port=free_port(),
-                           metrics_port=free_port()).start()
+    server = TritonProcess(data_dir / "triton", grpc_port=free_port(), metrics_port=free_port()).start()
     os.environ["TRITON_URL"] = server.url
     import django
 
@@ -62,14 +61,20 @@ def main() -> None:
         server.stop()
     items = args.prompts
     completions = items * args.group
-    print(f"\nGenerate + judge: {items} prompts x G={args.group}, max_tokens={args.max_tokens}, "
-          f"{args.workers} workers, shipped model on the bundled CPU tritonserver")
+    print(
+        f"\nGenerate + judge: {items} prompts x G={args.group}, max_tokens={args.max_tokens}, "
+        f"{args.workers} workers, shipped model on the bundled CPU tritonserver"
+    )
     print(f"| {'variant':<46} | {'seconds':>8} | {'completions/s':>13} | {'efficiency':>10} |")
     print(f"|{'-' * 48}|{'-' * 10}|{'-' * 15}|{'-' * 12}|")
-    print(f"| {'raw backend, task manager only (baseline)':<46} | {raw_s:>8.2f} | {completions / raw_s:>13.1f} | "
-          f"{'100.0%':>10} |")
-    print(f"| {'full stack: huey, database writes, events':<46} | {full_s:>8.2f} | {completions / full_s:>13.1f} | "
-          f"{raw_s / full_s:>9.1%} |")
+    print(
+        f"| {'raw backend, task manager only (baseline)':<46} | {raw_s:>8.2f} | {completions / raw_s:>13.1f} | "
+        f"{'100.0%':>10} |"
+    )
+    print(
+        f"| {'full stack: huey, database writes, events':<46} | {full_s:>8.2f} | {completions / full_s:>13.1f} | "
+        f"{raw_s / full_s:>9.1%} |"
+    )
     print(f"run #{run.pk}: {run.status}, {run.done_items}/{run.total_items} items, {run.failed_items} failed")
 
 
@@ -78,14 +83,23 @@ def setup_rows(n: int):
     from labelling.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
 
     character = services.character_create(data=CharacterIn(slug="bench", name="Bench", persona="A calm navigator."))
-    rubric = services.rubric_create(data=RubricIn(slug="bench", name="Bench", criteria=[
-        CriterionIn(key="in_character", description="In character"),
-        CriterionIn(key="helpful", description="Helpful"),
-    ]))
+    rubric = services.rubric_create(
+        data=RubricIn(
+            slug="bench",
+            name="Bench",
+            criteria=[
+                CriterionIn(key="in_character", description="In character"),
+                CriterionIn(key="helpful", description="Helpful"),
+            ],
+        )
+    )
     prompt_set = services.prompt_set_create(data=PromptSetIn(slug="bench", name="Bench"))
-    services.prompts_add(prompt_set=prompt_set, prompts=[
-        PromptIn(id=f"p{i}", messages=[{"role": "user", "content": f"Question {i}: where now?"}]) for i in range(n)
-    ])
+    services.prompts_add(
+        prompt_set=prompt_set,
+        prompts=[
+            PromptIn(id=f"p{i}", messages=[{"role": "user", "content": f"Question {i}: where now?"}]) for i in range(n)
+        ],
+    )
     return character, prompt_set, rubric
 
 
@@ -102,14 +116,17 @@ def run_raw(url: str, character, prompt_set, rubric, args) -> float:
 
     def item(messages):
         result = yield from generate_task(messages, sampling, args.group)
-        judged = yield [Call("judge", JudgeRequest(rubric=spec, messages=messages, completion=c["text"]))
-                        for c in result["completions"]]
+        judged = yield [
+            Call("judge", JudgeRequest(rubric=spec, messages=messages, completion=c["text"]))
+            for c in result["completions"]
+        ]
         return {"judged": len(judged)}
 
     backend = TritonBackend(url, timeout_s=600)
     started = time.perf_counter()
-    outcomes = list(TaskManager(backend, workers=args.workers).run(
-        (i, lambda m=m: item(m)) for i, m in enumerate(conversations)))
+    outcomes = list(
+        TaskManager(backend, workers=args.workers).run((i, lambda m=m: item(m)) for i, m in enumerate(conversations))
+    )
     elapsed = time.perf_counter() - started
     assert all(o.ok for o in outcomes), [o.failure for o in outcomes if not o.ok][:3]
     return elapsed
@@ -125,14 +142,24 @@ def run_full(character, prompt_set, rubric, args, data_dir: Path):
     if connection.vendor == "sqlite":
         env["SQLITE_PATH"] = str(connection.settings_dict["NAME"])
     log = open(data_dir / "huey.log", "ab")  # noqa: SIM115
-    consumer = subprocess.Popen([sys.executable, "manage.py", "run_huey", "--workers", "2", "--worker-type", "thread"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    consumer = subprocess.Popen(
+        [sys.executable, "manage.py", "run_huey", "--workers", "2", "--worker-type", "thread"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         time.sleep(2)  # let the consumer start: its start-up is not the run's cost
         started = time.perf_counter()
-        run, _ = services.run_start(kind="generate", character=character, prompt_set=prompt_set, rubric=rubric,
-                                    group_size=args.group, params={"sampling": {"max_tokens": args.max_tokens},
-                                                                   "workers": args.workers})
+        run, _ = services.run_start(
+            kind="generate",
+            character=character,
+            prompt_set=prompt_set,
+            rubric=rubric,
+            group_size=args.group,
+            params={"sampling": {"max_tokens": args.max_tokens}, "workers": args.workers},
+        )
         final = {PipelineRun.Status.SUCCEEDED, PipelineRun.Status.PARTIAL, PipelineRun.Status.FAILED}
         while run.status not in final:
             time.sleep(0.05)

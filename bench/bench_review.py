@@ -84,10 +84,14 @@ def forget_reviews(users) -> None:
         )
         Judgment.objects.filter(reviewer__in=users).delete()
         Assignment.objects.filter(reviewer__in=users).delete()
-        submitted = (Assignment.objects.filter(group=OuterRef("pk")).values("group")
-                     .annotate(n=Count("pk", filter=Q(status=Assignment.Status.SUBMITTED))).values("n"))
+        submitted = (
+            Assignment.objects.filter(group=OuterRef("pk"))
+            .values("group")
+            .annotate(n=Count("pk", filter=Q(status=Assignment.Status.SUBMITTED)))
+            .values("n")
+        )
         for start in range(0, len(touched), 500):
-            chunk = touched[start:start + 500]
+            chunk = touched[start : start + 500]
             Group.objects.filter(pk__in=chunk).update(review_count=Coalesce(Subquery(submitted), 0))
             services.groups_queue_refresh(chunk)
 
@@ -108,8 +112,7 @@ def child(groups: int, rounds: int, database_url: str | None) -> None:
     call_command("collectstatic", "--noinput", verbosity=0)  # DEBUG is off: pages use the manifest
     if fresh:
         print(f"filling {groups:,} groups", file=sys.stderr, flush=True)
-        fill.fill(groups, reviewed_groups=groups // 2, reviewers=3,
-                  log=lambda m: print(m, file=sys.stderr, flush=True))
+        fill.fill(groups, reviewed_groups=groups // 2, reviewers=3, log=lambda m: print(m, file=sys.stderr, flush=True))
         fill.mark_filled(data_dir)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:  # planner statistics, as autovacuum keeps them after a bulk load
@@ -140,8 +143,11 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=100_000)
     parser.add_argument("--baseline-groups", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=40, help="next + submit per reviewer")
-    parser.add_argument("--database-url", help="PostgreSQL base URL (one database per size, NAME_GROUPS, "
-                        "created and filled once); SQLite under data/ otherwise")
+    parser.add_argument(
+        "--database-url",
+        help="PostgreSQL base URL (one database per size, NAME_GROUPS, "
+        "created and filled once); SQLite under data/ otherwise",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -154,13 +160,17 @@ def main() -> None:
     for r in results:
         for key in ("floor", "next", "submit"):
             values = r[key]
-            print(f"{r['groups']:>9,} {key:<8} {statistics.median(values):>7.1f} {fill.pct(values, 95):>7.1f} "
-                  f"{max(values):>7.1f}")
+            print(
+                f"{r['groups']:>9,} {key:<8} {statistics.median(values):>7.1f} {fill.pct(values, 95):>7.1f} "
+                f"{max(values):>7.1f}"
+            )
     small, large = results
     for key in ("next", "submit"):
-        print(f"p95 {key}: {args.groups:,} / {args.baseline_groups:,} groups = "
-              f"{fill.pct(large[key], 95) / fill.pct(small[key], 95):.2f}x; "
-              f"over the floor: {fill.pct(large[key], 95) / fill.pct(large['floor'], 95):.1f}x")
+        print(
+            f"p95 {key}: {args.groups:,} / {args.baseline_groups:,} groups = "
+            f"{fill.pct(large[key], 95) / fill.pct(small[key], 95):.2f}x; "
+            f"over the floor: {fill.pct(large[key], 95) / fill.pct(large['floor'], 95):.1f}x"
+        )
 
 
 if __name__ == "__main__":

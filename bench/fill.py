@@ -24,9 +24,15 @@ def setup(data_dir: Path, *, database_url: str | None = None, fresh: bool = Fals
     data_dir.mkdir(parents=True, exist_ok=True)
     # Production settings (DEBUG off: no query log, no debug tooling), served over plain
     # HTTP on loopback as behind a TLS-terminating proxy.
-    os.environ.update(DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE="shaping_web.settings",
-                      HUEY_NAME=f"bench-{data_dir.name}", DEBUG="0", SECRET_KEY="bench-" + "x" * 50,
-                      ALLOWED_HOSTS="127.0.0.1", SECURE_SSL_REDIRECT="0")
+    os.environ.update(
+        DATA_DIR=str(data_dir),
+        DJANGO_SETTINGS_MODULE="shaping_web.settings",
+        HUEY_NAME=f"bench-{data_dir.name}",
+        DEBUG="0",
+        SECRET_KEY="bench-" + "x" * 50,
+        ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="0",
+    )
     if database_url:
         os.environ["DATABASE_URL"] = database_url
     else:
@@ -44,8 +50,7 @@ def setup(data_dir: Path, *, database_url: str | None = None, fresh: bool = Fals
         call_command("flush", "--noinput", verbosity=0)
 
 
-def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0, reviewers: int = 0,
-         log=print) -> dict:
+def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0, reviewers: int = 0, log=print) -> dict:
     """Fill an empty, migrated database; returns the rows it made (counts)."""
     from django.contrib.auth import get_user_model
     from django.db import transaction
@@ -65,18 +70,38 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
 
     started = time.perf_counter()
     with transaction.atomic():
-        character = services.character_create(data=CharacterIn(
-            slug="bench", name="Bench", persona="A patient lighthouse keeper who answers briefly."))
-        rubric = services.rubric_create(data=RubricIn(slug="bench", name="Bench", criteria=[
-            CriterionIn(key="voice", description="In voice", scale_min=1, scale_max=5, weight=2),
-            CriterionIn(key="helpful", description="Helpful", scale_min=1, scale_max=5)]))
+        character = services.character_create(
+            data=CharacterIn(slug="bench", name="Bench", persona="A patient lighthouse keeper who answers briefly.")
+        )
+        rubric = services.rubric_create(
+            data=RubricIn(
+                slug="bench",
+                name="Bench",
+                criteria=[
+                    CriterionIn(key="voice", description="In voice", scale_min=1, scale_max=5, weight=2),
+                    CriterionIn(key="helpful", description="Helpful", scale_min=1, scale_max=5),
+                ],
+            )
+        )
         prompt_set = services.prompt_set_create(data=PromptSetIn(slug="bench", name="Bench"))
-        prompts = services.prompts_add(prompt_set=prompt_set, prompts=[
-            PromptIn(id=f"p{i}", messages=[{"role": "user", "content": f"Question number {i}: what do you see?"}])
-            for i in range(1000)])
-        runs = [PipelineRun.objects.create(kind="generate", status="succeeded", character=character,
-                                           prompt_set=prompt_set, rubric=rubric, group_size=group_size)
-                for _ in range(-(-groups // len(prompts)))]  # a run holds one group per prompt
+        prompts = services.prompts_add(
+            prompt_set=prompt_set,
+            prompts=[
+                PromptIn(id=f"p{i}", messages=[{"role": "user", "content": f"Question number {i}: what do you see?"}])
+                for i in range(1000)
+            ],
+        )
+        runs = [
+            PipelineRun.objects.create(
+                kind="generate",
+                status="succeeded",
+                character=character,
+                prompt_set=prompt_set,
+                rubric=rubric,
+                group_size=group_size,
+            )
+            for _ in range(-(-groups // len(prompts)))
+        ]  # a run holds one group per prompt
         judge = services.model_version_get_or_create(backend="bench", model_name="judge")
         criteria = list(rubric.criteria.all())
         role = ensure_roles()[REVIEWER]
@@ -90,47 +115,86 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
         n = min(BATCH, groups - start)
         with transaction.atomic():
             made = Group.objects.bulk_create(
-                Group(run=runs[(start + i) // len(prompts)], prompt=prompts[(start + i) % len(prompts)],
-                      character=character, size=group_size,
-                      review_count=len(past) if start + i < reviewed_groups else 0)
-                for i in range(n))
+                Group(
+                    run=runs[(start + i) // len(prompts)],
+                    prompt=prompts[(start + i) % len(prompts)],
+                    character=character,
+                    size=group_size,
+                    review_count=len(past) if start + i < reviewed_groups else 0,
+                )
+                for i in range(n)
+            )
             gens = Generation.objects.bulk_create(
-                Generation(group=g, index=k, run=g.run, model_version=judge,
-                           messages=[character.system_message(), *prompts[(start + i) % len(prompts)].messages],
-                           text=f"Answer {k} to question {start + i}: the light turns, the sea is calm.",
-                           raw_text=f"Answer {k} to question {start + i}: the light turns, the sea is calm.")
-                for i, g in enumerate(made) for k in range(group_size))
+                Generation(
+                    group=g,
+                    index=k,
+                    run=g.run,
+                    model_version=judge,
+                    messages=[character.system_message(), *prompts[(start + i) % len(prompts)].messages],
+                    text=f"Answer {k} to question {start + i}: the light turns, the sea is calm.",
+                    raw_text=f"Answer {k} to question {start + i}: the light turns, the sea is calm.",
+                )
+                for i, g in enumerate(made)
+                for k in range(group_size)
+            )
             judgments, scores = [], []
             for j, g in enumerate(gens):
                 pair = ((start + j) * 7 % 5 + 1, (start + j) * 3 % 5 + 1)
-                judgments.append(Judgment(generation=g, rubric=rubric, source="judge", model_version=judge, run=g.run,
-                                          overall=services.weighted_overall(criteria, dict(zip(("voice", "helpful"),
-                                                                                               pair, strict=True)))))
+                judgments.append(
+                    Judgment(
+                        generation=g,
+                        rubric=rubric,
+                        source="judge",
+                        model_version=judge,
+                        run=g.run,
+                        overall=services.weighted_overall(criteria, dict(zip(("voice", "helpful"), pair, strict=True))),
+                    )
+                )
                 scores.append(pair)
                 if g.group.review_count:
                     for r, user in enumerate(past):
                         human = ((pair[0] + r) % 5 + 1, pair[1])
-                        judgments.append(Judgment(generation=g, rubric=rubric, source="human", reviewer=user,
-                                                  overall=services.weighted_overall(
-                                                      criteria, dict(zip(("voice", "helpful"), human, strict=True)))))
+                        judgments.append(
+                            Judgment(
+                                generation=g,
+                                rubric=rubric,
+                                source="human",
+                                reviewer=user,
+                                overall=services.weighted_overall(
+                                    criteria, dict(zip(("voice", "helpful"), human, strict=True))
+                                ),
+                            )
+                        )
                         scores.append(human)
             made_judgments = Judgment.objects.bulk_create(judgments)
             CriterionScore.objects.bulk_create(
                 CriterionScore(judgment=j, criterion=c, score=s)
                 for j, pair in zip(made_judgments, scores, strict=True)
-                for c, s in zip(criteria, pair, strict=True))
+                for c, s in zip(criteria, pair, strict=True)
+            )
             now = timezone.now()
             Assignment.objects.bulk_create(
-                Assignment(group=g, reviewer=user, status=Assignment.Status.SUBMITTED, leased_until=now,
-                           completed_at=now, shown_order=[])
-                for g in made if g.review_count for user in past)
+                Assignment(
+                    group=g,
+                    reviewer=user,
+                    status=Assignment.Status.SUBMITTED,
+                    leased_until=now,
+                    completed_at=now,
+                    shown_order=[],
+                )
+                for g in made
+                if g.review_count
+                for user in past
+            )
             services.groups_queue_refresh([g.pk for g in made])  # ready, queue bucket: as the app keeps them
         counts["groups"] += n
         counts["generations"] += len(gens)
         counts["judgments"] += len(made_judgments)
         if (start // BATCH) % 10 == 9 or start + n == groups:
-            log(f"  {counts['groups']:,} groups, {counts['judgments']:,} judgments "
-                f"({time.perf_counter() - started:.0f} s)")
+            log(
+                f"  {counts['groups']:,} groups, {counts['judgments']:,} judgments "
+                f"({time.perf_counter() - started:.0f} s)"
+            )
     return counts
 
 

@@ -115,14 +115,20 @@ def train_tokenizer(vocab_size: int = 1024):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(CORPUS.splitlines() * 4, trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TEXT_TOKENS])
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None,  # noqa: S106
-        unk_token=None, additional_special_tokens=["<|im_start|>"],
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",  # noqa: S106 - a token, not a password
+        pad_token="<|endoftext|>",  # noqa: S106
+        bos_token=None,
+        unk_token=None,
+        additional_special_tokens=["<|im_start|>"],
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
@@ -135,12 +141,20 @@ def build_hf(shape: Shape, hf_dir: Path, seed: int) -> dict:
     tokenizer = train_tokenizer()
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS + TEXT_TOKENS}
     config = Qwen3Config(
-        vocab_size=len(tokenizer), hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
-        num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
-        num_key_value_heads=shape.num_key_value_heads, head_dim=shape.head_dim, rope_theta=shape.rope_theta,
-        max_position_embeddings=shape.max_position_embeddings, tie_word_embeddings=True,
-        bos_token_id=ids["<|endoftext|>"], eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
-        pad_token_id=ids["<|endoftext|>"], torch_dtype="float32",
+        vocab_size=len(tokenizer),
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads,
+        head_dim=shape.head_dim,
+        rope_theta=shape.rope_theta,
+        max_position_embeddings=shape.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        pad_token_id=ids["<|endoftext|>"],
+        torch_dtype="float32",
     )
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(config).eval()
@@ -157,8 +171,21 @@ def convert(hf_dir: Path, output: Path, cache_dir: Path, target: str = "cpu") ->
     """onnxruntime-genai's builder: HF folder -> model.onnx(+.data), genai_config.json, tokenizer."""
     precision, provider = TARGETS[target]
     command = [
-        sys.executable, "-m", "onnxruntime_genai.models.builder", "-m", str(hf_dir), "-i", str(hf_dir),
-        "-o", str(output), "-p", precision, "-e", provider, "-c", str(cache_dir),
+        sys.executable,
+        "-m",
+        "onnxruntime_genai.models.builder",
+        "-m",
+        str(hf_dir),
+        "-i",
+        str(hf_dir),
+        "-o",
+        str(output),
+        "-p",
+        precision,
+        "-e",
+        provider,
+        "-c",
+        str(cache_dir),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -178,14 +205,27 @@ def finish_config(output: Path, context_length: int | None = None) -> dict:
     if context_length:
         config["model"]["context_length"] = context_length
     config["search"].update(
-        {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "max_length": config["model"]["context_length"]}
+        {
+            "do_sample": True,
+            "temperature": 0.7,
+            "top_p": 0.8,
+            "top_k": 20,
+            "max_length": config["model"]["context_length"],
+        }
     )
     path.write_text(json.dumps(config, indent=4) + "\n")
     return config
 
 
-def build(preset: str | None, output: Path, *, from_hf: Path | None = None, force: bool = False,
-          seed: int = SEED, target: str = "cpu") -> Path:
+def build(
+    preset: str | None,
+    output: Path,
+    *,
+    from_hf: Path | None = None,
+    force: bool = False,
+    seed: int = SEED,
+    target: str = "cpu",
+) -> Path:
     _require_build_deps()
     if output.exists() and any(output.iterdir()):
         if not force:
@@ -228,15 +268,22 @@ def _versions() -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
-                        help="random-weight model: tiny (shipped) or qwen3-0.6b-shape (benchmarks)")
+    source.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="tiny",
+        help="random-weight model: tiny (shipped) or qwen3-0.6b-shape (benchmarks)",
+    )
     source.add_argument("--from-hf", type=Path, help="convert a local Hugging Face Qwen3 folder")
     parser.add_argument("--output", type=Path, help="output directory (default depends on the preset)")
     parser.add_argument("--force", action="store_true", help="overwrite the output directory")
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--target", choices=sorted(TARGETS), default="cpu",
-                        help="where the model runs: cpu (fp32) or cuda (fp16, for a GPU host's "
-                             "onnxruntime-genai-cuda)")
+    parser.add_argument(
+        "--target",
+        choices=sorted(TARGETS),
+        default="cpu",
+        help="where the model runs: cpu (fp32) or cuda (fp16, for a GPU host's onnxruntime-genai-cuda)",
+    )
     args = parser.parse_args(argv)
     if args.from_hf and not args.output:
         parser.error("--from-hf needs --output")

@@ -221,8 +221,7 @@ class Throttle:
     `interval_s` has passed since the last flush. No piece waits for a later one, and
     none waits longer than the interval. Flushes run one at a time, in order."""
 
-    def __init__(self, flush: Callable[[dict[int, str]], None], interval_s: float = 0.05,
-                 gather_s: float = 0.005):
+    def __init__(self, flush: Callable[[dict[int, str]], None], interval_s: float = 0.05, gather_s: float = 0.005):
         self._flush = flush
         self._interval = interval_s
         self._gather = gather_s

@@ -65,12 +65,15 @@ class SamplingParams:
             (_number(self.top_p) and 0 < self.top_p <= 1, "top_p must be in (0, 1]"),
             (isinstance(self.top_k, int) and self.top_k >= 0, "top_k must be an integer >= 0"),
             (self.seed is None or isinstance(self.seed, int), "seed must be an integer"),
-            (isinstance(self.stop, list) and all(isinstance(s, str) and s for s in self.stop),
-             "stop must be a list of non-empty strings"),
-            ((self.guidance_type is None) == (self.guidance is None),
-             "guidance_type and guidance go together"),
-            (self.guidance_type in (None, *GUIDANCE_TYPES),
-             f"guidance_type must be one of {', '.join(GUIDANCE_TYPES)}"),
+            (
+                isinstance(self.stop, list) and all(isinstance(s, str) and s for s in self.stop),
+                "stop must be a list of non-empty strings",
+            ),
+            ((self.guidance_type is None) == (self.guidance is None), "guidance_type and guidance go together"),
+            (
+                self.guidance_type in (None, *GUIDANCE_TYPES),
+                f"guidance_type must be one of {', '.join(GUIDANCE_TYPES)}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -262,4 +265,4 @@ class Engine:
         if not hits:
             return combined, piece, False
         cut = min(hits)
-        return combined[:cut], combined[len(text):cut], True
+        return combined[:cut], combined[len(text) : cut], True

@@ -188,8 +188,13 @@ def run_judge(engine, rubric: dict, messages: list[dict], completion: str, seed:
     if not isinstance(completion, str):
         raise InvalidRequest("completion must be a string")
     params = SamplingParams(
-        max_tokens=judge_max_tokens(rubric), temperature=0.0, top_p=1.0, top_k=0, seed=seed,
-        guidance_type="regex", guidance=judge_guidance(rubric),
+        max_tokens=judge_max_tokens(rubric),
+        temperature=0.0,
+        top_p=1.0,
+        top_k=0,
+        seed=seed,
+        guidance_type="regex",
+        guidance=judge_guidance(rubric),
     )
     (answer,) = engine.generate(messages=judge_messages(rubric, messages, completion), params=params)
     return parse_judgment(rubric, answer.text)

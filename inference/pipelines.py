@@ -71,12 +71,21 @@ def revise_messages(messages: list[dict], completion: str, rubric: dict, judged:
     if judged.get("rationale"):
         lines.append(f"Reviewer's note: {judged['rationale']}")
     feedback = "\n".join(lines)
-    return [*messages, {"role": "assistant", "content": completion},
-            {"role": "user", "content": REVISE_INSTRUCTION.format(feedback=feedback)}]
+    return [
+        *messages,
+        {"role": "assistant", "content": completion},
+        {"role": "user", "content": REVISE_INSTRUCTION.format(feedback=feedback)},
+    ]
 
 
 def revise_and_judge_task(
-    rubric: dict, messages: list[dict], completion: str, sampling: dict, *, threshold: float, max_rounds: int,
+    rubric: dict,
+    messages: list[dict],
+    completion: str,
+    sampling: dict,
+    *,
+    threshold: float,
+    max_rounds: int,
     judged: dict | None = None,
 ) -> Task:
     """Judge; while under the threshold, critique-and-rewrite and judge again (up to max_rounds)."""
@@ -123,12 +132,12 @@ def run_items(ctx: RunContext) -> tuple[int, Iterator[tuple[Any, Callable[[], Ta
         prompts = list(Prompt.objects.filter(prompt_set=run.prompt_set).order_by("order", "id"))
         todo = [p for p in prompts if not _prompt_done(ctx, p)]
         return len(prompts), ((f"prompt:{p.external_id}", lambda p=p: generate_item(ctx, p)) for p in todo)
-    generations = list(
-        Generation.objects.filter(group__run=run.source_run, revision=0).order_by("group_id", "index")
+    generations = list(Generation.objects.filter(group__run=run.source_run, revision=0).order_by("group_id", "index"))
+    todo = (
+        [g for g in generations if not _judged(ctx, g)]
+        if run.kind == PipelineRun.Kind.JUDGE
+        else [g for g in generations if not _revise_done(ctx, g)]
     )
-    todo = [g for g in generations if not _judged(ctx, g)] if run.kind == PipelineRun.Kind.JUDGE else [
-        g for g in generations if not _revise_done(ctx, g)
-    ]
     maker = judge_item if run.kind == PipelineRun.Kind.JUDGE else revise_item
     return len(generations), ((f"generation:{g.pk}", lambda g=g: maker(ctx, g)) for g in todo)
 
@@ -176,8 +185,9 @@ def generate_item(ctx: RunContext, prompt: Prompt) -> Task:
         for generation, result in zip(pending, results, strict=True):
             judged = _as_judged(result)
             if not judged["ok"]:  # ask again (the retries left), one at a time, before recording a failure
-                judged = yield from judge_task(ctx.rubric_spec, generation.messages, generation.text,
-                                               retries=JUDGE_PARSE_RETRIES - 1)
+                judged = yield from judge_task(
+                    ctx.rubric_spec, generation.messages, generation.text, retries=JUDGE_PARSE_RETRIES - 1
+                )
             _save_judgment(ctx, generation, judged)
         if ctx.params.get("revise"):
             for generation in pending:
@@ -200,8 +210,11 @@ def revise_item(ctx: RunContext, generation: Generation) -> Task:
         .first()
     )
     if latest is not None:
-        judged = {"ok": True, "scores": {s.criterion.key: s.score for s in latest.scores.all()},
-                  "rationale": latest.rationale}
+        judged = {
+            "ok": True,
+            "scores": {s.criterion.key: s.score for s in latest.scores.all()},
+            "rationale": latest.rationale,
+        }
     else:
         judged = yield from judge_task(ctx.rubric_spec, generation.messages, generation.text)
         _save_judgment(ctx, generation, judged)
@@ -211,9 +224,15 @@ def revise_item(ctx: RunContext, generation: Generation) -> Task:
         result = yield from generate_task(request_messages, ctx.sampling, 1)
         completion = result["completions"][0]
         current = services.generation_record(
-            group=generation.group, index=generation.index, messages=generation.messages,
-            raw_text=completion["text"], model_version=ctx.generator, source=Generation.Source.REVISION,
-            run=ctx.run, parent=current, **_measures(completion),
+            group=generation.group,
+            index=generation.index,
+            messages=generation.messages,
+            raw_text=completion["text"],
+            model_version=ctx.generator,
+            source=Generation.Source.REVISION,
+            run=ctx.run,
+            parent=current,
+            **_measures(completion),
         )
         judged = yield from judge_task(ctx.rubric_spec, generation.messages, current.text)
         _save_judgment(ctx, current, judged)
@@ -248,9 +267,15 @@ def _measures(completion: dict) -> dict:
 def _save_generation(ctx: RunContext, group, slot: int, messages: list[dict], completion: dict) -> int:
     try:
         services.generation_record(
-            group=group, index=slot, messages=messages, raw_text=completion["text"], model_version=ctx.generator,
-            run=ctx.run, opened_in_prompt=bool(ctx.sampling.get("enable_thinking")),
-            structured=bool(ctx.sampling.get("guidance_type")), **_measures(completion),
+            group=group,
+            index=slot,
+            messages=messages,
+            raw_text=completion["text"],
+            model_version=ctx.generator,
+            run=ctx.run,
+            opened_in_prompt=bool(ctx.sampling.get("enable_thinking")),
+            structured=bool(ctx.sampling.get("guidance_type")),
+            **_measures(completion),
         )
     except IntegrityError:
         return 0  # another worker filled this slot first: the slot holds one text, as it must
@@ -260,13 +285,21 @@ def _save_generation(ctx: RunContext, group, slot: int, messages: list[dict], co
 def _save_judgment(ctx: RunContext, generation: Generation, judged: dict) -> None:
     if judged["ok"]:
         services.judgment_record(
-            generation=generation, rubric=ctx.rubric, source=Judgment.Source.JUDGE, scores=judged["scores"],
-            rationale=judged.get("rationale", ""), raw_output=judged.get("raw", ""), model_version=ctx.judge,
+            generation=generation,
+            rubric=ctx.rubric,
+            source=Judgment.Source.JUDGE,
+            scores=judged["scores"],
+            rationale=judged.get("rationale", ""),
+            raw_output=judged.get("raw", ""),
+            model_version=ctx.judge,
             run=ctx.run,
         )
     else:
         services.judgment_record_failure(
-            generation=generation, rubric=ctx.rubric, model_version=ctx.judge, raw_output=judged.get("raw", ""),
-            error=judged.get("error", ""), run=ctx.run,
+            generation=generation,
+            rubric=ctx.rubric,
+            model_version=ctx.judge,
+            raw_output=judged.get("raw", ""),
+            error=judged.get("error", ""),
+            run=ctx.run,
         )
-

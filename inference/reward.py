@@ -21,8 +21,9 @@ from inference.errors import InferenceError
 from inference.judging import check_rubric, overall
 
 
-def make_reward_function(rubric: dict, *, triton_url: str = "127.0.0.1:8001", backend=None, workers: int = 8,
-                         timeout_s: float = 120.0):
+def make_reward_function(
+    rubric: dict, *, triton_url: str = "127.0.0.1:8001", backend=None, workers: int = 8, timeout_s: float = 120.0
+):
     check_rubric(rubric)
     if backend is None:
         from inference.backends.triton import TritonBackend

@@ -111,9 +111,13 @@ class TritonProcess:
             f"--model-repository={self.model_repository}",
             f"--backend-directory={backend_dir}",
             "--allow-http=false",  # the app speaks gRPC; no port to collide with the web server
-            "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
-            f"--metrics-port={self.metrics_port}", "--allow-metrics=false", "--allow-gpu-metrics=false",
-            "--exit-on-error=true", "--log-verbose=0",
+            "--grpc-address=127.0.0.1",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=false",
+            "--allow-gpu-metrics=false",
+            "--exit-on-error=true",
+            "--log-verbose=0",
             *self.extra_args,
         ]
 
@@ -122,8 +126,12 @@ class TritonProcess:
         log_path = self.log_path or Path(self.work_dir) / "tritonserver.log"
         log = open(log_path, "ab")  # noqa: SIM115 - the child owns it while it runs
         self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env=server_env(self.generator_dir, self.judge_dir), cwd=PROJECT_ROOT,
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=server_env(self.generator_dir, self.judge_dir),
+            cwd=PROJECT_ROOT,
         )
         log.close()
         self.log_path = log_path

@@ -74,10 +74,7 @@ class DecoupledWorker:
         final = self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
         try:
             payload = self._payload(request)
-            if self.role == "generator":
-                event = self._generate(payload, sender)
-            else:
-                event = self._judge(payload)
+            event = self._generate(payload, sender) if self.role == "generator" else self._judge(payload)
             sender.send(self._response(event), flags=final)
         except InferenceError as exc:
             sender.send(self._error(exc), flags=final)
@@ -123,8 +120,11 @@ class DecoupledWorker:
             last[0] = time.monotonic()
 
         completions = self.engine.generate(
-            messages=payload.get("messages"), prompt=payload.get("prompt"), params=params,
-            on_step=on_step if stream else None, is_cancelled=sender.is_cancelled,
+            messages=payload.get("messages"),
+            prompt=payload.get("prompt"),
+            params=params,
+            on_step=on_step if stream else None,
+            is_cancelled=sender.is_cancelled,
         )
         if stream:
             flush()
@@ -134,8 +134,9 @@ class DecoupledWorker:
         missing = [k for k in ("rubric", "messages", "completion") if k not in payload]
         if missing:
             raise InvalidRequest(f"missing field(s): {', '.join(missing)}")
-        result = run_judge(self.engine, payload["rubric"], payload["messages"], payload["completion"],
-                           seed=payload.get("seed"))
+        result = run_judge(
+            self.engine, payload["rubric"], payload["messages"], payload["completion"], seed=payload.get("seed")
+        )
         return result.as_dict()
 
     def _response(self, event: dict):

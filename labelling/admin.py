@@ -33,9 +33,7 @@ from labelling.schemas import RubricIn
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(
-        help_text="JSONL, YAML or JSON: characters, rubrics, prompt sets, prompts, groups."
-    )
+    file = forms.FileField(help_text="JSONL, YAML or JSON: characters, rubrics, prompt sets, prompts, groups.")
     prompt_set = forms.SlugField(
         required=False,
         help_text="For a JSONL of bare prompts: the slug of the prompt set they join.",
@@ -67,9 +65,7 @@ class ImportMixin:
             upload = form.cleaned_data["file"]
             try:
                 text = upload.read().decode("utf-8")
-                summary = import_text(
-                    upload.name, text, default_prompt_set=form.cleaned_data["prompt_set"] or None
-                )
+                summary = import_text(upload.name, text, default_prompt_set=form.cleaned_data["prompt_set"] or None)
             except UnicodeDecodeError:
                 problems = [f"{upload.name}: not UTF-8 text"]
             except ImportFailed as exc:
@@ -77,9 +73,7 @@ class ImportMixin:
             else:
                 self.message_user(request, f"{upload.name}: {summary}", messages.SUCCESS)
                 opts = self.model._meta
-                return HttpResponseRedirect(
-                    reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
-                )
+                return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
         context = {
             **self.admin_site.each_context(request),
             "title": "Import file",
@@ -110,9 +104,7 @@ class CharacterAdmin(ImportMixin, admin.ModelAdmin):
             obj.portrait = None  # stored (with its thumbnail) by the service below
         super().save_model(request, obj, form, change)
         if fresh_upload:
-            services.character_set_portrait(
-                character=obj, filename=portrait.name, content=portrait.read()
-            )
+            services.character_set_portrait(character=obj, filename=portrait.name, content=portrait.read())
 
 
 class CriterionInline(admin.TabularInline):
@@ -150,13 +142,9 @@ class RubricAdmin(ImportMixin, admin.ModelAdmin):
     def new_version(self, request, queryset):
         for rubric in queryset:
             latest = services.rubric_latest(rubric.slug)
-            spec = RubricIn.model_validate(
-                {k: v for k, v in rubric.as_spec().items() if k != "version"}
-            )
+            spec = RubricIn.model_validate({k: v for k, v in rubric.as_spec().items() if k != "version"})
             created = services.rubric_create(data=spec, parent=latest)
-            self.message_user(
-                request, f"created {created.label} from {rubric.label}", messages.SUCCESS
-            )
+            self.message_user(request, f"created {created.label} from {rubric.label}", messages.SUCCESS)
 
 
 class PromptInline(admin.TabularInline):
@@ -278,7 +266,8 @@ class DatasetBuildForm(forms.Form):
     dataset = forms.SlugField(max_length=80, help_text="The dataset's name; versions are numbered within it.")
     kind = forms.ChoiceField(choices=DatasetVersion.Kind.choices)
     filter = forms.JSONField(
-        initial=dict, required=False,
+        initial=dict,
+        required=False,
         help_text='e.g. {"character": "aria", "rubric": "aria-voice", "min_human_reviews": 1}. '
         "Fields: character, rubric, rubric_version, runs, model_version, created_after, "
         "created_before, min_human_reviews, exclude_flagged, min_margin.",
@@ -308,8 +297,11 @@ class DatasetVersionAdmin(admin.ModelAdmin):
     def get_urls(self):
         extra = [
             path("build/", self.admin_site.admin_view(self.build_view), name="labelling_datasetversion_build"),
-            path("<int:pk>/download/", self.admin_site.admin_view(self.download_view),
-                 name="labelling_datasetversion_download"),
+            path(
+                "<int:pk>/download/",
+                self.admin_site.admin_view(self.download_view),
+                name="labelling_datasetversion_download",
+            ),
         ]
         return extra + super().get_urls()
 
@@ -320,20 +312,27 @@ class DatasetVersionAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 version = datasets.dataset_build(
-                    dataset=form.cleaned_data["dataset"], kind=form.cleaned_data["kind"],
-                    filter=form.cleaned_data["filter"] or {}, created_by=request.user,
+                    dataset=form.cleaned_data["dataset"],
+                    kind=form.cleaned_data["kind"],
+                    filter=form.cleaned_data["filter"] or {},
+                    created_by=request.user,
                 )
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():
                     form.add_error(field if field in form.fields else None, "; ".join(errors))
             else:
                 self.message_user(
-                    request, f"Froze {version}: {version.row_count} rows, sha256 {version.sha256[:12]}",
+                    request,
+                    f"Froze {version}: {version.row_count} rows, sha256 {version.sha256[:12]}",
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(reverse("admin:labelling_datasetversion_change", args=[version.pk]))
-        context = {**self.admin_site.each_context(request), "title": "Freeze a dataset version",
-                   "form": form, "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Freeze a dataset version",
+            "form": form,
+            "opts": self.model._meta,
+        }
         return TemplateResponse(request, "admin/labelling/dataset_build.html", context)
 
     def download_view(self, request: HttpRequest, pk: int) -> HttpResponse:
@@ -363,8 +362,14 @@ class DatasetVersionAdmin(admin.ModelAdmin):
         except datasets.DatasetCorrupt as exc:
             self.message_user(request, f"Cannot compare: {exc}", messages.ERROR)
             return None
-        context = {**self.admin_site.each_context(request), "title": f"{old} → {new}", "old": old, "new": new,
-                   "diff": diff, "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{old} → {new}",
+            "old": old,
+            "new": new,
+            "diff": diff,
+            "opts": self.model._meta,
+        }
         return TemplateResponse(request, "admin/labelling/dataset_compare.html", context)
 
 
@@ -393,7 +398,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
         row, token = tokens.token_create(user=obj.user, name=obj.name)
         obj.pk, obj.prefix, obj.digest = row.pk, row.prefix, row.digest
         self.message_user(
-            request, f"Token for {row.user}: {token} (copy it now: it is stored hashed and cannot be shown again)",
+            request,
+            f"Token for {row.user}: {token} (copy it now: it is stored hashed and cannot be shown again)",
             messages.WARNING,
         )
 

@@ -84,9 +84,14 @@ class CriterionAgreement:
 
 def rubric_with_reviews() -> Rubric | None:
     """The rubric version with the most human judgments (the page's default)."""
-    row = (Judgment.objects.filter(source=Judgment.Source.HUMAN, status=Judgment.Status.OK)
-           .values("rubric_id").order_by().annotate(n=Count("id"))
-           .order_by("-n").first())
+    row = (
+        Judgment.objects.filter(source=Judgment.Source.HUMAN, status=Judgment.Status.OK)
+        .values("rubric_id")
+        .order_by()
+        .annotate(n=Count("id"))
+        .order_by("-n")
+        .first()
+    )
     return Rubric.objects.filter(pk=row["rubric_id"]).first() if row else None
 
 
@@ -94,14 +99,17 @@ def criterion_agreement(rubric: Rubric) -> list[CriterionAgreement]:
     ok = Q(judgment__rubric=rubric, judgment__status=Judgment.Status.OK)
     human: dict[int, dict[tuple[int, int], int]] = defaultdict(dict)  # criterion -> (gen, reviewer) -> score
     for criterion_id, generation_id, reviewer_id, score in (
-            CriterionScore.objects.filter(ok, judgment__source=Judgment.Source.HUMAN)
-            .order_by("judgment_id").values_list("criterion_id", "judgment__generation_id",
-                                                 "judgment__reviewer_id", "score")):
+        CriterionScore.objects.filter(ok, judgment__source=Judgment.Source.HUMAN)
+        .order_by("judgment_id")
+        .values_list("criterion_id", "judgment__generation_id", "judgment__reviewer_id", "score")
+    ):
         human[criterion_id][(generation_id, reviewer_id)] = score  # a reviewer's latest counts
     judge: dict[int, dict[int, int]] = defaultdict(dict)  # criterion -> gen -> the judge's latest score
     for criterion_id, generation_id, score in (
-            CriterionScore.objects.filter(ok, judgment__source=Judgment.Source.JUDGE)
-            .order_by("judgment_id").values_list("criterion_id", "judgment__generation_id", "score")):
+        CriterionScore.objects.filter(ok, judgment__source=Judgment.Source.JUDGE)
+        .order_by("judgment_id")
+        .values_list("criterion_id", "judgment__generation_id", "score")
+    ):
         judge[criterion_id][generation_id] = score
     out = []
     for c in rubric.criteria.all():
@@ -110,13 +118,19 @@ def criterion_agreement(rubric: Rubric) -> list[CriterionAgreement]:
             units[generation_id].append(score)
         both = [(statistics.fmean(units[g]), judge[c.pk][g]) for g in sorted(units) if g in judge[c.pk]]
         scale = list(range(c.scale_min, c.scale_max + 1))
-        out.append(CriterionAgreement(
-            key=c.key, description=c.description, scale=scale,
-            alpha=krippendorff_alpha_interval(units.values()),
-            alpha_units=sum(1 for u in units.values() if len(u) >= 2),
-            rho=spearman([h for h, _ in both], [j for _, j in both]), rho_pairs=len(both),
-            human_counts=_counts(human[c.pk].values(), scale), judge_counts=_counts(judge[c.pk].values(), scale),
-        ))
+        out.append(
+            CriterionAgreement(
+                key=c.key,
+                description=c.description,
+                scale=scale,
+                alpha=krippendorff_alpha_interval(units.values()),
+                alpha_units=sum(1 for u in units.values() if len(u) >= 2),
+                rho=spearman([h for h, _ in both], [j for _, j in both]),
+                rho_pairs=len(both),
+                human_counts=_counts(human[c.pk].values(), scale),
+                judge_counts=_counts(judge[c.pk].values(), scale),
+            )
+        )
     return out
 
 
@@ -140,19 +154,35 @@ def reviewer_progress(reviewers: Iterable) -> list[ReviewerProgress]:
     start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     out = []
     for reviewer in reviewers:
-        submitted = Assignment.objects.filter(reviewer=reviewer, status=Assignment.Status.SUBMITTED,
-                                              completed_at__isnull=False)
-        spans = [(done - began).total_seconds() for began, done in
-                 submitted.order_by("-completed_at").values_list("created_at", "completed_at")[:100]]
-        out.append(ReviewerProgress(
-            username=reviewer.username, done_today=submitted.filter(completed_at__gte=start_of_day).count(),
-            done_total=submitted.count(), median_seconds=statistics.median(spans) if spans else None,
-        ))
+        submitted = Assignment.objects.filter(
+            reviewer=reviewer, status=Assignment.Status.SUBMITTED, completed_at__isnull=False
+        )
+        spans = [
+            (done - began).total_seconds()
+            for began, done in submitted.order_by("-completed_at").values_list("created_at", "completed_at")[:100]
+        ]
+        out.append(
+            ReviewerProgress(
+                username=reviewer.username,
+                done_today=submitted.filter(completed_at__gte=start_of_day).count(),
+                done_total=submitted.count(),
+                median_seconds=statistics.median(spans) if spans else None,
+            )
+        )
     return out
 
 
 def bars(counts: Sequence[int], labels: Sequence[int], *, height: int = 60, width: int = 18) -> list[Mapping]:
     """Bar geometry for a small SVG histogram (numbers only: nothing from users is drawn)."""
     top = max(counts, default=0) or 1
-    return [{"x": i * (width + 4), "h": round(height * n / top), "y": height - round(height * n / top),
-             "n": n, "label": label, "w": width} for i, (n, label) in enumerate(zip(counts, labels, strict=True))]
+    return [
+        {
+            "x": i * (width + 4),
+            "h": round(height * n / top),
+            "y": height - round(height * n / top),
+            "n": n,
+            "label": label,
+            "w": width,
+        }
+        for i, (n, label) in enumerate(zip(counts, labels, strict=True))
+    ]

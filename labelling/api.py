@@ -5,7 +5,6 @@ are JSON: {"detail": "...", "errors": {"field": "message"}}. Lists paginate with
 ?limit= and ?offset=.
 """
 
-
 from datetime import datetime
 from typing import Literal
 
@@ -318,12 +317,20 @@ def run_create(request, body: RunIn):
         if source is None:
             raise ValidationError({"source_run": f"no run {body.source_run}"})
     run, created = services.run_start(
-        kind=body.kind, character=_slug(Character, body.character, "character"),
-        prompt_set=_slug(PromptSet, body.prompt_set, "prompt_set"), rubric=rubric, source_run=source,
-        group_size=body.group_size, created_by=request.user,
+        kind=body.kind,
+        character=_slug(Character, body.character, "character"),
+        prompt_set=_slug(PromptSet, body.prompt_set, "prompt_set"),
+        rubric=rubric,
+        source_run=source,
+        group_size=body.group_size,
+        created_by=request.user,
         idempotency_key=request.headers.get("Idempotency-Key") or None,
-        params={"sampling": {"max_tokens": body.max_tokens}, "revise": body.revise,
-                "revise_threshold": body.revise_threshold, "max_rounds": body.max_rounds},
+        params={
+            "sampling": {"max_tokens": body.max_tokens},
+            "revise": body.revise,
+            "revise_threshold": body.revise_threshold,
+            "max_rounds": body.max_rounds,
+        },
     )
     return Status(201 if created else 200, run)
 
@@ -348,8 +355,7 @@ def run_cancel(request, run_id: int = Path(..., ge=1, le=MAX_ID)):
 # --- external generations and judgments ------------------------------------------------------
 
 
-@api.post("/generations", response={201: GenerationsOut, 400: Error, **ADMIN},
-          tags=["generations"])
+@api.post("/generations", response={201: GenerationsOut, 400: Error, **ADMIN}, tags=["generations"])
 def generations_push(request, body: GenerationsIn):
     """Completions made elsewhere, one group per prompt, queued for review (all or nothing)."""
     _admin(request)
@@ -359,8 +365,9 @@ def generations_push(request, body: GenerationsIn):
 
 @api.get("/generations", response={200: list[GenerationOut], **READ}, tags=["generations"])
 @paginate(Pages)
-def generations(request, run: int | None = Query(None, ge=1, le=MAX_ID),
-                group: int | None = Query(None, ge=1, le=MAX_ID)):
+def generations(
+    request, run: int | None = Query(None, ge=1, le=MAX_ID), group: int | None = Query(None, ge=1, le=MAX_ID)
+):
     rows = Generation.objects.order_by("id")
     if run is not None:
         rows = rows.filter(group__run_id=run)
@@ -369,19 +376,27 @@ def generations(request, run: int | None = Query(None, ge=1, le=MAX_ID),
     return rows
 
 
-@api.post("/judgments", response={201: JudgmentOut, 400: Error, 404: Error, **ADMIN},
-          tags=["judgments"])
+@api.post("/judgments", response={201: JudgmentOut, 400: Error, 404: Error, **ADMIN}, tags=["judgments"])
 def judgment_push(request, body: JudgmentIn):
     """Scores from a judge that runs elsewhere, for one generation against a rubric version."""
     _admin(request)
     generation = get_object_or_404(Generation, pk=body.generation)
     rubrics = Rubric.objects.filter(slug=body.rubric)
-    rubric = (rubrics.filter(version=body.rubric_version) if body.rubric_version else rubrics.order_by("-version")).first()
+    rubric = (
+        rubrics.filter(version=body.rubric_version) if body.rubric_version else rubrics.order_by("-version")
+    ).first()
     if rubric is None:
-        raise ValidationError({"rubric": f"no rubric {body.rubric!r}" + (
-            f" version {body.rubric_version}" if body.rubric_version else "")})
+        raise ValidationError(
+            {
+                "rubric": f"no rubric {body.rubric!r}"
+                + (f" version {body.rubric_version}" if body.rubric_version else "")
+            }
+        )
     judgment = services.judgment_record(
-        generation=generation, rubric=rubric, source=Judgment.Source.JUDGE, scores=body.scores,
+        generation=generation,
+        rubric=rubric,
+        source=Judgment.Source.JUDGE,
+        scores=body.scores,
         rationale=body.rationale,
         model_version=services.model_version_get_or_create(backend="external", model_name=body.model),
     )
@@ -390,9 +405,12 @@ def judgment_push(request, body: JudgmentIn):
 
 @api.get("/judgments", response={200: list[JudgmentOut], **ADMIN}, tags=["judgments"])
 @paginate(Pages)
-def judgments(request, generation: int | None = Query(None, ge=1, le=MAX_ID),
-              run: int | None = Query(None, ge=1, le=MAX_ID),
-              source: Literal["judge", "human"] | None = None):
+def judgments(
+    request,
+    generation: int | None = Query(None, ge=1, le=MAX_ID),
+    run: int | None = Query(None, ge=1, le=MAX_ID),
+    source: Literal["judge", "human"] | None = None,
+):
     _admin(request)
     rows = Judgment.objects.prefetch_related("scores__criterion").order_by("id")
     if generation is not None:
@@ -423,14 +441,21 @@ def sheets_generate(request, body: SheetsIn):
     """Queue a run generating character sheets under the sheet's JSON schema (Idempotency-Key as for runs)."""
     _admin(request)
     run, created = services.sheet_run_start(
-        concept=body.concept, count=body.count, max_tokens=body.max_tokens, rubric=_rubric(body.rubric),
+        concept=body.concept,
+        count=body.count,
+        max_tokens=body.max_tokens,
+        rubric=_rubric(body.rubric),
         created_by=request.user,
-        idempotency_key=request.headers.get("Idempotency-Key") or None)
+        idempotency_key=request.headers.get("Idempotency-Key") or None,
+    )
     return Status(201 if created else 200, run)
 
 
-@api.post("/sheets/{generation_id}/promote", response={201: CharacterOut, 400: Error, 404: Error, **ADMIN},
-          tags=["characters"])
+@api.post(
+    "/sheets/{generation_id}/promote",
+    response={201: CharacterOut, 400: Error, 404: Error, **ADMIN},
+    tags=["characters"],
+)
 def sheet_promote(request, body: PromoteIn, generation_id: int = Path(..., ge=1, le=MAX_ID)):
     """Make a character of a completion holding a valid sheet (with its glTF figure)."""
     _admin(request)
@@ -457,8 +482,7 @@ def puzzles_import(request, body: PuzzlesIn):
 @api.post("/datasets", response={201: DatasetOut, 400: Error, **ADMIN}, tags=["datasets"])
 def dataset_create(request, body: DatasetIn):
     _admin(request)
-    version = datasets.dataset_build(dataset=body.dataset, kind=body.kind, filter=body.filter,
-                                     created_by=request.user)
+    version = datasets.dataset_build(dataset=body.dataset, kind=body.kind, filter=body.filter, created_by=request.user)
     return Status(201, version)
 
 
@@ -476,10 +500,10 @@ class CompareOut(Schema):
     unchanged: int
 
 
-@api.get("/datasets/{dataset}/compare", response={200: CompareOut, 404: Error, 409: Error, **ADMIN},
-         tags=["datasets"])
-def dataset_compare(request, dataset: str, old: int = Query(..., ge=1, le=2**31 - 1),
-                    new: int = Query(..., ge=1, le=2**31 - 1)):
+@api.get("/datasets/{dataset}/compare", response={200: CompareOut, 404: Error, 409: Error, **ADMIN}, tags=["datasets"])
+def dataset_compare(
+    request, dataset: str, old: int = Query(..., ge=1, le=2**31 - 1), new: int = Query(..., ge=1, le=2**31 - 1)
+):
     """Rows added, removed and changed from version `old` to version `new`."""
     _admin(request)
     a = get_object_or_404(DatasetVersion, dataset=dataset, number=old)
@@ -493,8 +517,9 @@ def dataset_detail(request, dataset: str, number: int = Path(..., ge=1, le=2**31
     return get_object_or_404(DatasetVersion, dataset=dataset, number=number)
 
 
-@api.get("/datasets/{dataset}/{number}/download", response={200: None, 404: Error, 409: Error, **ADMIN},
-         tags=["datasets"])
+@api.get(
+    "/datasets/{dataset}/{number}/download", response={200: None, 404: Error, 409: Error, **ADMIN}, tags=["datasets"]
+)
 def dataset_download(request, dataset: str, number: int = Path(..., ge=1, le=2**31 - 1)):
     """The version's JSONL, streamed; a version whose file is missing or changed answers 409."""
     _admin(request)

@@ -16,9 +16,12 @@ from labelling.sheets import Appearance
 # A unit cube centred on the origin: 24 vertices (4 per face, so each face has its own
 # normal) and 36 indices.
 _FACES = [  # normal, and the two axes spanning the face
-    ((1, 0, 0), (0, 1, 0), (0, 0, 1)), ((-1, 0, 0), (0, 0, 1), (0, 1, 0)),
-    ((0, 1, 0), (0, 0, 1), (1, 0, 0)), ((0, -1, 0), (1, 0, 0), (0, 0, 1)),
-    ((0, 0, 1), (1, 0, 0), (0, 1, 0)), ((0, 0, -1), (0, 1, 0), (1, 0, 0)),
+    ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+    ((-1, 0, 0), (0, 0, 1), (0, 1, 0)),
+    ((0, 1, 0), (0, 0, 1), (1, 0, 0)),
+    ((0, -1, 0), (1, 0, 0), (0, 0, 1)),
+    ((0, 0, 1), (1, 0, 0), (0, 1, 0)),
+    ((0, 0, -1), (0, 1, 0), (1, 0, 0)),
 ]
 
 
@@ -34,7 +37,7 @@ def _cube() -> tuple[list[float], list[float], list[int]]:
 
 
 def _hex_rgba(colour: str) -> list[float]:
-    return [round(int(colour[i:i + 2], 16) / 255, 4) for i in (1, 3, 5)] + [1.0]
+    return [round(int(colour[i : i + 2], 16) / 255, 4) for i in (1, 3, 5)] + [1.0]
 
 
 def _parts(a: Appearance) -> list[tuple[str, str, tuple[float, float, float], tuple[float, float, float]]]:
@@ -83,37 +86,60 @@ def build_glb(appearance: Appearance, *, name: str = "character") -> bytes:
         "bufferViews": [
             {"buffer": 0, "byteOffset": 0, "byteLength": len(pos_bytes), "target": 34962},
             {"buffer": 0, "byteOffset": len(pos_bytes), "byteLength": len(nor_bytes), "target": 34962},
-            {"buffer": 0, "byteOffset": len(pos_bytes) + len(nor_bytes), "byteLength": len(idx_bytes),
-             "target": 34963},
+            {"buffer": 0, "byteOffset": len(pos_bytes) + len(nor_bytes), "byteLength": len(idx_bytes), "target": 34963},
         ],
         "accessors": [
-            {"bufferView": 0, "componentType": 5126, "count": 24, "type": "VEC3",
-             "min": [-0.5, -0.5, -0.5], "max": [0.5, 0.5, 0.5]},
+            {
+                "bufferView": 0,
+                "componentType": 5126,
+                "count": 24,
+                "type": "VEC3",
+                "min": [-0.5, -0.5, -0.5],
+                "max": [0.5, 0.5, 0.5],
+            },
             {"bufferView": 1, "componentType": 5126, "count": 24, "type": "VEC3"},
             {"bufferView": 2, "componentType": 5123, "count": 36, "type": "SCALAR"},
         ],
         "materials": [
-            {"name": m, "pbrMetallicRoughness": {"baseColorFactor": _hex_rgba(getattr(palette, m)),
-                                                 "metallicFactor": 0.0, "roughnessFactor": 0.8}}
+            {
+                "name": m,
+                "pbrMetallicRoughness": {
+                    "baseColorFactor": _hex_rgba(getattr(palette, m)),
+                    "metallicFactor": 0.0,
+                    "roughnessFactor": 0.8,
+                },
+            }
             for m in materials
         ],
         "meshes": [
-            {"name": f"box_{m}", "primitives": [{"attributes": {"POSITION": 0, "NORMAL": 1}, "indices": 2,
-                                                 "material": i}]}
+            {
+                "name": f"box_{m}",
+                "primitives": [{"attributes": {"POSITION": 0, "NORMAL": 1}, "indices": 2, "material": i}],
+            }
             for i, m in enumerate(materials)
         ],
         "nodes": [{"name": name, "children": []}],
     }
     for part, material, centre, size in _parts(appearance):
         gltf["nodes"][0]["children"].append(len(gltf["nodes"]))
-        gltf["nodes"].append({"name": part, "mesh": materials.index(material),
-                              "translation": [round(c, 5) for c in centre], "scale": [round(s, 5) for s in size]})
+        gltf["nodes"].append(
+            {
+                "name": part,
+                "mesh": materials.index(material),
+                "translation": [round(c, 5) for c in centre],
+                "scale": [round(s, 5) for s in size],
+            }
+        )
     json_chunk = json.dumps(gltf, separators=(",", ":"), sort_keys=True).encode()
     json_chunk += b" " * (-len(json_chunk) % 4)
     bin_chunk = buffer + b"\0" * (-len(buffer) % 4)
     total = 12 + 8 + len(json_chunk) + 8 + len(bin_chunk)
-    return b"".join([
-        struct.pack("<4sII", b"glTF", 2, total),
-        struct.pack("<I4s", len(json_chunk), b"JSON"), json_chunk,
-        struct.pack("<I4s", len(bin_chunk), b"BIN\0"), bin_chunk,
-    ])
+    return b"".join(
+        [
+            struct.pack("<4sII", b"glTF", 2, total),
+            struct.pack("<I4s", len(json_chunk), b"JSON"),
+            json_chunk,
+            struct.pack("<I4s", len(bin_chunk), b"BIN\0"),
+            bin_chunk,
+        ]
+    )

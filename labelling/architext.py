@@ -62,7 +62,7 @@ def parse_layout(layout: str) -> tuple[Room, ...]:
     while pos < len(text):
         match = ROOM.match(text, pos)
         if match is None:
-            raise ValueError(f"cannot read a room at character {pos + 1}: {text[pos:pos + 30]!r}")
+            raise ValueError(f"cannot read a room at character {pos + 1}: {text[pos : pos + 30]!r}")
         points = tuple((int(x), int(y)) for x, y in POINT.findall(match.group(2)))
         name = match.group(1)
         if len(points) < 3:
@@ -119,7 +119,9 @@ def parse_puzzles(name: str, text: str) -> list[Puzzle]:
         problems += found
         if puzzle is not None:
             if puzzle.id in seen:
-                problems.append(Problem(name, line, "id", f"duplicate id {puzzle.id!r} (first on line {seen[puzzle.id]})"))
+                problems.append(
+                    Problem(name, line, "id", f"duplicate id {puzzle.id!r} (first on line {seen[puzzle.id]})")
+                )
             seen[puzzle.id] = line
             puzzles.append(puzzle)
     if not puzzles and not problems:
@@ -141,18 +143,27 @@ def decision_prompt(puzzle: Puzzle) -> str:
     """The scene and the decision, from the layout alone (deterministic)."""
     rooms = sorted(puzzle.rooms, key=lambda r: (-r.area, r.name))
     lines = [f"- the {r.label} ({r.area} square units)" for r in rooms]
-    links = sorted({" and the ".join(sorted((a.label, b.label)))
-                    for a in puzzle.rooms for b in puzzle.rooms if a.name < b.name and _touch(a, b)})
+    links = sorted(
+        {
+            " and the ".join(sorted((a.label, b.label)))
+            for a in puzzle.rooms
+            for b in puzzle.rooms
+            if a.name < b.name and _touch(a, b)
+        }
+    )
     biggest, smallest = rooms[0], rooms[-1]
-    return "\n".join([
-        f"You have just arrived at a home described as: \"{puzzle.prompt}\".",
-        "Its rooms are:", *lines,
-        ("Rooms that share a wall: the " + "; the ".join(links) + ".") if links else "No two rooms share a wall.",
-        f"Someone you care about is waiting in one of the rooms, and you can search only two before the "
-        f"lights go out. The {biggest.label} is the largest room; the {smallest.label} is the smallest.",
-        "Where do you go first, what do you choose, and why? Think it through in <think> first, "
-        "then answer in your own voice.",
-    ])
+    return "\n".join(
+        [
+            f'You have just arrived at a home described as: "{puzzle.prompt}".',
+            "Its rooms are:",
+            *lines,
+            ("Rooms that share a wall: the " + "; the ".join(links) + ".") if links else "No two rooms share a wall.",
+            f"Someone you care about is waiting in one of the rooms, and you can search only two before the "
+            f"lights go out. The {biggest.label} is the largest room; the {smallest.label} is the smallest.",
+            "Where do you go first, what do you choose, and why? Think it through in <think> first, "
+            "then answer in your own voice.",
+        ]
+    )
 
 
 @transaction.atomic
@@ -162,11 +173,16 @@ def puzzles_import(name: str, text: str, *, prompt_set: str) -> PromptSet:
     if PromptSet.objects.filter(slug=prompt_set).exists():
         raise ImportFailed([Problem(name, None, "prompt_set", f"a prompt set with slug {prompt_set!r} already exists")])
     try:
-        data = PromptSetIn(slug=prompt_set, name=f"Decision puzzles from {name}"[:120],
-                           description=f"{len(puzzles)} Architext layouts as decisions")
+        data = PromptSetIn(
+            slug=prompt_set,
+            name=f"Decision puzzles from {name}"[:120],
+            description=f"{len(puzzles)} Architext layouts as decisions",
+        )
     except ValueError as exc:
         raise ImportFailed([Problem(name, None, "prompt_set", str(exc).splitlines()[-1])]) from None
     created = services.prompt_set_create(data=data)
-    services.prompts_add(prompt_set=created, prompts=[
-        PromptIn(id=p.id, messages=[{"role": "user", "content": decision_prompt(p)}]) for p in puzzles])
+    services.prompts_add(
+        prompt_set=created,
+        prompts=[PromptIn(id=p.id, messages=[{"role": "user", "content": decision_prompt(p)}]) for p in puzzles],
+    )
     return created

@@ -50,7 +50,8 @@ def group_revised(group_id: int, revision: int, source: str) -> None:
         '<div id="group-notice" hx-swap-oob="true" class="alert notice" role="status">'
         "A completion in this group has a new revision ({}, revision {}). "
         '<a href="">Reload</a> to see it; your unsent scores are kept.</div>',
-        who, revision,
+        who,
+        revision,
     )
     push_html(review_group(group_id), html)
 
@@ -80,9 +81,7 @@ def group_started(run_id: int, group, slots: list[int]) -> None:
 def tokens(run_id: int, group_id: int, pieces: dict[int, str]) -> None:
     """Streamed text for completions of a group while they are generated (escaped)."""
     html = "".join(
-        format_html(
-            '<span id="stream-{}-{}" hx-swap-oob="beforeend">{}</span>', group_id, index, piece
-        )
+        format_html('<span id="stream-{}-{}" hx-swap-oob="beforeend">{}</span>', group_id, index, piece)
         for index, piece in sorted(pieces.items())
     )
     push_html(run_group(run_id), html)

@@ -77,21 +77,28 @@ class DatasetFilter:
             raise ValidationError({"filter": f"unknown field(s): {', '.join(sorted(unknown))}"})
         values = dict(data)
         checks = {
-            "character": (str, type(None)), "rubric": (str, type(None)), "rubric_version": (int, type(None)),
-            "model_version": (int, type(None)), "created_after": (str, type(None)),
-            "created_before": (str, type(None)), "min_human_reviews": (int,), "exclude_flagged": (bool,),
+            "character": (str, type(None)),
+            "rubric": (str, type(None)),
+            "rubric_version": (int, type(None)),
+            "model_version": (int, type(None)),
+            "created_after": (str, type(None)),
+            "created_before": (str, type(None)),
+            "min_human_reviews": (int,),
+            "exclude_flagged": (bool,),
             "min_margin": (int, float),
         }
         for name, types in checks.items():
-            if name in values and (not isinstance(values[name], types) or
-                                   (isinstance(values[name], bool) and bool not in types)):
+            if name in values and (
+                not isinstance(values[name], types) or (isinstance(values[name], bool) and bool not in types)
+            ):
                 raise ValidationError({name: f"wrong type: {type(values[name]).__name__}"})
         for name in ("rubric_version", "model_version", "min_human_reviews"):
             if isinstance(values.get(name), int) and not 0 <= values[name] < 2**63:
                 raise ValidationError({name: "out of range"})
         runs = values.get("runs", ())
         if not isinstance(runs, list | tuple) or not all(
-                isinstance(r, int) and not isinstance(r, bool) and 0 < r < 2**63 for r in runs):
+            isinstance(r, int) and not isinstance(r, bool) and 0 < r < 2**63 for r in runs
+        ):
             raise ValidationError({"runs": "must be a list of run ids"})
         values["runs"] = tuple(sorted(set(runs)))
         for name in ("created_after", "created_before"):
@@ -115,9 +122,13 @@ def rubric_for(f: DatasetFilter) -> Rubric | None:
     if not f.rubric:
         return None
     rubrics = Rubric.objects.filter(slug=f.rubric)
-    rubric = rubrics.filter(version=f.rubric_version).first() if f.rubric_version else rubrics.order_by("-version").first()
+    rubric = (
+        rubrics.filter(version=f.rubric_version).first() if f.rubric_version else rubrics.order_by("-version").first()
+    )
     if rubric is None:
-        raise ValidationError({"rubric": f"no rubric {f.rubric!r}" + (f" v{f.rubric_version}" if f.rubric_version else "")})
+        raise ValidationError(
+            {"rubric": f"no rubric {f.rubric!r}" + (f" v{f.rubric_version}" if f.rubric_version else "")}
+        )
     return rubric
 
 
@@ -184,7 +195,9 @@ def _reward(scores: dict[str, int], criteria: list[Criterion]) -> float:
     return total / weights if weights else 0.0
 
 
-def score_group(generations: list[Gen], judgments: dict[int, list[tuple]], criteria: list[Criterion]) -> list[Completion]:
+def score_group(
+    generations: list[Gen], judgments: dict[int, list[tuple]], criteria: list[Criterion]
+) -> list[Completion]:
     """The group's completions (originals and revisions) with rewards and advantages.
 
     `judgments` maps a generation id to its successful judgments against the rubric, in id
@@ -232,8 +245,11 @@ def _generations_of(group_ids: list[int]) -> Iterator[tuple]:
     marks = ", ".join(["%s"] * len(group_ids))
     with connection.cursor() as cursor:
         # Only model names and %s placeholders are interpolated; every value is a parameter.
-        cursor.execute(f"SELECT {columns} FROM {_table(Generation)} WHERE group_id IN ({marks}) "  # noqa: S608
-                       f"ORDER BY group_id, {quote('index')}, revision", group_ids)
+        cursor.execute(
+            f"SELECT {columns} FROM {_table(Generation)} WHERE group_id IN ({marks}) "  # noqa: S608
+            f"ORDER BY group_id, {quote('index')}, revision",
+            group_ids,
+        )
         decoded: dict[str, list] = {}  # a group's completions share one snapshot: decode it once
         for row in cursor.fetchall():
             messages = row[6]
@@ -288,7 +304,7 @@ def iter_groups(f: DatasetFilter, rubric: Rubric | None) -> Iterator[tuple[Group
     prompts: dict[int, list] = {}
     ids = list(groups_for(f).values_list("id", flat=True))  # ids only: small even for a million rows
     for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
+        chunk = ids[start : start + CHUNK]
         rows = list(Group.objects.filter(id__in=chunk).order_by("id").values_list("id", "character_id", "prompt_id"))
         missing = {p for _, _, p in rows} - prompts.keys()
         prompts.update(Prompt.objects.filter(id__in=missing).values_list("id", "messages"))
@@ -317,22 +333,35 @@ def _assistant(completion: Completion) -> list[dict]:
     return [{"role": "assistant", "content": completion.generation.raw_text or completion.generation.text}]
 
 
-def rows_for(kind: str, f: DatasetFilter, rubric: Rubric | None,
-             groups: Iterable[tuple[GroupRow, list[Completion]]] | None = None) -> Iterator[dict]:
+def rows_for(
+    kind: str,
+    f: DatasetFilter,
+    rubric: Rubric | None,
+    groups: Iterable[tuple[GroupRow, list[Completion]]] | None = None,
+) -> Iterator[dict]:
     """The format's rows for the selected groups (`groups` replaces the database read)."""
     label = f"{rubric.slug}@v{rubric.version}" if rubric else None
-    for group, completions in (iter_groups(f, rubric) if groups is None else groups):
+    for group, completions in iter_groups(f, rubric) if groups is None else groups:
         originals = [c for c in completions if c.generation.revision == 0]
-        base = {"group_id": group.pk, "character": group.character.slug if group.character else None,
-                "rubric_version": label}
+        base = {
+            "group_id": group.pk,
+            "character": group.character.slug if group.character else None,
+            "rubric_version": label,
+        }
         if kind == DatasetVersion.Kind.GRPO:
             rewarded = [c for c in originals if c.reward is not None]
             if rewarded:
-                yield {**base, "id": f"g{group.pk}", "prompt": _prompt(group, rewarded[0]),
-                       "completions": [_assistant(c) for c in rewarded], "rewards": [c.reward for c in rewarded],
-                       "advantages": [c.advantage for c in rewarded], "scores": [c.scores for c in rewarded],
-                       "reward_sources": [c.source for c in rewarded],
-                       "generation_ids": [c.generation.pk for c in rewarded]}
+                yield {
+                    **base,
+                    "id": f"g{group.pk}",
+                    "prompt": _prompt(group, rewarded[0]),
+                    "completions": [_assistant(c) for c in rewarded],
+                    "rewards": [c.reward for c in rewarded],
+                    "advantages": [c.advantage for c in rewarded],
+                    "scores": [c.scores for c in rewarded],
+                    "reward_sources": [c.source for c in rewarded],
+                    "generation_ids": [c.generation.pk for c in rewarded],
+                }
         elif kind == DatasetVersion.Kind.GRPO_PROMPTS:
             yield {**base, "id": f"g{group.pk}", "prompt": _prompt(group, originals[0] if originals else None)}
         elif kind == DatasetVersion.Kind.DPO:
@@ -340,14 +369,27 @@ def rows_for(kind: str, f: DatasetFilter, rubric: Rubric | None,
         elif kind == DatasetVersion.Kind.KTO:
             for c in originals:
                 if c.advantage is not None and c.advantage != 0:
-                    yield {**base, "id": f"c{c.generation.pk}", "prompt": _prompt(group, c),
-                           "completion": _assistant(c), "label": c.advantage > 0, "reward": c.reward}
+                    yield {
+                        **base,
+                        "id": f"c{c.generation.pk}",
+                        "prompt": _prompt(group, c),
+                        "completion": _assistant(c),
+                        "label": c.advantage > 0,
+                        "reward": c.reward,
+                    }
         elif kind == DatasetVersion.Kind.SFT:
-            best = max((c for c in completions if c.reward is not None and c.generation.think_valid),
-                       key=lambda c: (c.reward, -c.generation.pk), default=None)
+            best = max(
+                (c for c in completions if c.reward is not None and c.generation.think_valid),
+                key=lambda c: (c.reward, -c.generation.pk),
+                default=None,
+            )
             if best is not None:
-                yield {**base, "id": f"c{best.generation.pk}", "messages": _prompt(group, best) + _assistant(best),
-                       "reward": best.reward}
+                yield {
+                    **base,
+                    "id": f"c{best.generation.pk}",
+                    "messages": _prompt(group, best) + _assistant(best),
+                    "reward": best.reward,
+                }
         else:
             raise ValidationError({"kind": f"unknown format {kind!r} ({', '.join(sorted(FORMATS))})"})
 
@@ -361,20 +403,35 @@ def _pairs(group: GroupRow, completions: list[Completion], base: dict, min_margi
         if c.generation.source == Generation.Source.HUMAN_REWRITE and parent is not None:
             seen.add((c.generation.pk, parent.generation.pk))
             margin = round(c.reward - parent.reward, 6) if c.reward is not None and parent.reward is not None else None
-            yield {**base, "id": f"p{c.generation.pk}>{parent.generation.pk}", "prompt": _prompt(group, parent),
-                   "chosen": _assistant(c), "rejected": _assistant(parent), "margin": margin, "origin": "rewrite"}
-    rewarded = sorted((c for c in completions if c.reward is not None and c.generation.revision == 0),
-                      key=lambda c: c.generation.index)
+            yield {
+                **base,
+                "id": f"p{c.generation.pk}>{parent.generation.pk}",
+                "prompt": _prompt(group, parent),
+                "chosen": _assistant(c),
+                "rejected": _assistant(parent),
+                "margin": margin,
+                "origin": "rewrite",
+            }
+    rewarded = sorted(
+        (c for c in completions if c.reward is not None and c.generation.revision == 0),
+        key=lambda c: c.generation.index,
+    )
     for i, a in enumerate(rewarded):
-        for b in rewarded[i + 1:]:
+        for b in rewarded[i + 1 :]:
             if abs(a.reward - b.reward) < max(min_margin, EPS):
                 continue
             chosen, rejected = (a, b) if a.reward > b.reward else (b, a)
             if (chosen.generation.pk, rejected.generation.pk) in seen:
                 continue
-            yield {**base, "id": f"p{chosen.generation.pk}>{rejected.generation.pk}", "prompt": _prompt(group, chosen),
-                   "chosen": _assistant(chosen), "rejected": _assistant(rejected),
-                   "margin": round(chosen.reward - rejected.reward, 6), "origin": "ranking"}
+            yield {
+                **base,
+                "id": f"p{chosen.generation.pk}>{rejected.generation.pk}",
+                "prompt": _prompt(group, chosen),
+                "chosen": _assistant(chosen),
+                "rejected": _assistant(rejected),
+                "margin": round(chosen.reward - rejected.reward, 6),
+                "origin": "ranking",
+            }
 
 
 # --- stats, files, versions ---------------------------------------------------------------
@@ -410,8 +467,9 @@ class Stats:
         return {
             "rows": self.rows,
             "reward_histogram": {"bins": [round(i / 10, 1) for i in range(11)], "counts": self.reward_histogram},
-            "score_distributions": {k: dict(sorted(v.items(), key=lambda kv: float(kv[0])))
-                                    for k, v in sorted(self.scores.items())},
+            "score_distributions": {
+                k: dict(sorted(v.items(), key=lambda kv: float(kv[0]))) for k, v in sorted(self.scores.items())
+            },
             "zero_advantage_share": round(self.zero_advantage_groups / self.groups, 4) if self.groups else None,
             "coverage": {s: round(n / coverage, 4) for s, n in sorted(self.sources.items())} if coverage else {},
         }
@@ -455,11 +513,20 @@ def dataset_build(*, dataset: str, kind: str, filter: dict | None = None, create
             try:
                 with transaction.atomic():
                     version = DatasetVersion.objects.create(
-                        dataset=dataset, number=number, kind=kind, filter=f.as_dict(),
-                        reward_policy={**REWARD_POLICY, "rubric": f"{rubric.slug}@v{rubric.version}" if rubric else None,
-                                       "rubric_spec": rubric.as_spec() if rubric else None},
-                        row_count=stats.rows, sha256=sha, stats=stats.as_dict(),
-                        file=str(final.relative_to(settings.MEDIA_ROOT)), created_by=created_by,
+                        dataset=dataset,
+                        number=number,
+                        kind=kind,
+                        filter=f.as_dict(),
+                        reward_policy={
+                            **REWARD_POLICY,
+                            "rubric": f"{rubric.slug}@v{rubric.version}" if rubric else None,
+                            "rubric_spec": rubric.as_spec() if rubric else None,
+                        },
+                        row_count=stats.rows,
+                        sha256=sha,
+                        stats=stats.as_dict(),
+                        file=str(final.relative_to(settings.MEDIA_ROOT)),
+                        created_by=created_by,
                         parent=DatasetVersion.objects.filter(dataset=dataset).order_by("-number").first(),
                     )
                     tmp.replace(final)
@@ -496,6 +563,7 @@ def dataset_stream(version: DatasetVersion, block: int = 1 << 16) -> Iterator[by
 
 def dataset_compare(old: DatasetVersion, new: DatasetVersion) -> dict:
     """Rows added, removed and changed between two versions (rows are keyed by their id)."""
+
     def index(version: DatasetVersion) -> dict[str, str]:
         dataset_verify(version)
         rows = {}
@@ -506,5 +574,9 @@ def dataset_compare(old: DatasetVersion, new: DatasetVersion) -> dict:
 
     a, b = index(old), index(new)
     changed = sorted(k for k in a.keys() & b.keys() if a[k] != b[k])
-    return {"added": sorted(b.keys() - a.keys()), "removed": sorted(a.keys() - b.keys()), "changed": changed,
-            "unchanged": len(a.keys() & b.keys()) - len(changed)}
+    return {
+        "added": sorted(b.keys() - a.keys()),
+        "removed": sorted(a.keys() - b.keys()),
+        "changed": changed,
+        "unchanged": len(a.keys() & b.keys()) - len(changed),
+    }

@@ -56,9 +56,7 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
 
 
 class ImportFailed(Exception):
@@ -67,11 +65,7 @@ class ImportFailed(Exception):
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         shown = "\n".join(f"  {p}" for p in problems[:MAX_REPORTED])
-        more = (
-            f"\n  ... and {len(problems) - MAX_REPORTED} more"
-            if len(problems) > MAX_REPORTED
-            else ""
-        )
+        more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
         super().__init__(f"{len(problems)} problem(s), nothing imported:\n{shown}{more}")
 
 
@@ -93,11 +87,7 @@ class ImportSummary:
     run_id: int | None = None
 
     def __str__(self) -> str:
-        parts = [
-            f"{n} {name.replace('_', ' ')}"
-            for name, n in vars(self).items()
-            if name != "run_id" and n
-        ]
+        parts = [f"{n} {name.replace('_', ' ')}" for name, n in vars(self).items() if name != "run_id" and n]
         return "imported " + (", ".join(parts) if parts else "nothing")
 
 
@@ -232,9 +222,7 @@ def _locate(node: Any, path: tuple) -> int | None:
     for step in path:
         if isinstance(node, yaml.MappingNode):
             node = next((v for k, v in node.value if k.value == step), None)
-        elif (
-            isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value)
-        ):
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
             node = node.value[step]
         else:
             node = None
@@ -282,9 +270,7 @@ def _validate(name: str, raws: Iterable[_Raw | Problem]) -> list[Record]:
         except ValidationError as exc:
             for err in exc.errors():
                 loc = tuple(err["loc"])
-                problems.append(
-                    Problem(name, raw.locate(loc), _field(raw.prefix, loc), _message(err))
-                )
+                problems.append(Problem(name, raw.locate(loc), _field(raw.prefix, loc), _message(err)))
             continue
         records.append(Record(raw.kind, data, raw.line, raw.extra))
     problems.extend(_check_references(name, records))
@@ -318,14 +304,10 @@ def _check_references(name: str, records: list[Record]) -> Iterator[Problem]:
                 )
             seen[r.kind][slug] = r.line
         if r.kind == "character" and Character.objects.filter(slug=r.data.slug).exists():
-            yield Problem(
-                name, r.line, "slug", f"a character with slug {r.data.slug!r} already exists"
-            )
+            yield Problem(name, r.line, "slug", f"a character with slug {r.data.slug!r} already exists")
         if r.kind == "prompt_set":
             if PromptSet.objects.filter(slug=r.data.slug).exists():
-                yield Problem(
-                    name, r.line, "slug", f"a prompt set with slug {r.data.slug!r} already exists"
-                )
+                yield Problem(name, r.line, "slug", f"a prompt set with slug {r.data.slug!r} already exists")
             ids = prompt_ids.setdefault(r.data.slug, set())
             for i, p in enumerate(r.data.prompts):
                 pid = p.id or str(i + 1)
@@ -335,9 +317,7 @@ def _check_references(name: str, records: list[Record]) -> Iterator[Problem]:
         if r.kind == "rubric":
             latest = services.rubric_latest(r.data.slug)
             if latest is not None and services.rubric_spec_matches(latest, r.data):
-                yield Problem(
-                    name, r.line, "slug", f"rubric {latest.label} already has exactly this content"
-                )
+                yield Problem(name, r.line, "slug", f"rubric {latest.label} already has exactly this content")
     for r in records:
         if r.kind == "prompt":
             slug = r.extra["prompt_set"]
@@ -351,27 +331,17 @@ def _check_references(name: str, records: list[Record]) -> Iterator[Problem]:
             elif r.data.id:
                 ids = prompt_ids.setdefault(slug, set(_existing_prompt_ids(slug)))
                 if r.data.id in ids:
-                    yield Problem(
-                        name, r.line, "id", f"prompt id {r.data.id!r} already exists in {slug!r}"
-                    )
+                    yield Problem(name, r.line, "id", f"prompt id {r.data.id!r} already exists in {slug!r}")
                 ids.add(r.data.id)
         elif r.kind == "group":
             g: GroupIn = r.data
-            if (
-                g.character not in seen["character"]
-                and not Character.objects.filter(slug=g.character).exists()
-            ):
+            if g.character not in seen["character"] and not Character.objects.filter(slug=g.character).exists():
                 yield Problem(name, r.line, "character", f"no character {g.character!r}")
             known = prompt_ids.get(g.prompt_set) or set(_existing_prompt_ids(g.prompt_set))
-            if (
-                g.prompt_set not in seen["prompt_set"]
-                and not PromptSet.objects.filter(slug=g.prompt_set).exists()
-            ):
+            if g.prompt_set not in seen["prompt_set"] and not PromptSet.objects.filter(slug=g.prompt_set).exists():
                 yield Problem(name, r.line, "prompt_set", f"no prompt set {g.prompt_set!r}")
             elif g.prompt not in known:
-                yield Problem(
-                    name, r.line, "prompt", f"no prompt {g.prompt!r} in prompt set {g.prompt_set!r}"
-                )
+                yield Problem(name, r.line, "prompt", f"no prompt {g.prompt!r} in prompt set {g.prompt_set!r}")
             if g.rubric:
                 yield from _check_group_scores(name, r, seen["rubric"], records)
 
@@ -380,9 +350,7 @@ def _existing_prompt_ids(slug: str) -> list[str]:
     return list(Prompt.objects.filter(prompt_set__slug=slug).values_list("external_id", flat=True))
 
 
-def _check_group_scores(
-    name: str, r: Record, rubrics_in_file: dict, records: list[Record]
-) -> Iterator[Problem]:
+def _check_group_scores(name: str, r: Record, rubrics_in_file: dict, records: list[Record]) -> Iterator[Problem]:
     g: GroupIn = r.data
     spec = next((x.data for x in records if x.kind == "rubric" and x.data.slug == g.rubric), None)
     if spec is None:
@@ -396,9 +364,7 @@ def _check_group_scores(
     for i, scored in enumerate(g.judge_scores or []):
         keys = {k for k, _, _ in criteria}
         if set(scored.scores) != keys:
-            yield Problem(
-                name, r.line, f"judge_scores[{i}].scores", f"must score exactly {sorted(keys)}"
-            )
+            yield Problem(name, r.line, f"judge_scores[{i}].scores", f"must score exactly {sorted(keys)}")
             continue
         for key, lo, hi in criteria:
             if not lo <= scored.scores[key] <= hi:
@@ -433,9 +399,7 @@ def apply(records: list[Record], *, source: str) -> ImportSummary:
         summary.prompt_sets += 1
         summary.prompts += len(r.data.prompts)
     for r in by_kind["prompt"]:
-        services.prompts_add(
-            prompt_set=PromptSet.objects.get(slug=r.extra["prompt_set"]), prompts=[r.data]
-        )
+        services.prompts_add(prompt_set=PromptSet.objects.get(slug=r.extra["prompt_set"]), prompts=[r.data])
         summary.prompts += 1
     if by_kind["group"]:
         run = PipelineRun.objects.create(
@@ -463,11 +427,14 @@ def import_objects(name: str, kind: str, values: list[dict]) -> ImportSummary:
     try:
         records = _validate(name, raws)
     except ImportFailed as exc:  # name the object, not a line: `groups[1].prompt`
-        raise ImportFailed([
-            p if p.line is None else Problem(name, None, _field(f"{name}[{p.line - 1}]", (p.field,) if p.field else ()),
-                                             p.message)
-            for p in exc.problems
-        ]) from None
+        raise ImportFailed(
+            [
+                p
+                if p.line is None
+                else Problem(name, None, _field(f"{name}[{p.line - 1}]", (p.field,) if p.field else ()), p.message)
+                for p in exc.problems
+            ]
+        ) from None
     return apply(records, source=name)
 
 

@@ -20,14 +20,14 @@ class Character(models.Model):
     traits = models.JSONField(default=list, blank=True, help_text="A list of short trait strings.")
     backstory = models.TextField(blank=True)
     portrait = models.ImageField(upload_to="portraits/", blank=True)
-    portrait_thumbnail = models.ImageField(
-        upload_to="portraits/thumbs/", blank=True, editable=False
-    )
+    portrait_thumbnail = models.ImageField(upload_to="portraits/thumbs/", blank=True, editable=False)
     sheet = models.JSONField(
         default=dict, blank=True, help_text="The character sheet it was promoted from (labelling.sheets)."
     )
     appearance_model = models.FileField(
-        upload_to="appearance/", blank=True, editable=False,
+        upload_to="appearance/",
+        blank=True,
+        editable=False,
         help_text="glTF 2.0 (.glb) built from the sheet's appearance parameters.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -51,9 +51,7 @@ class Rubric(models.Model):
     version = models.PositiveIntegerField(default=1)
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
-    )
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -90,21 +88,15 @@ class Criterion(models.Model):
     description = models.TextField()
     scale_min = models.SmallIntegerField(default=1)
     scale_max = models.SmallIntegerField(default=5)
-    levels = models.JSONField(
-        default=dict, blank=True, help_text='Score -> description, e.g. {"1": "...", "5": "..."}'
-    )
+    levels = models.JSONField(default=dict, blank=True, help_text='Score -> description, e.g. {"1": "...", "5": "..."}')
     weight = models.FloatField(default=1.0)
     order = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["rubric", "order", "id"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["rubric", "key"], name="criterion_key_unique_in_rubric"
-            ),
-            models.CheckConstraint(
-                condition=Q(scale_min__lt=F("scale_max")), name="criterion_scale_ordered"
-            ),
+            models.UniqueConstraint(fields=["rubric", "key"], name="criterion_key_unique_in_rubric"),
+            models.CheckConstraint(condition=Q(scale_min__lt=F("scale_max")), name="criterion_scale_ordered"),
             models.CheckConstraint(condition=Q(weight__gte=0), name="criterion_weight_nonnegative"),
         ]
 
@@ -137,9 +129,7 @@ class PromptSet(models.Model):
 
 class Prompt(models.Model):
     prompt_set = models.ForeignKey(PromptSet, on_delete=models.CASCADE, related_name="prompts")
-    external_id = models.CharField(
-        max_length=120, help_text="Stable id within the set (from the import file)."
-    )
+    external_id = models.CharField(max_length=120, help_text="Stable id within the set (from the import file).")
     messages = models.JSONField(help_text="Chat messages, without the character's system prompt.")
     metadata = models.JSONField(default=dict, blank=True)
     order = models.PositiveIntegerField(default=0)
@@ -147,18 +137,14 @@ class Prompt(models.Model):
     class Meta:
         ordering = ["prompt_set", "order", "id"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["prompt_set", "external_id"], name="prompt_external_id_unique_in_set"
-            ),
+            models.UniqueConstraint(fields=["prompt_set", "external_id"], name="prompt_external_id_unique_in_set"),
         ]
 
     def __str__(self) -> str:
         return f"{self.prompt_set.slug}/{self.external_id}"
 
     def preview(self, length: int = 80) -> str:
-        last_user = next(
-            (m.get("content", "") for m in reversed(self.messages) if m.get("role") == "user"), ""
-        )
+        last_user = next((m.get("content", "") for m in reversed(self.messages) if m.get("role") == "user"), "")
         return last_user if len(last_user) <= length else last_user[: length - 1] + "…"
 
 
@@ -210,21 +196,13 @@ class PipelineRun(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     params = models.JSONField(default=dict, blank=True)
-    character = models.ForeignKey(
-        Character, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
-    )
-    prompt_set = models.ForeignKey(
-        PromptSet, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
-    )
-    rubric = models.ForeignKey(
-        Rubric, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
-    )
+    character = models.ForeignKey(Character, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
+    prompt_set = models.ForeignKey(PromptSet, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
+    rubric = models.ForeignKey(Rubric, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
     model_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
     )
-    source_run = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived_runs"
-    )
+    source_run = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived_runs")
     group_size = models.PositiveSmallIntegerField(default=4)
     total_items = models.PositiveIntegerField(default=0)
     done_items = models.PositiveIntegerField(default=0)
@@ -232,12 +210,12 @@ class PipelineRun(models.Model):
     errors = models.JSONField(default=list, blank=True)
     idempotency_key = models.CharField(max_length=120, null=True, blank=True, unique=True)
     cancel_requested = models.BooleanField(default=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker running it.")
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life from the worker running it."
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -275,9 +253,7 @@ class Group(models.Model):
     prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="groups")
     character = models.ForeignKey(Character, on_delete=models.PROTECT, related_name="groups")
     size = models.PositiveSmallIntegerField(help_text="G: how many completions the group holds.")
-    overlap_target = models.PositiveSmallIntegerField(
-        default=1, help_text="How many reviewers should rate it."
-    )
+    overlap_target = models.PositiveSmallIntegerField(default=1, help_text="How many reviewers should rate it.")
     review_count = models.PositiveSmallIntegerField(default=0)
     # Kept by services.group_queue_refresh whenever the group's completions or judgments
     # change, so "next group" walks an index instead of aggregating every group.
@@ -297,8 +273,9 @@ class Group(models.Model):
             models.Index(fields=["review_count", "overlap_target"], name="group_review_need"),
             # The queue walks only open groups: reviewed ones leave these indexes, so
             # "next group" does not slow down as finished work piles up.
-            models.Index(fields=["queue_bucket", "created_at", "id"], name="group_queue_open_signal",
-                         condition=OPEN_FOR_REVIEW),
+            models.Index(
+                fields=["queue_bucket", "created_at", "id"], name="group_queue_open_signal", condition=OPEN_FOR_REVIEW
+            ),
             models.Index(fields=["created_at", "id"], name="group_queue_open_fifo", condition=OPEN_FOR_REVIEW),
         ]
 
@@ -318,9 +295,7 @@ class Generation(models.Model):
     revision = models.PositiveSmallIntegerField(
         default=0, help_text="0 for the original; n for the n-th rewrite of the slot."
     )
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="revisions"
-    )
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="revisions")
     source = models.CharField(max_length=20, choices=Source.choices, default=Source.MODEL)
     run = models.ForeignKey(
         PipelineRun,
@@ -330,13 +305,9 @@ class Generation(models.Model):
         related_name="generations",
         help_text="The run that made this text (a revise run for revisions).",
     )
-    messages = models.JSONField(
-        help_text="Snapshot: the exact messages the text was generated from."
-    )
+    messages = models.JSONField(help_text="Snapshot: the exact messages the text was generated from.")
     text = models.TextField(help_text="The visible answer, think block removed.")
-    raw_text = models.TextField(
-        blank=True, help_text="The model's full output, think block included."
-    )
+    raw_text = models.TextField(blank=True, help_text="The model's full output, think block included.")
     thinking = models.TextField(blank=True)
     think_valid = models.BooleanField(default=True)
     think_issues = models.JSONField(default=list, blank=True)
@@ -361,12 +332,9 @@ class Generation(models.Model):
         ordering = ["group", "index", "revision"]
         constraints = [
             # One text per group slot and revision: a resumed run can never duplicate a slot.
-            models.UniqueConstraint(
-                fields=["group", "index", "revision"], name="generation_one_per_slot"
-            ),
+            models.UniqueConstraint(fields=["group", "index", "revision"], name="generation_one_per_slot"),
             models.CheckConstraint(
-                condition=Q(revision=0, parent__isnull=True)
-                | Q(revision__gt=0, parent__isnull=False),
+                condition=Q(revision=0, parent__isnull=True) | Q(revision__gt=0, parent__isnull=False),
                 name="generation_revision_has_parent",
             ),
         ]
@@ -404,15 +372,9 @@ class Judgment(models.Model):
         on_delete=models.PROTECT,
         related_name="judgments",
     )
-    run = models.ForeignKey(
-        PipelineRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="judgments"
-    )
-    overall = models.FloatField(
-        null=True, blank=True, help_text="Weighted mean of the criterion scores."
-    )
-    rank = models.PositiveSmallIntegerField(
-        null=True, blank=True, help_text="1 = best in its group (human rankings)."
-    )
+    run = models.ForeignKey(PipelineRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="judgments")
+    overall = models.FloatField(null=True, blank=True, help_text="Weighted mean of the criterion scores.")
+    rank = models.PositiveSmallIntegerField(null=True, blank=True, help_text="1 = best in its group (human rankings).")
     rationale = models.TextField(blank=True)
     raw_output = models.TextField(blank=True)
     error = models.TextField(blank=True)
@@ -426,8 +388,7 @@ class Judgment(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(source="judge", model_version__isnull=False)
-                | Q(source="human", reviewer__isnull=False),
+                condition=Q(source="judge", model_version__isnull=False) | Q(source="human", reviewer__isnull=False),
                 name="judgment_source_has_author",
             ),
             models.CheckConstraint(
@@ -442,9 +403,7 @@ class Judgment(models.Model):
         ]
         indexes = [
             models.Index(fields=["generation", "source"], name="judgment_generation_source"),
-            models.Index(
-                fields=["rubric", "source", "status"], name="judgment_rubric_source_status"
-            ),
+            models.Index(fields=["rubric", "source", "status"], name="judgment_rubric_source_status"),
             models.Index(fields=["reviewer", "-created_at"], name="judgment_reviewer_recent"),
         ]
 
@@ -464,9 +423,7 @@ class CriterionScore(models.Model):
     class Meta:
         ordering = ["judgment", "criterion__order"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["judgment", "criterion"], name="score_once_per_criterion"
-            ),
+            models.UniqueConstraint(fields=["judgment", "criterion"], name="score_once_per_criterion"),
         ]
         indexes = [models.Index(fields=["criterion", "score"], name="score_criterion_value")]
 
@@ -484,9 +441,7 @@ class Assignment(models.Model):
         EXPIRED = "expired"
 
     group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="assignments")
-    reviewer = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
-    )
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
     leased_until = models.DateTimeField()
     shown_order = models.JSONField(
@@ -499,9 +454,7 @@ class Assignment(models.Model):
         ordering = ["-created_at"]
         constraints = [
             # A group is never offered twice to the same reviewer.
-            models.UniqueConstraint(
-                fields=["group", "reviewer"], name="assignment_once_per_reviewer"
-            ),
+            models.UniqueConstraint(fields=["group", "reviewer"], name="assignment_once_per_reviewer"),
         ]
         indexes = [
             models.Index(fields=["group", "status", "leased_until"], name="assignment_group_lease"),
@@ -530,21 +483,15 @@ class DatasetVersion(models.Model):
     row_count = models.PositiveIntegerField(default=0)
     sha256 = models.CharField(max_length=64, blank=True)
     stats = models.JSONField(default=dict, blank=True)
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
-    )
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     file = models.FileField(upload_to="datasets/", blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["dataset", "-number"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["dataset", "number"], name="dataset_version_number_unique"
-            ),
+            models.UniqueConstraint(fields=["dataset", "number"], name="dataset_version_number_unique"),
         ]
 
     def __str__(self) -> str:

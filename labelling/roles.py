@@ -17,9 +17,7 @@ _ADMIN_APPS = ("labelling", "auth")
 @transaction.atomic
 def ensure_roles() -> dict[str, Group]:
     groups = {name: Group.objects.get_or_create(name=name)[0] for name in ROLES}
-    groups[ADMIN].permissions.set(
-        Permission.objects.filter(content_type__app_label__in=_ADMIN_APPS)
-    )
+    groups[ADMIN].permissions.set(Permission.objects.filter(content_type__app_label__in=_ADMIN_APPS))
     return groups
 
 

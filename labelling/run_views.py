@@ -56,8 +56,12 @@ def sheet_run_new(request: HttpRequest) -> HttpResponse:
         numbers = _numbers(form, (("count", int, 1, 16), ("sheet_max_tokens", int, 64, 8192)))
         rubric = _pick(form, Rubric, "sheet_rubric")
         run, _ = services.sheet_run_start(
-            concept=form.get("concept", ""), count=numbers["count"], max_tokens=numbers["sheet_max_tokens"],
-            rubric=rubric, created_by=request.user, idempotency_key=form.get("idempotency_key") or None,
+            concept=form.get("concept", ""),
+            count=numbers["count"],
+            max_tokens=numbers["sheet_max_tokens"],
+            rubric=rubric,
+            created_by=request.user,
+            idempotency_key=form.get("idempotency_key") or None,
         )
     except ValidationError as exc:
         return _new_page(request, sheet_form=form, sheet_errors=_errors(exc))
@@ -96,9 +100,15 @@ def _new_page(request: HttpRequest, *, form: dict | None = None, errors: dict | 
     failed = bool(errors) or any(forms.get(k) for k in ("sheet_errors", "puzzle_errors"))
     context = {
         "form": form or RUN_DEFAULTS,
-        "errors": errors or {}, "sheet_form": SHEET_DEFAULTS, "sheet_errors": {}, "puzzle_form": {},
-        "puzzle_errors": {}, **forms,
-        "kinds": KINDS, "characters": Character.objects.order_by("name"), "prompt_sets": PromptSet.objects.order_by("name"),
+        "errors": errors or {},
+        "sheet_form": SHEET_DEFAULTS,
+        "sheet_errors": {},
+        "puzzle_form": {},
+        "puzzle_errors": {},
+        **forms,
+        "kinds": KINDS,
+        "characters": Character.objects.order_by("name"),
+        "prompt_sets": PromptSet.objects.order_by("name"),
         "rubrics": Rubric.objects.order_by("slug", "-version"),
         "source_runs": PipelineRun.objects.filter(kind=PipelineRun.Kind.GENERATE).order_by("-created_at")[:50],
     }
@@ -132,15 +142,30 @@ def _numbers(form: dict, fields) -> dict:
 
 
 def _start(form: dict, user) -> PipelineRun:
-    numbers = _numbers(form, (("group_size", int, 1, 16), ("max_tokens", int, 1, 4096),
-                              ("threshold", float, 0.0, 1.0), ("max_rounds", int, 1, 5)))
+    numbers = _numbers(
+        form,
+        (
+            ("group_size", int, 1, 16),
+            ("max_tokens", int, 1, 4096),
+            ("threshold", float, 0.0, 1.0),
+            ("max_rounds", int, 1, 5),
+        ),
+    )
     run, _ = services.run_start(
-        kind=form.get("kind", ""), character=_pick(form, Character, "character"),
-        prompt_set=_pick(form, PromptSet, "prompt_set"), rubric=_pick(form, Rubric, "rubric"),
-        source_run=_pick(form, PipelineRun, "source_run"), group_size=numbers["group_size"],
-        params={"sampling": {"max_tokens": numbers["max_tokens"]}, "revise": form.get("revise") == "on",
-                "revise_threshold": numbers["threshold"], "max_rounds": numbers["max_rounds"]},
-        created_by=user, idempotency_key=form.get("idempotency_key") or None,
+        kind=form.get("kind", ""),
+        character=_pick(form, Character, "character"),
+        prompt_set=_pick(form, PromptSet, "prompt_set"),
+        rubric=_pick(form, Rubric, "rubric"),
+        source_run=_pick(form, PipelineRun, "source_run"),
+        group_size=numbers["group_size"],
+        params={
+            "sampling": {"max_tokens": numbers["max_tokens"]},
+            "revise": form.get("revise") == "on",
+            "revise_threshold": numbers["threshold"],
+            "max_rounds": numbers["max_rounds"],
+        },
+        created_by=user,
+        idempotency_key=form.get("idempotency_key") or None,
     )
     return run
 

@@ -49,17 +49,10 @@ class CriterionIn(Strict):
     @model_validator(mode="after")
     def _scale(self) -> CriterionIn:
         if self.scale_min >= self.scale_max:
-            raise ValueError(
-                f"scale_min ({self.scale_min}) must be below scale_max ({self.scale_max})"
-            )
+            raise ValueError(f"scale_min ({self.scale_min}) must be below scale_max ({self.scale_max})")
         for level in self.levels:
-            if (
-                not level.lstrip("-").isdigit()
-                or not self.scale_min <= int(level) <= self.scale_max
-            ):
-                raise ValueError(
-                    f"levels: {level!r} is not a score in {self.scale_min}..{self.scale_max}"
-                )
+            if not level.lstrip("-").isdigit() or not self.scale_min <= int(level) <= self.scale_max:
+                raise ValueError(f"levels: {level!r} is not a score in {self.scale_min}..{self.scale_max}")
         return self
 
 

@@ -47,9 +47,7 @@ def dashboard_counts() -> dict[str, int]:
 
 
 def recent_runs() -> QuerySet[PipelineRun]:
-    return PipelineRun.objects.select_related("character", "prompt_set", "rubric").order_by(
-        "-created_at"
-    )
+    return PipelineRun.objects.select_related("character", "prompt_set", "rubric").order_by("-created_at")
 
 
 def characters_with_counts() -> QuerySet[Character]:
@@ -84,9 +82,7 @@ def _seat_taken(now, prefix: str = "") -> Q:
     """An assignment that uses one of a group's review seats: submitted, or held
     under a lease that has not run out."""
     status, leased = f"{prefix}status", f"{prefix}leased_until"
-    return Q(**{status: Assignment.Status.SUBMITTED}) | Q(
-        **{status: Assignment.Status.ACTIVE, f"{leased}__gt": now}
-    )
+    return Q(**{status: Assignment.Status.SUBMITTED}) | Q(**{status: Assignment.Status.ACTIVE, f"{leased}__gt": now})
 
 
 def _expired_hold(now) -> Q:
@@ -121,8 +117,10 @@ def queue_bucket(judgments: Iterable[tuple[int, str, str, float | None]]) -> int
     if len(judge) >= 2 and min(judge_scores) == max(judge_scores):
         return BUCKET_NO_SIGNAL
     for generation_id, values in human.items():
-        if generation_id in judge and abs(
-                statistics.fmean(values) - statistics.fmean(judge[generation_id])) >= DISAGREEMENT_GAP:
+        if (
+            generation_id in judge
+            and abs(statistics.fmean(values) - statistics.fmean(judge[generation_id])) >= DISAGREEMENT_GAP
+        ):
             return BUCKET_DISAGREE
     if failed:
         return BUCKET_JUDGE_FAILED
@@ -136,8 +134,9 @@ def group_queue_state(group_ids: Iterable[int]) -> list[tuple[int, bool, int]]:
     sizes = dict(Group.objects.filter(pk__in=ids).values_list("pk", "size"))
     originals = Counter(Generation.objects.filter(group_id__in=ids, revision=0).values_list("group_id", flat=True))
     judgments = defaultdict(list)
-    for group_id, *row in (Judgment.objects.filter(generation__group_id__in=ids)
-                           .values_list("generation__group_id", "generation_id", "source", "status", "overall")):
+    for group_id, *row in Judgment.objects.filter(generation__group_id__in=ids).values_list(
+        "generation__group_id", "generation_id", "source", "status", "overall"
+    ):
         judgments[group_id].append(row)
     return [(pk, originals[pk] >= size, queue_bucket(judgments[pk])) for pk, size in sizes.items()]
 
@@ -154,9 +153,7 @@ def review_queue(*, reviewer, policy: str = DEFAULT_POLICY, now=None) -> QuerySe
     if policy not in QUEUE_POLICIES:
         raise ValueError(f"unknown queue policy {policy!r}")
     now = now or timezone.now()
-    seen_before = Assignment.objects.filter(group=OuterRef("pk"), reviewer=reviewer).exclude(
-        _expired_hold(now)
-    )
+    seen_before = Assignment.objects.filter(group=OuterRef("pk"), reviewer=reviewer).exclude(_expired_hold(now))
     holds = (
         Assignment.objects.filter(group=OuterRef("pk"), status=Assignment.Status.ACTIVE, leased_until__gt=now)
         .order_by()
@@ -192,14 +189,18 @@ def review_queue_summary(*, reviewer, policy: str = DEFAULT_POLICY) -> dict:
         QUEUE_TOTALS_TTL_S,
     )
     counts = Counter(totals)
-    counts.subtract(dict(
-        waiting.filter(assignments__reviewer=reviewer).values_list("queue_bucket").annotate(n=Count("pk")).order_by()
-    ))
+    counts.subtract(
+        dict(
+            waiting.filter(assignments__reviewer=reviewer)
+            .values_list("queue_bucket")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+    )
     return {
         "total": sum(max(0, n) for n in counts.values()),
         "buckets": [
-            {"key": key, "label": label, "count": max(0, counts.get(key, 0))}
-            for key, label in QUEUE_BUCKETS.items()
+            {"key": key, "label": label, "count": max(0, counts.get(key, 0))} for key, label in QUEUE_BUCKETS.items()
         ],
     }
 
@@ -236,9 +237,7 @@ def assignment_current(*, reviewer, now=None) -> Assignment | None:
 def assignment_for_reviewer(*, reviewer, assignment_id: int) -> Assignment:
     """An assignment the reviewer owns, with what the group view needs; 404 otherwise."""
     return get_object_or_404(
-        Assignment.objects.select_related(
-            "group", "group__prompt", "group__character", "group__prompt__prompt_set"
-        ),
+        Assignment.objects.select_related("group", "group__prompt", "group__character", "group__prompt__prompt_set"),
         pk=assignment_id,
         reviewer=reviewer,
     )
@@ -305,9 +304,7 @@ def shown_order(assignment: Assignment, generations: Iterable[Generation]) -> li
 
 def reviewer_last_submission(*, reviewer) -> Judgment | None:
     return (
-        Judgment.objects.filter(
-            reviewer=reviewer, source=Judgment.Source.HUMAN, submission_id__isnull=False
-        )
+        Judgment.objects.filter(reviewer=reviewer, source=Judgment.Source.HUMAN, submission_id__isnull=False)
         .select_related("generation")
         .order_by("-created_at", "-id")
         .first()

@@ -72,9 +72,16 @@ def character_create(*, data: CharacterIn) -> Character:
 SHEET_DESIGNER = "sheet-designer"
 
 
-def sheet_run_start(*, concept: str, count: int = 4, max_tokens: int = 2048, rubric: Rubric | None = None,
-                    created_by=None, idempotency_key: str | None = None, enqueue: bool = True,
-                    ) -> tuple[PipelineRun, bool]:
+def sheet_run_start(
+    *,
+    concept: str,
+    count: int = 4,
+    max_tokens: int = 2048,
+    rubric: Rubric | None = None,
+    created_by=None,
+    idempotency_key: str | None = None,
+    enqueue: bool = True,
+) -> tuple[PipelineRun, bool]:
     """A generate run making `count` character sheets for a concept, decoded under the
     sheet's JSON schema so each one parses (on a backend that honours guidance)."""
     from labelling.sheets import SHEET_INSTRUCTION, sheet_schema
@@ -83,21 +90,44 @@ def sheet_run_start(*, concept: str, count: int = 4, max_tokens: int = 2048, rub
     if not concept:
         raise ValidationError({"concept": "describe the character to design"})
     with transaction.atomic():
-        designer, _ = Character.objects.get_or_create(slug=SHEET_DESIGNER, defaults={
-            "name": "Sheet designer",
-            "persona": "You design characters for stories and games. You answer with a JSON character sheet only.",
-        })
+        designer, _ = Character.objects.get_or_create(
+            slug=SHEET_DESIGNER,
+            defaults={
+                "name": "Sheet designer",
+                "persona": "You design characters for stories and games. You answer with a JSON character sheet only.",
+            },
+        )
         key = hashlib.sha256(concept.encode()).hexdigest()[:10]
         prompt_set, made = PromptSet.objects.get_or_create(
-            slug=f"sheets-{key}", defaults={"name": f"Sheets: {concept[:80]}", "description": concept})
+            slug=f"sheets-{key}", defaults={"name": f"Sheets: {concept[:80]}", "description": concept}
+        )
         if made:
-            prompts_add(prompt_set=prompt_set, prompts=[PromptIn(id="concept", messages=[
-                {"role": "user", "content": SHEET_INSTRUCTION.format(concept=concept)}])])
+            prompts_add(
+                prompt_set=prompt_set,
+                prompts=[
+                    PromptIn(
+                        id="concept", messages=[{"role": "user", "content": SHEET_INSTRUCTION.format(concept=concept)}]
+                    )
+                ],
+            )
         return run_start(
-            kind=PipelineRun.Kind.GENERATE, character=designer, prompt_set=prompt_set, rubric=rubric,
-            group_size=count, created_by=created_by, idempotency_key=idempotency_key, enqueue=enqueue,
-            params={"output": "sheet", "concept": concept, "sampling": {
-                "max_tokens": max_tokens, "guidance_type": "json_schema", "guidance": json.dumps(sheet_schema())}},
+            kind=PipelineRun.Kind.GENERATE,
+            character=designer,
+            prompt_set=prompt_set,
+            rubric=rubric,
+            group_size=count,
+            created_by=created_by,
+            idempotency_key=idempotency_key,
+            enqueue=enqueue,
+            params={
+                "output": "sheet",
+                "concept": concept,
+                "sampling": {
+                    "max_tokens": max_tokens,
+                    "guidance_type": "json_schema",
+                    "guidance": json.dumps(sheet_schema()),
+                },
+            },
         )
 
 
@@ -116,8 +146,13 @@ def sheet_promote(*, generation: Generation, slug: str) -> Character:
         raise ValidationError({"slug": f"a character with slug {slug!r} already exists"})
     sheet = CharacterSheet.model_validate_json(generation.text)
     try:
-        data = CharacterIn(name=sheet.name, slug=slug, persona=sheet.persona(),
-                           traits=list(sheet.attributes.values), backstory=sheet.backstory)
+        data = CharacterIn(
+            name=sheet.name,
+            slug=slug,
+            persona=sheet.persona(),
+            traits=list(sheet.attributes.values),
+            backstory=sheet.backstory,
+        )
     except Invalid as exc:
         raise ValidationError({str(e["loc"][0]): e["msg"] for e in exc.errors()}) from None
     character = Character.objects.create(**data.model_dump(), sheet=sheet.model_dump(mode="json"))
@@ -139,9 +174,7 @@ def character_set_portrait(*, character: Character, filename: str, content: byte
     thumb.save(buffer, format="JPEG", quality=85)
     stem = character.slug
     character.portrait.save(f"{stem}-{filename}", ContentFile(content), save=False)
-    character.portrait_thumbnail.save(
-        f"{stem}-thumb.jpg", ContentFile(buffer.getvalue()), save=False
-    )
+    character.portrait_thumbnail.save(f"{stem}-thumb.jpg", ContentFile(buffer.getvalue()), save=False)
     character.save(update_fields=["portrait", "portrait_thumbnail", "updated_at"])
     return character
 
@@ -184,9 +217,7 @@ def rubric_update(*, rubric: Rubric, data: RubricIn) -> Rubric:
     # Lock the row: a judgment written concurrently must not land on criteria being replaced.
     rubric = Rubric.objects.select_for_update().get(pk=rubric.pk)
     if data.slug != rubric.slug:
-        raise ValidationError(
-            {"slug": "a rubric's slug cannot change; create a new rubric instead"}
-        )
+        raise ValidationError({"slug": "a rubric's slug cannot change; create a new rubric instead"})
     if rubric_spec_matches(rubric, data):
         return rubric
     if rubric.is_frozen():
@@ -213,9 +244,7 @@ def rubric_latest(slug: str) -> Rubric | None:
 
 @transaction.atomic
 def prompt_set_create(*, data: PromptSetIn) -> PromptSet:
-    prompt_set = PromptSet.objects.create(
-        slug=data.slug, name=data.name, description=data.description
-    )
+    prompt_set = PromptSet.objects.create(slug=data.slug, name=data.name, description=data.description)
     prompts_add(prompt_set=prompt_set, prompts=data.prompts)
     return prompt_set
 
@@ -277,9 +306,7 @@ def group_import(*, data: GroupIn, run: PipelineRun) -> Group:
     character = Character.objects.get(slug=data.character)
     prompt = Prompt.objects.get(prompt_set__slug=data.prompt_set, external_id=data.prompt)
     model_version = model_version_get_or_create(backend="external", model_name=data.model)
-    group = Group.objects.create(
-        run=run, prompt=prompt, character=character, size=len(data.completions)
-    )
+    group = Group.objects.create(run=run, prompt=prompt, character=character, size=len(data.completions))
     messages = prompt_messages_for(character, prompt)
     rubric = rubric_latest(data.rubric) if data.rubric else None
     for index, raw in enumerate(data.completions):
@@ -380,24 +407,17 @@ def scores_check(criteria: list[Criterion], scores: Mapping[str, int]) -> None:
     if set(scores) != expected:
         missing, unknown = sorted(expected - set(scores)), sorted(set(scores) - expected)
         raise ValidationError(
-            {
-                "scores": f"scores must cover exactly the rubric's criteria; missing {missing}, unknown {unknown}"
-            }
+            {"scores": f"scores must cover exactly the rubric's criteria; missing {missing}, unknown {unknown}"}
         )
     for c in criteria:
         value = scores[c.key]
-        if (
-            not isinstance(value, int)
-            or isinstance(value, bool)
-            or not c.scale_min <= value <= c.scale_max
-        ):
-            raise ValidationError(
-                {f"scores.{c.key}": f"{value!r} is outside {c.scale_min}..{c.scale_max}"}
-            )
+        if not isinstance(value, int) or isinstance(value, bool) or not c.scale_min <= value <= c.scale_max:
+            raise ValidationError({f"scores.{c.key}": f"{value!r} is outside {c.scale_min}..{c.scale_max}"})
 
 
-def _judgments_save(rubric: Rubric, pairs: list[tuple[Judgment, Mapping[str, int]]], *,
-                    rank_by_overall: bool = False) -> None:
+def _judgments_save(
+    rubric: Rubric, pairs: list[tuple[Judgment, Mapping[str, int]]], *, rank_by_overall: bool = False
+) -> None:
     """Check each judgment's scores against the rubric (and rank them by their overall
     score if asked), then insert the judgments and all their scores in two statements
     (the caller holds the transaction)."""
@@ -411,7 +431,9 @@ def _judgments_save(rubric: Rubric, pairs: list[tuple[Judgment, Mapping[str, int
             judgment.rank = ranks[i]
     Judgment.objects.bulk_create([judgment for judgment, _ in pairs])
     CriterionScore.objects.bulk_create(
-        CriterionScore(judgment=judgment, criterion=c, score=scores[c.key]) for judgment, scores in pairs for c in criteria
+        CriterionScore(judgment=judgment, criterion=c, score=scores[c.key])
+        for judgment, scores in pairs
+        for c in criteria
     )
 
 
@@ -433,8 +455,15 @@ def judgment_record(
     """Save scores for every criterion of the rubric (no more, no fewer). A caller saving
     several judgments of one group passes refresh_queue=False and refreshes it once."""
     judgment = Judgment(
-        generation=generation, rubric=rubric, source=source, model_version=model_version, reviewer=reviewer,
-        run=run, rationale=rationale, raw_output=raw_output, **extra,
+        generation=generation,
+        rubric=rubric,
+        source=source,
+        model_version=model_version,
+        reviewer=reviewer,
+        run=run,
+        rationale=rationale,
+        raw_output=raw_output,
+        **extra,
     )
     _judgments_save(rubric, [(judgment, scores)])
     if refresh_queue:
@@ -478,9 +507,12 @@ def groups_queue_refresh(group_ids: Iterable[int]) -> int:
     changed = 0
     ids = list(group_ids)
     for start in range(0, len(ids), 500):
-        for pk, ready, bucket in selectors.group_queue_state(ids[start:start + 500]):
-            changed += Group.objects.filter(pk=pk).exclude(ready=ready, queue_bucket=bucket).update(
-                ready=ready, queue_bucket=bucket)
+        for pk, ready, bucket in selectors.group_queue_state(ids[start : start + 500]):
+            changed += (
+                Group.objects.filter(pk=pk)
+                .exclude(ready=ready, queue_bucket=bucket)
+                .update(ready=ready, queue_bucket=bucket)
+            )
     return changed
 
 
@@ -532,14 +564,10 @@ def _assignment_claim(*, group_id: int, reviewer) -> Assignment | None:
         # The group row lock serialises claimers of the same group on PostgreSQL;
         # SQLite's IMMEDIATE transactions already serialise every writer.
         group = (
-            Group.objects.select_for_update(of=("self",))
-            .select_related(*selectors.GROUP_VIEW_RELATED)
-            .get(pk=group_id)
+            Group.objects.select_for_update(of=("self",)).select_related(*selectors.GROUP_VIEW_RELATED).get(pk=group_id)
         )
         now = timezone.now()
-        if selectors.group_seats_taken(group, now=now, exclude_reviewer=reviewer) >= (
-            group.overlap_target
-        ):
+        if selectors.group_seats_taken(group, now=now, exclude_reviewer=reviewer) >= (group.overlap_target):
             return None
         existing = Assignment.objects.filter(group=group, reviewer=reviewer).first()
         if existing is not None:
@@ -555,7 +583,9 @@ def _assignment_claim(*, group_id: int, reviewer) -> Assignment | None:
         try:
             with transaction.atomic():
                 return Assignment.objects.create(
-                    group=group, reviewer=reviewer, leased_until=_lease_end(now),
+                    group=group,
+                    reviewer=reviewer,
+                    leased_until=_lease_end(now),
                     shown_order=_shown_order(group, reviewer),
                 )
         except IntegrityError:  # the same reviewer claimed it from another tab
@@ -569,9 +599,7 @@ def assignment_claim_next(*, reviewer, policy: str = selectors.DEFAULT_POLICY) -
     if current is not None:
         return current
     candidates = [a.group_id for a in holds]  # lapsed holds are renewed first if their seat is free
-    candidates += list(
-        selectors.review_queue(reviewer=reviewer, policy=policy).values_list("pk", flat=True)[:50]
-    )
+    candidates += list(selectors.review_queue(reviewer=reviewer, policy=policy).values_list("pk", flat=True)[:50])
     for group_id in dict.fromkeys(candidates):
         assignment = _assignment_claim(group_id=group_id, reviewer=reviewer)
         if assignment is not None:
@@ -626,9 +654,7 @@ def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission)
     """
     with transaction.atomic():
         assignment = (
-            Assignment.objects.select_for_update()
-            .select_related("group")
-            .get(pk=assignment_id, reviewer=reviewer)
+            Assignment.objects.select_for_update().select_related("group").get(pk=assignment_id, reviewer=reviewer)
         )
         group = assignment.group
         earlier = (
@@ -658,14 +684,26 @@ def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission)
         if submission.preference is not None:
             ranks, both_bad = _pairwise_ranks(shown, submission.preference)
             flagged |= both_bad
-        _judgments_save(rubric, [
-            (Judgment(
-                generation=generations[gid], rubric=rubric, source=Judgment.Source.HUMAN, reviewer=reviewer,
-                rationale=submission.critiques.get(gid, "").strip(), rank=ranks.get(gid), flagged=gid in flagged,
-                submission_id=submission.submission_id,
-            ), submission.scores[gid])
-            for gid in shown
-        ], rank_by_overall=not ranks)  # no ranking given: rank by the scores themselves
+        _judgments_save(
+            rubric,
+            [
+                (
+                    Judgment(
+                        generation=generations[gid],
+                        rubric=rubric,
+                        source=Judgment.Source.HUMAN,
+                        reviewer=reviewer,
+                        rationale=submission.critiques.get(gid, "").strip(),
+                        rank=ranks.get(gid),
+                        flagged=gid in flagged,
+                        submission_id=submission.submission_id,
+                    ),
+                    submission.scores[gid],
+                )
+                for gid in shown
+            ],
+            rank_by_overall=not ranks,
+        )  # no ranking given: rank by the scores themselves
         done = Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.ACTIVE).update(
             status=Assignment.Status.SUBMITTED, completed_at=now
         )
@@ -678,9 +716,9 @@ def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission)
 
 def review_skip(*, assignment_id: int, reviewer) -> None:
     """Give a group back unrated; it is not offered to this reviewer again."""
-    skipped = Assignment.objects.filter(
-        pk=assignment_id, reviewer=reviewer, status=Assignment.Status.ACTIVE
-    ).update(status=Assignment.Status.SKIPPED, completed_at=timezone.now())
+    skipped = Assignment.objects.filter(pk=assignment_id, reviewer=reviewer, status=Assignment.Status.ACTIVE).update(
+        status=Assignment.Status.SKIPPED, completed_at=timezone.now()
+    )
     if not skipped:
         raise ReviewRefused("This group is not yours to skip any more.")
 
@@ -693,27 +731,19 @@ def review_undo(*, reviewer) -> Assignment:
     last = selectors.reviewer_last_submission(reviewer=reviewer)
     if last is None:
         raise ReviewRefused("Nothing to undo.")
-    assignment = Assignment.objects.select_for_update().get(
-        group_id=last.generation.group_id, reviewer=reviewer
-    )
+    assignment = Assignment.objects.select_for_update().get(group_id=last.generation.group_id, reviewer=reviewer)
     now = timezone.now()
     if assignment.status != Assignment.Status.SUBMITTED:
         raise ReviewRefused("Nothing to undo.")
     window = timedelta(minutes=settings.REVIEW_UNDO_MINUTES)
     if assignment.completed_at is None or assignment.completed_at < now - window:
-        raise ReviewRefused(
-            f"Only a submission from the last {settings.REVIEW_UNDO_MINUTES} minutes can be undone."
-        )
+        raise ReviewRefused(f"Only a submission from the last {settings.REVIEW_UNDO_MINUTES} minutes can be undone.")
     Judgment.objects.filter(reviewer=reviewer, submission_id=last.submission_id).delete()
-    Group.objects.filter(pk=assignment.group_id, review_count__gt=0).update(
-        review_count=F("review_count") - 1
-    )
+    Group.objects.filter(pk=assignment.group_id, review_count__gt=0).update(review_count=F("review_count") - 1)
     group_queue_refresh(assignment.group_id)
     # Nothing was recorded on the newer hold, so releasing it loses nothing and
     # lets the queue offer it again (to this reviewer too).
-    Assignment.objects.filter(reviewer=reviewer, status=Assignment.Status.ACTIVE).exclude(
-        pk=assignment.pk
-    ).delete()
+    Assignment.objects.filter(reviewer=reviewer, status=Assignment.Status.ACTIVE).exclude(pk=assignment.pk).delete()
     assignment.status = Assignment.Status.ACTIVE
     assignment.leased_until = _lease_end(now)
     assignment.completed_at = None
@@ -722,9 +752,7 @@ def review_undo(*, reviewer) -> Assignment:
 
 
 @transaction.atomic
-def generation_rewrite(
-    *, assignment_id: int, reviewer, generation_id: int, text: str
-) -> Generation:
+def generation_rewrite(*, assignment_id: int, reviewer, generation_id: int, text: str) -> Generation:
     """A reviewer's rewrite of one completion: a new generation in the same slot
     whose parent is the original."""
     assignment = Assignment.objects.select_for_update().get(pk=assignment_id, reviewer=reviewer)
@@ -784,8 +812,14 @@ def run_start(
     try:
         with transaction.atomic():
             run = PipelineRun.objects.create(
-                kind=kind, params=dict(params or {}), character=character, prompt_set=prompt_set, rubric=rubric,
-                source_run=source_run, group_size=group_size, created_by=created_by,
+                kind=kind,
+                params=dict(params or {}),
+                character=character,
+                prompt_set=prompt_set,
+                rubric=rubric,
+                source_run=source_run,
+                group_size=group_size,
+                created_by=created_by,
                 idempotency_key=idempotency_key,
             )
     except IntegrityError:
@@ -821,8 +855,13 @@ def _enqueue(run_id: int) -> None:
 def run_resume(*, run: PipelineRun) -> PipelineRun:
     """Queue a finished-with-gaps (failed, partial) or stuck run again; it does only what is missing."""
     updated = PipelineRun.objects.filter(
-        pk=run.pk, status__in=[PipelineRun.Status.FAILED, PipelineRun.Status.PARTIAL, PipelineRun.Status.RUNNING,
-                               PipelineRun.Status.QUEUED],
+        pk=run.pk,
+        status__in=[
+            PipelineRun.Status.FAILED,
+            PipelineRun.Status.PARTIAL,
+            PipelineRun.Status.RUNNING,
+            PipelineRun.Status.QUEUED,
+        ],
     ).update(status=PipelineRun.Status.QUEUED, cancel_requested=False, finished_at=None)
     if not updated:
         raise ValidationError({"status": f"run #{run.pk} is {run.status}; only failed, partial or stuck runs resume"})
@@ -838,9 +877,8 @@ def run_claim(*, run_id: int, stale_after_s: int = RUN_STALE_AFTER_S) -> Pipelin
     now = timezone.now()
     stale = now - timedelta(seconds=stale_after_s)
     claimable = Q(status=PipelineRun.Status.QUEUED) | Q(status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale)
-    claimed = (
-        PipelineRun.objects.filter(claimable, pk=run_id, cancel_requested=False)
-        .update(status=PipelineRun.Status.RUNNING, heartbeat_at=now, started_at=Coalesce("started_at", now))
+    claimed = PipelineRun.objects.filter(claimable, pk=run_id, cancel_requested=False).update(
+        status=PipelineRun.Status.RUNNING, heartbeat_at=now, started_at=Coalesce("started_at", now)
     )
     if not claimed:
         return None
@@ -851,7 +889,9 @@ def run_claim(*, run_id: int, stale_after_s: int = RUN_STALE_AFTER_S) -> Pipelin
 def runs_stale(*, stale_after_s: int = RUN_STALE_AFTER_S) -> list[int]:
     stale = timezone.now() - timedelta(seconds=stale_after_s)
     return list(
-        PipelineRun.objects.filter(status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale).values_list("pk", flat=True)
+        PipelineRun.objects.filter(status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale).values_list(
+            "pk", flat=True
+        )
     )
 
 

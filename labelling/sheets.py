@@ -76,8 +76,10 @@ class CharacterSheet(Strict):
     def persona(self) -> str:
         """The system prompt a character promoted from this sheet speaks from."""
         values = ", ".join(self.attributes.values)
-        return (f"You are {self.name}: {self.concept} You are {self.attributes.temperament}, "
-                f"and you value {values}. Stay in character.")
+        return (
+            f"You are {self.name}: {self.concept} You are {self.attributes.temperament}, "
+            f"and you value {values}. Stay in character."
+        )
 
 
 def sheet_schema() -> dict:

@@ -36,9 +36,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "characters": selectors.characters_with_counts(),
         "is_admin": roles.is_admin(request.user),
         "queue_count": (
-            selectors.review_queue(reviewer=request.user).count()
-            if roles.user_role(request.user)
-            else None
+            selectors.review_queue(reviewer=request.user).count() if roles.user_role(request.user) else None
         ),
     }
     return render(request, "dashboard.html", context)
@@ -82,9 +80,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
 @reviewer_required
 def review_assignment(request: HttpRequest, assignment_id: int) -> HttpResponse:
     """A direct link to a held group; someone else's assignment is a 404."""
-    assignment = selectors.assignment_for_reviewer(
-        reviewer=request.user, assignment_id=assignment_id
-    )
+    assignment = selectors.assignment_for_reviewer(reviewer=request.user, assignment_id=assignment_id)
     if assignment.status != Assignment.Status.ACTIVE:
         return redirect("review_queue")
     return _render_panel(request, assignment, _policy(request))
@@ -111,9 +107,7 @@ def review_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
 @require_POST
 @reviewer_required
 def review_skip(request: HttpRequest, assignment_id: int) -> HttpResponse:
-    assignment = selectors.assignment_for_reviewer(
-        reviewer=request.user, assignment_id=assignment_id
-    )
+    assignment = selectors.assignment_for_reviewer(reviewer=request.user, assignment_id=assignment_id)
     try:
         services.review_skip(assignment_id=assignment.pk, reviewer=request.user)
     except services.ReviewRefused as exc:
@@ -134,9 +128,7 @@ def review_undo(request: HttpRequest) -> HttpResponse:
 @require_POST
 @reviewer_required
 def review_rewrite(request: HttpRequest, assignment_id: int, generation_id: int) -> HttpResponse:
-    assignment = selectors.assignment_for_reviewer(
-        reviewer=request.user, assignment_id=assignment_id
-    )
+    assignment = selectors.assignment_for_reviewer(reviewer=request.user, assignment_id=assignment_id)
     try:
         rewrite = services.generation_rewrite(
             assignment_id=assignment.pk,
@@ -289,14 +281,24 @@ def stats(request: HttpRequest) -> HttpResponse:
     chosen = request.GET.get("rubric", "")
     rubric = next((r for r in rubrics if str(r.pk) == chosen), None) or agreement.rubric_with_reviews()
     criteria = agreement.criterion_agreement(rubric) if rubric else []
-    plots = [{"c": c, "human": agreement.bars(c.human_counts, c.scale),
-              "judge": agreement.bars(c.judge_counts, c.scale), "width": 22 * len(c.scale)} for c in criteria]
+    plots = [
+        {
+            "c": c,
+            "human": agreement.bars(c.human_counts, c.scale),
+            "judge": agreement.bars(c.judge_counts, c.scale),
+            "width": 22 * len(c.scale),
+        }
+        for c in criteria
+    ]
     people = [request.user]
     if roles.is_admin(request.user):
-        people = get_user_model().objects.filter(
-            groups__name__in=[roles.REVIEWER, roles.ADMIN]).distinct().order_by("username")
-    context = {"rubrics": rubrics, "rubric": rubric, "plots": plots,
-               "progress": agreement.reviewer_progress(people)}
+        people = (
+            get_user_model()
+            .objects.filter(groups__name__in=[roles.REVIEWER, roles.ADMIN])
+            .distinct()
+            .order_by("username")
+        )
+    context = {"rubrics": rubrics, "rubric": rubric, "plots": plots, "progress": agreement.reviewer_progress(people)}
     return render(request, "stats.html", context)
 
 
@@ -358,4 +360,3 @@ def character_detail(request: HttpRequest, slug: str) -> HttpResponse:
     character = get_object_or_404(Character, slug=slug)
     sheet = sheet_lib.CharacterSheet.model_validate(character.sheet) if character.sheet else None
     return render(request, "characters/detail.html", {"character": character, "sheet": sheet})
-

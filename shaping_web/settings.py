@@ -189,18 +189,12 @@ else:
 # inside the worker, for hosts where the bundled server cannot run.
 INFERENCE_BACKEND = os.environ.get("INFERENCE_BACKEND", "triton")
 if INFERENCE_BACKEND not in {"triton", "inprocess"}:
-    raise ImproperlyConfigured(
-        f"INFERENCE_BACKEND={INFERENCE_BACKEND!r}: expected triton or inprocess"
-    )
+    raise ImproperlyConfigured(f"INFERENCE_BACKEND={INFERENCE_BACKEND!r}: expected triton or inprocess")
 TRITON_URL = os.environ.get("TRITON_URL", "127.0.0.1:8001")
 # `manage.py serve` starts the bundled CPU tritonserver unless TRITON_URL points elsewhere.
-TRITON_MANAGED = envbool(
-    "TRITON_MANAGED", INFERENCE_BACKEND == "triton" and "TRITON_URL" not in os.environ
-)
+TRITON_MANAGED = envbool("TRITON_MANAGED", INFERENCE_BACKEND == "triton" and "TRITON_URL" not in os.environ)
 INFERENCE_TIMEOUT_S = envfloat("INFERENCE_TIMEOUT_S", 120.0)
-GENERATOR_MODEL_DIR = envpath(
-    "GENERATOR_MODEL_DIR", BASE_DIR / "inference" / "weights" / "tiny-qwen3"
-)
+GENERATOR_MODEL_DIR = envpath("GENERATOR_MODEL_DIR", BASE_DIR / "inference" / "weights" / "tiny-qwen3")
 JUDGE_MODEL_DIR = envpath("JUDGE_MODEL_DIR", GENERATOR_MODEL_DIR)
 
 # --- review -------------------------------------------------------------------

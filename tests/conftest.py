@@ -15,9 +15,7 @@ PASSWORD = "correct-horse-battery"
 
 
 def _make_user(username: str, role: str | None):
-    user = get_user_model().objects.create_user(
-        username=username, password=PASSWORD, is_staff=role == ADMIN
-    )
+    user = get_user_model().objects.create_user(username=username, password=PASSWORD, is_staff=role == ADMIN)
     if role:
         user.groups.add(ensure_roles()[role])
     return user
@@ -71,26 +69,49 @@ def media(settings, tmp_path):
 @pytest.fixture
 def world(db, reviewer):
     """One group of three completions judged 1/3/5 (one criterion, 1..5) and one of two tied."""
-    character = services.character_create(data=CharacterIn(slug="mira", name="Mira", persona="Mira keeps a lighthouse."))
-    rubric = services.rubric_create(data=RubricIn(slug="voice", name="Voice", criteria=[
-        CriterionIn(key="voice", description="In voice", scale_min=1, scale_max=5)]))
+    character = services.character_create(
+        data=CharacterIn(slug="mira", name="Mira", persona="Mira keeps a lighthouse.")
+    )
+    rubric = services.rubric_create(
+        data=RubricIn(
+            slug="voice",
+            name="Voice",
+            criteria=[CriterionIn(key="voice", description="In voice", scale_min=1, scale_max=5)],
+        )
+    )
     prompt_set = services.prompt_set_create(data=PromptSetIn(slug="keeper", name="Keeper"))
-    prompts = services.prompts_add(prompt_set=prompt_set, prompts=[
-        PromptIn(id="a", messages=[{"role": "user", "content": "What do you see?"}]),
-        PromptIn(id="b", messages=[{"role": "user", "content": "Any ships?"}]),
-    ])
-    run, _ = services.run_start(kind="generate", character=character, prompt_set=prompt_set, rubric=rubric,
-                                group_size=3, enqueue=False)
+    prompts = services.prompts_add(
+        prompt_set=prompt_set,
+        prompts=[
+            PromptIn(id="a", messages=[{"role": "user", "content": "What do you see?"}]),
+            PromptIn(id="b", messages=[{"role": "user", "content": "Any ships?"}]),
+        ],
+    )
+    run, _ = services.run_start(
+        kind="generate", character=character, prompt_set=prompt_set, rubric=rubric, group_size=3, enqueue=False
+    )
     judge = services.model_version_get_or_create(backend="fixture", model_name="judge")
     made = {}
     for prompt, scores in ((prompts[0], [1, 3, 5]), (prompts[1], [4, 4])):
         group = services.group_for(run=run, prompt=prompt)
         messages = services.prompt_messages_for(character, prompt)
         for index, score in enumerate(scores):
-            g = services.generation_record(group=group, index=index, messages=messages, model_version=None, run=run,
-                                           raw_text=f"{prompt.external_id}-{index}")
-            services.judgment_record(generation=g, rubric=rubric, source=Judgment.Source.JUDGE,
-                                     scores={"voice": score}, run=run, model_version=judge)
+            g = services.generation_record(
+                group=group,
+                index=index,
+                messages=messages,
+                model_version=None,
+                run=run,
+                raw_text=f"{prompt.external_id}-{index}",
+            )
+            services.judgment_record(
+                generation=g,
+                rubric=rubric,
+                source=Judgment.Source.JUDGE,
+                scores={"voice": score},
+                run=run,
+                model_version=judge,
+            )
             made[(prompt.external_id, index)] = g
     return {"rubric": rubric, "run": run, "made": made, "reviewer": reviewer}
 

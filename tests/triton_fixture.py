@@ -15,8 +15,12 @@ TINY_MODEL = Path(__file__).resolve().parent.parent / "inference" / "weights" / 
 
 def start_triton(work_dir: Path, **kwargs) -> TritonProcess:
     return TritonProcess(
-        work_dir=work_dir, grpc_port=free_port(), metrics_port=free_port(),
-        generator_dir=TINY_MODEL, judge_dir=TINY_MODEL, **kwargs,
+        work_dir=work_dir,
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        generator_dir=TINY_MODEL,
+        judge_dir=TINY_MODEL,
+        **kwargs,
     ).start(timeout_s=120)
 
 

@@ -43,13 +43,16 @@ class InProcessBackend:
 
         request.params.validate()
         return self._engine(self.generator_dir).generate(
-            messages=request.messages, prompt=request.prompt, params=request.params,
+            messages=request.messages,
+            prompt=request.prompt,
+            params=request.params,
             on_step=on_step if on_delta else None,
         )
 
     def judge(self, request: JudgeRequest) -> JudgeResult:
-        return run_judge(self._engine(self.judge_dir), request.rubric, request.messages, request.completion,
-                         seed=request.seed)
+        return run_judge(
+            self._engine(self.judge_dir), request.rubric, request.messages, request.completion, seed=request.seed
+        )
 
     def health(self) -> Health:
         models = {}

@@ -44,8 +44,14 @@ TRANSIENT_STATUSES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", 
 class TritonBackend:
     name = "triton"
 
-    def __init__(self, url: str, *, timeout_s: float = 120.0, generator_model: str = GENERATOR_MODEL,
-                 judge_model: str = JUDGE_MODEL):
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 120.0,
+        generator_model: str = GENERATOR_MODEL,
+        judge_model: str = JUDGE_MODEL,
+    ):
         self.url = url
         self.timeout_s = timeout_s
         self.generator_model = generator_model
@@ -236,7 +242,8 @@ def _map_error(exc: BaseException, model: str) -> InferenceError:
     lowered = text.lower()
     if any(marker in lowered for marker in NOT_READY_MARKERS):
         return ModelNotReady(f"{model}: {text}")
-    if (any(s in status or s in text for s in TRANSIENT_STATUSES)
-            or any(m in lowered for m in ("failed to connect", "connection", "no longer in valid state"))):
+    if any(s in status or s in text for s in TRANSIENT_STATUSES) or any(
+        m in lowered for m in ("failed to connect", "connection", "no longer in valid state")
+    ):
         return BackendUnavailable(f"Triton unreachable for {model}: {text}")
     return InferenceError(f"{model}: {text}")

@@ -19,9 +19,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("name", models.CharField(max_length=120)),
                 ("slug", models.SlugField(max_length=80, unique=True)),
@@ -31,9 +29,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "traits",
-                    models.JSONField(
-                        blank=True, default=list, help_text="A list of short trait strings."
-                    ),
+                    models.JSONField(blank=True, default=list, help_text="A list of short trait strings."),
                 ),
                 ("backstory", models.TextField(blank=True)),
                 ("portrait", models.ImageField(blank=True, upload_to="portraits/")),
@@ -53,9 +49,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 (
                     "backend",
@@ -91,21 +85,15 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 (
                     "external_id",
-                    models.CharField(
-                        help_text="Stable id within the set (from the import file).", max_length=120
-                    ),
+                    models.CharField(help_text="Stable id within the set (from the import file).", max_length=120),
                 ),
                 (
                     "messages",
-                    models.JSONField(
-                        help_text="Chat messages, without the character's system prompt."
-                    ),
+                    models.JSONField(help_text="Chat messages, without the character's system prompt."),
                 ),
                 ("metadata", models.JSONField(blank=True, default=dict)),
                 ("order", models.PositiveIntegerField(default=0)),
@@ -119,9 +107,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("name", models.CharField(max_length=120)),
                 ("slug", models.SlugField(max_length=80, unique=True)),
@@ -137,9 +123,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 (
                     "kind",
@@ -241,21 +225,15 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 (
                     "size",
-                    models.PositiveSmallIntegerField(
-                        help_text="G: how many completions the group holds."
-                    ),
+                    models.PositiveSmallIntegerField(help_text="G: how many completions the group holds."),
                 ),
                 (
                     "overlap_target",
-                    models.PositiveSmallIntegerField(
-                        default=1, help_text="How many reviewers should rate it."
-                    ),
+                    models.PositiveSmallIntegerField(default=1, help_text="How many reviewers should rate it."),
                 ),
                 ("review_count", models.PositiveSmallIntegerField(default=0)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
@@ -293,9 +271,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 (
                     "index",
@@ -323,16 +299,12 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "messages",
-                    models.JSONField(
-                        help_text="Snapshot: the exact messages the text was generated from."
-                    ),
+                    models.JSONField(help_text="Snapshot: the exact messages the text was generated from."),
                 ),
                 ("text", models.TextField(help_text="The visible answer, think block removed.")),
                 (
                     "raw_text",
-                    models.TextField(
-                        blank=True, help_text="The model's full output, think block included."
-                    ),
+                    models.TextField(blank=True, help_text="The model's full output, think block included."),
                 ),
                 ("thinking", models.TextField(blank=True)),
                 ("think_valid", models.BooleanField(default=True)),
@@ -411,9 +383,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("slug", models.SlugField(max_length=80)),
                 ("version", models.PositiveIntegerField(default=1)),
@@ -451,15 +421,11 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 (
                     "source",
-                    models.CharField(
-                        choices=[("judge", "LLM judge"), ("human", "human reviewer")], max_length=10
-                    ),
+                    models.CharField(choices=[("judge", "LLM judge"), ("human", "human reviewer")], max_length=10),
                 ),
                 (
                     "status",
@@ -471,9 +437,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "overall",
-                    models.FloatField(
-                        blank=True, help_text="Weighted mean of the criterion scores.", null=True
-                    ),
+                    models.FloatField(blank=True, help_text="Weighted mean of the criterion scores.", null=True),
                 ),
                 (
                     "rank",
@@ -550,9 +514,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("key", models.SlugField(max_length=60)),
                 ("description", models.TextField()),
@@ -586,9 +548,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("dataset", models.SlugField(max_length=80)),
                 ("number", models.PositiveIntegerField()),
@@ -635,9 +595,7 @@ class Migration(migrations.Migration):
             options={
                 "ordering": ["dataset", "-number"],
                 "constraints": [
-                    models.UniqueConstraint(
-                        fields=("dataset", "number"), name="dataset_version_number_unique"
-                    )
+                    models.UniqueConstraint(fields=("dataset", "number"), name="dataset_version_number_unique")
                 ],
             },
         ),
@@ -646,9 +604,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 (
                     "status",
@@ -694,15 +650,11 @@ class Migration(migrations.Migration):
             options={
                 "ordering": ["-created_at"],
                 "indexes": [
-                    models.Index(
-                        fields=["group", "status", "leased_until"], name="assignment_group_lease"
-                    ),
+                    models.Index(fields=["group", "status", "leased_until"], name="assignment_group_lease"),
                     models.Index(fields=["reviewer", "status"], name="assignment_reviewer_status"),
                 ],
                 "constraints": [
-                    models.UniqueConstraint(
-                        fields=("group", "reviewer"), name="assignment_once_per_reviewer"
-                    )
+                    models.UniqueConstraint(fields=("group", "reviewer"), name="assignment_once_per_reviewer")
                 ],
             },
         ),
@@ -711,9 +663,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("score", models.SmallIntegerField()),
                 (
@@ -735,21 +685,15 @@ class Migration(migrations.Migration):
             ],
             options={
                 "ordering": ["judgment", "criterion__order"],
-                "indexes": [
-                    models.Index(fields=["criterion", "score"], name="score_criterion_value")
-                ],
+                "indexes": [models.Index(fields=["criterion", "score"], name="score_criterion_value")],
                 "constraints": [
-                    models.UniqueConstraint(
-                        fields=("judgment", "criterion"), name="score_once_per_criterion"
-                    )
+                    models.UniqueConstraint(fields=("judgment", "criterion"), name="score_once_per_criterion")
                 ],
             },
         ),
         migrations.AddConstraint(
             model_name="generation",
-            constraint=models.UniqueConstraint(
-                fields=("group", "index", "revision"), name="generation_one_per_slot"
-            ),
+            constraint=models.UniqueConstraint(fields=("group", "index", "revision"), name="generation_one_per_slot"),
         ),
         migrations.AddConstraint(
             model_name="generation",
@@ -768,15 +712,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name="group",
-            constraint=models.UniqueConstraint(
-                fields=("run", "prompt"), name="group_one_per_prompt_per_run"
-            ),
+            constraint=models.UniqueConstraint(fields=("run", "prompt"), name="group_one_per_prompt_per_run"),
         ),
         migrations.AddConstraint(
             model_name="group",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("size__gte", 1)), name="group_size_positive"
-            ),
+            constraint=models.CheckConstraint(condition=models.Q(("size__gte", 1)), name="group_size_positive"),
         ),
         migrations.AddConstraint(
             model_name="prompt",
@@ -786,15 +726,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name="rubric",
-            constraint=models.UniqueConstraint(
-                fields=("slug", "version"), name="rubric_slug_version_unique"
-            ),
+            constraint=models.UniqueConstraint(fields=("slug", "version"), name="rubric_slug_version_unique"),
         ),
         migrations.AddConstraint(
             model_name="rubric",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("version__gte", 1)), name="rubric_version_positive"
-            ),
+            constraint=models.CheckConstraint(condition=models.Q(("version__gte", 1)), name="rubric_version_positive"),
         ),
         migrations.AddIndex(
             model_name="pipelinerun",
@@ -812,9 +748,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="judgment",
-            index=models.Index(
-                fields=["rubric", "source", "status"], name="judgment_rubric_source_status"
-            ),
+            index=models.Index(fields=["rubric", "source", "status"], name="judgment_rubric_source_status"),
         ),
         migrations.AddIndex(
             model_name="judgment",
@@ -834,9 +768,7 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="judgment",
             constraint=models.CheckConstraint(
-                condition=models.Q(
-                    ("status", "failed"), ("overall__isnull", False), _connector="OR"
-                ),
+                condition=models.Q(("status", "failed"), ("overall__isnull", False), _connector="OR"),
                 name="judgment_ok_has_overall",
             ),
         ),
@@ -850,9 +782,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name="criterion",
-            constraint=models.UniqueConstraint(
-                fields=("rubric", "key"), name="criterion_key_unique_in_rubric"
-            ),
+            constraint=models.UniqueConstraint(fields=("rubric", "key"), name="criterion_key_unique_in_rubric"),
         ),
         migrations.AddConstraint(
             model_name="criterion",

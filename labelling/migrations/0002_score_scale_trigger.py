@@ -21,9 +21,7 @@ SQLITE_FORWARD = [
     """
     for op in ("INSERT", "UPDATE")
 ]
-SQLITE_REVERSE = [
-    f"DROP TRIGGER IF EXISTS labelling_score_in_scale_{op};" for op in ("insert", "update")
-]
+SQLITE_REVERSE = [f"DROP TRIGGER IF EXISTS labelling_score_in_scale_{op};" for op in ("insert", "update")]
 
 POSTGRES_FORWARD = [
     f"""
@@ -54,9 +52,7 @@ POSTGRES_REVERSE = [
 def _for_vendor(schema_editor, postgres: list[str], sqlite: list[str]) -> list[str]:
     vendor = schema_editor.connection.vendor
     if vendor not in {"postgresql", "sqlite"}:
-        raise NotImplementedError(
-            f"the score-scale trigger supports PostgreSQL and SQLite, not {vendor}"
-        )
+        raise NotImplementedError(f"the score-scale trigger supports PostgreSQL and SQLite, not {vendor}")
     return postgres if vendor == "postgresql" else sqlite
 
 

@@ -12,31 +12,31 @@ def compute_queue_state(apps, schema_editor):
     services.groups_queue_refresh(Group.objects.values_list("pk", flat=True))
 
 
-
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labelling', '0004_api_token'),
+        ("labelling", "0004_api_token"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='group',
-            name='queue_bucket',
-            field=models.PositiveSmallIntegerField(default=3, help_text="Its place in the review queue's 'most informative first' policy."),
+            model_name="group",
+            name="queue_bucket",
+            field=models.PositiveSmallIntegerField(
+                default=3, help_text="Its place in the review queue's 'most informative first' policy."
+            ),
         ),
         migrations.AddField(
-            model_name='group',
-            name='ready',
-            field=models.BooleanField(default=False, help_text='All G original completions are in.'),
+            model_name="group",
+            name="ready",
+            field=models.BooleanField(default=False, help_text="All G original completions are in."),
         ),
         migrations.AddIndex(
-            model_name='group',
-            index=models.Index(fields=['ready', 'queue_bucket', 'created_at', 'id'], name='group_queue_signal'),
+            model_name="group",
+            index=models.Index(fields=["ready", "queue_bucket", "created_at", "id"], name="group_queue_signal"),
         ),
         migrations.AddIndex(
-            model_name='group',
-            index=models.Index(fields=['ready', 'created_at', 'id'], name='group_queue_fifo'),
+            model_name="group",
+            index=models.Index(fields=["ready", "created_at", "id"], name="group_queue_fifo"),
         ),
         migrations.RunPython(compute_queue_state, migrations.RunPython.noop),
     ]

@@ -4,20 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labelling', '0005_group_queue_state'),
+        ("labelling", "0005_group_queue_state"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='character',
-            name='appearance_model',
-            field=models.FileField(blank=True, editable=False, help_text="glTF 2.0 (.glb) built from the sheet's appearance parameters.", upload_to='appearance/'),
+            model_name="character",
+            name="appearance_model",
+            field=models.FileField(
+                blank=True,
+                editable=False,
+                help_text="glTF 2.0 (.glb) built from the sheet's appearance parameters.",
+                upload_to="appearance/",
+            ),
         ),
         migrations.AddField(
-            model_name='character',
-            name='sheet',
-            field=models.JSONField(blank=True, default=dict, help_text='The character sheet it was promoted from (labelling.sheets).'),
+            model_name="character",
+            name="sheet",
+            field=models.JSONField(
+                blank=True, default=dict, help_text="The character sheet it was promoted from (labelling.sheets)."
+            ),
         ),
     ]

@@ -4,26 +4,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labelling', '0006_character_sheet'),
+        ("labelling", "0006_character_sheet"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='group',
-            name='group_queue_signal',
+            model_name="group",
+            name="group_queue_signal",
         ),
         migrations.RemoveIndex(
-            model_name='group',
-            name='group_queue_fifo',
+            model_name="group",
+            name="group_queue_fifo",
         ),
         migrations.AddIndex(
-            model_name='group',
-            index=models.Index(condition=models.Q(('ready', True), ('review_count__lt', models.F('overlap_target'))), fields=['queue_bucket', 'created_at', 'id'], name='group_queue_open_signal'),
+            model_name="group",
+            index=models.Index(
+                condition=models.Q(("ready", True), ("review_count__lt", models.F("overlap_target"))),
+                fields=["queue_bucket", "created_at", "id"],
+                name="group_queue_open_signal",
+            ),
         ),
         migrations.AddIndex(
-            model_name='group',
-            index=models.Index(condition=models.Q(('ready', True), ('review_count__lt', models.F('overlap_target'))), fields=['created_at', 'id'], name='group_queue_open_fifo'),
+            model_name="group",
+            index=models.Index(
+                condition=models.Q(("ready", True), ("review_count__lt", models.F("overlap_target"))),
+                fields=["created_at", "id"],
+                name="group_queue_open_fifo",
+            ),
         ),
     ]

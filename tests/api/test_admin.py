@@ -22,9 +22,13 @@ def test_an_admin_freezes_downloads_and_compares_versions(admin_client, world, m
     download = admin_client.get(reverse("admin:labelling_datasetversion_download", args=[version.pk]))
     assert hashlib.sha256(b"".join(download.streaming_content)).hexdigest() == version.sha256
     freeze(admin_client)
-    compare = admin_client.post(reverse("admin:labelling_datasetversion_changelist"), {
-        "action": "compare_versions", "_selected_action": list(DatasetVersion.objects.values_list("pk", flat=True)),
-    })
+    compare = admin_client.post(
+        reverse("admin:labelling_datasetversion_changelist"),
+        {
+            "action": "compare_versions",
+            "_selected_action": list(DatasetVersion.objects.values_list("pk", flat=True)),
+        },
+    )
     assert compare.status_code == 200
     assert 'id="dataset-compare"' in compare.content.decode() and "unchanged" in compare.content.decode()
 
@@ -52,14 +56,16 @@ def test_a_reviewer_cannot_reach_dataset_downloads(reviewer_client, world, media
 
 
 def test_the_admin_shows_a_new_token_once_and_stores_its_hash(admin_client, admin_user):
-    response = admin_client.post(reverse("admin:labelling_apitoken_add"),
-                                 {"user": admin_user.pk, "name": "nightly"}, follow=True)
+    response = admin_client.post(
+        reverse("admin:labelling_apitoken_add"), {"user": admin_user.pk, "name": "nightly"}, follow=True
+    )
     page = response.content.decode()
     row = ApiToken.objects.get(name="nightly")
-    token = page[page.index("shp_"):].split(" ")[0]
+    token = page[page.index("shp_") :].split(" ")[0]
     assert hashlib.sha256(token.encode()).hexdigest() == row.digest
     assert tokens.token_authenticate(token).pk == row.pk
     assert token not in admin_client.get(reverse("admin:labelling_apitoken_change", args=[row.pk])).content.decode()
-    admin_client.post(reverse("admin:labelling_apitoken_changelist"),
-                      {"action": "revoke", "_selected_action": [row.pk]})
+    admin_client.post(
+        reverse("admin:labelling_apitoken_changelist"), {"action": "revoke", "_selected_action": [row.pk]}
+    )
     assert tokens.token_authenticate(token) is None

@@ -35,8 +35,7 @@ class Api:
 
     def post(self, path, body=None, headers=None, raw: str | None = None):
         data = raw if raw is not None else json.dumps(body if body is not None else {})
-        return self.client.post(f"/api{path}", data, content_type="application/json",
-                                headers=self._headers(headers))
+        return self.client.post(f"/api{path}", data, content_type="application/json", headers=self._headers(headers))
 
 
 @pytest.fixture
@@ -50,8 +49,10 @@ def reviewer_api(client, reviewer):
 
 
 def counts():
-    return {m.__name__: m.objects.count() for m in (Character, PipelineRun, Group, Generation, Judgment,
-                                                     DatasetVersion, Prompt)}
+    return {
+        m.__name__: m.objects.count()
+        for m in (Character, PipelineRun, Group, Generation, Judgment, DatasetVersion, Prompt)
+    }
 
 
 # --- tokens -------------------------------------------------------------------------------
@@ -118,8 +119,11 @@ def test_import_is_all_or_nothing_and_names_the_line_and_field(api, db):
 def test_a_reviewer_token_reads_but_cannot_write(reviewer_api, demo):
     before = counts()
     assert reviewer_api.get("/characters").status_code == 200
-    for path, body in [("/runs", {"kind": "generate", "character": "aria", "prompt_set": "aria-demo"}),
-                       ("/import", {"content": "{}"}), ("/datasets", {"dataset": "x", "kind": "sft"})]:
+    for path, body in [
+        ("/runs", {"kind": "generate", "character": "aria", "prompt_set": "aria-demo"}),
+        ("/import", {"content": "{}"}),
+        ("/datasets", {"dataset": "x", "kind": "sft"}),
+    ]:
         response = reviewer_api.post(path, body)
         assert response.status_code == 403, path
         assert "admin" in response.json()["detail"]
@@ -144,16 +148,19 @@ def test_the_same_idempotency_key_returns_the_same_run(api, demo):
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"kind": "generate", "character": "nobody", "prompt_set": "aria-demo"}, "character"),
-    ({"kind": "generate", "character": "aria"}, "prompt_set"),
-    ({"kind": "dance", "character": "aria", "prompt_set": "aria-demo"}, "kind"),
-    ({"kind": "judge", "rubric": "no-such-rubric", "source_run": 1}, "rubric"),
-    ({"kind": "judge", "rubric": "aria-voice", "source_run": 999999}, "source_run"),
-    ({"kind": "generate", "character": "aria", "prompt_set": "aria-demo", "group_size": 0}, "group_size"),
-    ({"kind": "generate", "character": "aria", "prompt_set": "aria-demo", "group_size": "four"}, "group_size"),
-    ({"character": "aria"}, "kind"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"kind": "generate", "character": "nobody", "prompt_set": "aria-demo"}, "character"),
+        ({"kind": "generate", "character": "aria"}, "prompt_set"),
+        ({"kind": "dance", "character": "aria", "prompt_set": "aria-demo"}, "kind"),
+        ({"kind": "judge", "rubric": "no-such-rubric", "source_run": 1}, "rubric"),
+        ({"kind": "judge", "rubric": "aria-voice", "source_run": 999999}, "source_run"),
+        ({"kind": "generate", "character": "aria", "prompt_set": "aria-demo", "group_size": 0}, "group_size"),
+        ({"kind": "generate", "character": "aria", "prompt_set": "aria-demo", "group_size": "four"}, "group_size"),
+        ({"character": "aria"}, "kind"),
+    ],
+)
 def test_bad_run_requests_name_the_field_and_write_nothing(api, demo, body, field):
     before = counts()
     response = api.post("/runs", body)
@@ -184,8 +191,17 @@ def test_unknown_ids_and_paths_are_404_json(api, db):
 
 
 def test_external_generations_become_a_group_for_review(api, demo):
-    body = {"groups": [{"character": "aria", "prompt_set": "aria-demo", "prompt": "stars",
-                        "completions": ["One answer.", "<think>hm</think>Another."], "model": "elsewhere-7b"}]}
+    body = {
+        "groups": [
+            {
+                "character": "aria",
+                "prompt_set": "aria-demo",
+                "prompt": "stars",
+                "completions": ["One answer.", "<think>hm</think>Another."],
+                "model": "elsewhere-7b",
+            }
+        ]
+    }
     response = api.post("/generations", body)
     assert response.status_code == 201, response.content
     run = PipelineRun.objects.get(pk=response.json()["run_id"])
@@ -198,10 +214,12 @@ def test_external_generations_become_a_group_for_review(api, demo):
 
 def test_external_generations_with_a_bad_group_write_nothing(api, demo):
     before = counts()
-    body = {"groups": [
-        {"character": "aria", "prompt_set": "aria-demo", "prompt": "stars", "completions": ["fine"]},
-        {"character": "aria", "prompt_set": "aria-demo", "prompt": "no-such-prompt", "completions": ["x"]},
-    ]}
+    body = {
+        "groups": [
+            {"character": "aria", "prompt_set": "aria-demo", "prompt": "stars", "completions": ["fine"]},
+            {"character": "aria", "prompt_set": "aria-demo", "prompt": "no-such-prompt", "completions": ["x"]},
+        ]
+    }
     response = api.post("/generations", body)
     assert response.status_code == 400
     assert response.json()["errors"] == {"groups[1].prompt": "no prompt 'no-such-prompt' in prompt set 'aria-demo'"}
@@ -211,8 +229,16 @@ def test_external_generations_with_a_bad_group_write_nothing(api, demo):
 
 def test_judgments_are_pushed_for_a_generation_and_checked_against_the_rubric(api, world):
     generation = world["made"][("b", 0)]
-    ok = api.post("/judgments", {"generation": generation.pk, "rubric": "voice", "scores": {"voice": 2},
-                                 "rationale": "flat", "model": "big-judge"})
+    ok = api.post(
+        "/judgments",
+        {
+            "generation": generation.pk,
+            "rubric": "voice",
+            "scores": {"voice": 2},
+            "rationale": "flat",
+            "model": "big-judge",
+        },
+    )
     assert ok.status_code == 201, ok.content
     assert ok.json()["scores"] == {"voice": 2} and ok.json()["overall"] == 0.25
     before = counts()
@@ -252,12 +278,15 @@ def test_build_list_fetch_compare_and_download_a_version(api, world, media):
 
 
 def test_a_filter_that_selects_nothing_is_400_and_writes_nothing(api, world, media):
-    response = api.post("/datasets", {"dataset": "mira", "kind": "grpo",
-                                      "filter": {"rubric": "voice", "character": "nobody"}})
+    response = api.post(
+        "/datasets", {"dataset": "mira", "kind": "grpo", "filter": {"rubric": "voice", "character": "nobody"}}
+    )
     assert response.status_code == 400 and "filter" in response.json()["errors"]
-    for body, field in [({"dataset": "mira", "kind": "zip"}, "kind"),
-                        ({"dataset": "mira", "kind": "grpo", "filter": {"colour": "red"}}, "filter"),
-                        ({"dataset": "mira", "kind": "grpo", "filter": {"rubric": "voice", "runs": "all"}}, "runs")]:
+    for body, field in [
+        ({"dataset": "mira", "kind": "zip"}, "kind"),
+        ({"dataset": "mira", "kind": "grpo", "filter": {"colour": "red"}}, "filter"),
+        ({"dataset": "mira", "kind": "grpo", "filter": {"rubric": "voice", "runs": "all"}}, "runs"),
+    ]:
         response = api.post("/datasets", body)
         assert response.status_code in (400, 422) and field in response.json()["errors"], response.json()
     assert not DatasetVersion.objects.exists()

@@ -31,14 +31,15 @@ def admin_token(world, demo, admin_user, media):
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.filter_too_much])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 def test_the_api_never_fails_and_answers_as_documented(case, admin_token):
     # Semantic refusals of schema-valid bodies (an unknown slug: 400) are the API's job, and
     # unknown query parameters are ignored; what must hold is no 5xx and answers as documented.
     case.call_and_validate(
         headers={"Authorization": f"Bearer {admin_token}"},
-        checks=[not_a_server_error, status_code_conformance, content_type_conformance,
-                response_schema_conformance],
+        checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
     )

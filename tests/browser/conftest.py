@@ -20,8 +20,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 PASSWORD = "shaping-demo"
 
@@ -39,16 +45,23 @@ class LiveApp:
         self.url = f"http://127.0.0.1:{self.port}"
         self.db_path = data_dir / "app.sqlite3"
         self.env = {
-            **os.environ, "DATA_DIR": str(data_dir), "SQLITE_PATH": str(self.db_path), "INFERENCE_BACKEND": "triton",
-            "TRITON_URL": triton_url, "ALLOW_DEMO_PASSWORD": "1", "DEBUG": "1", "HUEY_NAME": f"browser-{self.port}",
+            **os.environ,
+            "DATA_DIR": str(data_dir),
+            "SQLITE_PATH": str(self.db_path),
+            "INFERENCE_BACKEND": "triton",
+            "TRITON_URL": triton_url,
+            "ALLOW_DEMO_PASSWORD": "1",
+            "DEBUG": "1",
+            "HUEY_NAME": f"browser-{self.port}",
         }
         for name in ("DATABASE_URL", "REDIS_URL"):  # the app under test uses the embedded defaults
             self.env.pop(name, None)
         self.process: subprocess.Popen | None = None
 
     def manage(self, *args: str) -> str:
-        result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True,
-                                text=True, check=False)
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=False
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
@@ -57,8 +70,12 @@ class LiveApp:
         self.manage("seed_demo")
         log = open(self.data_dir / "serve.log", "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", str(self.port)], cwd=ROOT, env=self.env,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "manage.py", "serve", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

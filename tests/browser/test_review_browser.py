@@ -29,7 +29,9 @@ def test_sign_in_and_rate_a_whole_group_with_the_keyboard_only(sign_in, live_app
     stored = live_app.query(
         "SELECT count(*) FROM labelling_judgment j JOIN labelling_generation g ON g.id = j.generation_id "
         "JOIN auth_user u ON u.id = j.reviewer_id WHERE g.group_id = ? AND u.username = 'reviewer' "
-        "AND j.source = 'human'", first)
+        "AND j.source = 'human'",
+        first,
+    )
     assert stored[0][0] >= 1, "the review was committed before the next group appeared"
 
 
@@ -55,7 +57,8 @@ def rate_and_submit(page) -> int:
     expect(page.locator("#review-form")).not_to_have_attribute("data-assignment", "", timeout=10_000)
     page.wait_for_function(
         "g => !document.querySelector('.lease') || !document.querySelector('.lease').textContent.includes('group #' + g + ' ')",
-        arg=group)
+        arg=group,
+    )
     return group
 
 
@@ -78,8 +81,13 @@ SCRIPT = "<script>document.title = 'owned'; alert('owned')</script><img src=x on
 
 
 def test_a_completion_holding_a_script_shows_as_text(sign_in, live_app, tmp_path):
-    group = {"kind": "group", "character": "aria", "prompt_set": "aria-demo", "prompt": "stars",
-             "completions": [SCRIPT, "A plain answer."]}
+    group = {
+        "kind": "group",
+        "character": "aria",
+        "prompt_set": "aria-demo",
+        "prompt": "stars",
+        "completions": [SCRIPT, "A plain answer."],
+    }
     source = tmp_path / "hostile.jsonl"
     source.write_text(json.dumps(group) + "\n")
     live_app.manage("import", str(source))

@@ -28,18 +28,21 @@ def test_synthesis_is_deterministic():
     assert architext.decision_prompt(a) == architext.decision_prompt(a)
 
 
-@pytest.mark.parametrize("row, field, message", [
-    ('{"id": "b", "text": "a house without markers"}', "text", "[prompt]"),
-    ('{"id": "b", "prompt": "p", "layout": "kitchen: (1,1)(2,2)"}', "layout", "at least 3"),
-    ('{"id": "b", "prompt": "p", "layout": "kitchen: (1,1)(2,2)(900,3)"}', "layout", "outside 0..256"),
-    ('{"id": "b", "prompt": "p", "layout": "kitchen (1,1)(2,2)(3,3)"}', "layout", "cannot read a room"),
-    ('{"id": "b", "prompt": "p", "layout": "a: (1,1)(2,2)(3,3), a: (4,4)(5,5)(6,6)"}', "layout", "twice"),
-    ('{"id": "b", "layout": "kitchen: (1,1)(2,2)(3,3)"}', "prompt", "required"),
-    ('{"id": "b", "prompt": "p", "layout": "k: (1,1)(2,2)(3,3)", "colour": 1}', "colour", "unknown"),
-    ('{"id": "a1", "prompt": "p", "layout": "k: (1,1)(2,2)(3,3)"}', "id", "duplicate"),
-    ("[1, 2]", "", "JSON object"),
-    ("{not json", "", "invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "row, field, message",
+    [
+        ('{"id": "b", "text": "a house without markers"}', "text", "[prompt]"),
+        ('{"id": "b", "prompt": "p", "layout": "kitchen: (1,1)(2,2)"}', "layout", "at least 3"),
+        ('{"id": "b", "prompt": "p", "layout": "kitchen: (1,1)(2,2)(900,3)"}', "layout", "outside 0..256"),
+        ('{"id": "b", "prompt": "p", "layout": "kitchen (1,1)(2,2)(3,3)"}', "layout", "cannot read a room"),
+        ('{"id": "b", "prompt": "p", "layout": "a: (1,1)(2,2)(3,3), a: (4,4)(5,5)(6,6)"}', "layout", "twice"),
+        ('{"id": "b", "layout": "kitchen: (1,1)(2,2)(3,3)"}', "prompt", "required"),
+        ('{"id": "b", "prompt": "p", "layout": "k: (1,1)(2,2)(3,3)", "colour": 1}', "colour", "unknown"),
+        ('{"id": "a1", "prompt": "p", "layout": "k: (1,1)(2,2)(3,3)"}', "id", "duplicate"),
+        ("[1, 2]", "", "JSON object"),
+        ("{not json", "", "invalid JSON"),
+    ],
+)
 def test_a_bad_row_names_its_line_and_field_and_imports_nothing(db, row, field, message):
     text = SAMPLE.read_text().splitlines()[0] + "\n" + row + "\n"
     with pytest.raises(ImportFailed) as failed:
@@ -55,10 +58,18 @@ def test_the_cli_and_the_api_import_puzzles(db, admin_user, client, capsys):
     with pytest.raises(CommandError, match="already exists"):
         call_command("import_puzzles", str(SAMPLE), "--prompt-set", "houses")
     token = tokens.token_create(user=admin_user, name="t")[1]
-    response = client.post("/api/puzzles", json.dumps({"content": SAMPLE.read_text(), "prompt_set": "flats"}),
-                           content_type="application/json", headers={"Authorization": f"Bearer {token}"})
+    response = client.post(
+        "/api/puzzles",
+        json.dumps({"content": SAMPLE.read_text(), "prompt_set": "flats"}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert response.status_code == 201 and response.json()["prompt_count"] == 5
-    bad = client.post("/api/puzzles", json.dumps({"content": '{"id": 1}', "prompt_set": "nope"}),
-                      content_type="application/json", headers={"Authorization": f"Bearer {token}"})
+    bad = client.post(
+        "/api/puzzles",
+        json.dumps({"content": '{"id": 1}', "prompt_set": "nope"}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert bad.status_code == 400 and "line 1: prompt" in bad.json()["errors"]
     assert not PromptSet.objects.filter(slug="nope").exists()

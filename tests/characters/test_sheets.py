@@ -38,13 +38,16 @@ def test_the_sample_sheet_is_valid_and_the_schema_is_versioned():
     assert "version 1" in schema["$comment"] and "appearance" in schema["required"]
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"appearance__height": 2.5}, "appearance.height"),
-    ({"appearance__features": ["wings"]}, "appearance.features.0"),
-    ({"appearance__palette__skin": "red"}, "appearance.palette.skin"),
-    ({"attributes__age": "old"}, "attributes.age"),
-    ({"dialogue": []}, "dialogue"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"appearance__height": 2.5}, "appearance.height"),
+        ({"appearance__features": ["wings"]}, "appearance.features.0"),
+        ({"appearance__palette__skin": "red"}, "appearance.palette.skin"),
+        ({"attributes__age": "old"}, "attributes.age"),
+        ({"dialogue": []}, "dialogue"),
+    ],
+)
 def test_a_sheet_that_breaks_the_schema_names_the_field(changes, field):
     problems = sheet_problems(json.dumps(sample(**changes)))
     assert problems and problems[0].startswith(f"{field}:"), problems
@@ -59,8 +62,13 @@ def _validate(paths: list[Path]) -> list[dict]:
     node = shutil.which("node")
     assert node, "node is needed for the glTF validator (make test installs it)"
     assert (ROOT / "node_modules" / "gltf-validator").is_dir(), "run `npm ci` (make test does)"
-    result = subprocess.run([node, str(ROOT / "tests" / "gltf_validate.mjs"), *map(str, paths)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [node, str(ROOT / "tests" / "gltf_validate.mjs"), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]
 
@@ -83,13 +91,24 @@ def test_every_appearance_becomes_a_gltf_asset_with_zero_validator_errors(tmp_pa
 
 @pytest.fixture
 def sheet_group(db, media):
-    rubric = services.rubric_create(data=RubricIn(slug="coherence", name="Coherence", criteria=[
-        CriterionIn(key="coherent", description="Attributes, backstory and dialogue fit together")]))
+    rubric = services.rubric_create(
+        data=RubricIn(
+            slug="coherence",
+            name="Coherence",
+            criteria=[CriterionIn(key="coherent", description="Attributes, backstory and dialogue fit together")],
+        )
+    )
     run, _ = services.sheet_run_start(concept="a retired lighthouse keeper", count=2, rubric=rubric)
     group = services.group_for(run=run, prompt=run.prompt_set.prompts.get())
     good = services.generation_record(group=group, index=0, messages=[], raw_text=SAMPLE, model_version=None, run=run)
-    bad = services.generation_record(group=group, index=1, messages=[], run=run, model_version=None,
-                                     raw_text=json.dumps(sample(appearance__height=3)))
+    bad = services.generation_record(
+        group=group,
+        index=1,
+        messages=[],
+        run=run,
+        model_version=None,
+        raw_text=json.dumps(sample(appearance__height=3)),
+    )
     return {"run": run, "good": good, "bad": bad}
 
 
@@ -110,14 +129,16 @@ def test_a_valid_sheet_is_promoted_to_a_character_with_its_figure(sheet_group, m
 def test_a_think_tag_inside_a_sheet_string_is_text_not_a_think_block(sheet_group):
     raw = json.dumps(sample(backstory="She wrote </think> in her log and kept going."))
     group = sheet_group["good"].group
-    kept = services.generation_record(group=group, index=2, messages=[], raw_text=raw, model_version=None,
-                                      run=sheet_group["run"], structured=True)
+    kept = services.generation_record(
+        group=group, index=2, messages=[], raw_text=raw, model_version=None, run=sheet_group["run"], structured=True
+    )
     assert kept.text == raw and kept.thinking == "" and kept.think_valid
     assert sheet_problems(kept.text) == []
 
 
 def test_the_review_shows_sheets_as_cards_with_a_3d_figure_and_invalid_ones_with_their_problems(
-        sheet_group, client, admin_user, media):
+    sheet_group, client, admin_user, media
+):
     data = sample(name="<script>alert(1)</script>")
     sheet_group["good"].text = json.dumps(data)
     sheet_group["good"].save()
@@ -149,7 +170,11 @@ def test_media_serves_figures_to_reviewers_but_never_dataset_files(sheet_group, 
     figure = reviewer_client.get(f"/media/{character.appearance_model.name}")
     assert figure.status_code == 200 and figure["Content-Type"] == "model/gltf-binary"
     assert b"".join(figure.streaming_content)[:4] == b"glTF"
-    for path in ("datasets/d/1.jsonl", "appearance/../datasets/d/1.jsonl", "appearance/missing.glb",
-                 "appearance/../../etc/passwd"):
+    for path in (
+        "datasets/d/1.jsonl",
+        "appearance/../datasets/d/1.jsonl",
+        "appearance/missing.glb",
+        "appearance/../../etc/passwd",
+    ):
         assert reviewer_client.get(f"/media/{path}").status_code == 404, path
     assert Client().get(f"/media/{character.appearance_model.name}").status_code == 302  # signed out: to the login

@@ -27,7 +27,7 @@ def test_grpo_rows_carry_rewards_and_group_relative_advantages(world):
     version = build("grpo")
     first, tied = rows(version)
     assert first["rewards"] == [0.0, 0.5, 1.0]
-    std = math.sqrt(((0 - .5) ** 2 + 0 + (1 - .5) ** 2) / 3)
+    std = math.sqrt(((0 - 0.5) ** 2 + 0 + (1 - 0.5) ** 2) / 3)
     assert first["advantages"] == [round(-0.5 / (std + 1e-6), 6), 0.0, round(0.5 / (std + 1e-6), 6)]
     assert first["prompt"][0] == {"role": "system", "content": "Mira keeps a lighthouse."}
     assert first["completions"][2] == [{"role": "assistant", "content": "a-2"}]
@@ -39,8 +39,13 @@ def test_grpo_rows_carry_rewards_and_group_relative_advantages(world):
 
 def test_human_scores_take_precedence_over_the_judge(world):
     low = world["made"][("a", 2)]  # the judge gave it 5
-    services.judgment_record(generation=low, rubric=world["rubric"], source=Judgment.Source.HUMAN,
-                             scores={"voice": 1}, reviewer=world["reviewer"])
+    services.judgment_record(
+        generation=low,
+        rubric=world["rubric"],
+        source=Judgment.Source.HUMAN,
+        scores={"voice": 1},
+        reviewer=world["reviewer"],
+    )
     first = rows(build("grpo"))[0]
     assert first["rewards"] == [0.0, 0.5, 0.0]
     assert first["reward_sources"] == ["judge", "judge", "human"]
@@ -62,9 +67,15 @@ def test_pairs_follow_rewards_above_the_margin_and_ties_never_pair(world):
 
 def test_a_reviewer_rewrite_is_chosen_over_its_original(world):
     original = world["made"][("a", 2)]  # the judge's favourite
-    rewrite = services.generation_record(group=original.group, index=2, messages=original.messages,
-                                         model_version=None, raw_text="a better answer", parent=original,
-                                         source=Generation.Source.HUMAN_REWRITE)
+    rewrite = services.generation_record(
+        group=original.group,
+        index=2,
+        messages=original.messages,
+        model_version=None,
+        raw_text="a better answer",
+        parent=original,
+        source=Generation.Source.HUMAN_REWRITE,
+    )
     pairs = rows(build("dpo"))
     mine = [p for p in pairs if p["origin"] == "rewrite"]
     assert len(mine) == 1 and mine[0]["id"] == f"p{rewrite.pk}>{original.pk}"
@@ -75,23 +86,31 @@ def test_kto_labels_and_sft_best_completions(world):
     kto = rows(build("kto"))
     assert {(r["completion"][0]["content"], r["label"]) for r in kto} == {("a-0", False), ("a-2", True)}
     sft = rows(build("sft"))
-    assert [r["messages"][-1] for r in sft] == [{"role": "assistant", "content": "a-2"},
-                                                {"role": "assistant", "content": "b-0"}]
+    assert [r["messages"][-1] for r in sft] == [
+        {"role": "assistant", "content": "a-2"},
+        {"role": "assistant", "content": "b-0"},
+    ]
 
 
 def test_the_same_filter_over_the_same_data_gives_the_same_bytes(world):
     first, second = build("grpo"), build("grpo")
     assert (first.number, second.number) == (1, 2)
     assert first.sha256 == second.sha256 and b"".join(datasets.dataset_stream(first)) == b"".join(
-        datasets.dataset_stream(second))
+        datasets.dataset_stream(second)
+    )
     diff = datasets.dataset_compare(first, second)
     assert diff == {"added": [], "removed": [], "changed": [], "unchanged": 2}
 
 
 def test_compare_reports_added_removed_and_changed_rows(world):
     old = build("grpo")
-    services.judgment_record(generation=world["made"][("a", 0)], rubric=world["rubric"],
-                             source=Judgment.Source.HUMAN, scores={"voice": 5}, reviewer=world["reviewer"])
+    services.judgment_record(
+        generation=world["made"][("a", 0)],
+        rubric=world["rubric"],
+        source=Judgment.Source.HUMAN,
+        scores={"voice": 5},
+        reviewer=world["reviewer"],
+    )
     new = build("grpo", runs=[world["run"].pk])
     diff = datasets.dataset_compare(old, new)
     assert diff["changed"] == [f"g{world['made'][('a', 0)].group_id}"] and diff["unchanged"] == 1
@@ -135,8 +154,14 @@ def test_a_version_whose_file_changed_or_vanished_is_never_served(world):
 
 def test_flagged_completions_are_left_out_unless_asked(world):
     flagged = world["made"][("a", 1)]
-    services.judgment_record(generation=flagged, rubric=world["rubric"], source=Judgment.Source.HUMAN,
-                             scores={"voice": 3}, reviewer=world["reviewer"], flagged=True)
+    services.judgment_record(
+        generation=flagged,
+        rubric=world["rubric"],
+        source=Judgment.Source.HUMAN,
+        scores={"voice": 3},
+        reviewer=world["reviewer"],
+        flagged=True,
+    )
     assert len(rows(build("grpo"))[0]["rewards"]) == 2
     assert len(rows(build("grpo", exclude_flagged=False))[0]["rewards"]) == 3
 

@@ -15,8 +15,10 @@ from inference.engine import SamplingParams
 from inference.errors import InvalidRequest
 from tests.triton_fixture import TINY_MODEL
 
-MESSAGES = [{"role": "system", "content": "You are Aria, a ship's navigator."},
-            {"role": "user", "content": "Where are we headed?"}]
+MESSAGES = [
+    {"role": "system", "content": "You are Aria, a ship's navigator."},
+    {"role": "user", "content": "Where are we headed?"},
+]
 RUBRIC = {
     "slug": "voice",
     "criteria": [
@@ -59,8 +61,9 @@ def test_a_group_is_n_completions_with_counts_and_finish_reasons(backend):
 
 def test_streamed_pieces_add_up_to_the_final_texts(backend):
     pieces = {}
-    completions = generate(backend, n=3, max_tokens=10, seed=3,
-                           on_delta=lambda i, p: pieces.__setitem__(i, pieces.get(i, "") + p))
+    completions = generate(
+        backend, n=3, max_tokens=10, seed=3, on_delta=lambda i, p: pieces.__setitem__(i, pieces.get(i, "") + p)
+    )
     assert {i: pieces.get(i, "") for i in range(3)} == {c.index: c.text for c in completions}
 
 
@@ -85,8 +88,12 @@ def test_regex_guidance_constrains_random_weights(backend):
 
 
 def test_json_schema_guidance_gives_valid_json(backend):
-    schema = {"type": "object", "properties": {"mood": {"enum": ["calm", "stormy"]}}, "required": ["mood"],
-              "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"mood": {"enum": ["calm", "stormy"]}},
+        "required": ["mood"],
+        "additionalProperties": False,
+    }
     (c,) = generate(backend, max_tokens=40, seed=2, guidance_type="json_schema", guidance=json.dumps(schema))
     assert json.loads(c.text)["mood"] in {"calm", "stormy"}
 

@@ -9,8 +9,9 @@ from inference import build_model
 
 
 @pytest.mark.parametrize(("target", "precision", "provider"), [("cpu", "fp32", "cpu"), ("cuda", "fp16", "cuda")])
-def test_convert_asks_the_builder_for_the_targets_precision_and_provider(monkeypatch, tmp_path, target, precision,
-                                                                          provider):
+def test_convert_asks_the_builder_for_the_targets_precision_and_provider(
+    monkeypatch, tmp_path, target, precision, provider
+):
     seen = {}
 
     def run(command, **kwargs):

@@ -51,11 +51,22 @@ def test_the_command_exits_when_done(triton_url, tmp_path):
     import sys
     from pathlib import Path
 
-    env = {**os.environ, "TRITON_URL": triton_url, "INFERENCE_BACKEND": "triton", "DATA_DIR": str(tmp_path),
-           "SQLITE_PATH": str(tmp_path / "db.sqlite3")}
+    env = {
+        **os.environ,
+        "TRITON_URL": triton_url,
+        "INFERENCE_BACKEND": "triton",
+        "DATA_DIR": str(tmp_path),
+        "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+    }
     env.pop("DATABASE_URL", None)
-    result = subprocess.run([sys.executable, "manage.py", "generate", "Hello", "--n", "2", "--max-tokens", "4"],
-                            cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "generate", "Hello", "--n", "2", "--max-tokens", "4"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("--- #") == 2

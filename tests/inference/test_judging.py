@@ -18,8 +18,13 @@ RUBRIC = {
     "slug": "aria-voice",
     "name": "Aria's voice",
     "criteria": [
-        {"key": "in_character", "description": "Sounds like Aria", "scale_min": 1, "scale_max": 5,
-         "levels": {"1": "generic assistant", "5": "unmistakably Aria"}},
+        {
+            "key": "in_character",
+            "description": "Sounds like Aria",
+            "scale_min": 1,
+            "scale_max": 5,
+            "levels": {"1": "generic assistant", "5": "unmistakably Aria"},
+        },
         {"key": "helpful", "description": "Answers the question", "scale_min": 0, "scale_max": 10, "levels": {}},
     ],
 }

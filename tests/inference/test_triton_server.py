@@ -45,8 +45,9 @@ def test_judge_refuses_a_rubric_without_criteria_server_side(client):
 
 
 def test_a_raw_prompt_bypasses_the_chat_template(client):
-    (c,) = client._call("qwen3", {"prompt": "Once upon a time", "params": {"max_tokens": 5, "seed": 1}},
-                        None)["completions"]
+    (c,) = client._call("qwen3", {"prompt": "Once upon a time", "params": {"max_tokens": 5, "seed": 1}}, None)[
+        "completions"
+    ]
     assert c["completion_tokens"] == 5 or c["finish_reason"] == "stop"
 
 

@@ -52,9 +52,7 @@ def test_it_accepts_the_scale_bounds(judged):
 def test_it_refuses_a_second_text_in_one_group_slot(demo):
     generation = Generation.objects.filter(revision=0).first()
     _refused(
-        lambda: Generation.objects.create(
-            group=generation.group, index=generation.index, messages=[], text="again"
-        )
+        lambda: Generation.objects.create(group=generation.group, index=generation.index, messages=[], text="again")
     )
 
 
@@ -103,25 +101,13 @@ def test_slugs_are_unique(demo):
 def test_a_judge_judgment_needs_a_model_version_and_a_human_one_a_reviewer(demo):
     generation = Generation.objects.first()
     rubric = Judgment.objects.first().rubric
-    _refused(
-        lambda: Judgment.objects.create(
-            generation=generation, rubric=rubric, source="judge", overall=0.5
-        )
-    )
-    _refused(
-        lambda: Judgment.objects.create(
-            generation=generation, rubric=rubric, source="human", overall=0.5
-        )
-    )
+    _refused(lambda: Judgment.objects.create(generation=generation, rubric=rubric, source="judge", overall=0.5))
+    _refused(lambda: Judgment.objects.create(generation=generation, rubric=rubric, source="human", overall=0.5))
 
 
 def test_one_group_per_prompt_per_run(demo):
     group = Group.objects.first()
-    _refused(
-        lambda: Group.objects.create(
-            run=group.run, prompt=group.prompt, character=group.character, size=2
-        )
-    )
+    _refused(lambda: Group.objects.create(run=group.run, prompt=group.prompt, character=group.character, size=2))
 
 
 def test_a_criterion_scale_must_be_ordered(demo):
@@ -148,9 +134,7 @@ def test_overall_is_the_weighted_mean_of_rescaled_scores(demo):
     judgment = Judgment.objects.filter(generation__text__startswith="Find the Big Dipper").get()
     # all criteria at their maximum -> 1.0
     assert judgment.overall == pytest.approx(1.0)
-    low = Judgment.objects.filter(
-        generation__text__startswith="The North Star is the brightest"
-    ).get()
+    low = Judgment.objects.filter(generation__text__startswith="The North Star is the brightest").get()
     # in-character 2/5 (w2), helpfulness 1/5 (w1.5), honesty 1/5 (w1.5), concision 3/3 (w1)
     expected = (2 * 0.25 + 1.5 * 0 + 1.5 * 0 + 1 * 1.0) / 6
     assert low.overall == pytest.approx(expected)
@@ -182,7 +166,5 @@ def test_importing_a_group_records_think_tag_problems(demo):
 
 
 def test_character_create_takes_validated_input(db):
-    character = services.character_create(
-        data=CharacterIn(name="Bo", slug="bo", persona="You are Bo.")
-    )
+    character = services.character_create(data=CharacterIn(name="Bo", slug="bo", persona="You are Bo."))
     assert character.system_message() == {"role": "system", "content": "You are Bo."}

@@ -35,10 +35,7 @@ prompt_sets:
 
 
 def _counts():
-    return [
-        m.objects.count()
-        for m in (Character, Rubric, PromptSet, Prompt, Group, Generation, Judgment)
-    ]
+    return [m.objects.count() for m in (Character, Rubric, PromptSet, Prompt, Group, Generation, Judgment)]
 
 
 def _fails(name, text, **kwargs) -> list[str]:
@@ -85,9 +82,7 @@ def test_bad_yaml_names_the_line(db):
 def test_malformed_jsonl_names_the_line_and_imports_no_line(db):
     lines = [
         json.dumps({"kind": "prompt_set", "slug": "s", "name": "S"}),
-        json.dumps(
-            {"kind": "prompt", "prompt_set": "s", "messages": [{"role": "user", "content": "hi"}]}
-        ),
+        json.dumps({"kind": "prompt", "prompt_set": "s", "messages": [{"role": "user", "content": "hi"}]}),
         '{"kind": "prompt", "prompt_set": "s", "messages": [',
     ]
     (problem,) = _fails("p.jsonl", "\n".join(lines))
@@ -113,14 +108,9 @@ def test_every_problem_in_a_file_is_reported_at_once(db):
         problems[1]
         == "many.jsonl:2: kind: unknown kind 'spaceship'; expected one of character, rubric, prompt_set, prompt, group"
     )
-    assert (
-        "many.jsonl:4: messages: List should have at least 1 item after validation, not 0"
-        in problems
-    )
+    assert "many.jsonl:4: messages: List should have at least 1 item after validation, not 0" in problems
     assert "many.jsonl:4: colour: unknown field" in problems
-    assert (
-        "many.jsonl:3: prompt_set: no prompt set 'nowhere' in this file or the database" in problems
-    )
+    assert "many.jsonl:3: prompt_set: no prompt set 'nowhere' in this file or the database" in problems
 
 
 def test_a_duplicate_slug_in_the_file_is_refused(db):
@@ -132,9 +122,7 @@ def test_a_duplicate_slug_in_the_file_is_refused(db):
 
 def test_a_slug_already_in_the_database_is_refused(demo):
     line = json.dumps({"kind": "character", "name": "Aria", "slug": "aria", "persona": "p"})
-    assert _fails("again.jsonl", line) == [
-        "again.jsonl:1: slug: a character with slug 'aria' already exists"
-    ]
+    assert _fails("again.jsonl", line) == ["again.jsonl:1: slug: a character with slug 'aria' already exists"]
 
 
 def test_an_out_of_range_judge_score_is_refused(demo):
@@ -163,9 +151,7 @@ def test_a_group_must_name_an_existing_prompt(demo):
         "prompt": "nope",
         "completions": ["a"],
     }
-    assert _fails("g.jsonl", json.dumps(record)) == [
-        "g.jsonl:1: prompt: no prompt 'nope' in prompt set 'aria-demo'"
-    ]
+    assert _fails("g.jsonl", json.dumps(record)) == ["g.jsonl:1: prompt: no prompt 'nope' in prompt set 'aria-demo'"]
 
 
 def test_a_plain_prompts_jsonl_joins_the_default_prompt_set(demo):
@@ -201,6 +187,4 @@ def test_the_import_command_imports_a_good_file(db, tmp_path: Path, capsys):
 
 
 def test_an_unknown_file_type_is_refused(db):
-    assert _fails("notes.txt", "hello") == [
-        "notes.txt: unknown file type .txt: use .jsonl, .yaml, .yml or .json"
-    ]
+    assert _fails("notes.txt", "hello") == ["notes.txt: unknown file type .txt: use .jsonl, .yaml, .yml or .json"]

@@ -23,9 +23,7 @@ def test_the_demo_has_aria_a_rubric_prompts_and_groups_to_review(demo):
 def test_seeding_twice_changes_nothing(demo):
     before = [m.objects.count() for m in (Character, Rubric, Prompt, Group, Generation, Judgment)]
     call_command("seed_demo", verbosity=0)
-    assert [
-        m.objects.count() for m in (Character, Rubric, Prompt, Group, Generation, Judgment)
-    ] == before
+    assert [m.objects.count() for m in (Character, Rubric, Prompt, Group, Generation, Judgment)] == before
 
 
 def test_the_demo_users_can_sign_in(client, demo):

@@ -14,9 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _manage(*args, **env):
-    full_env = {
-        k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "ALLOWED_HOSTS"}
-    }
+    full_env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "ALLOWED_HOSTS"}}
     full_env.update(env)
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -81,21 +79,16 @@ def test_redis_url_switches_huey_and_the_channel_layer():
 
     if settings.REDIS_URL:
         assert settings.HUEY["huey_class"] == "huey.RedisHuey"
-        assert (
-            settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-        )
+        assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
     else:
         assert settings.HUEY["huey_class"] == "huey.SqliteHuey"
-        assert (
-            settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
-        )
+        assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
 
 
 def test_production_static_files_collect_with_their_manifest(tmp_path):
     """With DEBUG off pages name static files through the manifest; every file (vendored
     ones included) must collect, or the first page fails."""
-    result = _manage("collectstatic", "--noinput", "-v", "0", DEBUG="0", SECRET_KEY="k" * 60,
-                     DATA_DIR=str(tmp_path))
+    result = _manage("collectstatic", "--noinput", "-v", "0", DEBUG="0", SECRET_KEY="k" * 60, DATA_DIR=str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     manifest = (tmp_path / "staticfiles" / "staticfiles.json").read_text()
     assert "vendor/model-viewer-4.4.0.min.js" in manifest and "css/app.css" in manifest

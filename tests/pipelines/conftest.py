@@ -29,9 +29,14 @@ def worker_env(triton_url: str) -> dict[str, str]:
     else:
         env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     env.update(
-        DATA_DIR=str(settings.DATA_DIR), INFERENCE_BACKEND="triton", TRITON_URL=triton_url,
-        RUN_STALE_AFTER_S=str(STALE_AFTER_S), PIPELINE_WORKERS="2", HUEY_WORKERS="2",
-        HUEY_NAME=settings.HUEY["name"], DJANGO_SETTINGS_MODULE="shaping_web.settings",
+        DATA_DIR=str(settings.DATA_DIR),
+        INFERENCE_BACKEND="triton",
+        TRITON_URL=triton_url,
+        RUN_STALE_AFTER_S=str(STALE_AFTER_S),
+        PIPELINE_WORKERS="2",
+        HUEY_WORKERS="2",
+        HUEY_NAME=settings.HUEY["name"],
+        DJANGO_SETTINGS_MODULE="shaping_web.settings",
     )
     return env
 
@@ -45,7 +50,11 @@ class Consumer:
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "manage.py", "run_huey", "--workers", "2", "--worker-type", "thread"],
-                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         return self
 
@@ -84,17 +93,27 @@ def story(transactional_db):
     """A character, a two-criterion rubric and a prompt set of `n` prompts."""
 
     def make(n: int = 6) -> tuple[Character, PromptSet, Rubric]:
-        character = services.character_create(data=CharacterIn(
-            slug="mira", name="Mira", persona="Mira is a lighthouse keeper: patient, wry, precise."))
-        rubric = services.rubric_create(data=RubricIn(slug="voice", name="Voice", criteria=[
-            CriterionIn(key="in_character", description="Sounds like Mira", scale_min=1, scale_max=5),
-            CriterionIn(key="helpful", description="Answers the question", scale_min=1, scale_max=5),
-        ]))
+        character = services.character_create(
+            data=CharacterIn(slug="mira", name="Mira", persona="Mira is a lighthouse keeper: patient, wry, precise.")
+        )
+        rubric = services.rubric_create(
+            data=RubricIn(
+                slug="voice",
+                name="Voice",
+                criteria=[
+                    CriterionIn(key="in_character", description="Sounds like Mira", scale_min=1, scale_max=5),
+                    CriterionIn(key="helpful", description="Answers the question", scale_min=1, scale_max=5),
+                ],
+            )
+        )
         prompt_set = services.prompt_set_create(data=PromptSetIn(slug="keeper", name="Keeper"))
-        services.prompts_add(prompt_set=prompt_set, prompts=[
-            PromptIn(id=f"p{i}", messages=[{"role": "user", "content": f"Question {i}: what do you see tonight?"}])
-            for i in range(n)
-        ])
+        services.prompts_add(
+            prompt_set=prompt_set,
+            prompts=[
+                PromptIn(id=f"p{i}", messages=[{"role": "user", "content": f"Question {i}: what do you see tonight?"}])
+                for i in range(n)
+            ],
+        )
         return character, prompt_set, rubric
 
     return make
@@ -108,7 +127,9 @@ def wait_for(run: PipelineRun, statuses: set[str], timeout_s: float = 120, log: 
             return run
         time.sleep(0.2)
     tail = log.read_text()[-3000:] if log and log.exists() else ""
-    raise AssertionError(f"run #{run.pk} is {run.status} ({run.done_items}/{run.total_items}) after {timeout_s}s\n{tail}")
+    raise AssertionError(
+        f"run #{run.pk} is {run.status} ({run.done_items}/{run.total_items}) after {timeout_s}s\n{tail}"
+    )
 
 
 def wait_until(predicate, timeout_s: float = 60, what: str = "condition") -> None:

@@ -81,7 +81,10 @@ def test_a_call_still_failing_after_its_retries_becomes_a_failure_record():
     (outcome,) = TaskManager(backend, workers=1, retries=2, backoff_s=0.001).run([("item-7", lambda: echo_task("x"))])
     assert not outcome.ok
     assert outcome.failure.as_dict() == {
-        "item": "item-7", "error": "BackendUnavailable", "message": "scripted failure 3", "attempts": 3,
+        "item": "item-7",
+        "error": "BackendUnavailable",
+        "message": "scripted failure 3",
+        "attempts": 3,
     }
 
 
@@ -131,9 +134,11 @@ def test_cancelling_stops_the_remaining_tasks():
             cancelled.set()
         return {"text": result}
 
-    outcomes = list(TaskManager(backend, workers=1, is_cancelled=cancelled.is_set).run(
-        [(i, lambda i=i: task(i)) for i in range(10)]
-    ))
+    outcomes = list(
+        TaskManager(backend, workers=1, is_cancelled=cancelled.is_set).run(
+            [(i, lambda i=i: task(i)) for i in range(10)]
+        )
+    )
     assert len(outcomes) < 10 or sum(o.cancelled for o in outcomes) > 0
     assert [o.key for o in outcomes if o.ok] == [0, 1, 2]
 

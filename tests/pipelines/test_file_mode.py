@@ -22,23 +22,43 @@ def read_jsonl(path):
 
 @pytest.fixture
 def rubric(db):
-    return services.rubric_create(data=RubricIn(slug="voice", name="Voice", criteria=[
-        CriterionIn(key="in_character", description="In character", scale_min=1, scale_max=5)]))
+    return services.rubric_create(
+        data=RubricIn(
+            slug="voice",
+            name="Voice",
+            criteria=[CriterionIn(key="in_character", description="In character", scale_min=1, scale_max=5)],
+        )
+    )
 
 
 def test_generate_then_judge_files(tmp_path, triton_url, rubric):
     generated = tmp_path / "generated.jsonl"
-    call_command("run_pipeline", task="generate", input=write_jsonl(tmp_path / "in.jsonl", PROMPTS),
-                 output=generated, group_size=3, max_tokens=8, triton_url=triton_url)
+    call_command(
+        "run_pipeline",
+        task="generate",
+        input=write_jsonl(tmp_path / "in.jsonl", PROMPTS),
+        output=generated,
+        group_size=3,
+        max_tokens=8,
+        triton_url=triton_url,
+    )
     rows = read_jsonl(generated)
     assert [r["id"] for r in rows] == ["q0", "q1", "q2"]  # input order, whatever order items finished in
     assert all(len(r["completions"]) == 3 for r in rows)
 
-    to_judge = [{"id": r["id"], "messages": p["messages"], "completion": r["completions"][0]["text"]}
-                for r, p in zip(rows, PROMPTS, strict=True)]
+    to_judge = [
+        {"id": r["id"], "messages": p["messages"], "completion": r["completions"][0]["text"]}
+        for r, p in zip(rows, PROMPTS, strict=True)
+    ]
     judged = tmp_path / "judged.jsonl"
-    call_command("run_pipeline", task="judge", input=write_jsonl(tmp_path / "j.jsonl", to_judge), output=judged,
-                 rubric="voice", triton_url=triton_url)
+    call_command(
+        "run_pipeline",
+        task="judge",
+        input=write_jsonl(tmp_path / "j.jsonl", to_judge),
+        output=judged,
+        rubric="voice",
+        triton_url=triton_url,
+    )
     for row in read_jsonl(judged):
         assert row["ok"] and 1 <= row["scores"]["in_character"] <= 5
 
@@ -59,8 +79,14 @@ def test_a_dead_backend_fails_every_line_visibly(tmp_path, db):
 
     out = tmp_path / "out.jsonl"
     with pytest.raises(CommandError, match="0 ok, 3 failed"):
-        call_command("run_pipeline", task="generate", input=write_jsonl(tmp_path / "in.jsonl", PROMPTS), output=out,
-                     max_tokens=4, triton_url=f"127.0.0.1:{free_port()}")
+        call_command(
+            "run_pipeline",
+            task="generate",
+            input=write_jsonl(tmp_path / "in.jsonl", PROMPTS),
+            output=out,
+            max_tokens=4,
+            triton_url=f"127.0.0.1:{free_port()}",
+        )
     rows = read_jsonl(out)
     assert [r["error"]["error"] for r in rows] == ["BackendUnavailable"] * 3
 

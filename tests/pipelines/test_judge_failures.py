@@ -22,8 +22,15 @@ class UnparseableJudge(InProcessBackend):
 
 def test_unparseable_judge_answers_are_recorded_as_failed_judgments(story):
     character, prompt_set, rubric = story(2)
-    run, _ = services.run_start(kind="generate", character=character, prompt_set=prompt_set, rubric=rubric,
-                                group_size=2, params={"sampling": {"max_tokens": 8}}, enqueue=False)
+    run, _ = services.run_start(
+        kind="generate",
+        character=character,
+        prompt_set=prompt_set,
+        rubric=rubric,
+        group_size=2,
+        params={"sampling": {"max_tokens": 8}},
+        enqueue=False,
+    )
     backend = UnparseableJudge()
     assert execute(run.pk, backend=backend) == PipelineRun.Status.SUCCEEDED
     failed = Judgment.objects.filter(run=run, status=Judgment.Status.FAILED)

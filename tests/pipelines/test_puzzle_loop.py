@@ -21,13 +21,26 @@ def test_puzzles_go_through_generate_judge_review_into_a_dataset(client, admin_u
     assert post("/import", {"name": "mira.jsonl", "content": CONTENT}).status_code == 201
     made = post("/puzzles", {"name": SAMPLE.name, "content": SAMPLE.read_text(), "prompt_set": "houses"})
     assert made.status_code == 201, made.content
-    started = post("/runs", {"kind": "generate", "character": "mira", "prompt_set": "houses", "rubric": "voice",
-                             "group_size": 2, "max_tokens": 24})
+    started = post(
+        "/runs",
+        {
+            "kind": "generate",
+            "character": "mira",
+            "prompt_set": "houses",
+            "rubric": "voice",
+            "group_size": 2,
+            "max_tokens": 24,
+        },
+    )
     assert started.status_code == 201, started.content
     run_id = started.json()["id"]
     deadline = time.monotonic() + 180
     while (status := client.get(f"/api/runs/{run_id}", headers=auth).json())["status"] not in (
-            "succeeded", "partial", "failed", "cancelled"):
+        "succeeded",
+        "partial",
+        "failed",
+        "cancelled",
+    ):
         assert time.monotonic() < deadline, f"run still {status['status']}: {consumer.log.read_text()[-2000:]}"
         time.sleep(0.3)
     assert status["status"] == "succeeded", status
@@ -36,11 +49,11 @@ def test_puzzles_go_through_generate_judge_review_into_a_dataset(client, admin_u
 
     assignment = services.assignment_claim_next(reviewer=reviewer, policy="fifo")
     assert assignment.group.run_id == run_id
-    services.review_submit(assignment_id=assignment.pk, reviewer=reviewer,
-                           submission=_submission(review_form(assignment, score=3)))
+    services.review_submit(
+        assignment_id=assignment.pk, reviewer=reviewer, submission=_submission(review_form(assignment, score=3))
+    )
 
-    version = post("/datasets", {"dataset": "houses", "kind": "grpo", "filter": {"runs": [run_id],
-                                                                                 "rubric": "voice"}})
+    version = post("/datasets", {"dataset": "houses", "kind": "grpo", "filter": {"runs": [run_id], "rubric": "voice"}})
     assert version.status_code == 201, version.content
     body = b"".join(client.get("/api/datasets/houses/1/download", headers=auth).streaming_content)
     rows = [json.loads(line) for line in body.splitlines()]

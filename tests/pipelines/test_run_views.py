@@ -10,13 +10,26 @@ from labelling.models import PipelineRun
 def demo_rows(demo):
     from labelling.models import Character, PromptSet, Rubric
 
-    return Character.objects.get(slug="aria"), PromptSet.objects.get(slug="aria-demo"), Rubric.objects.get(slug="aria-voice")
+    return (
+        Character.objects.get(slug="aria"),
+        PromptSet.objects.get(slug="aria-demo"),
+        Rubric.objects.get(slug="aria-voice"),
+    )
 
 
 def form(rows, **extra):
     character, prompt_set, rubric = rows
-    data = {"kind": "generate", "character": character.pk, "prompt_set": prompt_set.pk, "rubric": rubric.pk,
-            "group_size": "4", "max_tokens": "16", "threshold": "0.5", "max_rounds": "1", "idempotency_key": "form-1"}
+    data = {
+        "kind": "generate",
+        "character": character.pk,
+        "prompt_set": prompt_set.pk,
+        "rubric": rubric.pk,
+        "group_size": "4",
+        "max_tokens": "16",
+        "threshold": "0.5",
+        "max_rounds": "1",
+        "idempotency_key": "form-1",
+    }
     data.update(extra)
     return data
 
@@ -58,8 +71,9 @@ def test_reviewers_cannot_start_or_steer_runs(reviewer_client, demo_rows):
 
 def test_resuming_a_finished_run_is_refused_with_a_message(admin_client, demo_rows):
     character, prompt_set, rubric = demo_rows
-    run = PipelineRun.objects.create(kind="generate", character=character, prompt_set=prompt_set,
-                                     status=PipelineRun.Status.SUCCEEDED)
+    run = PipelineRun.objects.create(
+        kind="generate", character=character, prompt_set=prompt_set, status=PipelineRun.Status.SUCCEEDED
+    )
     response = admin_client.post(reverse("run_resume", args=[run.pk]), follow=True)
     assert "only failed, partial or stuck runs resume" in response.content.decode()
     run.refresh_from_db()
@@ -93,8 +107,13 @@ def test_inference_health_says_when_triton_is_down(admin_client, settings):
 
 def test_an_admin_designs_characters_from_a_concept(admin_client, demo_rows, django_capture_on_commit_callbacks):
     _, _, rubric = demo_rows
-    data = {"concept": "a cartographer who is afraid of heights", "count": "3", "sheet_max_tokens": "512",
-            "sheet_rubric": rubric.pk, "idempotency_key": "sheets-1"}
+    data = {
+        "concept": "a cartographer who is afraid of heights",
+        "count": "3",
+        "sheet_max_tokens": "512",
+        "sheet_rubric": rubric.pk,
+        "idempotency_key": "sheets-1",
+    }
     with django_capture_on_commit_callbacks(execute=False):
         first = admin_client.post(reverse("sheet_run_new"), data)
         again = admin_client.post(reverse("sheet_run_new"), data)
@@ -104,11 +123,14 @@ def test_an_admin_designs_characters_from_a_concept(admin_client, demo_rows, dja
     assert run.params["sampling"]["max_tokens"] == 512
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"concept": "  "}, "describe the character"),
-    ({"count": "40"}, "between 1 and 16"),
-    ({"sheet_rubric": "999999"}, "no such rubric"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"concept": "  "}, "describe the character"),
+        ({"count": "40"}, "between 1 and 16"),
+        ({"sheet_rubric": "999999"}, "no such rubric"),
+    ],
+)
 def test_a_bad_design_form_says_what_is_wrong_and_starts_nothing(admin_client, demo, change, message):
     data = {"concept": "a baker", "count": "2", "sheet_max_tokens": "512", **change}
     response = admin_client.post(reverse("sheet_run_new"), data)
@@ -137,8 +159,9 @@ def test_a_bad_puzzle_file_names_the_line_and_imports_nothing(admin_client, demo
     from labelling.models import PromptSet
 
     bad = b'{"id": "a", "prompt": "p", "layout": "k: (1,1)(2,2)(3,3)"}\n{"id": "b", "prompt": "p"}\n'
-    response = admin_client.post(reverse("puzzles_new"), {"puzzles": SimpleUploadedFile("bad.jsonl", bad),
-                                                          "puzzle_set": "bad"})
+    response = admin_client.post(
+        reverse("puzzles_new"), {"puzzles": SimpleUploadedFile("bad.jsonl", bad), "puzzle_set": "bad"}
+    )
     body = response.content.decode()
     assert response.status_code == 400 and "bad.jsonl" in body and "layout" in body and "nothing imported" in body
     assert not PromptSet.objects.filter(slug="bad").exists()

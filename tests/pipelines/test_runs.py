@@ -13,14 +13,22 @@ from labelling import services
 from labelling.models import Generation, Group, Judgment, PipelineRun
 from tests.pipelines.conftest import STALE_AFTER_S, Consumer, wait_for, wait_until, worker_env
 
-FINAL = {PipelineRun.Status.SUCCEEDED, PipelineRun.Status.PARTIAL, PipelineRun.Status.FAILED,
-         PipelineRun.Status.CANCELLED}
+FINAL = {
+    PipelineRun.Status.SUCCEEDED,
+    PipelineRun.Status.PARTIAL,
+    PipelineRun.Status.FAILED,
+    PipelineRun.Status.CANCELLED,
+}
 
 
 def start(character, prompt_set, rubric, *, group_size=4, max_tokens=24, **params) -> PipelineRun:
     with transaction.atomic():  # enqueued once committed, as from the web or the API
         run, created = services.run_start(
-            kind="generate", character=character, prompt_set=prompt_set, rubric=rubric, group_size=group_size,
+            kind="generate",
+            character=character,
+            prompt_set=prompt_set,
+            rubric=rubric,
+            group_size=group_size,
             params={"sampling": {"max_tokens": max_tokens}, **params},
         )
     assert created
@@ -33,7 +41,9 @@ def assert_complete_exactly_once(run: PipelineRun, prompts: int, group_size: int
     slots = Counter(Generation.objects.filter(group__run=run, revision=0).values_list("group_id", "index"))
     assert set(slots.values()) == {1}, "a group slot holds more than one completion"
     assert len(slots) == prompts * group_size
-    judged = Counter(Judgment.objects.filter(run=run, source=Judgment.Source.JUDGE).values_list("generation_id", flat=True))
+    judged = Counter(
+        Judgment.objects.filter(run=run, source=Judgment.Source.JUDGE).values_list("generation_id", flat=True)
+    )
     assert len(judged) == prompts * group_size
     assert set(judged.values()) == {1}, "a completion was judged twice"
     failed = list(Judgment.objects.filter(run=run, status=Judgment.Status.FAILED).values("error", "raw_output"))
@@ -53,10 +63,12 @@ def test_a_generate_and_judge_run_completes(story, consumer):
 
 def test_a_run_started_twice_with_one_key_is_one_run(story, huey_queue):
     character, prompt_set, rubric = story(1)
-    first, created = services.run_start(kind="generate", character=character, prompt_set=prompt_set,
-                                        rubric=rubric, idempotency_key="k-1", enqueue=False)
-    again, created_again = services.run_start(kind="generate", character=character, prompt_set=prompt_set,
-                                              rubric=rubric, idempotency_key="k-1", enqueue=False)
+    first, created = services.run_start(
+        kind="generate", character=character, prompt_set=prompt_set, rubric=rubric, idempotency_key="k-1", enqueue=False
+    )
+    again, created_again = services.run_start(
+        kind="generate", character=character, prompt_set=prompt_set, rubric=rubric, idempotency_key="k-1", enqueue=False
+    )
     assert created and not created_again and first.pk == again.pk
     assert PipelineRun.objects.count() == 1
 
@@ -65,9 +77,12 @@ def test_revise_links_each_revision_to_its_parent(story, consumer):
     character, prompt_set, rubric = story(2)
     generated = wait_for(start(character, prompt_set, rubric, group_size=2), FINAL, log=consumer.log)
     with transaction.atomic():
-        run, _ = services.run_start(kind="revise", rubric=rubric, source_run=generated,
-                                    params={"sampling": {"max_tokens": 16}, "revise_threshold": 1.01,
-                                            "max_rounds": 1})
+        run, _ = services.run_start(
+            kind="revise",
+            rubric=rubric,
+            source_run=generated,
+            params={"sampling": {"max_tokens": 16}, "revise_threshold": 1.01, "max_rounds": 1},
+        )
     run = wait_for(run, FINAL, log=consumer.log)
     assert run.status == PipelineRun.Status.SUCCEEDED, run.errors
     revisions = Generation.objects.filter(run=run, source=Generation.Source.REVISION)

@@ -11,8 +11,9 @@ from tests.pipelines.conftest import wait_for
 
 def test_a_sheet_run_generates_schema_guided_sheets(consumer):
     with transaction.atomic():
-        run, created = services.sheet_run_start(concept="a cartographer who is afraid of heights", count=2,
-                                                max_tokens=96)
+        run, created = services.sheet_run_start(
+            concept="a cartographer who is afraid of heights", count=2, max_tokens=96
+        )
     assert created
     run = wait_for(run, {"succeeded", "partial", "failed"}, log=consumer.log)
     assert run.status == PipelineRun.Status.SUCCEEDED, run.errors

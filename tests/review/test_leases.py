@@ -57,9 +57,7 @@ def test_a_reviewer_whose_lease_ran_out_gets_the_group_back_while_it_is_free(rev
     assert again.pk == first.pk and again.leased_until > timezone.now()
 
 
-def test_with_overlap_two_two_reviewers_get_it_and_a_third_does_not(
-    reviewer, reviewer2, reviewer3, demo
-):
+def test_with_overlap_two_two_reviewers_get_it_and_a_third_does_not(reviewer, reviewer2, reviewer3, demo):
     Group.objects.exclude(prompt__external_id="stars").delete()
     Group.objects.update(overlap_target=2)
     a = services.assignment_claim_next(reviewer=reviewer)

@@ -14,16 +14,29 @@ from tests.review.conftest import held, review_form
 def group_of_six(world):
     """Besides the world's ready group of three, a judged group of six."""
     first = world["run"]
-    run, _ = services.run_start(kind="generate", character=first.character, prompt_set=first.prompt_set,
-                                rubric=world["rubric"], group_size=6, enqueue=False)
+    run, _ = services.run_start(
+        kind="generate",
+        character=first.character,
+        prompt_set=first.prompt_set,
+        rubric=world["rubric"],
+        group_size=6,
+        enqueue=False,
+    )
     prompt = first.prompt_set.prompts.get(external_id="b")
     group = services.group_for(run=run, prompt=prompt)
     judge = services.model_version_get_or_create(backend="fixture", model_name="judge")
     for index in range(6):
-        g = services.generation_record(group=group, index=index, messages=[], model_version=None, run=run,
-                                       raw_text=f"six-{index}")
-        services.judgment_record(generation=g, rubric=world["rubric"], source=Judgment.Source.JUDGE,
-                                 scores={"voice": 1 + index % 5}, run=run, model_version=judge)
+        g = services.generation_record(
+            group=group, index=index, messages=[], model_version=None, run=run, raw_text=f"six-{index}"
+        )
+        services.judgment_record(
+            generation=g,
+            rubric=world["rubric"],
+            source=Judgment.Source.JUDGE,
+            scores={"voice": 1 + index % 5},
+            run=run,
+            model_version=judge,
+        )
     return group
 
 
@@ -38,8 +51,9 @@ def _costs(client, reviewer) -> tuple[int, int, int]:
     return assignment.group.size, len(shown.captured_queries), len(submitted.captured_queries)
 
 
-def test_showing_and_submitting_cost_the_same_queries_for_groups_of_three_and_six(group_of_six, reviewer_client,
-                                                                                   reviewer):
+def test_showing_and_submitting_cost_the_same_queries_for_groups_of_three_and_six(
+    group_of_six, reviewer_client, reviewer
+):
     reviewer_client.get("/review/?policy=fifo")
     three = _costs(reviewer_client, reviewer)
     reviewer_client.get("/review/?policy=fifo")

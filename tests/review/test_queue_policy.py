@@ -23,9 +23,7 @@ def test_fifo_serves_the_oldest_group_first(demo, reviewer):
 
 def test_disagreement_comes_before_a_failed_judgment_before_the_rest(demo, reviewer, admin_user):
     rubric = Rubric.objects.get(slug="aria-voice")
-    stars, lonely = Group.objects.get(prompt__external_id="stars"), Group.objects.get(
-        prompt__external_id="lonely"
-    )
+    stars, lonely = Group.objects.get(prompt__external_id="stars"), Group.objects.get(prompt__external_id="lonely")
     # A human scored lonely's best completion (judge: 0.94) at the bottom of the scale.
     lonely.overlap_target = 2
     lonely.save()
@@ -51,12 +49,14 @@ def test_disagreement_comes_before_a_failed_judgment_before_the_rest(demo, revie
 
 def test_a_group_still_being_generated_is_not_offered(demo, reviewer):
     packing = Group.objects.get(prompt__external_id="packing")
-    run, _ = services.run_start(kind="generate", character=packing.character, prompt_set=packing.prompt.prompt_set,
-                                group_size=3, enqueue=False)
+    run, _ = services.run_start(
+        kind="generate", character=packing.character, prompt_set=packing.prompt.prompt_set, group_size=3, enqueue=False
+    )
     group = services.group_for(run=run, prompt=packing.prompt)
     for index in range(2):  # two of three completions are in
-        services.generation_record(group=group, index=index, messages=[], raw_text=f"answer {index}",
-                                   model_version=None, run=run)
+        services.generation_record(
+            group=group, index=index, messages=[], raw_text=f"answer {index}", model_version=None, run=run
+        )
     assert group.pk not in [g.pk for g in selectors.review_queue(reviewer=reviewer)]
     services.generation_record(group=group, index=2, messages=[], raw_text="answer 2", model_version=None, run=run)
     assert group.pk in [g.pk for g in selectors.review_queue(reviewer=reviewer)]

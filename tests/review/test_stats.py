@@ -56,11 +56,21 @@ def reviewed(world):
     made = world["made"]
     for reviewer, scores in ((world["reviewer"], [1, 3, 5]), (second, [2, 3, 4])):
         for index, score in enumerate(scores):
-            services.judgment_record(generation=made[("a", index)], rubric=world["rubric"],
-                                     source=Judgment.Source.HUMAN, scores={"voice": score}, reviewer=reviewer)
+            services.judgment_record(
+                generation=made[("a", index)],
+                rubric=world["rubric"],
+                source=Judgment.Source.HUMAN,
+                scores={"voice": score},
+                reviewer=reviewer,
+            )
         group = made[("a", 0)].group
-        Assignment.objects.create(group=group, reviewer=reviewer, status=Assignment.Status.SUBMITTED,
-                                  leased_until=timezone.now(), completed_at=timezone.now())
+        Assignment.objects.create(
+            group=group,
+            reviewer=reviewer,
+            status=Assignment.Status.SUBMITTED,
+            leased_until=timezone.now(),
+            completed_at=timezone.now(),
+        )
     return {**world, "second": second}
 
 

@@ -74,18 +74,14 @@ def test_undo_only_takes_back_a_recent_submission(reviewer_client, reviewer, dem
     assert Judgment.objects.filter(source="human").count() == 4
 
 
-def test_undo_never_touches_another_reviewers_submission(
-    reviewer_client, client_for, reviewer, reviewer2, demo
-):
+def test_undo_never_touches_another_reviewers_submission(reviewer_client, client_for, reviewer, reviewer2, demo):
     reviewer_client.get("/review/")
     _submit(reviewer_client, held(reviewer))
     assert client_for(reviewer2).post("/review/undo", **HX).status_code == 409
     assert Judgment.objects.filter(source="human").count() == 4
 
 
-def test_a_rewrite_is_a_new_generation_whose_parent_is_the_original(
-    reviewer_client, reviewer, demo
-):
+def test_a_rewrite_is_a_new_generation_whose_parent_is_the_original(reviewer_client, reviewer, demo):
     reviewer_client.get("/review/")
     a = held(reviewer)
     original = Generation.objects.get(pk=a.shown_order[0])

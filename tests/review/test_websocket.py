@@ -52,12 +52,21 @@ def test_a_reviewer_holding_a_group_hears_when_it_is_revised(client, reviewer, d
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
 
     def revise():
-        services.generation_record(group=original.group, index=original.index, messages=original.messages,
-                                   raw_text="<b>better</b> answer", model_version=None, parent=original)
+        services.generation_record(
+            group=original.group,
+            index=original.index,
+            messages=original.messages,
+            raw_text="<b>better</b> answer",
+            model_version=None,
+            parent=original,
+        )
 
     async def go():
-        communicator = WebsocketCommunicator(application, f"/ws/live/?group={assignment.group_id}",
-                                             headers=[(b"origin", b"http://localhost"), (b"cookie", cookie)])
+        communicator = WebsocketCommunicator(
+            application,
+            f"/ws/live/?group={assignment.group_id}",
+            headers=[(b"origin", b"http://localhost"), (b"cookie", cookie)],
+        )
         connected, _ = await communicator.connect()
         assert connected
         await database_sync_to_async(revise)()
@@ -83,12 +92,19 @@ def test_a_socket_cannot_listen_to_a_group_it_does_not_hold(client, reviewer, de
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
 
     def revise():
-        services.generation_record(group=group, index=original.index, messages=original.messages,
-                                   raw_text="again", model_version=None, parent=original)
+        services.generation_record(
+            group=group,
+            index=original.index,
+            messages=original.messages,
+            raw_text="again",
+            model_version=None,
+            parent=original,
+        )
 
     async def go():
-        communicator = WebsocketCommunicator(application, f"/ws/live/?group={group.pk}",
-                                             headers=[(b"origin", b"http://localhost"), (b"cookie", cookie)])
+        communicator = WebsocketCommunicator(
+            application, f"/ws/live/?group={group.pk}", headers=[(b"origin", b"http://localhost"), (b"cookie", cookie)]
+        )
         assert (await communicator.connect())[0]
         await database_sync_to_async(revise)()
         nothing = await communicator.receive_nothing(timeout=0.5)

@@ -21,9 +21,17 @@ from labelling.models import Character
 from labelling.services import rubric_latest
 
 FALLBACK_RUBRIC = {
-    "slug": "quick-check", "name": "Quick check",
-    "criteria": [{"key": "quality", "description": "Overall quality of the reply", "scale_min": 1, "scale_max": 5,
-                  "levels": {"1": "unusable", "5": "excellent"}}],
+    "slug": "quick-check",
+    "name": "Quick check",
+    "criteria": [
+        {
+            "key": "quality",
+            "description": "Overall quality of the reply",
+            "scale_min": 1,
+            "scale_max": 5,
+            "levels": {"1": "unusable", "5": "excellent"},
+        }
+    ],
 }
 
 
@@ -65,10 +73,16 @@ class Command(BaseCommand):
         return messages
 
     def _generate(self, backend, o, messages) -> None:
-        params = SamplingParams(n=o["n"], max_tokens=o["max_tokens"], temperature=o["temperature"], seed=o["seed"],
-                                enable_thinking=o["think"])
+        params = SamplingParams(
+            n=o["n"],
+            max_tokens=o["max_tokens"],
+            temperature=o["temperature"],
+            seed=o["seed"],
+            enable_thinking=o["think"],
+        )
         on_delta = None
         if o["stream"]:
+
             def on_delta(index: int, piece: str) -> None:
                 sys.stdout.write(piece if o["n"] == 1 else f"[{index}]{piece}")
                 sys.stdout.flush()
@@ -77,8 +91,11 @@ class Command(BaseCommand):
         if o["stream"]:
             self.stdout.write("")
         for c in completions:
-            self.stdout.write(self.style.MIGRATE_HEADING(
-                f"--- #{c.index} ({c.finish_reason}, {c.prompt_tokens} prompt + {c.completion_tokens} tokens)"))
+            self.stdout.write(
+                self.style.MIGRATE_HEADING(
+                    f"--- #{c.index} ({c.finish_reason}, {c.prompt_tokens} prompt + {c.completion_tokens} tokens)"
+                )
+            )
             self.stdout.write(c.text)
 
     def _judge(self, backend, o, messages) -> None:
@@ -89,5 +106,6 @@ class Command(BaseCommand):
                 raise CommandError(f"--rubric: no rubric {o['rubric']!r}")
             rubric = found.as_spec()
         result = backend.judge(JudgeRequest(rubric=rubric, messages=messages, completion=o["text"], seed=o["seed"]))
-        self.stdout.write(json.dumps({"scores": result.scores, "rationale": result.rationale}, indent=2,
-                                     ensure_ascii=False))
+        self.stdout.write(
+            json.dumps({"scores": result.scores, "rationale": result.rationale}, indent=2, ensure_ascii=False)
+        )

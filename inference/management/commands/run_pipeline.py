@@ -54,13 +54,20 @@ class Command(BaseCommand):
         sampling = {**DEFAULT_SAMPLING, "max_tokens": opts["max_tokens"]}
 
         def make(row: dict):
-            messages = ([persona] if persona else []) + [m for m in row["messages"] if not persona or m["role"] != "system"]
+            messages = ([persona] if persona else []) + [
+                m for m in row["messages"] if not persona or m["role"] != "system"
+            ]
             if task == "generate":
                 return lambda: generate_task(messages, sampling, opts["group_size"])
             if task == "judge":
                 return lambda: judge_task(rubric, messages, row["completion"])
             return lambda: revise_and_judge_task(
-                rubric, messages, row["completion"], sampling, threshold=opts["threshold"], max_rounds=opts["max_rounds"]
+                rubric,
+                messages,
+                row["completion"],
+                sampling,
+                threshold=opts["threshold"],
+                max_rounds=opts["max_rounds"],
             )
 
         if opts["triton_url"]:
@@ -135,5 +142,7 @@ class Command(BaseCommand):
     def _progress(self, done: int, total: int, failed: int) -> None:
         width = 30
         filled = int(width * done / total)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}" + (f" ({failed} failed)" if failed else ""))
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}" + (f" ({failed} failed)" if failed else "")
+        )
         sys.stderr.flush()

@@ -45,7 +45,9 @@ class Command(BaseCommand):
 
             status = execute(run.pk)
             run.refresh_from_db()
-            self.stdout.write(f"run #{run.pk}: {status}, {run.done_items}/{run.total_items} done, {run.failed_items} failed")
+            self.stdout.write(
+                f"run #{run.pk}: {status}, {run.done_items}/{run.total_items} done, {run.failed_items} failed"
+            )
             if run.status != PipelineRun.Status.SUCCEEDED:
                 raise CommandError(f"run #{run.pk} ended {run.status}: {run.errors[-3:]}")
         else:
@@ -56,7 +58,9 @@ class Command(BaseCommand):
             raise CommandError("--task is required (or --resume / --cancel)")
         params = {
             "sampling": {"max_tokens": o["max_tokens"]},
-            "revise": o["revise"], "revise_threshold": o["threshold"], "max_rounds": o["max_rounds"],
+            "revise": o["revise"],
+            "revise_threshold": o["threshold"],
+            "max_rounds": o["max_rounds"],
         }
         if o["workers"]:
             params["workers"] = o["workers"]
@@ -67,9 +71,13 @@ class Command(BaseCommand):
                 raise CommandError(f"--rubric: no rubric {o['rubric']!r}")
         try:
             run, _ = services.run_start(
-                kind=o["task"], params=params, character=self._get(Character, o["character"], "--character"),
-                prompt_set=self._get(PromptSet, o["prompt_set"], "--prompt-set"), rubric=rubric,
-                source_run=self._run(o["source_run"]) if o["source_run"] else None, group_size=o["group_size"],
+                kind=o["task"],
+                params=params,
+                character=self._get(Character, o["character"], "--character"),
+                prompt_set=self._get(PromptSet, o["prompt_set"], "--prompt-set"),
+                rubric=rubric,
+                source_run=self._run(o["source_run"]) if o["source_run"] else None,
+                group_size=o["group_size"],
                 enqueue=not o["wait"],
             )
         except ValidationError as exc:

@@ -51,8 +51,9 @@ class Command(BaseCommand):
         try:
             while not stopping:
                 if not server.alive():
-                    raise CommandError(f"tritonserver exited with code {server.process.returncode}:\n"
-                                       f"{server.log_tail()}")
+                    raise CommandError(
+                        f"tritonserver exited with code {server.process.returncode}:\n{server.log_tail()}"
+                    )
                 time.sleep(0.5)
         finally:
             server.stop()

@@ -1,7 +1,7 @@
 """`manage.py build_dataset NAME --kind grpo|grpo_prompts|dpo|kto|sft [filters]`: freeze a version.
 
-    python manage.py build_dataset aria --kind dpo --rubric aria-voice --min-human-reviews 1
-    python manage.py build_dataset aria --compare 1 2
+python manage.py build_dataset aria --kind dpo --rubric aria-voice --min-human-reviews 1
+python manage.py build_dataset aria --compare 1 2
 """
 
 from __future__ import annotations
@@ -39,21 +39,35 @@ class Command(BaseCommand):
                 diff = datasets.dataset_compare(old, new)
             except datasets.DatasetCorrupt as exc:
                 raise CommandError(str(exc)) from None
-            self.stdout.write(json.dumps({k: (v if isinstance(v, int) else {"count": len(v), "ids": v[:20]})
-                                          for k, v in diff.items()}, indent=2))
+            self.stdout.write(
+                json.dumps(
+                    {k: (v if isinstance(v, int) else {"count": len(v), "ids": v[:20]}) for k, v in diff.items()},
+                    indent=2,
+                )
+            )
             return
         if not o["kind"]:
             raise CommandError("--kind is required to build")
-        filter_ = {"character": o["character"], "rubric": o["rubric"], "rubric_version": o["rubric_version"],
-                   "runs": o["runs"], "min_human_reviews": o["min_human_reviews"],
-                   "exclude_flagged": not o["include_flagged"], "min_margin": o["min_margin"],
-                   "created_after": o["after"], "created_before": o["before"]}
+        filter_ = {
+            "character": o["character"],
+            "rubric": o["rubric"],
+            "rubric_version": o["rubric_version"],
+            "runs": o["runs"],
+            "min_human_reviews": o["min_human_reviews"],
+            "exclude_flagged": not o["include_flagged"],
+            "min_margin": o["min_margin"],
+            "created_after": o["after"],
+            "created_before": o["before"],
+        }
         try:
             version = datasets.dataset_build(dataset=dataset, kind=o["kind"], filter=filter_)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {', '.join(v)}" for k, v in exc.message_dict.items())) from None
-        self.stdout.write(self.style.SUCCESS(
-            f"{version}: {version.row_count} rows, sha256 {version.sha256[:12]}…, {datasets.dataset_path(version)}"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{version}: {version.row_count} rows, sha256 {version.sha256[:12]}…, {datasets.dataset_path(version)}"
+            )
+        )
         self.stdout.write(json.dumps(version.stats, indent=2))
 
     def _version(self, dataset: str, number: int) -> DatasetVersion:

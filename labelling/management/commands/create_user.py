@@ -25,9 +25,7 @@ class Command(BaseCommand):
             raise CommandError(f"user {username!r} already exists")
         generated = password is None
         password = password or secrets.token_urlsafe(12)
-        user = User.objects.create_user(
-            username=username, email=email, password=password, is_staff=role == ADMIN
-        )
+        user = User.objects.create_user(username=username, email=email, password=password, is_staff=role == ADMIN)
         user.groups.add(ensure_roles()[role])
         self.stdout.write(self.style.SUCCESS(f"created {role} {username!r}"))
         if generated:

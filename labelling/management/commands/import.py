@@ -12,9 +12,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("files", nargs="+", type=Path)
-        parser.add_argument(
-            "--prompt-set", help="JSONL lines without 'kind' are prompts of this prompt set (slug)."
-        )
+        parser.add_argument("--prompt-set", help="JSONL lines without 'kind' are prompts of this prompt set (slug).")
 
     def handle(self, *args, files: list[Path], prompt_set: str | None, **options):
         for path in files:

@@ -20,9 +20,7 @@ DEMO_PASSWORD = "shaping-demo"  # noqa: S105 - printed to the person who seeded 
 
 
 class Command(BaseCommand):
-    help = (
-        "Seed the demo: character Aria, a rubric, a prompt set, completions to review, demo users."
-    )
+    help = "Seed the demo: character Aria, a rubric, a prompt set, completions to review, demo users."
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -33,16 +31,12 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args, password: str | None, **options):
         if password is None and not settings.ALLOW_DEMO_PASSWORD:
-            raise CommandError(
-                "with DEBUG off, pass --password: the default demo password is public"
-            )
+            raise CommandError("with DEBUG off, pass --password: the default demo password is public")
         password = password or DEMO_PASSWORD
         groups = ensure_roles()
         User = get_user_model()
         for username, role in DEMO_USERS.items():
-            user, created = User.objects.get_or_create(
-                username=username, defaults={"is_staff": role == ADMIN}
-            )
+            user, created = User.objects.get_or_create(username=username, defaults={"is_staff": role == ADMIN})
             if created:
                 user.set_password(password)
                 user.save()
@@ -53,9 +47,7 @@ class Command(BaseCommand):
             if not PipelineRun.objects.filter(
                 kind=PipelineRun.Kind.IMPORT, params__source__endswith="aria-completions.jsonl"
             ).exists():
-                self.stdout.write(
-                    f"aria-completions.jsonl: {import_path(DEMO_DIR / 'aria-completions.jsonl')}"
-                )
+                self.stdout.write(f"aria-completions.jsonl: {import_path(DEMO_DIR / 'aria-completions.jsonl')}")
         except ImportFailed as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(self.style.SUCCESS("demo ready; sign in as admin / reviewer / reviewer2"))

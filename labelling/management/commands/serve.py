@@ -38,9 +38,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument(
-            "--no-triton", action="store_true", help="Do not start the bundled Triton server."
-        )
+        parser.add_argument("--no-triton", action="store_true", help="Do not start the bundled Triton server.")
 
     def handle(self, *args, host: str, port: int, no_triton: bool, **options):
         manage = [sys.executable, "manage.py"]
