@@ -4,7 +4,7 @@ Fills a database of its own (under data/bench-export/, kept between runs) with G
 one judge judgment per completion, two criteria per rubric, then exports the offline GRPO
 format two ways, each in a fresh child process so peak memory is its own:
 
-- streaming: `labelling.datasets.dataset_build` as the app runs it (chunked reads,
+- streaming: `labelling.datasets.services.dataset_build` as the app runs it (chunked reads,
   rows written and hashed as they are made);
 - baseline: load everything (every group with its completions, judgments and scores as
   ORM objects, Django's prefetch_related), build every row in memory, then dump the file.
@@ -38,24 +38,25 @@ def peak_rss_mb() -> float:
 
 def child(method: str, out: Path) -> None:
     """One export in this process; prints a JSON line with its measurements."""
-    from labelling import datasets
+    from labelling.datasets import filters, formats, rewards, storage
+    from labelling.datasets import services as dataset_services
     from labelling.models import DatasetVersion, Group, Judgment
 
     total = Judgment.objects.count()
     started = time.perf_counter()
     if method == "streaming":
-        version = datasets.dataset_build(dataset="bench", kind="grpo", filter={"rubric": "bench"})
-        path, rows, sha = datasets.dataset_path(version), version.row_count, version.sha256
+        version = dataset_services.dataset_build(dataset="bench", kind="grpo", filter={"rubric": "bench"})
+        path, rows, sha = storage.dataset_path(version), version.row_count, version.sha256
         elapsed = time.perf_counter() - started
         os.replace(path, out)
         DatasetVersion.objects.filter(pk=version.pk).delete()
     else:
-        f = datasets.DatasetFilter.from_dict({"rubric": "bench"})
-        rubric = datasets.rubric_for(f)
+        f = filters.DatasetFilter.from_dict({"rubric": "bench"})
+        rubric = filters.rubric_for(f)
         criteria = list(rubric.criteria.all())
         # Every group, completion, judgment and score of the version as ORM objects, all held
         # at once (read 10,000 groups per query batch: SQLite caps a query's parameters).
-        ids = list(datasets.groups_for(f).values_list("id", flat=True))
+        ids = list(filters.groups_for(f).values_list("id", flat=True))
         groups = []
         for start in range(0, len(ids), 10_000):
             groups += list(
@@ -79,9 +80,9 @@ def child(method: str, out: Path) -> None:
                 ]
                 for g in gens
             }
-            completions = datasets.score_group(
+            completions = rewards.score_group(
                 [
-                    datasets.Gen(
+                    rewards.Gen(
                         g.pk,
                         g.group_id,
                         g.index,
@@ -98,9 +99,9 @@ def child(method: str, out: Path) -> None:
                 by_generation,
                 criteria,
             )
-            scored.append((datasets.GroupRow(group.pk, group.character, group.prompt.messages), completions))
-        everything = list(datasets.rows_for("grpo", f, rubric, groups=scored))
-        data = b"".join(datasets._encode(row) for row in everything)
+            scored.append((rewards.GroupRow(group.pk, group.character, group.prompt.messages), completions))
+        everything = list(formats.rows_for("grpo", f, rubric, groups=scored))
+        data = b"".join(storage._encode(row) for row in everything)
         out.write_bytes(data)
         rows, sha = len(everything), hashlib.sha256(data).hexdigest()
         elapsed = time.perf_counter() - started

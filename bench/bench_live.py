@@ -50,7 +50,7 @@ class Arrivals:
     def instrument(self) -> None:
         """Wrap the task's coalescer and the group-start event (bench only)."""
         from inference import pipelines
-        from labelling import broadcasts
+        from labelling.live import broadcasts
 
         arrivals = self
         started = broadcasts.group_started
@@ -162,12 +162,13 @@ def measure(args):
     from django.test import Client
 
     from inference import tasks
-    from labelling import broadcasts, services
+    from labelling.live import broadcasts
     from labelling.models import PipelineRun
+    from labelling.runs import services as run_services
     from shaping_web.asgi import application
 
     character, prompt_set, rubric = setup_rows(args.prompts)
-    run, _ = services.run_start(
+    run, _ = run_services.run_start(
         kind="generate",
         character=character,
         prompt_set=prompt_set,

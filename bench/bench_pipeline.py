@@ -79,11 +79,13 @@ def main() -> None:
 
 
 def setup_rows(n: int):
-    from labelling import services
-    from labelling.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
+    from labelling.catalogue import services as catalogue_services
+    from labelling.catalogue.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
 
-    character = services.character_create(data=CharacterIn(slug="bench", name="Bench", persona="A calm navigator."))
-    rubric = services.rubric_create(
+    character = catalogue_services.character_create(
+        data=CharacterIn(slug="bench", name="Bench", persona="A calm navigator.")
+    )
+    rubric = catalogue_services.rubric_create(
         data=RubricIn(
             slug="bench",
             name="Bench",
@@ -93,8 +95,8 @@ def setup_rows(n: int):
             ],
         )
     )
-    prompt_set = services.prompt_set_create(data=PromptSetIn(slug="bench", name="Bench"))
-    services.prompts_add(
+    prompt_set = catalogue_services.prompt_set_create(data=PromptSetIn(slug="bench", name="Bench"))
+    catalogue_services.prompts_add(
         prompt_set=prompt_set,
         prompts=[
             PromptIn(id=f"p{i}", messages=[{"role": "user", "content": f"Question {i}: where now?"}]) for i in range(n)
@@ -108,11 +110,13 @@ def run_raw(url: str, character, prompt_set, rubric, args) -> float:
     from inference.backends.triton import TritonBackend
     from inference.dispatch import Call, TaskManager
     from inference.pipelines import generate_task, sampling_from
-    from labelling import services
+    from labelling.catalogue import selectors as catalogue_selectors
 
     sampling = sampling_from({"sampling": {"max_tokens": args.max_tokens}})
     spec = rubric.as_spec()
-    conversations = [services.prompt_messages_for(character, p) for p in prompt_set.prompts.order_by("order", "id")]
+    conversations = [
+        catalogue_selectors.prompt_messages_for(character, p) for p in prompt_set.prompts.order_by("order", "id")
+    ]
 
     def item(messages):
         result = yield from generate_task(messages, sampling, args.group)
@@ -135,8 +139,8 @@ def run_raw(url: str, character, prompt_set, rubric, args) -> float:
 def run_full(character, prompt_set, rubric, args, data_dir: Path):
     from django.db import connection
 
-    from labelling import services
     from labelling.models import PipelineRun
+    from labelling.runs import services as run_services
 
     env = dict(os.environ)
     if connection.vendor == "sqlite":
@@ -152,7 +156,7 @@ def run_full(character, prompt_set, rubric, args, data_dir: Path):
     try:
         time.sleep(2)  # let the consumer start: its start-up is not the run's cost
         started = time.perf_counter()
-        run, _ = services.run_start(
+        run, _ = run_services.run_start(
             kind="generate",
             character=character,
             prompt_set=prompt_set,

@@ -34,7 +34,7 @@ def _review_rounds(users, rounds: int, out: dict, errors: list) -> None:
     submits it. One thread, as daphne runs Django's sync views: a request's time is its own."""
     from django.test import Client
 
-    from labelling import selectors
+    from labelling.review import selectors as review_selectors
 
     clients = {}
     for user in users:
@@ -50,13 +50,13 @@ def _review_rounds(users, rounds: int, out: dict, errors: list) -> None:
             started = time.perf_counter()
             response = client.get("/review/")
             out["next"].append(time.perf_counter() - started)
-            assignment = selectors.assignment_current(reviewer=user)
+            assignment = review_selectors.assignment_current(reviewer=user)
             if response.status_code != 200 or assignment is None:
                 errors.append(f"{user.username}: no group ({response.status_code})")
                 return
-            rubric = selectors.group_rubric(assignment.group)
+            rubric = review_selectors.group_rubric(assignment.group)
             form = {"submission_id": str(uuid.uuid4())}
-            for generation in selectors.review_generations(assignment):
+            for generation in review_selectors.review_generations(assignment):
                 for c in rubric.criteria.all():
                     form[f"score-{generation.pk}-{c.key}"] = "3"
             started = time.perf_counter()
@@ -74,8 +74,8 @@ def forget_reviews(users) -> None:
     from django.db.models import Count, OuterRef, Q, Subquery
     from django.db.models.functions import Coalesce
 
-    from labelling import services
     from labelling.models import Assignment, Group, Judgment
+    from labelling.review import queue
 
     with transaction.atomic():
         touched = list(
@@ -93,7 +93,7 @@ def forget_reviews(users) -> None:
         for start in range(0, len(touched), 500):
             chunk = touched[start : start + 500]
             Group.objects.filter(pk__in=chunk).update(review_count=Coalesce(Subquery(submitted), 0))
-            services.groups_queue_refresh(chunk)
+            queue.groups_queue_refresh(chunk)
 
 
 def child(groups: int, rounds: int, database_url: str | None) -> None:
@@ -106,7 +106,7 @@ def child(groups: int, rounds: int, database_url: str | None) -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from labelling.roles import REVIEWER, ensure_roles
+    from labelling.access.roles import REVIEWER, ensure_roles
 
     call_command("migrate", verbosity=0)
     call_command("collectstatic", "--noinput", verbosity=0)  # DEBUG is off: pages use the manifest

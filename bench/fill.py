@@ -56,7 +56,10 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
     from django.db import transaction
     from django.utils import timezone
 
-    from labelling import services
+    from labelling import scoring
+    from labelling.access.roles import REVIEWER, ensure_roles
+    from labelling.catalogue import services as catalogue_services
+    from labelling.catalogue.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
     from labelling.models import (
         Assignment,
         CriterionScore,
@@ -65,15 +68,15 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
         Judgment,
         PipelineRun,
     )
-    from labelling.roles import REVIEWER, ensure_roles
-    from labelling.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
+    from labelling.review import queue
+    from labelling.runs import services as run_services
 
     started = time.perf_counter()
     with transaction.atomic():
-        character = services.character_create(
+        character = catalogue_services.character_create(
             data=CharacterIn(slug="bench", name="Bench", persona="A patient lighthouse keeper who answers briefly.")
         )
-        rubric = services.rubric_create(
+        rubric = catalogue_services.rubric_create(
             data=RubricIn(
                 slug="bench",
                 name="Bench",
@@ -83,8 +86,8 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
                 ],
             )
         )
-        prompt_set = services.prompt_set_create(data=PromptSetIn(slug="bench", name="Bench"))
-        prompts = services.prompts_add(
+        prompt_set = catalogue_services.prompt_set_create(data=PromptSetIn(slug="bench", name="Bench"))
+        prompts = catalogue_services.prompts_add(
             prompt_set=prompt_set,
             prompts=[
                 PromptIn(id=f"p{i}", messages=[{"role": "user", "content": f"Question number {i}: what do you see?"}])
@@ -102,7 +105,7 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
             )
             for _ in range(-(-groups // len(prompts)))
         ]  # a run holds one group per prompt
-        judge = services.model_version_get_or_create(backend="bench", model_name="judge")
+        judge = run_services.model_version_get_or_create(backend="bench", model_name="judge")
         criteria = list(rubric.criteria.all())
         role = ensure_roles()[REVIEWER]
         past = []
@@ -147,7 +150,7 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
                         source="judge",
                         model_version=judge,
                         run=g.run,
-                        overall=services.weighted_overall(criteria, dict(zip(("voice", "helpful"), pair, strict=True))),
+                        overall=scoring.overall(criteria, dict(zip(("voice", "helpful"), pair, strict=True))),
                     )
                 )
                 scores.append(pair)
@@ -160,9 +163,7 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
                                 rubric=rubric,
                                 source="human",
                                 reviewer=user,
-                                overall=services.weighted_overall(
-                                    criteria, dict(zip(("voice", "helpful"), human, strict=True))
-                                ),
+                                overall=scoring.overall(criteria, dict(zip(("voice", "helpful"), human, strict=True))),
                             )
                         )
                         scores.append(human)
@@ -186,7 +187,7 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
                 if g.review_count
                 for user in past
             )
-            services.groups_queue_refresh([g.pk for g in made])  # ready, queue bucket: as the app keeps them
+            queue.groups_queue_refresh([g.pk for g in made])  # ready, queue bucket: as the app keeps them
         counts["groups"] += n
         counts["generations"] += len(gens)
         counts["judgments"] += len(made_judgments)

@@ -1,4 +1,4 @@
-"""App config for inference (management commands, huey tasks)."""
+"""App config for inference (management commands, huey tasks, run execution)."""
 
 from django.apps import AppConfig
 
@@ -6,3 +6,12 @@ from django.apps import AppConfig
 class InferenceConfig(AppConfig):
     name = "inference"
     verbose_name = "Inference"
+
+    def ready(self) -> None:
+        # The one seam labelling reaches the model side through: runs it starts are queued
+        # on huey here, and the dashboard's health fragment reads this backend.
+        from inference.backends import get_backend
+        from inference.tasks import execute_run
+        from labelling.runs import executor
+
+        executor.register(enqueue=execute_run, health=lambda: get_backend().health())

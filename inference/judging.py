@@ -66,16 +66,6 @@ def check_rubric(rubric) -> list[dict]:
     return criteria
 
 
-def overall(rubric: dict, scores: dict[str, int]) -> float:
-    """Weighted mean of the scores rescaled to 0..1 (the rule labelling and the exports use)."""
-    total = weights = 0.0
-    for c in rubric["criteria"]:
-        weight = c.get("weight", 1.0)
-        total += weight * (scores[c["key"]] - c["scale_min"]) / (c["scale_max"] - c["scale_min"])
-        weights += weight
-    return total / weights if weights else 0.0
-
-
 def judge_messages(rubric: dict, messages: list[dict], completion: str) -> list[dict]:
     """The chat the judge model reads: the rubric, the conversation, the reply to score."""
     criteria = check_rubric(rubric)

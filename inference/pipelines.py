@@ -19,9 +19,11 @@ from inference.backends.base import GenerateRequest, JudgeRequest
 from inference.dispatch import Call, Task, Throttle
 from inference.engine import SamplingParams
 from inference.errors import InferenceError, JudgeOutputError
-from inference.judging import overall
-from labelling import broadcasts, services
+from labelling import scoring
+from labelling.catalogue import selectors as catalogue_selectors
+from labelling.live import broadcasts
 from labelling.models import Generation, Judgment, PipelineRun, Prompt, Rubric
+from labelling.runs import services as run_services
 
 DEFAULT_SAMPLING = {"max_tokens": 128, "temperature": 0.7, "top_p": 0.8, "top_k": 20}
 REVISE_INSTRUCTION = (
@@ -92,7 +94,7 @@ def revise_and_judge_task(
     judged = judged or (yield from judge_task(rubric, messages, completion))
     rounds = []
     text = completion
-    while judged["ok"] and overall(rubric, judged["scores"]) < threshold and len(rounds) < max_rounds:
+    while judged["ok"] and scoring.rubric_overall(rubric, judged["scores"]) < threshold and len(rounds) < max_rounds:
         result = yield from generate_task(revise_messages(messages, text, rubric, judged), sampling, 1)
         text = result["completions"][0]["text"]
         judged = yield from judge_task(rubric, messages, text)
@@ -114,10 +116,10 @@ class RunContext:
         self.rubric_spec = run.rubric.as_spec() if run.rubric else None
         self.threshold = float(self.params.get("revise_threshold", 0.5))
         self.max_rounds = int(self.params.get("max_rounds", 1))
-        self.generator = services.model_version_get_or_create(
+        self.generator = run_services.model_version_get_or_create(
             backend=backend_name, model_name="qwen3", sampling=self.sampling
         )
-        self.judge = services.model_version_get_or_create(backend=backend_name, model_name="judge")
+        self.judge = run_services.model_version_get_or_create(backend=backend_name, model_name="judge")
 
     @property
     def judges(self) -> bool:
@@ -165,8 +167,8 @@ def _revise_done(ctx: RunContext, generation: Generation) -> bool:
 def generate_item(ctx: RunContext, prompt: Prompt) -> Task:
     """Fill the prompt's group (only the missing slots), then judge what is unjudged."""
     run = ctx.run
-    group = services.group_for(run=run, prompt=prompt)
-    messages = services.prompt_messages_for(run.character, prompt)
+    group = run_services.group_for(run=run, prompt=prompt)
+    messages = catalogue_selectors.prompt_messages_for(run.character, prompt)
     taken = set(group.generations.filter(revision=0).values_list("index", flat=True))
     missing = [i for i in range(group.size) if i not in taken]
     saved = 0
@@ -219,11 +221,15 @@ def revise_item(ctx: RunContext, generation: Generation) -> Task:
         judged = yield from judge_task(ctx.rubric_spec, generation.messages, generation.text)
         _save_judgment(ctx, generation, judged)
     current, rounds = generation, 0
-    while judged["ok"] and overall(ctx.rubric_spec, judged["scores"]) < ctx.threshold and rounds < ctx.max_rounds:
+    while (
+        judged["ok"]
+        and scoring.rubric_overall(ctx.rubric_spec, judged["scores"]) < ctx.threshold
+        and rounds < ctx.max_rounds
+    ):
         request_messages = revise_messages(generation.messages, current.text, ctx.rubric_spec, judged)
         result = yield from generate_task(request_messages, ctx.sampling, 1)
         completion = result["completions"][0]
-        current = services.generation_record(
+        current = run_services.generation_record(
             group=generation.group,
             index=generation.index,
             messages=generation.messages,
@@ -266,7 +272,7 @@ def _measures(completion: dict) -> dict:
 
 def _save_generation(ctx: RunContext, group, slot: int, messages: list[dict], completion: dict) -> int:
     try:
-        services.generation_record(
+        run_services.generation_record(
             group=group,
             index=slot,
             messages=messages,
@@ -284,7 +290,7 @@ def _save_generation(ctx: RunContext, group, slot: int, messages: list[dict], co
 
 def _save_judgment(ctx: RunContext, generation: Generation, judged: dict) -> None:
     if judged["ok"]:
-        services.judgment_record(
+        run_services.judgment_record(
             generation=generation,
             rubric=ctx.rubric,
             source=Judgment.Source.JUDGE,
@@ -295,7 +301,7 @@ def _save_judgment(ctx: RunContext, generation: Generation, judged: dict) -> Non
             run=ctx.run,
         )
     else:
-        services.judgment_record_failure(
+        run_services.judgment_record_failure(
             generation=generation,
             rubric=ctx.rubric,
             model_version=ctx.judge,

@@ -9,7 +9,8 @@ Training then rewards exactly the rubric version the reviewers used:
 TRL calls it with the batch's prompts and completions (conversational: lists of
 messages; standard: strings) and expects one float per completion; a completion the
 judge could not score gets None, which TRL leaves out of the reward. Needs only
-tritonclient and this package's inference module, not Django.
+tritonclient, this package's inference module and the Django-free `labelling.scoring`
+(the same weighted reward the exports use), not Django.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from inference.backends.base import JudgeRequest
 from inference.errors import InferenceError
-from inference.judging import check_rubric, overall
+from inference.judging import check_rubric
+from labelling import scoring
 
 
 def make_reward_function(
@@ -35,9 +37,9 @@ def make_reward_function(
         text = completion[-1]["content"] if isinstance(completion, list) else str(completion)
         try:
             result = backend.judge(JudgeRequest(rubric=rubric, messages=messages, completion=text))
-        except InferenceError:
+            return scoring.rubric_overall(rubric, result.scores)
+        except (InferenceError, scoring.ScoresInvalid):
             return None
-        return overall(rubric, result.scores)
 
     def reward(prompts, completions, **kwargs) -> list[float | None]:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(completions)))) as pool:

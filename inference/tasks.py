@@ -10,10 +10,10 @@ from django.db import connections
 from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
 
+from inference import execution
 from inference.backends import get_backend
 from inference.dispatch import TaskManager
 from inference.pipelines import RunContext, run_items
-from labelling import services
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def execute_run(run_id: int) -> str:
 
 def execute(run_id: int, backend=None) -> str:
     """Run every missing item of a run. Safe to call twice: only one caller claims it."""
-    run = services.run_claim(run_id=run_id, stale_after_s=settings.RUN_STALE_AFTER_S)
+    run = execution.run_claim(run_id=run_id, stale_after_s=settings.RUN_STALE_AFTER_S)
     if run is None:
         return "not claimed"
     backend = backend or get_backend()
@@ -40,9 +40,9 @@ def execute(run_id: int, backend=None) -> str:
             items = list(items)
         except Exception as exc:
             log.exception("run %s could not start", run_id)
-            services.run_fail(run_id=run_id, error={"item": None, "error": type(exc).__name__, "message": str(exc)})
+            execution.run_fail(run_id=run_id, error={"item": None, "error": type(exc).__name__, "message": str(exc)})
             return "failed to start"
-        services.run_set_total(run_id=run_id, total=total, already_done=total - len(items))
+        execution.run_set_total(run_id=run_id, total=total, already_done=total - len(items))
         manager = TaskManager(
             backend,
             workers=int(run.params.get("workers", settings.PIPELINE_WORKERS)),
@@ -55,8 +55,8 @@ def execute(run_id: int, backend=None) -> str:
             error = outcome.failure.as_dict() if outcome.failure else None
             if outcome.failure:
                 log.warning("run %s item %s failed: %s", run_id, outcome.key, outcome.failure.message)
-            services.run_item_finished(run_id=run_id, ok=outcome.ok, error=error)
-        finished = services.run_finish(run_id=run_id, cancelled=cancelled.is_set())
+            execution.run_item_finished(run_id=run_id, ok=outcome.ok, error=error)
+        finished = execution.run_finish(run_id=run_id, cancelled=cancelled.is_set())
         return finished.status
     finally:
         stop.set()
@@ -66,7 +66,7 @@ def execute(run_id: int, backend=None) -> str:
 def _heartbeat(run_id: int, cancelled: threading.Event, stop: threading.Event) -> None:
     try:
         while not stop.wait(settings.RUN_HEARTBEAT_S):
-            if services.run_heartbeat(run_id=run_id):
+            if execution.run_heartbeat(run_id=run_id):
                 cancelled.set()
     finally:
         connections.close_all()
@@ -75,7 +75,7 @@ def _heartbeat(run_id: int, cancelled: threading.Event, stop: threading.Event) -
 @db_periodic_task(crontab(minute="*"))
 def resume_stale_runs() -> list[int]:
     """Runs whose worker died (no heartbeat) are queued again; they resume where they stopped."""
-    stale = services.runs_stale(stale_after_s=settings.RUN_STALE_AFTER_S)
+    stale = execution.runs_stale(stale_after_s=settings.RUN_STALE_AFTER_S)
     for run_id in stale:
         log.warning("run %s lost its worker; resuming", run_id)
         execute_run(run_id)

@@ -1,1 +1,16 @@
-"""The domain and the review UI: characters, rubrics, prompts, generations, judgments, datasets."""
+"""The human side of Shaping: the domain (models.py, admin.py) and every page, API route and
+export of it, one sub-package per domain:
+
+    catalogue/   characters, rubrics, prompt sets, imports, Architext puzzles
+    characters/  character sheets, glTF figures, promotion to a character
+    runs/        starting and steering runs; recording groups, completions, judge judgments
+    review/      the review queue, claims, submissions, undo, rewrites, agreement stats
+    datasets/    freezing dataset versions: filters, rewards, trainer formats, files
+    api/         the JSON API, a router per resource
+    access/      roles, page decorators, API tokens
+    live/        websocket broadcasts and consumers
+
+`scoring` (the weighted reward, free of Django) and `errors` (refusals as field messages) are
+shared by all of them. Data flows one way: prompt -> generation -> judgment -> review ->
+dataset version. `labelling` never imports `inference`: the model side calls in.
+"""

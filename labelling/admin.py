@@ -11,8 +11,14 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from labelling import datasets, services, tokens
-from labelling.importers import ImportFailed, import_text
+from labelling.access import tokens
+from labelling.catalogue import selectors as catalogue_selectors
+from labelling.catalogue import services as catalogue_services
+from labelling.catalogue.importers import ImportFailed, import_text
+from labelling.catalogue.schemas import RubricIn
+from labelling.datasets import selectors as dataset_selectors
+from labelling.datasets import services as dataset_services
+from labelling.datasets import storage
 from labelling.models import (
     ApiToken,
     Assignment,
@@ -29,7 +35,6 @@ from labelling.models import (
     PromptSet,
     Rubric,
 )
-from labelling.schemas import RubricIn
 
 
 class ImportForm(forms.Form):
@@ -104,7 +109,7 @@ class CharacterAdmin(ImportMixin, admin.ModelAdmin):
             obj.portrait = None  # stored (with its thumbnail) by the service below
         super().save_model(request, obj, form, change)
         if fresh_upload:
-            services.character_set_portrait(character=obj, filename=portrait.name, content=portrait.read())
+            catalogue_services.character_set_portrait(character=obj, filename=portrait.name, content=portrait.read())
 
 
 class CriterionInline(admin.TabularInline):
@@ -141,9 +146,9 @@ class RubricAdmin(ImportMixin, admin.ModelAdmin):
     @transaction.atomic
     def new_version(self, request, queryset):
         for rubric in queryset:
-            latest = services.rubric_latest(rubric.slug)
+            latest = catalogue_selectors.rubric_latest(rubric.slug)
             spec = RubricIn.model_validate({k: v for k, v in rubric.as_spec().items() if k != "version"})
-            created = services.rubric_create(data=spec, parent=latest)
+            created = catalogue_services.rubric_create(data=spec, parent=latest)
             self.message_user(request, f"created {created.label} from {rubric.label}", messages.SUCCESS)
 
 
@@ -311,7 +316,7 @@ class DatasetVersionAdmin(admin.ModelAdmin):
         form = DatasetBuildForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                version = datasets.dataset_build(
+                version = dataset_services.dataset_build(
                     dataset=form.cleaned_data["dataset"],
                     kind=form.cleaned_data["kind"],
                     filter=form.cleaned_data["filter"] or {},
@@ -340,11 +345,11 @@ class DatasetVersionAdmin(admin.ModelAdmin):
         if version is None:
             return HttpResponse("no such dataset version", status=404, content_type="text/plain")
         try:
-            datasets.dataset_verify(version)
-        except datasets.DatasetCorrupt as exc:
+            storage.dataset_verify(version)
+        except storage.DatasetCorrupt as exc:
             self.message_user(request, f"Not served: {exc}", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:labelling_datasetversion_changelist"))
-        response = StreamingHttpResponse(datasets.dataset_stream(version), content_type="application/x-ndjson")
+        response = StreamingHttpResponse(storage.dataset_stream(version), content_type="application/x-ndjson")
         response["Content-Disposition"] = (
             f'attachment; filename="{version.dataset}-v{version.number}-{version.kind}.jsonl"'
         )
@@ -358,8 +363,8 @@ class DatasetVersionAdmin(admin.ModelAdmin):
             return None
         old, new = sorted(queryset, key=lambda v: (v.created_at, v.pk))
         try:
-            diff = datasets.dataset_compare(old, new)
-        except datasets.DatasetCorrupt as exc:
+            diff = dataset_selectors.dataset_compare(old, new)
+        except storage.DatasetCorrupt as exc:
             self.message_user(request, f"Cannot compare: {exc}", messages.ERROR)
             return None
         context = {

@@ -17,8 +17,16 @@ from ninja.errors import ValidationError as BodyInvalid
 from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.security import HttpBearer
 
-from labelling import architext, datasets, roles, services, tokens
-from labelling.importers import ImportFailed, import_objects, import_text
+from labelling import errors
+from labelling.access import roles, tokens
+from labelling.catalogue import architext
+from labelling.catalogue import selectors as catalogue_selectors
+from labelling.catalogue.importers import ImportFailed, import_objects, import_text
+from labelling.catalogue.schemas import GroupIn
+from labelling.characters import services as character_services
+from labelling.datasets import selectors as dataset_selectors
+from labelling.datasets import services as dataset_services
+from labelling.datasets import storage
 from labelling.models import (
     Character,
     DatasetVersion,
@@ -28,7 +36,7 @@ from labelling.models import (
     PromptSet,
     Rubric,
 )
-from labelling.schemas import GroupIn
+from labelling.runs import services as run_services
 
 
 class TokenAuth(HttpBearer):
@@ -58,7 +66,7 @@ api = NinjaAPI(title="Shaping API", version="1", auth=TokenAuth(), urls_namespac
 def validation_error(request, exc: ValidationError):
     return api.create_response(
         request,
-        {"detail": services.validation_text(exc), "errors": services.validation_fields(exc)},
+        {"detail": errors.validation_text(exc), "errors": errors.validation_fields(exc)},
         status=400,
     )
 
@@ -85,8 +93,8 @@ def import_failed(request, exc: ImportFailed):
     return api.create_response(request, {"detail": str(exc), "errors": errors}, status=400)
 
 
-@api.exception_handler(datasets.DatasetCorrupt)
-def dataset_corrupt(request, exc: datasets.DatasetCorrupt):
+@api.exception_handler(storage.DatasetCorrupt)
+def dataset_corrupt(request, exc: storage.DatasetCorrupt):
     return api.create_response(request, {"detail": str(exc), "errors": {}}, status=409)
 
 
@@ -300,7 +308,7 @@ def _rubric(slug: str | None) -> Rubric | None:
     """The latest version of a rubric named in a body; a 400 naming the field if there is none."""
     if slug is None:
         return None
-    rubric = services.rubric_latest(slug)
+    rubric = catalogue_selectors.rubric_latest(slug)
     if rubric is None:
         raise ValidationError({"rubric": f"no rubric {slug!r}"})
     return rubric
@@ -316,7 +324,7 @@ def run_create(request, body: RunIn):
         source = PipelineRun.objects.filter(pk=body.source_run).first()
         if source is None:
             raise ValidationError({"source_run": f"no run {body.source_run}"})
-    run, created = services.run_start(
+    run, created = run_services.run_start(
         kind=body.kind,
         character=_slug(Character, body.character, "character"),
         prompt_set=_slug(PromptSet, body.prompt_set, "prompt_set"),
@@ -349,7 +357,7 @@ def run_status(request, run_id: int = Path(..., ge=1, le=MAX_ID)):
 @api.post("/runs/{run_id}/cancel", response={200: RunOut, 404: Error, **ADMIN}, tags=["runs"])
 def run_cancel(request, run_id: int = Path(..., ge=1, le=MAX_ID)):
     _admin(request)
-    return services.run_cancel(run=get_object_or_404(PipelineRun, pk=run_id))
+    return run_services.run_cancel(run=get_object_or_404(PipelineRun, pk=run_id))
 
 
 # --- external generations and judgments ------------------------------------------------------
@@ -392,13 +400,13 @@ def judgment_push(request, body: JudgmentIn):
                 + (f" version {body.rubric_version}" if body.rubric_version else "")
             }
         )
-    judgment = services.judgment_record(
+    judgment = run_services.judgment_record(
         generation=generation,
         rubric=rubric,
         source=Judgment.Source.JUDGE,
         scores=body.scores,
         rationale=body.rationale,
-        model_version=services.model_version_get_or_create(backend="external", model_name=body.model),
+        model_version=run_services.model_version_get_or_create(backend="external", model_name=body.model),
     )
     return Status(201, judgment)
 
@@ -440,7 +448,7 @@ class PromoteIn(Schema):
 def sheets_generate(request, body: SheetsIn):
     """Queue a run generating character sheets under the sheet's JSON schema (Idempotency-Key as for runs)."""
     _admin(request)
-    run, created = services.sheet_run_start(
+    run, created = character_services.sheet_run_start(
         concept=body.concept,
         count=body.count,
         max_tokens=body.max_tokens,
@@ -460,7 +468,7 @@ def sheet_promote(request, body: PromoteIn, generation_id: int = Path(..., ge=1,
     """Make a character of a completion holding a valid sheet (with its glTF figure)."""
     _admin(request)
     generation = get_object_or_404(Generation, pk=generation_id)
-    return Status(201, services.sheet_promote(generation=generation, slug=body.slug))
+    return Status(201, character_services.sheet_promote(generation=generation, slug=body.slug))
 
 
 class PuzzlesIn(Schema):
@@ -482,7 +490,9 @@ def puzzles_import(request, body: PuzzlesIn):
 @api.post("/datasets", response={201: DatasetOut, 400: Error, **ADMIN}, tags=["datasets"])
 def dataset_create(request, body: DatasetIn):
     _admin(request)
-    version = datasets.dataset_build(dataset=body.dataset, kind=body.kind, filter=body.filter, created_by=request.user)
+    version = dataset_services.dataset_build(
+        dataset=body.dataset, kind=body.kind, filter=body.filter, created_by=request.user
+    )
     return Status(201, version)
 
 
@@ -508,7 +518,7 @@ def dataset_compare(
     _admin(request)
     a = get_object_or_404(DatasetVersion, dataset=dataset, number=old)
     b = get_object_or_404(DatasetVersion, dataset=dataset, number=new)
-    return datasets.dataset_compare(a, b)
+    return dataset_selectors.dataset_compare(a, b)
 
 
 @api.get("/datasets/{dataset}/{number}", response={200: DatasetOut, 404: Error, **ADMIN}, tags=["datasets"])
@@ -524,8 +534,8 @@ def dataset_download(request, dataset: str, number: int = Path(..., ge=1, le=2**
     """The version's JSONL, streamed; a version whose file is missing or changed answers 409."""
     _admin(request)
     version = get_object_or_404(DatasetVersion, dataset=dataset, number=number)
-    datasets.dataset_verify(version)
-    response = StreamingHttpResponse(datasets.dataset_stream(version), content_type="application/x-ndjson")
+    storage.dataset_verify(version)
+    response = StreamingHttpResponse(storage.dataset_stream(version), content_type="application/x-ndjson")
     response["Content-Disposition"] = f'attachment; filename="{version.dataset}-v{version.number}-{version.kind}.jsonl"'
     response["X-Content-SHA256"] = version.sha256
     return response

@@ -1,32 +1,35 @@
-"""URLs of the review UI."""
+"""URLs of the pages: the dashboard, runs, review, characters (the API mounts in shaping_web.api)."""
 
 from django.urls import path
 
-from labelling import run_views, views
+from labelling import views
+from labelling.characters import views as character_views
+from labelling.review import views as review_views
+from labelling.runs import views as run_views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
-    path("inference/health", run_views.inference_health, name="inference_health"),
+    path("inference/health", views.inference_health, name="inference_health"),
     path("runs/new", run_views.run_new, name="run_new"),
     path("runs/sheets", run_views.sheet_run_new, name="sheet_run_new"),
     path("runs/puzzles", run_views.puzzles_new, name="puzzles_new"),
     path("runs/<int:run_id>/", run_views.run_detail, name="run_detail"),
     path("runs/<int:run_id>/cancel", run_views.run_cancel, name="run_cancel"),
     path("runs/<int:run_id>/resume", run_views.run_resume, name="run_resume"),
-    path("review/", views.review_queue, name="review_queue"),
-    path("stats/", views.stats, name="stats"),
-    path("sheets/<int:generation_id>/appearance.glb", views.sheet_appearance, name="sheet_appearance"),
-    path("sheets/<int:generation_id>/promote", views.sheet_promote, name="sheet_promote"),
-    path("characters/<slug:slug>/", views.character_detail, name="character_detail"),
+    path("review/", review_views.review_queue, name="review_queue"),
+    path("stats/", review_views.stats, name="stats"),
+    path("sheets/<int:generation_id>/appearance.glb", character_views.sheet_appearance, name="sheet_appearance"),
+    path("sheets/<int:generation_id>/promote", character_views.sheet_promote, name="sheet_promote"),
+    path("characters/<slug:slug>/", character_views.character_detail, name="character_detail"),
     path("media/<path:path>", views.media, name="media"),
-    path("review/undo", views.review_undo, name="review_undo"),
-    path("review/<int:assignment_id>/", views.review_assignment, name="review_assignment"),
-    path("review/<int:assignment_id>/submit", views.review_submit, name="review_submit"),
-    path("review/<int:assignment_id>/skip", views.review_skip, name="review_skip"),
+    path("review/undo", review_views.review_undo, name="review_undo"),
+    path("review/<int:assignment_id>/", review_views.review_assignment, name="review_assignment"),
+    path("review/<int:assignment_id>/submit", review_views.review_submit, name="review_submit"),
+    path("review/<int:assignment_id>/skip", review_views.review_skip, name="review_skip"),
     path(
         "review/<int:assignment_id>/rewrite/<int:generation_id>",
-        views.review_rewrite,
+        review_views.review_rewrite,
         name="review_rewrite",
     ),
 ]

@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "template_partials",
     "channels",
     "huey.contrib.djhuey",
+    "shaping_web",
     "labelling",
     "inference",
 ]

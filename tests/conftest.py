@@ -4,10 +4,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from labelling import services
+from labelling.access.roles import ADMIN, REVIEWER, ensure_roles
+from labelling.catalogue import selectors as catalogue_selectors
+from labelling.catalogue import services as catalogue_services
+from labelling.catalogue.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
 from labelling.models import Judgment
-from labelling.roles import ADMIN, REVIEWER, ensure_roles
-from labelling.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
+from labelling.runs import services as run_services
 
 pytest_plugins = ["tests.triton_fixture"]
 
@@ -69,34 +71,34 @@ def media(settings, tmp_path):
 @pytest.fixture
 def world(db, reviewer):
     """One group of three completions judged 1/3/5 (one criterion, 1..5) and one of two tied."""
-    character = services.character_create(
+    character = catalogue_services.character_create(
         data=CharacterIn(slug="mira", name="Mira", persona="Mira keeps a lighthouse.")
     )
-    rubric = services.rubric_create(
+    rubric = catalogue_services.rubric_create(
         data=RubricIn(
             slug="voice",
             name="Voice",
             criteria=[CriterionIn(key="voice", description="In voice", scale_min=1, scale_max=5)],
         )
     )
-    prompt_set = services.prompt_set_create(data=PromptSetIn(slug="keeper", name="Keeper"))
-    prompts = services.prompts_add(
+    prompt_set = catalogue_services.prompt_set_create(data=PromptSetIn(slug="keeper", name="Keeper"))
+    prompts = catalogue_services.prompts_add(
         prompt_set=prompt_set,
         prompts=[
             PromptIn(id="a", messages=[{"role": "user", "content": "What do you see?"}]),
             PromptIn(id="b", messages=[{"role": "user", "content": "Any ships?"}]),
         ],
     )
-    run, _ = services.run_start(
+    run, _ = run_services.run_start(
         kind="generate", character=character, prompt_set=prompt_set, rubric=rubric, group_size=3, enqueue=False
     )
-    judge = services.model_version_get_or_create(backend="fixture", model_name="judge")
+    judge = run_services.model_version_get_or_create(backend="fixture", model_name="judge")
     made = {}
     for prompt, scores in ((prompts[0], [1, 3, 5]), (prompts[1], [4, 4])):
-        group = services.group_for(run=run, prompt=prompt)
-        messages = services.prompt_messages_for(character, prompt)
+        group = run_services.group_for(run=run, prompt=prompt)
+        messages = catalogue_selectors.prompt_messages_for(character, prompt)
         for index, score in enumerate(scores):
-            g = services.generation_record(
+            g = run_services.generation_record(
                 group=group,
                 index=index,
                 messages=messages,
@@ -104,7 +106,7 @@ def world(db, reviewer):
                 run=run,
                 raw_text=f"{prompt.external_id}-{index}",
             )
-            services.judgment_record(
+            run_services.judgment_record(
                 generation=g,
                 rubric=rubric,
                 source=Judgment.Source.JUDGE,

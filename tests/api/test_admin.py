@@ -4,7 +4,7 @@ import hashlib
 
 from django.urls import reverse
 
-from labelling import tokens
+from labelling.access import tokens
 from labelling.models import ApiToken, DatasetVersion
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from labelling import tokens
+from labelling.access import tokens
 from labelling.models import (
     ApiToken,
     Character,

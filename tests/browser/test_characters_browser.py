@@ -15,15 +15,16 @@ pytestmark = __import__("pytest").mark.browser
 MAKE_SHEETS = textwrap.dedent("""
     import json
     from django.db import transaction
-    from labelling import services
+    from labelling.characters import services as character_services
+    from labelling.runs import services as run_services
     from labelling.models import Rubric
     sample = {sample!r}
     with transaction.atomic():
-        run, _ = services.sheet_run_start(concept="a retired lighthouse keeper", count=2, enqueue=False,
+        run, _ = character_services.sheet_run_start(concept="a retired lighthouse keeper", count=2, enqueue=False,
                                           rubric=Rubric.objects.get(slug="sheet-coherence"))
-        group = services.group_for(run=run, prompt=run.prompt_set.prompts.get())
+        group = run_services.group_for(run=run, prompt=run.prompt_set.prompts.get())
         for index, text in enumerate([sample, sample[:200]]):
-            services.generation_record(group=group, index=index, messages=[], raw_text=text, model_version=None,
+            run_services.generation_record(group=group, index=index, messages=[], raw_text=text, model_version=None,
                                        run=run, structured=True)
     print(group.pk)
 """)

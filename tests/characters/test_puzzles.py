@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from labelling import architext, tokens
-from labelling.importers import ImportFailed
+from labelling.access import tokens
+from labelling.catalogue import architext
+from labelling.catalogue.importers import ImportFailed
 from labelling.models import Prompt, PromptSet
 
 SAMPLE = Path(__file__).resolve().parents[2] / "labelling" / "demo" / "architext-sample.jsonl"

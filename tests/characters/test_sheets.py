@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 
-from labelling import services
-from labelling.appearance import build_glb
+from labelling.catalogue import services as catalogue_services
+from labelling.catalogue.schemas import CriterionIn, RubricIn
+from labelling.characters import services as character_services
+from labelling.characters.appearance import build_glb
+from labelling.characters.sheets import FEATURES, Appearance, sheet_problems, sheet_schema
 from labelling.models import Character
-from labelling.schemas import CriterionIn, RubricIn
-from labelling.sheets import FEATURES, Appearance, sheet_problems, sheet_schema
+from labelling.runs import services as run_services
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = (ROOT / "labelling" / "demo" / "sample-sheet.json").read_text()
@@ -91,17 +93,19 @@ def test_every_appearance_becomes_a_gltf_asset_with_zero_validator_errors(tmp_pa
 
 @pytest.fixture
 def sheet_group(db, media):
-    rubric = services.rubric_create(
+    rubric = catalogue_services.rubric_create(
         data=RubricIn(
             slug="coherence",
             name="Coherence",
             criteria=[CriterionIn(key="coherent", description="Attributes, backstory and dialogue fit together")],
         )
     )
-    run, _ = services.sheet_run_start(concept="a retired lighthouse keeper", count=2, rubric=rubric)
-    group = services.group_for(run=run, prompt=run.prompt_set.prompts.get())
-    good = services.generation_record(group=group, index=0, messages=[], raw_text=SAMPLE, model_version=None, run=run)
-    bad = services.generation_record(
+    run, _ = character_services.sheet_run_start(concept="a retired lighthouse keeper", count=2, rubric=rubric)
+    group = run_services.group_for(run=run, prompt=run.prompt_set.prompts.get())
+    good = run_services.generation_record(
+        group=group, index=0, messages=[], raw_text=SAMPLE, model_version=None, run=run
+    )
+    bad = run_services.generation_record(
         group=group,
         index=1,
         messages=[],
@@ -113,23 +117,23 @@ def sheet_group(db, media):
 
 
 def test_a_valid_sheet_is_promoted_to_a_character_with_its_figure(sheet_group, media):
-    character = services.sheet_promote(generation=sheet_group["good"], slug="maren")
+    character = character_services.sheet_promote(generation=sheet_group["good"], slug="maren")
     assert character.name == "Maren Tollis" and "retired lighthouse keeper" in character.persona
     assert character.traits == ["craft", "honesty", "the sea"]
     glb = (media / character.appearance_model.name).read_bytes()
     assert struct.unpack("<4sI", glb[:8]) == (b"glTF", 2)
     assert _validate([media / character.appearance_model.name])[0]["errors"] == 0
     with pytest.raises(ValidationError, match="already exists"):
-        services.sheet_promote(generation=sheet_group["good"], slug="maren")
+        character_services.sheet_promote(generation=sheet_group["good"], slug="maren")
     with pytest.raises(ValidationError, match="appearance.height"):
-        services.sheet_promote(generation=sheet_group["bad"], slug="other")
+        character_services.sheet_promote(generation=sheet_group["bad"], slug="other")
     assert Character.objects.filter(slug="other").count() == 0
 
 
 def test_a_think_tag_inside_a_sheet_string_is_text_not_a_think_block(sheet_group):
     raw = json.dumps(sample(backstory="She wrote </think> in her log and kept going."))
     group = sheet_group["good"].group
-    kept = services.generation_record(
+    kept = run_services.generation_record(
         group=group, index=2, messages=[], raw_text=raw, model_version=None, run=sheet_group["run"], structured=True
     )
     assert kept.text == raw and kept.thinking == "" and kept.think_valid
@@ -164,7 +168,7 @@ def test_a_reviewer_cannot_promote(sheet_group, reviewer_client):
 def test_media_serves_figures_to_reviewers_but_never_dataset_files(sheet_group, reviewer_client, media):
     from django.test import Client
 
-    character = services.sheet_promote(generation=sheet_group["good"], slug="maren")
+    character = character_services.sheet_promote(generation=sheet_group["good"], slug="maren")
     (media / "datasets" / "d").mkdir(parents=True)
     (media / "datasets" / "d" / "1.jsonl").write_text("{}\n")
     figure = reviewer_client.get(f"/media/{character.appearance_model.name}")

@@ -6,8 +6,11 @@ import math
 import pytest
 from django.core.exceptions import ValidationError
 
-from labelling import datasets, services
+from labelling.datasets import selectors as dataset_selectors
+from labelling.datasets import services as dataset_services
+from labelling.datasets import storage
 from labelling.models import DatasetVersion, Generation, Judgment, PipelineRun
+from labelling.runs import services as run_services
 
 
 @pytest.fixture(autouse=True)
@@ -16,11 +19,11 @@ def _media(media):
 
 
 def build(kind, **filter_):
-    return datasets.dataset_build(dataset="mira", kind=kind, filter={"rubric": "voice", **filter_})
+    return dataset_services.dataset_build(dataset="mira", kind=kind, filter={"rubric": "voice", **filter_})
 
 
 def rows(version):
-    return [json.loads(line) for line in b"".join(datasets.dataset_stream(version)).splitlines()]
+    return [json.loads(line) for line in b"".join(storage.dataset_stream(version)).splitlines()]
 
 
 def test_grpo_rows_carry_rewards_and_group_relative_advantages(world):
@@ -39,7 +42,7 @@ def test_grpo_rows_carry_rewards_and_group_relative_advantages(world):
 
 def test_human_scores_take_precedence_over_the_judge(world):
     low = world["made"][("a", 2)]  # the judge gave it 5
-    services.judgment_record(
+    run_services.judgment_record(
         generation=low,
         rubric=world["rubric"],
         source=Judgment.Source.HUMAN,
@@ -67,7 +70,7 @@ def test_pairs_follow_rewards_above_the_margin_and_ties_never_pair(world):
 
 def test_a_reviewer_rewrite_is_chosen_over_its_original(world):
     original = world["made"][("a", 2)]  # the judge's favourite
-    rewrite = services.generation_record(
+    rewrite = run_services.generation_record(
         group=original.group,
         index=2,
         messages=original.messages,
@@ -95,16 +98,16 @@ def test_kto_labels_and_sft_best_completions(world):
 def test_the_same_filter_over_the_same_data_gives_the_same_bytes(world):
     first, second = build("grpo"), build("grpo")
     assert (first.number, second.number) == (1, 2)
-    assert first.sha256 == second.sha256 and b"".join(datasets.dataset_stream(first)) == b"".join(
-        datasets.dataset_stream(second)
+    assert first.sha256 == second.sha256 and b"".join(storage.dataset_stream(first)) == b"".join(
+        storage.dataset_stream(second)
     )
-    diff = datasets.dataset_compare(first, second)
+    diff = dataset_selectors.dataset_compare(first, second)
     assert diff == {"added": [], "removed": [], "changed": [], "unchanged": 2}
 
 
 def test_compare_reports_added_removed_and_changed_rows(world):
     old = build("grpo")
-    services.judgment_record(
+    run_services.judgment_record(
         generation=world["made"][("a", 0)],
         rubric=world["rubric"],
         source=Judgment.Source.HUMAN,
@@ -112,7 +115,7 @@ def test_compare_reports_added_removed_and_changed_rows(world):
         reviewer=world["reviewer"],
     )
     new = build("grpo", runs=[world["run"].pk])
-    diff = datasets.dataset_compare(old, new)
+    diff = dataset_selectors.dataset_compare(old, new)
     assert diff["changed"] == [f"g{world['made'][('a', 0)].group_id}"] and diff["unchanged"] == 1
 
 
@@ -136,25 +139,25 @@ def test_a_filter_that_selects_nothing_writes_nothing(world, media):
 )
 def test_bad_requests_name_the_field(world, kind, filter_, field):
     with pytest.raises(ValidationError) as caught:
-        datasets.dataset_build(dataset="mira", kind=kind, filter={"rubric": "voice", **filter_})
+        dataset_services.dataset_build(dataset="mira", kind=kind, filter={"rubric": "voice", **filter_})
     assert field in caught.value.message_dict
     assert not DatasetVersion.objects.exists()
 
 
 def test_a_version_whose_file_changed_or_vanished_is_never_served(world):
     version = build("grpo")
-    path = datasets.dataset_path(version)
+    path = storage.dataset_path(version)
     path.write_bytes(path.read_bytes().replace(b"a-2", b"a-9"))
-    with pytest.raises(datasets.DatasetCorrupt, match="no longer matches"):
-        next(datasets.dataset_stream(version))
+    with pytest.raises(storage.DatasetCorrupt, match="no longer matches"):
+        next(storage.dataset_stream(version))
     path.unlink()
-    with pytest.raises(datasets.DatasetCorrupt, match="missing"):
-        next(datasets.dataset_stream(version))
+    with pytest.raises(storage.DatasetCorrupt, match="missing"):
+        next(storage.dataset_stream(version))
 
 
 def test_flagged_completions_are_left_out_unless_asked(world):
     flagged = world["made"][("a", 1)]
-    services.judgment_record(
+    run_services.judgment_record(
         generation=flagged,
         rubric=world["rubric"],
         source=Judgment.Source.HUMAN,
@@ -167,6 +170,6 @@ def test_flagged_completions_are_left_out_unless_asked(world):
 
 
 def test_grpo_prompt_rows_need_no_rubric(world):
-    version = datasets.dataset_build(dataset="prompts", kind="grpo_prompts", filter={})
+    version = dataset_services.dataset_build(dataset="prompts", kind="grpo_prompts", filter={})
     assert [r["prompt"][-1]["content"] for r in rows(version)] == ["What do you see?", "Any ships?"]
     assert PipelineRun.objects.count() == 1

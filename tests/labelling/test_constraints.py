@@ -3,7 +3,8 @@
 import pytest
 from django.db import IntegrityError, transaction
 
-from labelling import services
+from labelling.catalogue import services as catalogue_services
+from labelling.catalogue.schemas import CharacterIn, GroupIn
 from labelling.models import (
     Character,
     CriterionScore,
@@ -13,7 +14,7 @@ from labelling.models import (
     PipelineRun,
     PromptSet,
 )
-from labelling.schemas import CharacterIn, GroupIn
+from labelling.runs import services as run_services
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def test_a_revision_must_point_at_its_parent(demo):
 
 def test_a_revision_takes_the_next_revision_number_of_its_slot(demo):
     original = Generation.objects.filter(revision=0).first()
-    first = services.generation_record(
+    first = run_services.generation_record(
         group=original.group,
         index=original.index,
         messages=original.messages,
@@ -80,7 +81,7 @@ def test_a_revision_takes_the_next_revision_number_of_its_slot(demo):
         parent=original,
         source=Generation.Source.REVISION,
     )
-    second = services.generation_record(
+    second = run_services.generation_record(
         group=original.group,
         index=original.index,
         messages=original.messages,
@@ -121,7 +122,7 @@ def test_the_service_refuses_scores_that_do_not_cover_the_rubric(demo):
 
     judgment = Judgment.objects.first()
     with pytest.raises(ValidationError, match="missing"):
-        services.judgment_record(
+        run_services.judgment_record(
             generation=judgment.generation,
             rubric=judgment.rubric,
             source="judge",
@@ -151,7 +152,7 @@ def test_a_generation_snapshots_the_persona_it_was_made_from(demo):
 
 def test_importing_a_group_records_think_tag_problems(demo):
     run = PipelineRun.objects.create(kind="import", status="succeeded")
-    group = services.group_import(
+    group = run_services.group_import(
         data=GroupIn(
             character="aria",
             prompt_set="aria-demo",
@@ -166,5 +167,5 @@ def test_importing_a_group_records_think_tag_problems(demo):
 
 
 def test_character_create_takes_validated_input(db):
-    character = services.character_create(data=CharacterIn(name="Bo", slug="bo", persona="You are Bo."))
+    character = catalogue_services.character_create(data=CharacterIn(name="Bo", slug="bo", persona="You are Bo."))
     assert character.system_message() == {"role": "system", "content": "You are Bo."}

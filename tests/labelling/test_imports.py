@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from labelling.importers import ImportFailed, import_text
+from labelling.catalogue.importers import ImportFailed, import_text
 from labelling.models import Character, Generation, Group, Judgment, Prompt, PromptSet, Rubric
 
 GOOD_YAML = """\

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from labelling.roles import ADMIN, REVIEWER, user_role
+from labelling.access.roles import ADMIN, REVIEWER, user_role
 
 
 def test_anonymous_visitors_are_sent_to_sign_in(client, db):

@@ -3,9 +3,9 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from labelling import services
+from labelling.catalogue import services as catalogue_services
+from labelling.catalogue.schemas import RubricIn
 from labelling.models import Judgment, Rubric
-from labelling.schemas import RubricIn
 
 SPEC = {
     "slug": "tone",
@@ -23,8 +23,8 @@ def _edited(**changes):
 
 
 def test_an_unused_rubric_is_edited_in_place(db):
-    rubric = services.rubric_create(data=RubricIn.model_validate(SPEC))
-    edited = services.rubric_update(rubric=rubric, data=_edited(name="Tone of voice"))
+    rubric = catalogue_services.rubric_create(data=RubricIn.model_validate(SPEC))
+    edited = catalogue_services.rubric_update(rubric=rubric, data=_edited(name="Tone of voice"))
     assert edited.pk == rubric.pk and edited.version == 1
     assert Rubric.objects.get(pk=rubric.pk).name == "Tone of voice"
 
@@ -36,7 +36,7 @@ def test_a_rubric_with_judgments_is_frozen_and_an_edit_makes_a_new_version(demo)
     spec = v1.as_spec()
     spec.pop("version")
     spec["criteria"][0]["description"] = "Sounds like Aria."
-    v2 = services.rubric_update(rubric=v1, data=RubricIn.model_validate(spec))
+    v2 = catalogue_services.rubric_update(rubric=v1, data=RubricIn.model_validate(spec))
     assert (v2.slug, v2.version, v2.parent_id) == ("aria-voice", 2, v1.pk)
     assert v2.criteria.get(key="in-character").description == "Sounds like Aria."
     v1.refresh_from_db()
@@ -49,14 +49,14 @@ def test_an_edit_that_changes_nothing_makes_no_version(demo):
     v1 = Rubric.objects.get(slug="aria-voice")
     spec = v1.as_spec()
     spec.pop("version")
-    assert services.rubric_update(rubric=v1, data=RubricIn.model_validate(spec)) == v1
+    assert catalogue_services.rubric_update(rubric=v1, data=RubricIn.model_validate(spec)) == v1
     assert Rubric.objects.filter(slug="aria-voice").count() == 1
 
 
 def test_a_rubric_slug_cannot_change(db):
-    rubric = services.rubric_create(data=RubricIn.model_validate(SPEC))
+    rubric = catalogue_services.rubric_create(data=RubricIn.model_validate(SPEC))
     with pytest.raises(ValidationError):
-        services.rubric_update(rubric=rubric, data=_edited(slug="other"))
+        catalogue_services.rubric_update(rubric=rubric, data=_edited(slug="other"))
 
 
 def test_a_rubric_needs_a_criterion_with_an_ordered_scale():

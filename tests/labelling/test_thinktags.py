@@ -2,7 +2,7 @@
 
 import pytest
 
-from labelling import thinktags as tt
+from labelling.runs import thinktags as tt
 
 
 @pytest.mark.parametrize(

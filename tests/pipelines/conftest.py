@@ -11,9 +11,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from labelling import services
+from labelling.catalogue import services as catalogue_services
+from labelling.catalogue.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
 from labelling.models import Character, PipelineRun, PromptSet, Rubric
-from labelling.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
 
 ROOT = Path(__file__).resolve().parents[2]
 STALE_AFTER_S = 3
@@ -93,10 +93,10 @@ def story(transactional_db):
     """A character, a two-criterion rubric and a prompt set of `n` prompts."""
 
     def make(n: int = 6) -> tuple[Character, PromptSet, Rubric]:
-        character = services.character_create(
+        character = catalogue_services.character_create(
             data=CharacterIn(slug="mira", name="Mira", persona="Mira is a lighthouse keeper: patient, wry, precise.")
         )
-        rubric = services.rubric_create(
+        rubric = catalogue_services.rubric_create(
             data=RubricIn(
                 slug="voice",
                 name="Voice",
@@ -106,8 +106,8 @@ def story(transactional_db):
                 ],
             )
         )
-        prompt_set = services.prompt_set_create(data=PromptSetIn(slug="keeper", name="Keeper"))
-        services.prompts_add(
+        prompt_set = catalogue_services.prompt_set_create(data=PromptSetIn(slug="keeper", name="Keeper"))
+        catalogue_services.prompts_add(
             prompt_set=prompt_set,
             prompts=[
                 PromptIn(id=f"p{i}", messages=[{"role": "user", "content": f"Question {i}: what do you see tonight?"}])

@@ -5,7 +5,7 @@ import hashlib
 import json
 import time
 
-from labelling import tokens
+from labelling.access import tokens
 from labelling.models import Generation, Judgment
 
 CONTENT = "\n".join(

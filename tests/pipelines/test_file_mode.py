@@ -5,8 +5,8 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from labelling import services
-from labelling.schemas import CriterionIn, RubricIn
+from labelling.catalogue import services as catalogue_services
+from labelling.catalogue.schemas import CriterionIn, RubricIn
 
 PROMPTS = [{"id": f"q{i}", "messages": [{"role": "user", "content": f"Tell me about star {i}."}]} for i in range(3)]
 
@@ -22,7 +22,7 @@ def read_jsonl(path):
 
 @pytest.fixture
 def rubric(db):
-    return services.rubric_create(
+    return catalogue_services.rubric_create(
         data=RubricIn(
             slug="voice",
             name="Voice",

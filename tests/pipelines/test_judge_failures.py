@@ -5,8 +5,8 @@ judge is a stand-in, since the project's own judge cannot produce such an answer
 from inference.backends.inprocess import InProcessBackend
 from inference.errors import JudgeOutputError
 from inference.tasks import execute
-from labelling import services
 from labelling.models import Judgment, PipelineRun
+from labelling.runs import services as run_services
 from tests.triton_fixture import TINY_MODEL
 
 
@@ -22,7 +22,7 @@ class UnparseableJudge(InProcessBackend):
 
 def test_unparseable_judge_answers_are_recorded_as_failed_judgments(story):
     character, prompt_set, rubric = story(2)
-    run, _ = services.run_start(
+    run, _ = run_services.run_start(
         kind="generate",
         character=character,
         prompt_set=prompt_set,

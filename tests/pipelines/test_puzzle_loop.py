@@ -5,8 +5,10 @@ dataset version whose rows carry the decision prompts."""
 import json
 import time
 
-from labelling import selectors, services, tokens
+from labelling.access import tokens
 from labelling.models import Generation, Judgment
+from labelling.review import selectors as review_selectors
+from labelling.review import services as review_services
 from tests.characters.test_puzzles import SAMPLE
 from tests.pipelines.test_api_loop import CONTENT
 from tests.review.conftest import review_form
@@ -47,9 +49,9 @@ def test_puzzles_go_through_generate_judge_review_into_a_dataset(client, admin_u
     assert Generation.objects.filter(group__run_id=run_id).count() == 10
     assert Judgment.objects.filter(run_id=run_id, status="ok").count() == 10
 
-    assignment = services.assignment_claim_next(reviewer=reviewer, policy="fifo")
+    assignment = review_services.assignment_claim_next(reviewer=reviewer, policy="fifo")
     assert assignment.group.run_id == run_id
-    services.review_submit(
+    review_services.review_submit(
         assignment_id=assignment.pk, reviewer=reviewer, submission=_submission(review_form(assignment, score=3))
     )
 
@@ -61,13 +63,13 @@ def test_puzzles_go_through_generate_judge_review_into_a_dataset(client, admin_u
     assert all("Where do you go first" in r["prompt"][-1]["content"] for r in rows)
     reviewed = [r for r in rows if r["group_id"] == assignment.group_id]
     assert reviewed and all(s == 0.5 for s in reviewed[0]["rewards"])  # human 3s on 1..5 outrank the judge
-    assert selectors.assignment_current(reviewer=reviewer) is None
+    assert review_selectors.assignment_current(reviewer=reviewer) is None
 
 
 def _submission(form: dict):
     from django.http import QueryDict
 
-    from labelling.views import _submission_from
+    from labelling.review.views import _submission_from
 
     data = QueryDict(mutable=True)
     data.update(form)

@@ -9,8 +9,8 @@ from collections import Counter
 
 from django.db import transaction
 
-from labelling import services
 from labelling.models import Generation, Group, Judgment, PipelineRun
+from labelling.runs import services as run_services
 from tests.pipelines.conftest import STALE_AFTER_S, Consumer, wait_for, wait_until, worker_env
 
 FINAL = {
@@ -23,7 +23,7 @@ FINAL = {
 
 def start(character, prompt_set, rubric, *, group_size=4, max_tokens=24, **params) -> PipelineRun:
     with transaction.atomic():  # enqueued once committed, as from the web or the API
-        run, created = services.run_start(
+        run, created = run_services.run_start(
             kind="generate",
             character=character,
             prompt_set=prompt_set,
@@ -63,10 +63,10 @@ def test_a_generate_and_judge_run_completes(story, consumer):
 
 def test_a_run_started_twice_with_one_key_is_one_run(story, huey_queue):
     character, prompt_set, rubric = story(1)
-    first, created = services.run_start(
+    first, created = run_services.run_start(
         kind="generate", character=character, prompt_set=prompt_set, rubric=rubric, idempotency_key="k-1", enqueue=False
     )
-    again, created_again = services.run_start(
+    again, created_again = run_services.run_start(
         kind="generate", character=character, prompt_set=prompt_set, rubric=rubric, idempotency_key="k-1", enqueue=False
     )
     assert created and not created_again and first.pk == again.pk
@@ -77,7 +77,7 @@ def test_revise_links_each_revision_to_its_parent(story, consumer):
     character, prompt_set, rubric = story(2)
     generated = wait_for(start(character, prompt_set, rubric, group_size=2), FINAL, log=consumer.log)
     with transaction.atomic():
-        run, _ = services.run_start(
+        run, _ = run_services.run_start(
             kind="revise",
             rubric=rubric,
             source_run=generated,
@@ -98,7 +98,7 @@ def test_cancel_stops_a_run_mid_way(story, consumer):
     character, prompt_set, rubric = story(40)
     run = start(character, prompt_set, rubric, max_tokens=200, workers=1)
     wait_until(lambda: Group.objects.filter(run=run).exists(), what="the run to start")
-    services.run_cancel(run=PipelineRun.objects.get(pk=run.pk))
+    run_services.run_cancel(run=PipelineRun.objects.get(pk=run.pk))
     run = wait_for(run, FINAL, log=consumer.log)
     assert run.status == PipelineRun.Status.CANCELLED
     assert Group.objects.filter(run=run).count() < 40
@@ -114,7 +114,7 @@ def test_triton_killed_mid_run_then_resumed_completes_exactly_once(story, consum
     assert run.failed_items > 0 and run.errors, "the failures are recorded with their items"
     assert {e["error"] for e in run.errors} <= {"BackendUnavailable", "ModelNotReady", "InferenceError"}
     triton_server.start(timeout_s=120)
-    services.run_resume(run=run)
+    run_services.run_resume(run=run)
     run = wait_for(run, {PipelineRun.Status.SUCCEEDED}, log=consumer.log)
     assert_complete_exactly_once(run, 30, 4)
 

@@ -3,15 +3,15 @@ under the sheet's JSON schema, and what it makes is kept and checked, never drop
 
 from django.db import transaction
 
-from labelling import services
+from labelling.characters import services as character_services
+from labelling.characters.sheets import sheet_problems
 from labelling.models import Generation, PipelineRun
-from labelling.sheets import sheet_problems
 from tests.pipelines.conftest import wait_for
 
 
 def test_a_sheet_run_generates_schema_guided_sheets(consumer):
     with transaction.atomic():
-        run, created = services.sheet_run_start(
+        run, created = character_services.sheet_run_start(
             concept="a cartographer who is afraid of heights", count=2, max_tokens=96
         )
     assert created

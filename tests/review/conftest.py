@@ -5,9 +5,9 @@ import uuid
 import pytest
 from django.test import Client
 
-from labelling import selectors
+from labelling.access.roles import REVIEWER
 from labelling.models import Assignment
-from labelling.roles import REVIEWER
+from labelling.review import selectors as review_selectors
 from tests.conftest import _make_user
 
 
@@ -34,9 +34,9 @@ def client_for():
 def review_form(assignment: Assignment, score: int | None = None, **extra) -> dict:
     """A complete, valid form for the assignment's group: every criterion scored
     (its maximum unless `score` is given), a fresh submission id."""
-    rubric = selectors.group_rubric(assignment.group)
+    rubric = review_selectors.group_rubric(assignment.group)
     data = {"submission_id": str(uuid.uuid4())}
-    for generation in selectors.review_generations(assignment):
+    for generation in review_selectors.review_generations(assignment):
         for c in rubric.criteria.all():
             data[f"score-{generation.pk}-{c.key}"] = str(c.scale_max if score is None else score)
     data.update(extra)
@@ -44,4 +44,4 @@ def review_form(assignment: Assignment, score: int | None = None, **extra) -> di
 
 
 def held(user) -> Assignment | None:
-    return selectors.assignment_current(reviewer=user)
+    return review_selectors.assignment_current(reviewer=user)

@@ -5,8 +5,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from labelling import services
 from labelling.models import Judgment
+from labelling.runs import services as run_services
 from tests.review.conftest import held, review_form
 
 
@@ -14,7 +14,7 @@ from tests.review.conftest import held, review_form
 def group_of_six(world):
     """Besides the world's ready group of three, a judged group of six."""
     first = world["run"]
-    run, _ = services.run_start(
+    run, _ = run_services.run_start(
         kind="generate",
         character=first.character,
         prompt_set=first.prompt_set,
@@ -23,13 +23,13 @@ def group_of_six(world):
         enqueue=False,
     )
     prompt = first.prompt_set.prompts.get(external_id="b")
-    group = services.group_for(run=run, prompt=prompt)
-    judge = services.model_version_get_or_create(backend="fixture", model_name="judge")
+    group = run_services.group_for(run=run, prompt=prompt)
+    judge = run_services.model_version_get_or_create(backend="fixture", model_name="judge")
     for index in range(6):
-        g = services.generation_record(
+        g = run_services.generation_record(
             group=group, index=index, messages=[], model_version=None, run=run, raw_text=f"six-{index}"
         )
-        services.judgment_record(
+        run_services.judgment_record(
             generation=g,
             rubric=world["rubric"],
             source=Judgment.Source.JUDGE,

@@ -1,8 +1,10 @@
 """The queue serves the groups where a human changes the training data most first,
 and the reviewer can see and switch the order."""
 
-from labelling import selectors, services
 from labelling.models import Generation, Group, Judgment, Rubric
+from labelling.review import queue
+from labelling.review import selectors as review_selectors
+from labelling.runs import services as run_services
 from tests.review.conftest import held
 
 
@@ -11,13 +13,13 @@ def _prompt(group: Group) -> str:
 
 
 def test_signal_first_serves_the_group_whose_judge_rewards_are_all_equal(demo, reviewer):
-    queue = list(selectors.review_queue(reviewer=reviewer))
-    assert _prompt(queue[0]) == "packing" and queue[0].bucket == selectors.BUCKET_NO_SIGNAL
-    assert [g.bucket for g in queue[1:]] == [selectors.BUCKET_REST] * 4
+    queue = list(review_selectors.review_queue(reviewer=reviewer))
+    assert _prompt(queue[0]) == "packing" and queue[0].bucket == review_selectors.BUCKET_NO_SIGNAL
+    assert [g.bucket for g in queue[1:]] == [review_selectors.BUCKET_REST] * 4
 
 
 def test_fifo_serves_the_oldest_group_first(demo, reviewer):
-    queue = list(selectors.review_queue(reviewer=reviewer, policy="fifo"))
+    queue = list(review_selectors.review_queue(reviewer=reviewer, policy="fifo"))
     assert [_prompt(g) for g in queue] == ["stars", "lonely", "human", "packing", "nebula"]
 
 
@@ -28,7 +30,7 @@ def test_disagreement_comes_before_a_failed_judgment_before_the_rest(demo, revie
     lonely.overlap_target = 2
     lonely.save()
     best = Generation.objects.get(group=lonely, index=0)
-    services.judgment_record(
+    run_services.judgment_record(
         generation=best,
         rubric=rubric,
         source=Judgment.Source.HUMAN,
@@ -36,36 +38,36 @@ def test_disagreement_comes_before_a_failed_judgment_before_the_rest(demo, revie
         scores={"in-character": 1, "helpfulness": 1, "honesty": 1, "concision": 1},
     )
     judge = Judgment.objects.filter(source="judge").first().model_version
-    services.judgment_record_failure(
+    run_services.judgment_record_failure(
         generation=Generation.objects.get(group=stars, index=0),
         rubric=rubric,
         model_version=judge,
         raw_output="not json",
         error="unparseable",
     )
-    queue = [_prompt(g) for g in selectors.review_queue(reviewer=reviewer)]
+    queue = [_prompt(g) for g in review_selectors.review_queue(reviewer=reviewer)]
     assert queue == ["packing", "lonely", "stars", "human", "nebula"]
 
 
 def test_a_group_still_being_generated_is_not_offered(demo, reviewer):
     packing = Group.objects.get(prompt__external_id="packing")
-    run, _ = services.run_start(
+    run, _ = run_services.run_start(
         kind="generate", character=packing.character, prompt_set=packing.prompt.prompt_set, group_size=3, enqueue=False
     )
-    group = services.group_for(run=run, prompt=packing.prompt)
+    group = run_services.group_for(run=run, prompt=packing.prompt)
     for index in range(2):  # two of three completions are in
-        services.generation_record(
+        run_services.generation_record(
             group=group, index=index, messages=[], raw_text=f"answer {index}", model_version=None, run=run
         )
-    assert group.pk not in [g.pk for g in selectors.review_queue(reviewer=reviewer)]
-    services.generation_record(group=group, index=2, messages=[], raw_text="answer 2", model_version=None, run=run)
-    assert group.pk in [g.pk for g in selectors.review_queue(reviewer=reviewer)]
+    assert group.pk not in [g.pk for g in review_selectors.review_queue(reviewer=reviewer)]
+    run_services.generation_record(group=group, index=2, messages=[], raw_text="answer 2", model_version=None, run=run)
+    assert group.pk in [g.pk for g in review_selectors.review_queue(reviewer=reviewer)]
 
 
 def test_the_stored_queue_state_matches_a_recomputation(demo, reviewer, admin_user):
     """Every writer keeps ready/bucket current: recomputing from scratch changes nothing."""
     test_disagreement_comes_before_a_failed_judgment_before_the_rest(demo, reviewer, admin_user)
-    assert services.groups_queue_refresh(Group.objects.values_list("pk", flat=True)) == 0
+    assert queue.groups_queue_refresh(Group.objects.values_list("pk", flat=True)) == 0
 
 
 def test_the_queue_page_shows_the_policy_and_the_counts_per_bucket(reviewer_client, demo):

@@ -9,8 +9,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from labelling import selectors, services
 from labelling.models import Assignment, CriterionScore, Group, Judgment
+from labelling.review import selectors as review_selectors
+from labelling.review import services as review_services
 from tests.review.conftest import held, review_form
 
 
@@ -224,13 +225,13 @@ def test_a_pair_choice_is_stored_as_ranks(reviewer, demo, preference, ranks, fla
     Group.objects.exclude(pk=group.pk).delete()
     group.generations.filter(index__gte=2).delete()
     Group.objects.filter(pk=group.pk).update(size=2)
-    a = services.assignment_claim_next(reviewer=reviewer)
-    criteria = selectors.group_rubric(group).criteria.all()
-    submission = services.ReviewSubmission(
+    a = review_services.assignment_claim_next(reviewer=reviewer)
+    criteria = review_selectors.group_rubric(group).criteria.all()
+    submission = review_services.ReviewSubmission(
         submission_id=uuid.uuid4(),
         scores={gid: {c.key: c.scale_max for c in criteria} for gid in a.shown_order},
         preference=preference,
     )
-    services.review_submit(assignment_id=a.pk, reviewer=reviewer, submission=submission)
+    review_services.review_submit(assignment_id=a.pk, reviewer=reviewer, submission=submission)
     stored = [_human().get(generation_id=g) for g in a.shown_order]
     assert [j.rank for j in stored] == ranks and all(j.flagged == flagged for j in stored)

@@ -43,16 +43,17 @@ def test_a_signed_in_reviewer_on_the_sites_origin_connects(client, reviewer):
 def test_a_reviewer_holding_a_group_hears_when_it_is_revised(client, reviewer, demo):
     from channels.db import database_sync_to_async
 
-    from labelling import services
     from labelling.models import Generation
+    from labelling.review import services as review_services
+    from labelling.runs import services as run_services
 
-    assignment = services.assignment_claim_next(reviewer=reviewer)
+    assignment = review_services.assignment_claim_next(reviewer=reviewer)
     original = Generation.objects.filter(group=assignment.group, revision=0).first()
     client.force_login(reviewer)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
 
     def revise():
-        services.generation_record(
+        run_services.generation_record(
             group=original.group,
             index=original.index,
             messages=original.messages,
@@ -83,8 +84,8 @@ def test_a_reviewer_holding_a_group_hears_when_it_is_revised(client, reviewer, d
 def test_a_socket_cannot_listen_to_a_group_it_does_not_hold(client, reviewer, demo):
     from channels.db import database_sync_to_async
 
-    from labelling import services
     from labelling.models import Generation, Group
+    from labelling.runs import services as run_services
 
     group = Group.objects.order_by("id").first()
     original = Generation.objects.filter(group=group, revision=0).first()
@@ -92,7 +93,7 @@ def test_a_socket_cannot_listen_to_a_group_it_does_not_hold(client, reviewer, de
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
 
     def revise():
-        services.generation_record(
+        run_services.generation_record(
             group=group,
             index=original.index,
             messages=original.messages,

@@ -17,8 +17,8 @@ from inference.backends import get_backend
 from inference.backends.base import GenerateRequest, JudgeRequest
 from inference.engine import SamplingParams
 from inference.errors import InferenceError
+from labelling.catalogue.selectors import rubric_latest
 from labelling.models import Character
-from labelling.services import rubric_latest
 
 FALLBACK_RUBRIC = {
     "slug": "quick-check",

@@ -21,8 +21,8 @@ from inference.backends import make_backend
 from inference.backends.triton import TritonBackend
 from inference.dispatch import TaskManager
 from inference.pipelines import DEFAULT_SAMPLING, generate_task, judge_task, revise_and_judge_task
+from labelling.catalogue.selectors import rubric_latest
 from labelling.models import Character
-from labelling.services import rubric_latest
 
 TASKS = ("generate", "judge", "revise")
 

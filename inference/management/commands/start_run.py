@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from labelling import services
+from labelling.catalogue import selectors as catalogue_selectors
 from labelling.models import Character, PipelineRun, PromptSet
+from labelling.runs import services as run_services
 
 
 class Command(BaseCommand):
@@ -30,12 +31,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **o):
         if o["cancel"]:
-            run = services.run_cancel(run=self._run(o["cancel"]))
+            run = run_services.run_cancel(run=self._run(o["cancel"]))
             self.stdout.write(f"run #{run.pk}: {run.status}, cancel requested")
             return
         if o["resume"]:
             try:
-                run = services.run_resume(run=self._run(o["resume"]))
+                run = run_services.run_resume(run=self._run(o["resume"]))
             except ValidationError as exc:
                 raise CommandError("; ".join(exc.messages)) from exc
         else:
@@ -66,11 +67,11 @@ class Command(BaseCommand):
             params["workers"] = o["workers"]
         rubric = None
         if o["rubric"]:
-            rubric = services.rubric_latest(o["rubric"])
+            rubric = catalogue_selectors.rubric_latest(o["rubric"])
             if rubric is None:
                 raise CommandError(f"--rubric: no rubric {o['rubric']!r}")
         try:
-            run, _ = services.run_start(
+            run, _ = run_services.run_start(
                 kind=o["task"],
                 params=params,
                 character=self._get(Character, o["character"], "--character"),

@@ -11,7 +11,9 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from labelling import datasets
+from labelling.datasets import formats, storage
+from labelling.datasets import selectors as dataset_selectors
+from labelling.datasets import services as dataset_services
 from labelling.models import DatasetVersion
 
 
@@ -20,7 +22,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("dataset", help="the dataset's name (a slug); versions are numbered per name")
-        parser.add_argument("--kind", choices=sorted(datasets.FORMATS), help="the trainer format")
+        parser.add_argument("--kind", choices=sorted(formats.FORMATS), help="the trainer format")
         parser.add_argument("--character")
         parser.add_argument("--rubric", help="rubric slug (its latest version unless --rubric-version)")
         parser.add_argument("--rubric-version", type=int)
@@ -36,8 +38,8 @@ class Command(BaseCommand):
         if o["compare"]:
             old, new = (self._version(dataset, n) for n in o["compare"])
             try:
-                diff = datasets.dataset_compare(old, new)
-            except datasets.DatasetCorrupt as exc:
+                diff = dataset_selectors.dataset_compare(old, new)
+            except storage.DatasetCorrupt as exc:
                 raise CommandError(str(exc)) from None
             self.stdout.write(
                 json.dumps(
@@ -60,12 +62,12 @@ class Command(BaseCommand):
             "created_before": o["before"],
         }
         try:
-            version = datasets.dataset_build(dataset=dataset, kind=o["kind"], filter=filter_)
+            version = dataset_services.dataset_build(dataset=dataset, kind=o["kind"], filter=filter_)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {', '.join(v)}" for k, v in exc.message_dict.items())) from None
         self.stdout.write(
             self.style.SUCCESS(
-                f"{version}: {version.row_count} rows, sha256 {version.sha256[:12]}…, {datasets.dataset_path(version)}"
+                f"{version}: {version.row_count} rows, sha256 {version.sha256[:12]}…, {storage.dataset_path(version)}"
             )
         )
         self.stdout.write(json.dumps(version.stats, indent=2))

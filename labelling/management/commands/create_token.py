@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from labelling import tokens
+from labelling.access import tokens
 from labelling.models import ApiToken
 
 

@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from labelling.roles import ADMIN, ROLES, ensure_roles
+from labelling.access.roles import ADMIN, ROLES, ensure_roles
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from labelling.importers import ImportFailed, import_path
+from labelling.catalogue.importers import ImportFailed, import_path
 
 
 class Command(BaseCommand):

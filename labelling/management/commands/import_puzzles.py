@@ -4,8 +4,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from labelling.architext import puzzles_import
-from labelling.importers import ImportFailed
+from labelling.catalogue.architext import puzzles_import
+from labelling.catalogue.importers import ImportFailed
 
 
 class Command(BaseCommand):

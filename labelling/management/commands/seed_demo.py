@@ -10,9 +10,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from labelling.importers import ImportFailed, import_path
+from labelling.access.roles import ADMIN, REVIEWER, ensure_roles
+from labelling.catalogue.importers import ImportFailed, import_path
 from labelling.models import Character, PipelineRun
-from labelling.roles import ADMIN, REVIEWER, ensure_roles
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 DEMO_USERS = {"admin": ADMIN, "reviewer": REVIEWER, "reviewer2": REVIEWER}

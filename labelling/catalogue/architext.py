@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from labelling import services
-from labelling.importers import ImportFailed, Problem, jsonl_values
+from labelling.catalogue import services as catalogue_services
+from labelling.catalogue.importers import ImportFailed, Problem, jsonl_values
+from labelling.catalogue.schemas import PromptIn, PromptSetIn
 from labelling.models import PromptSet
-from labelling.schemas import PromptIn, PromptSetIn
 
 ROOM = re.compile(r"\s*([a-z][a-z_]*\d*)\s*:\s*((?:\(\s*-?\d+\s*,\s*-?\d+\s*\)\s*)+)\s*(?:,|$)")
 POINT = re.compile(r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)")
@@ -180,8 +180,8 @@ def puzzles_import(name: str, text: str, *, prompt_set: str) -> PromptSet:
         )
     except ValueError as exc:
         raise ImportFailed([Problem(name, None, "prompt_set", str(exc).splitlines()[-1])]) from None
-    created = services.prompt_set_create(data=data)
-    services.prompts_add(
+    created = catalogue_services.prompt_set_create(data=data)
+    catalogue_services.prompts_add(
         prompt_set=created,
         prompts=[PromptIn(id=p.id, messages=[{"role": "user", "content": decision_prompt(p)}]) for p in puzzles],
     )

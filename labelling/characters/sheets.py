@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from labelling.schemas import Strict
+from labelling.catalogue.schemas import Strict
 
 SCHEMA_VERSION = 1
 

@@ -5,7 +5,7 @@ import asyncio
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from labelling.broadcasts import DASHBOARD_GROUP, register_web_loop, review_group, run_group
+from labelling.live.broadcasts import DASHBOARD_GROUP, register_web_loop, review_group, run_group
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from labelling import consumers
+from labelling.live import consumers
 
 websocket_urlpatterns = [
     path("ws/live/", consumers.LiveConsumer.as_asgi()),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import struct
 
-from labelling.sheets import Appearance
+from labelling.characters.sheets import Appearance
 
 # A unit cube centred on the origin: 24 vertices (4 per face, so each face has its own
 # normal) and 36 indices.

@@ -1,33 +1,25 @@
-"""Pipeline runs from the browser: start one, watch it live, cancel or resume it; and
-whether the inference backend is ready. Starting and steering runs is for admins."""
+"""Pipeline runs from the browser: start one (a generate / judge / revise run, a character
+design run, a puzzle import: the forms of /runs/new), watch it live, cancel or resume it.
+Starting and steering runs is for admins."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from labelling import architext, roles, services
-from labelling.importers import ImportFailed
+from labelling import errors
+from labelling.access.decorators import admin_required
+from labelling.catalogue import architext
+from labelling.catalogue.importers import ImportFailed
+from labelling.characters import services as character_services
 from labelling.models import Character, PipelineRun, PromptSet, Rubric
+from labelling.runs import services
 
 KINDS = [(k.value, k.label) for k in (PipelineRun.Kind.GENERATE, PipelineRun.Kind.JUDGE, PipelineRun.Kind.REVISE)]
-
-
-def admin_required(view: Callable) -> Callable:
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not roles.is_admin(request.user):
-            raise PermissionDenied("admins only")
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 @require_http_methods(["GET", "POST"])
@@ -55,7 +47,7 @@ def sheet_run_new(request: HttpRequest) -> HttpResponse:
     try:
         numbers = _numbers(form, (("count", int, 1, 16), ("sheet_max_tokens", int, 64, 8192)))
         rubric = _pick(form, Rubric, "sheet_rubric")
-        run, _ = services.sheet_run_start(
+        run, _ = character_services.sheet_run_start(
             concept=form.get("concept", ""),
             count=numbers["count"],
             max_tokens=numbers["sheet_max_tokens"],
@@ -116,7 +108,7 @@ def _new_page(request: HttpRequest, *, form: dict | None = None, errors: dict | 
 
 
 def _errors(exc: ValidationError) -> dict[str, str]:
-    return services.validation_fields(exc) or {"__all__": "; ".join(exc.messages)}
+    return errors.validation_fields(exc) or {"__all__": "; ".join(exc.messages)}
 
 
 def _pick(form: dict, model, field: str):
@@ -196,11 +188,3 @@ def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
         return redirect("run_detail", run_id=run_id)
     messages.success(request, f"Run #{run.pk} queued again: only what is missing will run.")
     return redirect("run_detail", run_id=run.pk)
-
-
-@require_GET
-def inference_health(request: HttpRequest) -> HttpResponse:
-    """A small partial the dashboard polls: is the backend up, is each model ready."""
-    from inference.backends import get_backend
-
-    return render(request, "partials/inference_health.html", {"health": get_backend().health()})

@@ -26,9 +26,11 @@ import yaml
 from django.db import transaction
 from pydantic import BaseModel, ValidationError
 
-from labelling import services
+from labelling.catalogue import selectors as catalogue_selectors
+from labelling.catalogue import services as catalogue_services
+from labelling.catalogue.schemas import CharacterIn, GroupIn, PromptIn, PromptSetIn, RubricIn
 from labelling.models import Character, PipelineRun, Prompt, PromptSet
-from labelling.schemas import CharacterIn, GroupIn, PromptIn, PromptSetIn, RubricIn
+from labelling.runs import services as run_services
 
 KINDS: dict[str, type[BaseModel]] = {
     "character": CharacterIn,
@@ -315,8 +317,8 @@ def _check_references(name: str, records: list[Record]) -> Iterator[Problem]:
                     yield Problem(name, r.line, f"prompts[{i}].id", f"duplicate prompt id {pid!r}")
                 ids.add(pid)
         if r.kind == "rubric":
-            latest = services.rubric_latest(r.data.slug)
-            if latest is not None and services.rubric_spec_matches(latest, r.data):
+            latest = catalogue_selectors.rubric_latest(r.data.slug)
+            if latest is not None and catalogue_services.rubric_spec_matches(latest, r.data):
                 yield Problem(name, r.line, "slug", f"rubric {latest.label} already has exactly this content")
     for r in records:
         if r.kind == "prompt":
@@ -354,7 +356,7 @@ def _check_group_scores(name: str, r: Record, rubrics_in_file: dict, records: li
     g: GroupIn = r.data
     spec = next((x.data for x in records if x.kind == "rubric" and x.data.slug == g.rubric), None)
     if spec is None:
-        latest = services.rubric_latest(g.rubric)
+        latest = catalogue_selectors.rubric_latest(g.rubric)
         if latest is None:
             yield Problem(name, r.line, "rubric", f"no rubric {g.rubric!r}")
             return
@@ -385,21 +387,21 @@ def apply(records: list[Record], *, source: str) -> ImportSummary:
     order = ["character", "rubric", "prompt_set", "prompt", "group"]
     by_kind = {k: [r for r in records if r.kind == k] for k in order}
     for r in by_kind["character"]:
-        services.character_create(data=r.data)
+        catalogue_services.character_create(data=r.data)
         summary.characters += 1
     for r in by_kind["rubric"]:
-        latest = services.rubric_latest(r.data.slug)
+        latest = catalogue_selectors.rubric_latest(r.data.slug)
         if latest is None:
-            services.rubric_create(data=r.data)
+            catalogue_services.rubric_create(data=r.data)
         else:
-            services.rubric_update(rubric=latest, data=r.data)
+            catalogue_services.rubric_update(rubric=latest, data=r.data)
         summary.rubrics += 1
     for r in by_kind["prompt_set"]:
-        services.prompt_set_create(data=r.data)
+        catalogue_services.prompt_set_create(data=r.data)
         summary.prompt_sets += 1
         summary.prompts += len(r.data.prompts)
     for r in by_kind["prompt"]:
-        services.prompts_add(prompt_set=PromptSet.objects.get(slug=r.extra["prompt_set"]), prompts=[r.data])
+        catalogue_services.prompts_add(prompt_set=PromptSet.objects.get(slug=r.extra["prompt_set"]), prompts=[r.data])
         summary.prompts += 1
     if by_kind["group"]:
         run = PipelineRun.objects.create(
@@ -411,7 +413,7 @@ def apply(records: list[Record], *, source: str) -> ImportSummary:
             group_size=max(len(r.data.completions) for r in by_kind["group"]),
         )
         for r in by_kind["group"]:
-            services.group_import(data=r.data, run=run)
+            run_services.group_import(data=r.data, run=run)
             summary.groups += 1
         summary.run_id = run.pk
     return summary

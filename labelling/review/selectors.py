@@ -22,7 +22,6 @@ from django.utils import timezone
 from labelling.models import (
     OPEN_FOR_REVIEW,
     Assignment,
-    Character,
     CriterionScore,
     Generation,
     Group,
@@ -30,29 +29,6 @@ from labelling.models import (
     PipelineRun,
     Rubric,
 )
-
-
-def dashboard_counts() -> dict[str, int]:
-    groups = Group.objects.aggregate(
-        total=Count("id"),
-        awaiting=Count("id", filter=Q(review_count__lt=F("overlap_target"))),
-    )
-    return {
-        "groups": groups["total"],
-        "groups_awaiting_review": groups["awaiting"],
-        "generations": Generation.objects.count(),
-        "human_judgments": Judgment.objects.filter(source=Judgment.Source.HUMAN).count(),
-        "judge_judgments": Judgment.objects.filter(source=Judgment.Source.JUDGE).count(),
-    }
-
-
-def recent_runs() -> QuerySet[PipelineRun]:
-    return PipelineRun.objects.select_related("character", "prompt_set", "rubric").order_by("-created_at")
-
-
-def characters_with_counts() -> QuerySet[Character]:
-    return Character.objects.annotate(group_count=Count("groups")).order_by("name")
-
 
 # --- review queue ------------------------------------------------------------------
 

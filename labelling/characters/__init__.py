@@ -1,0 +1,2 @@
+"""Designing characters: schema-guided character sheets, their glTF figures, and promoting a
+valid sheet to a character."""

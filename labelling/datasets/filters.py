@@ -1,0 +1,106 @@
+"""Which groups a dataset version selects: the filter (validated, recorded with the version)
+and the rubric whose weights give the rewards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+
+from labelling.models import (
+    Group,
+    Rubric,
+)
+
+
+@dataclass(frozen=True)
+class DatasetFilter:
+    character: str | None = None
+    rubric: str | None = None
+    rubric_version: int | None = None
+    runs: tuple[int, ...] = ()
+    model_version: int | None = None
+    created_after: str | None = None
+    created_before: str | None = None
+    min_human_reviews: int = 0
+    exclude_flagged: bool = True
+    min_margin: float = 0.1  # pairs: smallest reward gap that makes a pair
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DatasetFilter:
+        if not isinstance(data, dict):
+            raise ValidationError({"filter": "must be an object"})
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValidationError({"filter": f"unknown field(s): {', '.join(sorted(unknown))}"})
+        values = dict(data)
+        checks = {
+            "character": (str, type(None)),
+            "rubric": (str, type(None)),
+            "rubric_version": (int, type(None)),
+            "model_version": (int, type(None)),
+            "created_after": (str, type(None)),
+            "created_before": (str, type(None)),
+            "min_human_reviews": (int,),
+            "exclude_flagged": (bool,),
+            "min_margin": (int, float),
+        }
+        for name, types in checks.items():
+            if name in values and (
+                not isinstance(values[name], types) or (isinstance(values[name], bool) and bool not in types)
+            ):
+                raise ValidationError({name: f"wrong type: {type(values[name]).__name__}"})
+        for name in ("rubric_version", "model_version", "min_human_reviews"):
+            if isinstance(values.get(name), int) and not 0 <= values[name] < 2**63:
+                raise ValidationError({name: "out of range"})
+        runs = values.get("runs", ())
+        if not isinstance(runs, list | tuple) or not all(
+            isinstance(r, int) and not isinstance(r, bool) and 0 < r < 2**63 for r in runs
+        ):
+            raise ValidationError({"runs": "must be a list of run ids"})
+        values["runs"] = tuple(sorted(set(runs)))
+        for name in ("created_after", "created_before"):
+            if values.get(name):
+                try:
+                    datetime.fromisoformat(values[name])
+                except ValueError:
+                    raise ValidationError({name: "must be an ISO date or datetime"}) from None
+        if values.get("min_human_reviews", 0) < 0 or values.get("min_margin", 0.1) < 0:
+            raise ValidationError({"filter": "min_human_reviews and min_margin must not be negative"})
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+def rubric_for(f: DatasetFilter) -> Rubric | None:
+    if not f.rubric:
+        return None
+    rubrics = Rubric.objects.filter(slug=f.rubric)
+    rubric = (
+        rubrics.filter(version=f.rubric_version).first() if f.rubric_version else rubrics.order_by("-version").first()
+    )
+    if rubric is None:
+        raise ValidationError(
+            {"rubric": f"no rubric {f.rubric!r}" + (f" v{f.rubric_version}" if f.rubric_version else "")}
+        )
+    return rubric
+
+
+def groups_for(f: DatasetFilter):
+    q = Q()
+    if f.character:
+        q &= Q(character__slug=f.character)
+    if f.runs:
+        q &= Q(run_id__in=f.runs)
+    if f.model_version:
+        q &= Q(generations__model_version_id=f.model_version)
+    if f.created_after:
+        q &= Q(created_at__gte=f.created_after)
+    if f.created_before:
+        q &= Q(created_at__lt=f.created_before)
+    if f.min_human_reviews:
+        q &= Q(review_count__gte=f.min_human_reviews)
+    return Group.objects.filter(q).distinct().order_by("id")

@@ -1,0 +1,32 @@
+"""Reads over frozen versions: what changed between two of them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from labelling.datasets.storage import dataset_path, dataset_verify
+from labelling.models import (
+    DatasetVersion,
+)
+
+
+def dataset_compare(old: DatasetVersion, new: DatasetVersion) -> dict:
+    """Rows added, removed and changed between two versions (rows are keyed by their id)."""
+
+    def index(version: DatasetVersion) -> dict[str, str]:
+        dataset_verify(version)
+        rows = {}
+        with open(dataset_path(version), "rb") as f:
+            for line in f:
+                rows[json.loads(line)["id"]] = hashlib.sha256(line).hexdigest()
+        return rows
+
+    a, b = index(old), index(new)
+    changed = sorted(k for k in a.keys() & b.keys() if a[k] != b[k])
+    return {
+        "added": sorted(b.keys() - a.keys()),
+        "removed": sorted(a.keys() - b.keys()),
+        "changed": changed,
+        "unchanged": len(a.keys() & b.keys()) - len(changed),
+    }

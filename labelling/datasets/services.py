@@ -1,0 +1,65 @@
+"""Freezing a dataset version: select, score, write the file once, number it (all or nothing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from labelling.datasets.filters import DatasetFilter, rubric_for
+from labelling.datasets.formats import FORMATS, rows_for
+from labelling.datasets.rewards import REWARD_POLICY
+from labelling.datasets.storage import write_rows
+from labelling.models import (
+    DatasetVersion,
+)
+
+
+def dataset_build(*, dataset: str, kind: str, filter: dict | None = None, created_by=None) -> DatasetVersion:
+    """Freeze a new numbered version; refuses a filter that selects nothing (writes nothing)."""
+    if kind not in FORMATS:
+        raise ValidationError({"kind": f"unknown format {kind!r} ({', '.join(sorted(FORMATS))})"})
+    if not dataset or not all(ch.isalnum() or ch in "-_" for ch in dataset):
+        raise ValidationError({"dataset": "a slug is required (letters, digits, - and _)"})
+    f = DatasetFilter.from_dict(filter or {})
+    rubric = rubric_for(f)
+    if kind != DatasetVersion.Kind.GRPO_PROMPTS and rubric is None:
+        raise ValidationError({"rubric": f"a {kind} export needs a rubric (rewards come from its weights)"})
+    root = Path(settings.MEDIA_ROOT) / "datasets" / dataset
+    tmp = root / f".building-{kind}-{id(f)}.jsonl"
+    try:
+        sha, stats = write_rows(rows_for(kind, f, rubric), tmp, kind)
+        if stats.rows == 0:
+            raise ValidationError({"filter": "the filter selects no rows for this format"})
+        for _ in range(5):  # a concurrent build may take the number: take the next
+            number = (DatasetVersion.objects.filter(dataset=dataset).aggregate(n=Max("number"))["n"] or 0) + 1
+            final = root / f"v{number}-{kind}.jsonl"
+            try:
+                with transaction.atomic():
+                    version = DatasetVersion.objects.create(
+                        dataset=dataset,
+                        number=number,
+                        kind=kind,
+                        filter=f.as_dict(),
+                        reward_policy={
+                            **REWARD_POLICY,
+                            "rubric": f"{rubric.slug}@v{rubric.version}" if rubric else None,
+                            "rubric_spec": rubric.as_spec() if rubric else None,
+                        },
+                        row_count=stats.rows,
+                        sha256=sha,
+                        stats=stats.as_dict(),
+                        file=str(final.relative_to(settings.MEDIA_ROOT)),
+                        created_by=created_by,
+                        parent=DatasetVersion.objects.filter(dataset=dataset).order_by("-number").first(),
+                    )
+                    tmp.replace(final)
+                return version
+            except IntegrityError:
+                continue
+        raise ValidationError({"dataset": "could not take a version number; try again"})
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,36 @@
+"""The seam to the model side: labelling creates runs, `inference` executes them.
+
+`inference` registers how a run is queued and how the backend's health is read when Django
+starts (`InferenceConfig.ready`), so labelling never imports inference and the import graph
+between the two apps runs one way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.core.exceptions import ImproperlyConfigured
+
+_enqueue: Callable[[int], object] | None = None
+_health: Callable[[], dict] | None = None
+
+
+def register(*, enqueue: Callable[[int], object], health: Callable[[], dict]) -> None:
+    global _enqueue, _health
+    _enqueue, _health = enqueue, health
+
+
+def _registered(hook):
+    if hook is None:
+        raise ImproperlyConfigured("no run executor is registered: is 'inference' in INSTALLED_APPS?")
+    return hook
+
+
+def enqueue(run_id: int) -> None:
+    """Queue the run for a worker (call it after the run's row is committed)."""
+    _registered(_enqueue)(run_id)
+
+
+def health() -> dict:
+    """The inference backend's health, as the dashboard shows it."""
+    return _registered(_health)()

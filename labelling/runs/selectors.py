@@ -1,0 +1,25 @@
+"""Run reads: the latest runs and the dashboard's counts of what runs produced."""
+
+from __future__ import annotations
+
+from django.db.models import Count, F, Q, QuerySet
+
+from labelling.models import Generation, Group, Judgment, PipelineRun
+
+
+def dashboard_counts() -> dict[str, int]:
+    groups = Group.objects.aggregate(
+        total=Count("id"),
+        awaiting=Count("id", filter=Q(review_count__lt=F("overlap_target"))),
+    )
+    return {
+        "groups": groups["total"],
+        "groups_awaiting_review": groups["awaiting"],
+        "generations": Generation.objects.count(),
+        "human_judgments": Judgment.objects.filter(source=Judgment.Source.HUMAN).count(),
+        "judge_judgments": Judgment.objects.filter(source=Judgment.Source.JUDGE).count(),
+    }
+
+
+def recent_runs() -> QuerySet[PipelineRun]:
+    return PipelineRun.objects.select_related("character", "prompt_set", "rubric").order_by("-created_at")

@@ -1,0 +1,324 @@
+"""Run writes and what runs record: start, resume and cancel a run; the groups, completions
+and judge judgments it makes (imports and reviewers' rewrites record through the same
+functions, so snapshots, think-tag checks, revision numbers and score checks hold whoever
+writes).
+
+A run is executed by the model side (`inference.execution`), reached through `executor`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from labelling import scoring
+from labelling.catalogue.schemas import GroupIn
+from labelling.catalogue.selectors import prompt_messages_for, rubric_latest
+from labelling.live import broadcasts
+from labelling.models import (
+    Character,
+    CriterionScore,
+    Generation,
+    Group,
+    Judgment,
+    ModelVersion,
+    PipelineRun,
+    Prompt,
+    PromptSet,
+    Rubric,
+)
+from labelling.review.queue import group_queue_refresh
+from labelling.runs import executor, thinktags
+
+
+def model_version_get_or_create(
+    *, backend: str, model_name: str, model_version: str = "", sampling: Mapping | None = None
+) -> ModelVersion:
+    sampling = dict(sampling or {})
+    key = hashlib.sha256(
+        json.dumps([backend, model_name, model_version, sampling], sort_keys=True).encode()
+    ).hexdigest()
+    row, _ = ModelVersion.objects.get_or_create(
+        key=key,
+        defaults={
+            "backend": backend,
+            "model_name": model_name,
+            "model_version": model_version,
+            "sampling": sampling,
+        },
+    )
+    return row
+
+
+@transaction.atomic
+def group_import(*, data: GroupIn, run: PipelineRun) -> Group:
+    """Completions made elsewhere become a GRPO group for review (and, with
+    judge_scores, judged rows as if our judge had scored them)."""
+    character = Character.objects.get(slug=data.character)
+    prompt = Prompt.objects.get(prompt_set__slug=data.prompt_set, external_id=data.prompt)
+    model_version = model_version_get_or_create(backend="external", model_name=data.model)
+    group = Group.objects.create(run=run, prompt=prompt, character=character, size=len(data.completions))
+    messages = prompt_messages_for(character, prompt)
+    rubric = rubric_latest(data.rubric) if data.rubric else None
+    for index, raw in enumerate(data.completions):
+        generation = generation_record(
+            group=group,
+            index=index,
+            messages=messages,
+            raw_text=raw,
+            model_version=model_version,
+            source=Generation.Source.EXTERNAL,
+            run=run,
+        )
+        if data.judge_scores is not None:
+            scored = data.judge_scores[index]
+            judgment_record(
+                generation=generation,
+                rubric=rubric,
+                source=Judgment.Source.JUDGE,
+                scores=scored.scores,
+                rationale=scored.rationale,
+                model_version=model_version,
+                run=run,
+            )
+    return group
+
+
+def generation_record(
+    *,
+    group: Group,
+    index: int,
+    messages: list[dict],
+    raw_text: str,
+    model_version: ModelVersion | None,
+    source: str = Generation.Source.MODEL,
+    run: PipelineRun | None = None,
+    parent: Generation | None = None,
+    opened_in_prompt: bool = False,
+    structured: bool = False,
+    **measures,
+) -> Generation:
+    """Save one completion with its think block split out and checked.
+
+    A `structured` completion (decoded under guidance: a JSON sheet, say) is kept whole:
+    `</think>` inside one of its strings is text, not the end of a think block."""
+    if structured:
+        parsed = thinktags.ThinkParse(answer=raw_text.strip(), thinking="")
+    else:
+        parsed = thinktags.parse(raw_text, opened_in_prompt=opened_in_prompt)
+    revision = 0
+    if parent is not None:
+        revision = 1 + (
+            Generation.objects.filter(group=group, index=parent.index)
+            .order_by("-revision")
+            .values_list("revision", flat=True)
+            .first()
+            or 0
+        )
+    if parent is not None:
+        transaction.on_commit(lambda: broadcasts.group_revised(group.pk, revision, source))
+    generation = Generation.objects.create(
+        group=group,
+        index=index,
+        revision=revision,
+        parent=parent,
+        source=source,
+        run=run,
+        messages=messages,
+        text=parsed.answer,
+        raw_text=raw_text,
+        thinking=parsed.thinking,
+        think_valid=parsed.valid,
+        think_issues=parsed.issues,
+        model_version=model_version,
+        **measures,
+    )
+    if revision == 0:
+        group_queue_refresh(group.pk)
+    return generation
+
+
+def judgments_save(
+    rubric: Rubric, pairs: list[tuple[Judgment, Mapping[str, int]]], *, rank_by_overall: bool = False
+) -> None:
+    """Check each judgment's scores against the rubric and set its overall score (and rank
+    them by it if asked), then insert the judgments and all their scores in two statements
+    (the caller holds the transaction)."""
+    criteria = list(rubric.criteria.all())
+    for judgment, scores in pairs:
+        try:
+            judgment.overall = round(scoring.overall(criteria, scores), 6)
+        except scoring.ScoresInvalid as exc:
+            raise ValidationError({exc.field: exc.message}) from None
+    if rank_by_overall:
+        ranks = scoring.competition_ranks({i: judgment.overall for i, (judgment, _) in enumerate(pairs)})
+        for i, (judgment, _) in enumerate(pairs):
+            judgment.rank = ranks[i]
+    Judgment.objects.bulk_create([judgment for judgment, _ in pairs])
+    CriterionScore.objects.bulk_create(
+        CriterionScore(judgment=judgment, criterion=c, score=scores[c.key])
+        for judgment, scores in pairs
+        for c in criteria
+    )
+
+
+@transaction.atomic
+def judgment_record(
+    *,
+    generation: Generation,
+    rubric: Rubric,
+    source: str,
+    scores: Mapping[str, int],
+    rationale: str = "",
+    raw_output: str = "",
+    model_version: ModelVersion | None = None,
+    reviewer=None,
+    run: PipelineRun | None = None,
+    refresh_queue: bool = True,
+    **extra,
+) -> Judgment:
+    """Save scores for every criterion of the rubric (no more, no fewer). A caller saving
+    several judgments of one group passes refresh_queue=False and refreshes it once."""
+    judgment = Judgment(
+        generation=generation,
+        rubric=rubric,
+        source=source,
+        model_version=model_version,
+        reviewer=reviewer,
+        run=run,
+        rationale=rationale,
+        raw_output=raw_output,
+        **extra,
+    )
+    judgments_save(rubric, [(judgment, scores)])
+    if refresh_queue:
+        group_queue_refresh(generation.group_id)
+    return judgment
+
+
+@transaction.atomic
+def judgment_record_failure(
+    *,
+    generation: Generation,
+    rubric: Rubric,
+    model_version: ModelVersion,
+    raw_output: str,
+    error: str,
+    run: PipelineRun | None = None,
+) -> Judgment:
+    """A judge answer that would not parse is kept, raw text and all, never dropped."""
+    judgment = Judgment.objects.create(
+        generation=generation,
+        rubric=rubric,
+        source=Judgment.Source.JUDGE,
+        status=Judgment.Status.FAILED,
+        model_version=model_version,
+        run=run,
+        raw_output=raw_output,
+        error=error,
+    )
+    group_queue_refresh(generation.group_id)
+    return judgment
+
+
+@transaction.atomic
+def run_start(
+    *,
+    kind: str,
+    params: Mapping | None = None,
+    character: Character | None = None,
+    prompt_set: PromptSet | None = None,
+    rubric: Rubric | None = None,
+    source_run: PipelineRun | None = None,
+    group_size: int = 4,
+    created_by=None,
+    idempotency_key: str | None = None,
+    enqueue: bool = True,
+) -> tuple[PipelineRun, bool]:
+    """Create a queued run and enqueue it once the row is committed.
+
+    The same idempotency key returns the run it created the first time (created=False).
+    """
+    if idempotency_key:
+        existing = PipelineRun.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing, False
+    _run_check(kind=kind, character=character, prompt_set=prompt_set, rubric=rubric, source_run=source_run)
+    try:
+        with transaction.atomic():
+            run = PipelineRun.objects.create(
+                kind=kind,
+                params=dict(params or {}),
+                character=character,
+                prompt_set=prompt_set,
+                rubric=rubric,
+                source_run=source_run,
+                group_size=group_size,
+                created_by=created_by,
+                idempotency_key=idempotency_key,
+            )
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # A concurrent request with the same key created it first: that run is the answer.
+        return PipelineRun.objects.get(idempotency_key=idempotency_key), False
+    if enqueue:
+        transaction.on_commit(lambda: executor.enqueue(run.pk))
+    transaction.on_commit(lambda: broadcasts.run_changed(run.pk))
+    return run, True
+
+
+def _run_check(*, kind, character, prompt_set, rubric, source_run) -> None:
+    needs = {
+        PipelineRun.Kind.GENERATE: {"character": character, "prompt_set": prompt_set},
+        PipelineRun.Kind.JUDGE: {"rubric": rubric, "source_run": source_run},
+        PipelineRun.Kind.REVISE: {"rubric": rubric, "source_run": source_run},
+    }.get(kind)
+    if needs is None:
+        raise ValidationError({"kind": f"{kind!r} is not a pipeline kind (generate, judge, revise)"})
+    missing = [name for name, value in needs.items() if value is None]
+    if missing:
+        raise ValidationError({name: f"a {kind} run needs a {name.replace('_', ' ')}" for name in missing})
+
+
+def run_resume(*, run: PipelineRun) -> PipelineRun:
+    """Queue a finished-with-gaps (failed, partial) or stuck run again; it does only what is missing."""
+    updated = PipelineRun.objects.filter(
+        pk=run.pk,
+        status__in=[
+            PipelineRun.Status.FAILED,
+            PipelineRun.Status.PARTIAL,
+            PipelineRun.Status.RUNNING,
+            PipelineRun.Status.QUEUED,
+        ],
+    ).update(status=PipelineRun.Status.QUEUED, cancel_requested=False, finished_at=None)
+    if not updated:
+        raise ValidationError({"status": f"run #{run.pk} is {run.status}; only failed, partial or stuck runs resume"})
+    transaction.on_commit(lambda: executor.enqueue(run.pk))
+    run.refresh_from_db()
+    return run
+
+
+@transaction.atomic
+def run_cancel(*, run: PipelineRun) -> PipelineRun:
+    """Ask a run to stop. A queued run stops at once; a running one at its next item."""
+    PipelineRun.objects.filter(pk=run.pk, status=PipelineRun.Status.QUEUED).update(
+        status=PipelineRun.Status.CANCELLED, cancel_requested=True, finished_at=timezone.now()
+    )
+    PipelineRun.objects.filter(pk=run.pk).exclude(status__in=PipelineRun.FINISHED).update(cancel_requested=True)
+    transaction.on_commit(lambda: broadcasts.run_changed(run.pk))
+    run.refresh_from_db()
+    return run
+
+
+def group_for(*, run: PipelineRun, prompt: Prompt) -> Group:
+    """The run's group for a prompt, made on first use (safe against a concurrent maker)."""
+    group, _ = Group.objects.get_or_create(
+        run=run, prompt=prompt, defaults={"character": run.character, "size": run.group_size}
+    )
+    return group
