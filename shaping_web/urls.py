@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from labelling.api import api
+from shaping_web.api import api
 
 admin.site.site_header = "Shaping admin"
 admin.site.site_title = "Shaping"

@@ -1,0 +1,110 @@
+"""What every router of the JSON API shares: the bearer-token auth and the admin check,
+pagination, the one error schema and the response maps built from it, the exception
+handlers that turn a refusal into that schema, and the JSON 404 for any other path."""
+
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from ninja import Field, NinjaAPI, Router, Schema, Status
+from ninja.errors import HttpError
+from ninja.errors import ValidationError as BodyInvalid
+from ninja.pagination import LimitOffsetPagination
+from ninja.security import HttpBearer
+
+from labelling import errors
+from labelling.access import roles, tokens
+from labelling.catalogue.importers import ImportFailed
+from labelling.datasets.storage import DatasetCorrupt
+
+MAX_ID = 2**63 - 1  # the database's integer range: a larger id is a 422, not an overflow
+MAX_NUMBER = 2**31 - 1  # the same for a version number (a rubric's or a dataset's)
+
+
+class TokenAuth(HttpBearer):
+    """`Authorization: Bearer shp_...`: the token's user becomes `request.user`."""
+
+    def authenticate(self, request: HttpRequest, token: str):
+        row = tokens.token_authenticate(token)
+        if row is None:
+            return None
+        request.user = row.user
+        return row
+
+
+def admin_required(request: HttpRequest) -> None:
+    """A reviewer's token reads; writes, judgments and datasets need an admin's."""
+    if not roles.is_admin(request.user):
+        raise HttpError(403, "this needs an admin's token")
+
+
+class Pages(LimitOffsetPagination):
+    """?limit= (1..500, default 100) and ?offset=."""
+
+    class Input(Schema):
+        limit: int = Field(100, ge=1, le=500)
+        offset: int = Field(0, ge=0, le=10**9)
+
+
+# Every error the API answers: a line of text and, where a field is to blame, its message.
+class Error(Schema):
+    detail: str
+    errors: dict[str, str] = {}
+
+
+# What any operation may answer besides success: a missing or wrong token, a value of the
+# wrong type in the path, query or body; ADMIN adds the refusal of a reviewer's token.
+READ = {401: Error, 422: Error}
+ADMIN = {**READ, 403: Error}
+
+
+# --- exception handlers (shaping_web/api.py registers them, binding `api`) --------------------
+
+
+def refused(request: HttpRequest, exc: ValidationError, *, api: NinjaAPI) -> HttpResponse:
+    """A service refusing a well-formed request (an unknown slug, a score off its scale): 400."""
+    body = {"detail": errors.validation_text(exc), "errors": errors.validation_fields(exc)}
+    return api.create_response(request, body, status=400)
+
+
+def malformed(request: HttpRequest, exc: BodyInvalid, *, api: NinjaAPI) -> HttpResponse:
+    """A body, query or path value of the wrong shape or type: 422, naming each field."""
+    fields = {}
+    for err in exc.errors:
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "payload", "query", "path")]
+        fields[".".join(loc) or "body"] = str(err.get("msg", "invalid"))
+    detail = "; ".join(f"{k}: {v}" for k, v in fields.items())
+    return api.create_response(request, {"detail": detail, "errors": fields}, status=422)
+
+
+def import_refused(request: HttpRequest, exc: ImportFailed, *, api: NinjaAPI) -> HttpResponse:
+    """An import with problems: 400, each keyed by its line and field (`"line 2: persona"`)."""
+    fields = {}
+    for p in exc.problems:
+        key = p.field or p.file
+        if p.line and not p.field.startswith(p.file):
+            key = f"line {p.line}: {key}"
+        fields[key] = p.message
+    return api.create_response(request, {"detail": str(exc), "errors": fields}, status=400)
+
+
+def dataset_corrupt(request: HttpRequest, exc: DatasetCorrupt, *, api: NinjaAPI) -> HttpResponse:
+    """A dataset version whose file is missing or changed is never served: 409."""
+    return api.create_response(request, {"detail": str(exc), "errors": {}}, status=409)
+
+
+# --- any other path ------------------------------------------------------------------------
+
+# Mounted last: its path matches everything, so it only answers what no other router claims.
+fallback = Router()
+
+
+@fallback.api_operation(
+    ["GET", "POST", "PUT", "PATCH", "DELETE"],
+    "/{path:rest}",
+    auth=None,
+    response={404: Error},
+    operation_id="not_found",
+    include_in_schema=False,
+)
+def not_found(request: HttpRequest, rest: str):
+    """Any other path under /api/: JSON, like every other answer."""
+    return Status(404, {"detail": f"no endpoint /api/{rest}", "errors": {}})

@@ -1,0 +1,60 @@
+"""Generations over the API: completions made elsewhere pushed in for review, and every
+completion (answer, thinking, think-tag validity, revision links) read back by run or group."""
+
+from datetime import datetime
+
+from django.http import HttpRequest
+from ninja import Field, Query, Router, Schema, Status
+from ninja.pagination import paginate
+
+from labelling import models
+from labelling.api.common import ADMIN, MAX_ID, READ, Error, Pages, admin_required
+from labelling.catalogue.importers import import_objects
+from labelling.catalogue.schemas import GroupIn
+
+router = Router(tags=["generations"])
+
+
+class GenerationsIn(Schema):
+    groups: list[GroupIn] = Field(..., min_length=1, max_length=1000)
+
+
+class GenerationsPushed(Schema):
+    run_id: int
+    groups: int
+
+
+class Generation(Schema):
+    id: int
+    group_id: int
+    index: int
+    revision: int
+    parent_id: int | None
+    source: str
+    text: str
+    thinking: str
+    think_valid: bool
+    created_at: datetime
+
+
+@router.post("/generations", response={201: GenerationsPushed, 400: Error, **ADMIN}, operation_id="generation_push")
+def generation_push(request: HttpRequest, body: GenerationsIn):
+    """Completions made elsewhere, one group per prompt, queued for review (all or nothing)."""
+    admin_required(request)
+    summary = import_objects("groups", "group", [g.model_dump(exclude_unset=True) for g in body.groups])
+    return Status(201, {"run_id": summary.run_id, "groups": summary.groups})
+
+
+@router.get("/generations", response={200: list[Generation], **READ}, operation_id="generation_list")
+@paginate(Pages)
+def generation_list(
+    request: HttpRequest,
+    run: int | None = Query(None, ge=1, le=MAX_ID),
+    group: int | None = Query(None, ge=1, le=MAX_ID),
+):
+    rows = models.Generation.objects.order_by("id")
+    if run is not None:
+        rows = rows.filter(group__run_id=run)
+    if group is not None:
+        rows = rows.filter(group_id=group)
+    return rows

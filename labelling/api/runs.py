@@ -1,0 +1,100 @@
+"""Pipeline runs over the API: queue one (idempotent under an Idempotency-Key), list them,
+follow one's progress, cancel it. Running them is `inference`'s job, behind run_start."""
+
+from datetime import datetime
+from typing import Literal
+
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from ninja import Field, Path, Router, Schema, Status
+from ninja.pagination import paginate
+
+from labelling import models
+from labelling.api.catalogue import rubric_named
+from labelling.api.common import ADMIN, MAX_ID, READ, Error, Pages, admin_required
+from labelling.runs import services as run_services
+
+router = Router(tags=["runs"])
+
+
+class RunIn(Schema):
+    kind: Literal["generate", "judge", "revise"]
+    character: str | None = Field(None, description="character slug (generate)")
+    prompt_set: str | None = Field(None, description="prompt set slug (generate)")
+    rubric: str | None = Field(None, description="rubric slug, latest version (judges each completion)")
+    source_run: int | None = Field(None, ge=1, le=MAX_ID, description="the run whose completions to judge / revise")
+    group_size: int = Field(4, ge=1, le=16)
+    max_tokens: int = Field(128, ge=1, le=4096)
+    revise: bool = False
+    revise_threshold: float = Field(0.5, ge=0, le=1)
+    max_rounds: int = Field(1, ge=1, le=5)
+
+
+class Run(Schema):
+    id: int
+    kind: str
+    status: str
+    total_items: int
+    done_items: int
+    failed_items: int
+    progress_percent: int
+    errors: list[dict]
+    created_at: datetime
+    finished_at: datetime | None
+
+
+def _slug(model, slug: str | None, field: str):
+    """The row a body names by slug; a 400 naming the field if there is none."""
+    if slug is None:
+        return None
+    row = model.objects.filter(slug=slug).first()
+    if row is None:
+        raise ValidationError({field: f"no {model._meta.verbose_name} {slug!r}"})
+    return row
+
+
+@router.post("/runs", response={201: Run, 200: Run, 400: Error, **ADMIN}, operation_id="run_create")
+def run_create(request: HttpRequest, body: RunIn):
+    """Queue a run. Send an Idempotency-Key header: the same key returns the same run (200)."""
+    admin_required(request)
+    rubric = rubric_named(body.rubric)
+    source = None
+    if body.source_run is not None:
+        source = models.PipelineRun.objects.filter(pk=body.source_run).first()
+        if source is None:
+            raise ValidationError({"source_run": f"no run {body.source_run}"})
+    run, created = run_services.run_start(
+        kind=body.kind,
+        character=_slug(models.Character, body.character, "character"),
+        prompt_set=_slug(models.PromptSet, body.prompt_set, "prompt_set"),
+        rubric=rubric,
+        source_run=source,
+        group_size=body.group_size,
+        created_by=request.user,
+        idempotency_key=request.headers.get("Idempotency-Key") or None,
+        params={
+            "sampling": {"max_tokens": body.max_tokens},
+            "revise": body.revise,
+            "revise_threshold": body.revise_threshold,
+            "max_rounds": body.max_rounds,
+        },
+    )
+    return Status(201 if created else 200, run)
+
+
+@router.get("/runs", response={200: list[Run], **READ}, operation_id="run_list")
+@paginate(Pages)
+def run_list(request: HttpRequest):
+    return models.PipelineRun.objects.order_by("-id")
+
+
+@router.get("/runs/{run_id}", response={200: Run, 404: Error, **READ}, operation_id="run_detail")
+def run_detail(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)):
+    return get_object_or_404(models.PipelineRun, pk=run_id)
+
+
+@router.post("/runs/{run_id}/cancel", response={200: Run, 404: Error, **ADMIN}, operation_id="run_cancel")
+def run_cancel(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)):
+    admin_required(request)
+    return run_services.run_cancel(run=get_object_or_404(models.PipelineRun, pk=run_id))

@@ -1,0 +1,35 @@
+"""The one NinjaAPI, at /api/ with OpenAPI docs at /api/docs: every router mounted here.
+
+Bearer tokens (`manage.py create_token USER`); writes need an admin's token. Errors are
+JSON: {"detail": "...", "errors": {"field": "message"}}. Lists paginate with ?limit= and
+?offset=. The routers and their schemas live in `labelling.api`.
+"""
+
+from functools import partial
+
+from django.core.exceptions import ValidationError
+from ninja import NinjaAPI
+from ninja.errors import ValidationError as BodyInvalid
+
+from labelling.api import catalogue, characters, common, datasets, generations, judgments, runs
+from labelling.catalogue.importers import ImportFailed
+from labelling.datasets.storage import DatasetCorrupt
+
+api = NinjaAPI(title="Shaping API", version="1", auth=common.TokenAuth(), urls_namespace="api")
+
+api.add_exception_handler(ValidationError, partial(common.refused, api=api))
+api.add_exception_handler(BodyInvalid, partial(common.malformed, api=api))
+api.add_exception_handler(ImportFailed, partial(common.import_refused, api=api))
+api.add_exception_handler(DatasetCorrupt, partial(common.dataset_corrupt, api=api))
+
+# Each router spells out its full paths (/runs/{run_id}), so all mount at the root.
+for router in (
+    catalogue.router,
+    characters.router,
+    runs.router,
+    generations.router,
+    judgments.router,
+    datasets.router,
+    common.fallback,  # last: it answers any path the routers above do not claim
+):
+    api.add_router("", router)

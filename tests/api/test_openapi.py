@@ -1,0 +1,109 @@
+"""The OpenAPI document as a contract: every operation has a stable, unique snake_case
+operationId, and documents each error it can answer with the one Error schema. What the
+document promises about roles is checked against a reviewer's token."""
+
+import re
+
+import pytest
+
+from labelling.access import tokens
+
+# Renaming an operationId breaks generated clients: change one here on purpose, never by accident.
+OPERATIONS = {
+    ("get", "/api/characters"): "character_list",
+    ("get", "/api/rubrics"): "rubric_list",
+    ("get", "/api/prompt-sets"): "prompt_set_list",
+    ("post", "/api/import"): "catalogue_import",
+    ("post", "/api/sheets"): "sheet_generate",
+    ("post", "/api/sheets/{generation_id}/promote"): "sheet_promote",
+    ("post", "/api/puzzles"): "puzzle_import",
+    ("post", "/api/runs"): "run_create",
+    ("get", "/api/runs"): "run_list",
+    ("get", "/api/runs/{run_id}"): "run_detail",
+    ("post", "/api/runs/{run_id}/cancel"): "run_cancel",
+    ("post", "/api/generations"): "generation_push",
+    ("get", "/api/generations"): "generation_list",
+    ("post", "/api/judgments"): "judgment_push",
+    ("get", "/api/judgments"): "judgment_list",
+    ("post", "/api/datasets"): "dataset_create",
+    ("get", "/api/datasets"): "dataset_list",
+    ("get", "/api/datasets/{dataset}/compare"): "dataset_compare",
+    ("get", "/api/datasets/{dataset}/{number}"): "dataset_detail",
+    ("get", "/api/datasets/{dataset}/{number}/download"): "dataset_download",
+}
+
+# Those a reviewer's token may call (every write, the judgments and the datasets need an admin's).
+READABLE_BY_A_REVIEWER = {
+    "character_list",
+    "rubric_list",
+    "prompt_set_list",
+    "run_list",
+    "run_detail",
+    "generation_list",
+}
+
+# Where a 404 or a 409 is possible beyond what the path's shape implies.
+NOT_FOUND = {"judgment_push"}  # the generation named in the body
+CONFLICT = {"dataset_compare", "dataset_download"}  # a version whose file is missing or changed
+
+
+@pytest.fixture
+def schema(client, db):
+    return client.get("/api/openapi.json").json()
+
+
+def operations(schema):
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            yield method, path, operation
+
+
+def test_every_operation_has_its_stable_operation_id(schema):
+    found = {(method, path): operation.get("operationId") for method, path, operation in operations(schema)}
+    assert found == OPERATIONS
+
+
+def test_operation_ids_are_unique_snake_case(schema):
+    ids = [operation["operationId"] for _, _, operation in operations(schema)]
+    assert len(ids) == len(set(ids))
+    assert [i for i in ids if not re.fullmatch(r"[a-z]+(_[a-z]+)*", i)] == []
+
+
+def test_every_operation_documents_its_error_responses(schema):
+    for _, path, operation in operations(schema):
+        op_id = operation["operationId"]
+        expected = {"401", "422"}  # a missing or wrong token; a value of the wrong type or range
+        if op_id not in READABLE_BY_A_REVIEWER:
+            expected.add("403")
+        if "requestBody" in operation:
+            expected.add("400")  # a body that is not JSON, or one a service refuses
+        if "{" in path or op_id in NOT_FOUND:
+            expected.add("404")  # an unknown id, dataset or version
+        if op_id in CONFLICT:
+            expected.add("409")
+        errors = {code for code in operation["responses"] if code.startswith("4")}
+        assert errors == expected, op_id
+        for code in errors:
+            body = operation["responses"][code]["content"]["application/json"]["schema"]
+            assert body == {"$ref": "#/components/schemas/Error"}, (op_id, code)
+        successes = {code for code in operation["responses"] if code.startswith("2")}
+        assert successes and successes <= {"200", "201"}, op_id
+
+
+def _fill(path: str) -> str:
+    return re.sub(r"\{dataset\}", "mira", re.sub(r"\{\w+\}", "1", path)).removeprefix("/api")
+
+
+def test_a_reviewer_token_is_refused_exactly_where_the_document_says(client, schema, reviewer):
+    """Every GET, and every POST without a body, answers a reviewer 403 if and only if it documents 403."""
+    headers = {"Authorization": f"Bearer {tokens.token_create(user=reviewer, name='tests')[1]}"}
+    checked = 0
+    for method, path, operation in operations(schema):
+        if "requestBody" in operation:
+            continue  # the body is checked before the role: see test_api's reviewer test for writes
+        query = {p["name"]: 1 for p in operation.get("parameters", []) if p["in"] == "query" and p.get("required")}
+        url = "/api" + _fill(path)
+        response = client.get(url, query, headers=headers) if method == "get" else client.post(url, headers=headers)
+        assert (response.status_code == 403) == ("403" in operation["responses"]), (method, path, response.status_code)
+        checked += 1
+    assert checked == 12
