@@ -12,6 +12,10 @@ Formats
   prompt | group. A `prompt` line names its `prompt_set`. With a default prompt
   set (`--prompt-set`), lines without `kind` are prompts of that set: a plain
   `{"messages": [...]}` file imports as is.
+
+One module (over 400 lines) because it is one all-or-nothing pipeline in three stages,
+marked below: reading (records with their file lines), validating (shapes, references,
+slugs), writing (one transaction); the stages pass the same records and problems along.
 """
 
 from __future__ import annotations
