@@ -1,8 +1,13 @@
 """Shared fixtures: users per role, signed-in clients, the demo content."""
 
+import copy
+
 import pytest
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.core.management.color import no_style
+from django.db import connection, transaction
 
 from labelling.access.roles import ADMIN, REVIEWER, ensure_roles
 from labelling.catalogue import selectors as catalogue_selectors
@@ -14,6 +19,33 @@ from labelling.runs import services as run_services
 pytest_plugins = ["tests.triton_fixture"]
 
 PASSWORD = "correct-horse-battery"
+
+# Markers follow from the fixtures a test uses (item.fixturenames holds every fixture it
+# needs, directly or through other fixtures), so a new test is marked the moment it asks
+# for one. `make test-fast` runs what is left: -m "not triton and not browser and not slow".
+MARKER_FIXTURES = {
+    # tests/triton_fixture.py: the real tritonserver (tests/browser's live_app and
+    # tests/pipelines' consumer are built on it). A test that starts its own server with
+    # start_triton() carries @pytest.mark.triton by hand; start_triton() checks that it does.
+    "triton": {"triton_server", "triton_url"},
+    # tests/browser/conftest.py: Debian's chromium and the app as `manage.py serve` runs it.
+    "browser": {"browser", "live_app", "sign_in"},
+    # tests/pipelines/conftest.py: a real huey consumer subprocess, waited on while it works.
+    "slow": {"consumer"},
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        wanted = {marker for marker, fixtures in MARKER_FIXTURES.items() if used & fixtures}
+        # Schemathesis fuzzing (tests/api/test_fuzz.py): dozens of generated requests for each
+        # operation of the API, a minute in all.
+        if type(item).__module__.startswith("schemathesis."):
+            wanted.add("slow")
+        for marker in sorted(wanted):
+            if item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
 
 
 def _make_user(username: str, role: str | None):
@@ -51,9 +83,49 @@ def reviewer_client(client, reviewer):
     return client
 
 
+# seed_demo validates and imports two files (about half a second), and a hundred tests use
+# the demo. The rows it adds are kept the first time and written back exactly as they were
+# (raw inserts: timestamps included) when a test starts from the same database (the same
+# rows in every table): the rows seed_demo would have written. Otherwise it runs again.
+_demo_rows: dict[tuple, list[tuple[type, list]]] = {}
+
+
+def _tables() -> list[type]:
+    """Every table, many-to-many ones included; not sessions (a signed-in client's random key)."""
+    return [
+        m
+        for m in apps.get_models(include_auto_created=True)
+        if m._meta.managed and not m._meta.proxy and m._meta.app_label != "sessions"
+    ]
+
+
+def _db_state() -> tuple:
+    """The ids in every table, and the usernames (seed_demo leaves a user it finds alone)."""
+    ids = tuple((m, tuple(m._default_manager.order_by("pk").values_list("pk", flat=True))) for m in _tables())
+    usernames = tuple(get_user_model().objects.order_by("pk").values_list("username", flat=True))
+    return (*ids, usernames)
+
+
 @pytest.fixture
 def demo(db):
+    before = _db_state()
+    if before in _demo_rows:
+        with transaction.atomic():
+            for model, rows in _demo_rows[before]:
+                for i in range(0, len(rows), 100):
+                    model._base_manager._insert(
+                        copy.deepcopy(rows[i : i + 100]), fields=model._meta.local_concrete_fields, raw=True
+                    )
+            with connection.cursor() as cursor:  # PostgreSQL: new ids go on after the loaded ones
+                for sql in connection.ops.sequence_reset_sql(no_style(), [m for m, _ in _demo_rows[before]]):
+                    cursor.execute(sql)
+        return
     call_command("seed_demo", verbosity=0)
+    _demo_rows[before] = [
+        (model, rows)
+        for model, pks in before[:-1]
+        if (rows := list(model._default_manager.exclude(pk__in=pks).order_by("pk")))
+    ]
 
 
 @pytest.fixture(autouse=True)

@@ -26,13 +26,17 @@ def test_sign_in_and_rate_a_whole_group_with_the_keyboard_only(sign_in, live_app
     expect(page.locator("#review-form input[type=radio]:checked")).to_have_count(criteria(page))
     page.keyboard.press("Enter")
     expect(page.locator(".lease")).not_to_contain_text(f"group #{first} ")
-    stored = live_app.query(
+    ((stored,),) = live_app.query(
         "SELECT count(*) FROM labelling_judgment j JOIN labelling_generation g ON g.id = j.generation_id "
         "JOIN auth_user u ON u.id = j.reviewer_id WHERE g.group_id = ? AND u.username = 'reviewer' "
         "AND j.source = 'human'",
         first,
     )
-    assert stored[0][0] >= 1, "the review was committed before the next group appeared"
+    ((completions,),) = live_app.query(
+        "SELECT count(*) FROM labelling_generation WHERE group_id = ? AND revision = 0", first
+    )
+    # Committed before the next group appeared: one human judgment per completion of the group.
+    assert completions > 1 and stored == completions, (stored, completions)
 
 
 def test_a_reload_mid_group_loses_nothing(sign_in):

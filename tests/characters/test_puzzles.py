@@ -24,9 +24,52 @@ def test_the_sample_becomes_a_prompt_set_of_decision_prompts(db):
     assert "<think>" in first and "Where do you go first" in first
 
 
-def test_synthesis_is_deterministic():
-    (a,) = architext.parse_puzzles("x.jsonl", SAMPLE.read_text().splitlines()[0])
-    assert architext.decision_prompt(a) == architext.decision_prompt(a)
+# Row a1 of the sample, worked out by hand: the rooms by area (the shoelace formula on each
+# rectangle), largest first, and every pair whose boxes share a stretch of wall.
+A1_SCENE = [
+    "Its rooms are:",
+    "- the living room (7040 square units)",  # 88 x 80
+    "- the bedroom 1 (4096 square units)",  # 64 x 64, ties broken by name
+    "- the bedroom 2 (4096 square units)",
+    "- the kitchen (3136 square units)",  # 56 x 56
+    "- the bathroom (1760 square units)",  # 40 x 44
+    "Rooms that share a wall: the bathroom and the bedroom 2; the bathroom and the kitchen; "
+    "the bedroom 1 and the bedroom 2; the bedroom 1 and the living room; "
+    "the bedroom 2 and the living room; the kitchen and the living room.",
+]
+
+
+def _a1_prompt(row: str | None = None) -> str:
+    (puzzle,) = architext.parse_puzzles("x.jsonl", row or SAMPLE.read_text().splitlines()[0])
+    return architext.decision_prompt(puzzle)
+
+
+def test_synthesis_gives_the_scene_worked_out_by_hand():
+    lines = _a1_prompt().splitlines()
+    assert lines[0] == (
+        'You have just arrived at a home described as: "a house with two bedrooms and a kitchen next to the living room".'
+    )
+    assert lines[1:8] == A1_SCENE
+    assert "The living room is the largest room; the bathroom is the smallest." in lines[8]
+
+
+def test_synthesis_is_deterministic_and_follows_the_layout():
+    first = _a1_prompt()
+    for row in SAMPLE.read_text().splitlines()[1:]:  # other puzzles in between change nothing
+        _a1_prompt(row)
+    assert _a1_prompt() == first  # a second, separate parse and synthesis
+    row = json.loads(SAMPLE.read_text().splitlines()[0])
+    # The bathroom moved off into a corner: smaller, and touching nothing.
+    row["text"] = row["text"].replace(
+        "bathroom: (168,96)(208,96)(208,140)(168,140)", "bathroom: (230,230)(250,230)(250,250)(230,250)"
+    )
+    moved = _a1_prompt(json.dumps(row)).splitlines()
+    assert moved[6] == "- the bathroom (400 square units)"
+    assert moved[7] == (
+        "Rooms that share a wall: the bedroom 1 and the bedroom 2; the bedroom 1 and the living room; "
+        "the bedroom 2 and the living room; the kitchen and the living room."
+    )
+    assert moved[:6] == first.splitlines()[:6]
 
 
 @pytest.mark.parametrize(

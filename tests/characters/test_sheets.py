@@ -88,7 +88,33 @@ def test_every_appearance_becomes_a_gltf_asset_with_zero_validator_errors(tmp_pa
         paths[-1].write_bytes(build_glb(a, name=f"figure {i}"))
     reports = _validate(paths)
     assert [r["errors"] for r in reports] == [0] * len(appearances), reports
-    assert build_glb(appearances[0]) == build_glb(appearances[0])  # same parameters, same bytes
+
+
+def _gltf(glb: bytes) -> dict:
+    """The JSON chunk of a .glb: its length, then its type, after the 12-byte header."""
+    length, kind = struct.unpack("<I4s", glb[12:20])
+    assert kind == b"JSON"
+    return json.loads(glb[20 : 20 + length])
+
+
+def test_a_figure_is_the_same_bytes_every_time_and_follows_its_parameters():
+    first = build_glb(Appearance.model_validate(json.loads(SAMPLE)["appearance"]))
+    build_glb(Appearance(height=0.8, build=1.4, palette=PALETTE, features=list(FEATURES[:4])))  # another in between
+    assert build_glb(Appearance.model_validate(json.loads(SAMPLE)["appearance"])) == first  # built afresh
+
+    base, taller = (_gltf(build_glb(Appearance(height=h, palette=PALETTE, features=["hat"]))) for h in (1.0, 1.2))
+    assert base != taller
+    nodes = {n["name"]: n for n in base["nodes"][1:]}
+    assert set(nodes) == {"leg_left", "leg_right", "torso", "arm_left", "arm_right", "head", "hair", "hat"}
+    grown = {n["name"]: n for n in taller["nodes"][1:]}
+    for part in ("torso", "leg_left"):  # 20% taller: torso and legs 20% longer, no wider
+        assert grown[part]["scale"][1] == pytest.approx(1.2 * nodes[part]["scale"][1])
+        assert grown[part]["scale"][0] == nodes[part]["scale"][0]
+    assert grown["head"]["scale"] == nodes["head"]["scale"]
+    assert grown["head"]["translation"][1] > nodes["head"]["translation"][1]
+    colours = {m["name"]: m["pbrMetallicRoughness"]["baseColorFactor"] for m in base["materials"]}
+    assert colours["skin"] == pytest.approx([0xC5 / 255, 0x8C / 255, 0x64 / 255, 1.0], abs=1e-4)  # #c58c64
+    assert colours["accent"] == pytest.approx([0xD9 / 255, 0xA4 / 255, 0x41 / 255, 1.0], abs=1e-4)  # #d9a441
 
 
 @pytest.fixture

@@ -45,10 +45,17 @@ def test_judge_refuses_a_rubric_without_criteria_server_side(client):
 
 
 def test_a_raw_prompt_bypasses_the_chat_template(client):
-    (c,) = client._call("qwen3", {"prompt": "Once upon a time", "params": {"max_tokens": 5, "seed": 1}}, None)[
-        "completions"
-    ]
-    assert c["completion_tokens"] == 5 or c["finish_reason"] == "stop"
+    params = {"max_tokens": 5, "seed": 1}
+    (raw,) = client._call("qwen3", {"prompt": "Once upon a time", "params": params}, None)["completions"]
+    (chat,) = client._call(
+        "qwen3", {"messages": [{"role": "user", "content": "Once upon a time"}], "params": params}, None
+    )["completions"]
+    # The same words, without the template's role markers and empty think block around them.
+    assert 0 < raw["prompt_tokens"] < chat["prompt_tokens"] - 10, (raw, chat)
+    if raw["finish_reason"] == "length":
+        assert raw["completion_tokens"] == 5
+    else:
+        assert raw["finish_reason"] == "stop" and raw["completion_tokens"] <= 5, raw
 
 
 def test_an_unknown_model_is_a_clear_error(triton_url):
@@ -79,6 +86,7 @@ def test_a_client_that_gives_up_frees_the_server(client, triton_url):
     assert c.completion_tokens >= 1
 
 
+@pytest.mark.triton  # its own server, not the fixture's: tests/conftest.py cannot see it
 def test_a_crashed_model_instance_is_reported_not_waited_on(tmp_path):
     server = start_triton(tmp_path)
     try:

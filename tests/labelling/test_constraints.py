@@ -47,7 +47,7 @@ def test_it_accepts_the_scale_bounds(judged):
     for value in (1, 3):
         score.score = value
         score.save()
-    assert CriterionScore.objects.get(pk=score.pk).score == 3
+        assert CriterionScore.objects.get(pk=score.pk).score == value
 
 
 def test_it_refuses_a_second_text_in_one_group_slot(demo):

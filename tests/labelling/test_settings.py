@@ -85,6 +85,7 @@ def test_redis_url_switches_huey_and_the_channel_layer():
         assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
 
 
+@pytest.mark.slow  # copies and hashes every static file: about 20 seconds
 def test_production_static_files_collect_with_their_manifest(tmp_path):
     """With DEBUG off pages name static files through the manifest; every file (vendored
     ones included) must collect, or the first page fails."""

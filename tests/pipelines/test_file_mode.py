@@ -59,8 +59,10 @@ def test_generate_then_judge_files(tmp_path, triton_url, rubric):
         rubric="voice",
         triton_url=triton_url,
     )
-    for row in read_jsonl(judged):
-        assert row["ok"] and 1 <= row["scores"]["in_character"] <= 5
+    judged_rows = read_jsonl(judged)
+    assert [r["id"] for r in judged_rows] == ["q0", "q1", "q2"]
+    for row in judged_rows:
+        assert row["ok"] is True and 1 <= row["scores"]["in_character"] <= 5
 
 
 def test_bad_lines_run_nothing_and_name_the_line(tmp_path, triton_url):
@@ -74,6 +76,7 @@ def test_bad_lines_run_nothing_and_name_the_line(tmp_path, triton_url):
     assert not out.exists()
 
 
+@pytest.mark.slow  # every line waits out its retries and their backoff
 def test_a_dead_backend_fails_every_line_visibly(tmp_path, db):
     from inference.triton_server import free_port
 

@@ -61,8 +61,8 @@ def test_puzzles_go_through_generate_judge_review_into_a_dataset(client, admin_u
     rows = [json.loads(line) for line in body.splitlines()]
     assert len(rows) == 5
     assert all("Where do you go first" in r["prompt"][-1]["content"] for r in rows)
-    reviewed = [r for r in rows if r["group_id"] == assignment.group_id]
-    assert reviewed and all(s == 0.5 for s in reviewed[0]["rewards"])  # human 3s on 1..5 outrank the judge
+    (reviewed,) = [r for r in rows if r["group_id"] == assignment.group_id]
+    assert reviewed["rewards"] == [0.5, 0.5]  # human 3s on 1..5 outrank the judge
     assert review_selectors.assignment_current(reviewer=reviewer) is None
 
 

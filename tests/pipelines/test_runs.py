@@ -58,7 +58,8 @@ def test_a_generate_and_judge_run_completes(story, consumer):
     assert_complete_exactly_once(run, 6, 4)
     generation = Generation.objects.filter(group__run=run).first()
     assert generation.messages[0]["role"] == "system"  # the character's persona, snapshotted
-    assert generation.completion_tokens and generation.model_version is not None
+    assert 1 <= generation.completion_tokens <= 24  # the run's max_tokens
+    assert (generation.model_version.backend, generation.model_version.model_name) == ("triton", "qwen3")
 
 
 def test_a_run_started_twice_with_one_key_is_one_run(story, huey_queue):
