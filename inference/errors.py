@@ -25,3 +25,7 @@ class JudgeOutputError(InferenceError):
     def __init__(self, message: str, raw: str = ""):
         super().__init__(message)
         self.raw = raw
+
+
+class IncompleteBatch(InferenceError):
+    """The backend returned fewer completions than asked: the missing slots are a failure."""

@@ -26,12 +26,19 @@ RUN_ERRORS_KEPT = 500
 def run_claim(*, run_id: int, stale_after_s: int = RUN_STALE_AFTER_S) -> PipelineRun | None:
     """Take a run for this worker: a conditional UPDATE, so of two workers (or a
     retried huey message) exactly one proceeds. A running run whose worker stopped
-    beating is taken over."""
+    beating is taken over.
+
+    Each claim raises the run's `execution` number; the worker passes the number it got to
+    every later write, so a worker that lost its claim (it stalled past the stale window and
+    was taken over) can no longer count items, finish the run or keep it alive: it stops."""
     now = timezone.now()
     stale = now - timedelta(seconds=stale_after_s)
     claimable = Q(status=PipelineRun.Status.QUEUED) | Q(status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale)
     claimed = PipelineRun.objects.filter(claimable, pk=run_id, cancel_requested=False).update(
-        status=PipelineRun.Status.RUNNING, heartbeat_at=now, started_at=Coalesce("started_at", now)
+        status=PipelineRun.Status.RUNNING,
+        heartbeat_at=now,
+        started_at=Coalesce("started_at", now),
+        execution=F("execution") + 1,
     )
     if not claimed:
         return None
@@ -40,43 +47,124 @@ def run_claim(*, run_id: int, stale_after_s: int = RUN_STALE_AFTER_S) -> Pipelin
 
 
 def runs_stale(*, stale_after_s: int = RUN_STALE_AFTER_S) -> list[int]:
+    """Running runs whose worker stopped beating, to be taken over (a cancelled one is not:
+    `runs_stale_cancelled_finish` ends those)."""
     stale = timezone.now() - timedelta(seconds=stale_after_s)
     return list(
-        PipelineRun.objects.filter(status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale).values_list(
-            "pk", flat=True
-        )
+        PipelineRun.objects.filter(
+            status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale, cancel_requested=False
+        ).values_list("pk", flat=True)
     )
 
 
-def run_heartbeat(*, run_id: int) -> bool:
-    """Mark the run alive; returns whether cancellation was requested."""
-    PipelineRun.objects.filter(pk=run_id).update(heartbeat_at=timezone.now())
+def runs_stale_cancelled_finish(*, stale_after_s: int = RUN_STALE_AFTER_S) -> list[int]:
+    """A run cancelled while its worker died has nobody left to notice the request: it ends
+    as cancelled here (and its execution number moves on, should that worker wake up)."""
+    stale = timezone.now() - timedelta(seconds=stale_after_s)
+    ended = []
+    for run_id in PipelineRun.objects.filter(
+        status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale, cancel_requested=True
+    ).values_list("pk", flat=True):
+        with transaction.atomic():
+            if PipelineRun.objects.filter(
+                pk=run_id, status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale, cancel_requested=True
+            ).update(status=PipelineRun.Status.CANCELLED, finished_at=timezone.now(), execution=F("execution") + 1):
+                ended.append(run_id)
+                transaction.on_commit(lambda run_id=run_id: broadcasts.run_changed(run_id))
+    return ended
+
+
+OUTAGE_ERRORS = {"BackendUnavailable", "ModelNotReady"}
+AUTO_RESUMES = 3
+AUTO_RESUME_WITHIN = timedelta(hours=24)
+
+
+def runs_failed_on_outage() -> list[int]:
+    """Failed or partial runs of the last day whose every failure was the backend being
+    unreachable or not ready, resumed automatically fewer than AUTO_RESUMES times."""
+    since = timezone.now() - AUTO_RESUME_WITHIN
+    candidates = PipelineRun.objects.filter(
+        status__in=[PipelineRun.Status.FAILED, PipelineRun.Status.PARTIAL], finished_at__gte=since
+    ).values_list("pk", "errors", "params")
+    return [
+        pk
+        for pk, errors, params in candidates
+        if errors
+        and {e.get("error") for e in errors} <= OUTAGE_ERRORS
+        and int((params or {}).get("auto_resumed", 0)) < AUTO_RESUMES
+    ]
+
+
+@transaction.atomic
+def run_count_auto_resume(*, run_id: int) -> bool:
+    """Count an automatic resume on the run (kept in its params); False if it is no longer due."""
+    run = PipelineRun.objects.select_for_update().get(pk=run_id)
+    done = int(run.params.get("auto_resumed", 0))
+    if run.status not in (PipelineRun.Status.FAILED, PipelineRun.Status.PARTIAL) or done >= AUTO_RESUMES:
+        return False
+    run.params = {**run.params, "auto_resumed": done + 1}
+    run.save(update_fields=["params"])
+    return True
+
+
+class Superseded(Exception):
+    """This worker's claim on the run is no longer current: another execution took it over."""
+
+
+def run_heartbeat(*, run_id: int, execution: int) -> bool:
+    """Mark the run alive; returns whether cancellation was requested. Raises Superseded when
+    this worker's claim was taken over."""
+    beat = PipelineRun.objects.filter(pk=run_id, execution=execution, status=PipelineRun.Status.RUNNING).update(
+        heartbeat_at=timezone.now()
+    )
+    if not beat:
+        raise Superseded(f"run {run_id}: execution {execution} is no longer current")
     return PipelineRun.objects.filter(pk=run_id, cancel_requested=True).exists()
 
 
 @transaction.atomic
-def run_set_total(*, run_id: int, total: int, already_done: int) -> None:
-    PipelineRun.objects.filter(pk=run_id).update(total_items=total, done_items=already_done, failed_items=0)
+def run_set_total(*, run_id: int, execution: int, total: int, already_done: int) -> None:
+    updated = PipelineRun.objects.filter(pk=run_id, execution=execution).update(
+        total_items=total, done_items=already_done, failed_items=0
+    )
+    if not updated:
+        raise Superseded(f"run {run_id}: execution {execution} is no longer current")
     transaction.on_commit(lambda: broadcasts.run_changed(run_id))
 
 
 @transaction.atomic
-def run_item_finished(*, run_id: int, ok: bool, error: Mapping | None = None) -> None:
-    """Count one finished item; a failure is recorded with what it was for."""
+def run_item_finished(*, run_id: int, execution: int, ok: bool, error: Mapping | None = None) -> bool:
+    """Count one finished item; a failure is recorded with what it was for. Counts only for the
+    current execution and never past the total; returns whether it counted."""
+    mine = Q(pk=run_id, execution=execution, done_items__lt=F("total_items") - F("failed_items"))
     if ok:
-        PipelineRun.objects.filter(pk=run_id).update(done_items=F("done_items") + 1)
+        counted = PipelineRun.objects.filter(mine).update(done_items=F("done_items") + 1)
     else:
-        run = PipelineRun.objects.select_for_update().get(pk=run_id)
-        run.failed_items += 1
-        if error is not None and len(run.errors) < RUN_ERRORS_KEPT:
-            run.errors = [*run.errors, {**error, "at": timezone.now().isoformat()}]
-        run.save(update_fields=["failed_items", "errors"])
-    transaction.on_commit(lambda: broadcasts.run_changed(run_id))
+        run = PipelineRun.objects.select_for_update().filter(mine).first()
+        counted = run is not None
+        if counted:
+            run.failed_items += 1
+            if error is not None and len(run.errors) < RUN_ERRORS_KEPT:
+                run.errors = [*run.errors, {**error, "at": timezone.now().isoformat()}]
+            run.save(update_fields=["failed_items", "errors"])
+    if counted:
+        transaction.on_commit(lambda: broadcasts.run_changed(run_id))
+    return bool(counted)
 
 
 @transaction.atomic
-def run_finish(*, run_id: int, cancelled: bool = False) -> PipelineRun:
+def run_finish(*, run_id: int, execution: int, done: int | None = None, cancelled: bool = False) -> PipelineRun:
+    """End the run with a status that says what happened. `done` is the number of items the
+    database holds complete, counted afresh: the counters end equal to what is stored.
+    A worker whose claim was taken over finishes nothing."""
     run = PipelineRun.objects.select_for_update().get(pk=run_id)
+    if run.execution != execution or run.status != PipelineRun.Status.RUNNING:
+        return run
+    if done is not None:
+        run.done_items = min(done, run.total_items)
+        if not (cancelled or run.cancel_requested):
+            run.failed_items = run.total_items - run.done_items
+        run.failed_items = min(run.failed_items, run.total_items - run.done_items)
     if cancelled or run.cancel_requested:
         run.status = PipelineRun.Status.CANCELLED
     elif run.failed_items == 0:
@@ -86,15 +174,17 @@ def run_finish(*, run_id: int, cancelled: bool = False) -> PipelineRun:
     else:
         run.status = PipelineRun.Status.PARTIAL
     run.finished_at = timezone.now()
-    run.save(update_fields=["status", "finished_at"])
+    run.save(update_fields=["status", "finished_at", "done_items", "failed_items"])
     transaction.on_commit(lambda: broadcasts.run_changed(run_id))
     return run
 
 
 @transaction.atomic
-def run_fail(*, run_id: int, error: Mapping) -> None:
+def run_fail(*, run_id: int, execution: int, error: Mapping) -> None:
     """The run could not even start its items (e.g. its rubric lost its criteria)."""
     run = PipelineRun.objects.select_for_update().get(pk=run_id)
+    if run.execution != execution:
+        return
     run.status = PipelineRun.Status.FAILED
     run.finished_at = timezone.now()
     run.errors = [*run.errors, {**error, "at": timezone.now().isoformat()}][-RUN_ERRORS_KEPT:]

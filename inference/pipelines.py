@@ -9,6 +9,7 @@ dies resumes with only the missing work.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
@@ -18,7 +19,7 @@ from django.db import IntegrityError
 from inference.backends.base import GenerateRequest, JudgeRequest
 from inference.dispatch import Call, Task, Throttle
 from inference.engine import SamplingParams
-from inference.errors import InferenceError, JudgeOutputError
+from inference.errors import IncompleteBatch, InferenceError, JudgeOutputError
 from labelling import scoring
 from labelling.catalogue import selectors as catalogue_selectors
 from labelling.live import broadcasts
@@ -181,6 +182,11 @@ def generate_item(ctx: RunContext, prompt: Prompt) -> Task:
             throttle.close()
         for slot, completion in zip(missing, result["completions"], strict=False):
             saved += _save_generation(ctx, group, slot, messages, completion)
+        short = missing[len(result["completions"]) :]
+        if short:  # a failure of this item (resume fills the slots), never a quiet success
+            raise IncompleteBatch(
+                f"the backend returned {len(missing) - len(short)} of {len(missing)} completions; slots {short} are missing"
+            )
     if ctx.judges:
         pending = [g for g in group.generations.filter(revision=0) if not _judged(ctx, g)]
         results = yield [Call("judge", _judge_request(ctx, g)) for g in pending]
@@ -289,6 +295,12 @@ def _save_generation(ctx: RunContext, group, slot: int, messages: list[dict], co
 
 
 def _save_judgment(ctx: RunContext, generation: Generation, judged: dict) -> None:
+    # Another execution of this run may have judged it first: one judge judgment per run, as it must.
+    with contextlib.suppress(IntegrityError):
+        _record_judgment(ctx, generation, judged)
+
+
+def _record_judgment(ctx: RunContext, generation: Generation, judged: dict) -> None:
     if judged["ok"]:
         run_services.judgment_record(
             generation=generation,

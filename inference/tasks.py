@@ -6,6 +6,7 @@ import logging
 import threading
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connections
 from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
@@ -14,6 +15,8 @@ from inference import execution
 from inference.backends import get_backend
 from inference.dispatch import TaskManager
 from inference.pipelines import RunContext, run_items
+from labelling.models import PipelineRun
+from labelling.runs import services as run_services
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +27,15 @@ def execute_run(run_id: int) -> str:
 
 
 def execute(run_id: int, backend=None) -> str:
-    """Run every missing item of a run. Safe to call twice: only one caller claims it."""
+    """Run every missing item of a run. Safe to call twice, at once or one after the other:
+    only one caller claims it, and a caller whose claim is taken over stops writing."""
     run = execution.run_claim(run_id=run_id, stale_after_s=settings.RUN_STALE_AFTER_S)
     if run is None:
         return "not claimed"
+    mine = run.execution
     backend = backend or get_backend()
-    cancelled = threading.Event()
-    stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(run_id, cancelled, stop), daemon=True)
+    cancelled, superseded, stop = threading.Event(), threading.Event(), threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(run_id, mine, cancelled, superseded, stop), daemon=True)
     beat.start()
     try:
         try:
@@ -40,9 +44,11 @@ def execute(run_id: int, backend=None) -> str:
             items = list(items)
         except Exception as exc:
             log.exception("run %s could not start", run_id)
-            execution.run_fail(run_id=run_id, error={"item": None, "error": type(exc).__name__, "message": str(exc)})
+            execution.run_fail(
+                run_id=run_id, execution=mine, error={"item": None, "error": type(exc).__name__, "message": str(exc)}
+            )
             return "failed to start"
-        execution.run_set_total(run_id=run_id, total=total, already_done=total - len(items))
+        execution.run_set_total(run_id=run_id, execution=mine, total=total, already_done=total - len(items))
         manager = TaskManager(
             backend,
             workers=int(run.params.get("workers", settings.PIPELINE_WORKERS)),
@@ -55,31 +61,72 @@ def execute(run_id: int, backend=None) -> str:
             error = outcome.failure.as_dict() if outcome.failure else None
             if outcome.failure:
                 log.warning("run %s item %s failed: %s", run_id, outcome.key, outcome.failure.message)
-            execution.run_item_finished(run_id=run_id, ok=outcome.ok, error=error)
-        finished = execution.run_finish(run_id=run_id, cancelled=cancelled.is_set())
+            if not execution.run_item_finished(run_id=run_id, execution=mine, ok=outcome.ok, error=error):
+                superseded.set()
+                cancelled.set()
+        if superseded.is_set():
+            log.warning("run %s: execution %s was taken over; this worker stopped", run_id, mine)
+            return "superseded"
+        _, left = run_items(RunContext(run, settings.INFERENCE_BACKEND))  # what the database holds, afresh
+        finished = execution.run_finish(
+            run_id=run_id, execution=mine, done=total - len(list(left)), cancelled=cancelled.is_set()
+        )
         return finished.status
+    except execution.Superseded:
+        log.warning("run %s: execution %s was taken over; this worker stopped", run_id, mine)
+        return "superseded"
     finally:
         stop.set()
         beat.join(timeout=5)
 
 
-def _heartbeat(run_id: int, cancelled: threading.Event, stop: threading.Event) -> None:
+def _heartbeat(
+    run_id: int, mine: int, cancelled: threading.Event, superseded: threading.Event, stop: threading.Event
+) -> None:
     try:
         while not stop.wait(settings.RUN_HEARTBEAT_S):
-            if execution.run_heartbeat(run_id=run_id):
+            try:
+                if execution.run_heartbeat(run_id=run_id, execution=mine):
+                    cancelled.set()
+            except execution.Superseded:
+                superseded.set()
                 cancelled.set()
+                return
     finally:
         connections.close_all()
 
 
 @db_periodic_task(crontab(minute="*"))
 def resume_stale_runs() -> list[int]:
-    """Runs whose worker died (no heartbeat) are queued again; they resume where they stopped."""
+    """The watchdog, every minute: a run whose worker died (no heartbeat) is queued again and
+    resumes where it stopped; one cancelled while its worker died ends as cancelled; one that
+    failed only because the backend was unreachable resumes itself once the backend answers
+    again (at most `execution.AUTO_RESUMES` times)."""
+    for run_id in execution.runs_stale_cancelled_finish(stale_after_s=settings.RUN_STALE_AFTER_S):
+        log.warning("run %s was cancelled and lost its worker; it ends as cancelled", run_id)
     stale = execution.runs_stale(stale_after_s=settings.RUN_STALE_AFTER_S)
     for run_id in stale:
         log.warning("run %s lost its worker; resuming", run_id)
         execute_run(run_id)
-    return stale
+    resumed = resume_after_outage()
+    return stale + resumed
+
+
+def resume_after_outage(backend=None) -> list[int]:
+    candidates = execution.runs_failed_on_outage()
+    if not candidates or not (backend or get_backend()).health().ready:
+        return []
+    resumed = []
+    for run_id in candidates:
+        if not execution.run_count_auto_resume(run_id=run_id):
+            continue
+        try:
+            run_services.run_resume(run=PipelineRun.objects.get(pk=run_id))
+        except ValidationError:
+            continue  # resumed or changed meanwhile
+        log.warning("run %s failed while the backend was down; it is back, resuming", run_id)
+        resumed.append(run_id)
+    return resumed
 
 
 @HUEY.on_startup()

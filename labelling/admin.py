@@ -1,4 +1,9 @@
-"""Admin for every model, plus file import (all or nothing) and rubric versioning."""
+"""Admin for every model, plus file import (all or nothing), rubric versioning, dataset
+freezing and API tokens.
+
+One module (about 500 lines): Django's admin registers every model of the app in
+one place, and each ModelAdmin only calls the domain packages' services.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from labelling import scoring
 from labelling.access import tokens
 from labelling.catalogue import selectors as catalogue_selectors
 from labelling.catalogue import services as catalogue_services
@@ -35,6 +41,7 @@ from labelling.models import (
     PromptSet,
     Rubric,
 )
+from labelling.runs import services as run_services
 
 
 class ImportForm(forms.Form):
@@ -199,8 +206,25 @@ class PipelineRunAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_filter = ["kind", "status"]
-    readonly_fields = ["created_at", "started_at", "finished_at", "errors"]
+    # A run's lifecycle belongs to its services (start, cancel, resume on the run page) and
+    # to the worker executing it: edited here, a status or a counter would race the worker.
+    readonly_fields = [
+        "status",
+        "total_items",
+        "done_items",
+        "failed_items",
+        "errors",
+        "cancel_requested",
+        "execution",
+        "heartbeat_at",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
     raw_id_fields = ["source_run", "created_by"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # runs start from /runs/new, the API or start_run, which queue them
 
 
 class GenerationInline(admin.TabularInline):
@@ -237,14 +261,37 @@ class GenerationAdmin(admin.ModelAdmin):
     raw_id_fields = ["group", "parent", "run", "model_version", "author"]
 
 
+class CriterionScoreFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        """The edited scores must still fit the rubric, checked as every other writer checks them."""
+        super().clean()
+        scores = {
+            form.instance.criterion.key: form.cleaned_data.get("score", form.instance.score)
+            for form in self.forms
+            if form.instance.criterion_id
+        }
+        try:
+            scoring.check(self.instance.rubric.criteria.all(), scores)
+        except scoring.ScoresInvalid as exc:
+            raise ValidationError(exc.message) from None
+
+
 class CriterionScoreInline(admin.TabularInline):
     model = CriterionScore
+    formset = CriterionScoreFormSet
     extra = 0
-    raw_id_fields = ["criterion"]
+    max_num = 0  # the rubric decides which criteria are scored: scores are edited, not added
+    can_delete = False
+    fields = ["criterion", "score"]
+    readonly_fields = ["criterion"]
 
 
 @admin.register(Judgment)
 class JudgmentAdmin(admin.ModelAdmin):
+    """Scores, rationale, rank and flag can be corrected here; the overall score and the group's
+    place in the review queue are recomputed by the same service the pipelines and the review
+    use. Judgments are made by the judge and reviewers, not added here."""
+
     list_display = [
         "id",
         "generation",
@@ -256,8 +303,41 @@ class JudgmentAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_filter = ["source", "status", "rubric"]
-    raw_id_fields = ["generation", "model_version", "reviewer", "run"]
+    fields = [
+        "generation",
+        "rubric",
+        "source",
+        "status",
+        "overall",
+        "rationale",
+        "rank",
+        "flagged",
+        "reviewer",
+        "model_version",
+        "run",
+        "raw_output",
+        "error",
+    ]
+    readonly_fields = [
+        "generation",
+        "rubric",
+        "source",
+        "status",
+        "overall",
+        "reviewer",
+        "model_version",
+        "run",
+        "raw_output",
+        "error",
+    ]
     inlines = [CriterionScoreInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        run_services.judgment_rescore(judgment=form.instance)
 
 
 @admin.register(Assignment)

@@ -3,9 +3,15 @@
 Data flows one way: prompt -> generation -> judgment -> review -> dataset version.
 What a dataset row depends on is snapshotted on the row (a generation keeps the
 exact messages it was made from), so editing a character never rewrites history.
+
+One module for all the nouns (over 400 lines on purpose): they are one Django app's tables,
+each a few fields and constraints, and reading them together is how the data model is learnt.
+The code that writes them lives in the domain packages beside this file.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -217,6 +223,9 @@ class PipelineRun(models.Model):
         null=True, blank=True, help_text="Last sign of life from the worker running it."
     )
     finished_at = models.DateTimeField(null=True, blank=True)
+    execution = models.PositiveIntegerField(
+        default=0, help_text="Raised by each claim: a worker whose number is no longer current stops."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -226,6 +235,10 @@ class PipelineRun(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=Q(group_size__gte=1), name="run_group_size_positive"),
+            models.CheckConstraint(
+                condition=Q(done_items__lte=F("total_items") - F("failed_items")),
+                name="run_counters_within_total",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -234,6 +247,26 @@ class PipelineRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    @classmethod
+    def resumable(cls, now=None) -> Q:
+        """Runs a resume may queue again: failed or partial ones, cancelled ones with items left,
+        running ones whose worker stopped beating, and queued ones nobody took up within the
+        stale window. A run that is running with a fresh heartbeat is not: resuming it would
+        execute it twice."""
+        stale = (now or timezone.now()) - timedelta(seconds=settings.RUN_STALE_AFTER_S)
+        S = cls.Status
+        return (
+            Q(status__in=[S.FAILED, S.PARTIAL])
+            | Q(status=S.CANCELLED, total_items=0)
+            | Q(status=S.CANCELLED, done_items__lt=F("total_items"))
+            | Q(status=S.RUNNING, heartbeat_at__lt=stale)
+            | Q(status=S.QUEUED, started_at__isnull=True, created_at__lt=stale)
+        )
+
+    @property
+    def is_resumable(self) -> bool:
+        return type(self).objects.filter(self.resumable(), pk=self.pk).exists()
 
     @property
     def progress_percent(self) -> int:
@@ -399,6 +432,14 @@ class Judgment(models.Model):
                 fields=["submission_id", "generation"],
                 condition=Q(submission_id__isnull=False),
                 name="judgment_submission_once_per_generation",
+            ),
+            # A run judges a completion against a rubric version once: a second worker (a
+            # resume racing the first, a retried message) gets an IntegrityError, never a
+            # duplicate that would weigh twice in every reward.
+            models.UniqueConstraint(
+                fields=["generation", "rubric", "run"],
+                condition=Q(source="judge", run__isnull=False),
+                name="judgment_judge_once_per_run",
             ),
         ]
         indexes = [

@@ -1,5 +1,5 @@
 """Pipeline runs over the API: queue one (idempotent under an Idempotency-Key), list them,
-follow one's progress, cancel it. Running them is `inference`'s job, behind run_start."""
+follow one's progress, cancel or resume it. Running them is `inference`'s job, behind run_start."""
 
 from datetime import datetime
 from typing import Literal
@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Path, Router, Schema, Status
 from ninja.pagination import paginate
 
-from labelling import models
+from labelling import errors, models
 from labelling.api.catalogue import rubric_named
 from labelling.api.common import ADMIN, MAX_ID, READ, Error, Pages, admin_required
 from labelling.runs import services as run_services
@@ -98,3 +98,15 @@ def run_detail(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)):
 def run_cancel(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)):
     admin_required(request)
     return run_services.run_cancel(run=get_object_or_404(models.PipelineRun, pk=run_id))
+
+
+@router.post("/runs/{run_id}/resume", response={200: Run, 404: Error, 409: Error, **ADMIN}, operation_id="run_resume")
+def run_resume(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)):
+    """Queue a failed, partial, cancelled or stalled run again (it does only what is missing).
+    A run whose worker is alive, or one already queued or done, is a 409 saying so."""
+    admin_required(request)
+    run = get_object_or_404(models.PipelineRun, pk=run_id)
+    try:
+        return run_services.run_resume(run=run)
+    except ValidationError as exc:
+        return Status(409, {"detail": errors.validation_text(exc), "errors": errors.validation_fields(exc)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -29,7 +30,7 @@ def dataset_build(*, dataset: str, kind: str, filter: dict | None = None, create
     if kind != DatasetVersion.Kind.GRPO_PROMPTS and rubric is None:
         raise ValidationError({"rubric": f"a {kind} export needs a rubric (rewards come from its weights)"})
     root = Path(settings.MEDIA_ROOT) / "datasets" / dataset
-    tmp = root / f".building-{kind}-{id(f)}.jsonl"
+    tmp = root / f".building-{kind}-{uuid.uuid4().hex}.jsonl"  # never shared by two builders
     try:
         sha, stats = write_rows(rows_for(kind, f, rubric), tmp, kind)
         if stats.rows == 0:

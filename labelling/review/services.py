@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -97,18 +98,37 @@ def _assignment_claim(*, group_id: int, reviewer) -> Assignment | None:
             return None
 
 
+def _lock_hold(*, assignment_id: int, reviewer) -> Assignment:
+    """The reviewer's hold, locked after its group's row, in the order claims take them.
+
+    With the group locked first, a submission racing its own expiring lease is decided before
+    any claim counts that seat (so the group never passes its overlap target), and a claim
+    and a submission on one group cannot deadlock."""
+    group_id = Assignment.objects.values_list("group_id", flat=True).get(pk=assignment_id, reviewer=reviewer)
+    Group.objects.select_for_update().values_list("pk", flat=True).get(pk=group_id)
+    return Assignment.objects.select_for_update().select_related("group").get(pk=assignment_id, reviewer=reviewer)
+
+
 def assignment_claim_next(*, reviewer, policy: str = selectors.DEFAULT_POLICY) -> Assignment | None:
     """The group the reviewer holds, else a newly claimed one from the queue, else None."""
     holds = selectors.assignments_active(reviewer=reviewer)  # one read: the live hold, or the lapsed ones
     current = selectors.hold_live(holds)
     if current is not None:
         return current
-    candidates = [a.group_id for a in holds]  # lapsed holds are renewed first if their seat is free
-    candidates += list(selectors.review_queue(reviewer=reviewer, policy=policy).values_list("pk", flat=True)[:50])
-    for group_id in dict.fromkeys(candidates):
-        assignment = _assignment_claim(group_id=group_id, reviewer=reviewer)
-        if assignment is not None:
-            return assignment
+    with transaction.atomic():
+        # One reviewer in two tabs holds one group, not two: the reviewer's row lock serialises
+        # their claims, and the holds are read again under it (the other tab may have won).
+        get_user_model().objects.select_for_update().values_list("pk", flat=True).get(pk=reviewer.pk)
+        holds = selectors.assignments_active(reviewer=reviewer)
+        current = selectors.hold_live(holds)
+        if current is not None:
+            return current
+        candidates = [a.group_id for a in holds]  # lapsed holds are renewed first if their seat is free
+        candidates += list(selectors.review_queue(reviewer=reviewer, policy=policy).values_list("pk", flat=True)[:50])
+        for group_id in dict.fromkeys(candidates):
+            assignment = _assignment_claim(group_id=group_id, reviewer=reviewer)
+            if assignment is not None:
+                return assignment
     return None
 
 
@@ -153,9 +173,7 @@ def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission)
     submit): nothing is written twice.
     """
     with transaction.atomic():
-        assignment = (
-            Assignment.objects.select_for_update().select_related("group").get(pk=assignment_id, reviewer=reviewer)
-        )
+        assignment = _lock_hold(assignment_id=assignment_id, reviewer=reviewer)
         group = assignment.group
         earlier = (
             Judgment.objects.filter(submission_id=submission.submission_id)
@@ -231,6 +249,7 @@ def review_undo(*, reviewer) -> Assignment:
     last = selectors.reviewer_last_submission(reviewer=reviewer)
     if last is None:
         raise ReviewRefused("Nothing to undo.")
+    Group.objects.select_for_update().values_list("pk", flat=True).get(pk=last.generation.group_id)  # claims' order
     assignment = Assignment.objects.select_for_update().get(group_id=last.generation.group_id, reviewer=reviewer)
     now = timezone.now()
     if assignment.status != Assignment.Status.SUBMITTED:
@@ -255,7 +274,7 @@ def review_undo(*, reviewer) -> Assignment:
 def generation_rewrite(*, assignment_id: int, reviewer, generation_id: int, text: str) -> Generation:
     """A reviewer's rewrite of one completion: a new generation in the same slot
     whose parent is the original."""
-    assignment = Assignment.objects.select_for_update().get(pk=assignment_id, reviewer=reviewer)
+    assignment = _lock_hold(assignment_id=assignment_id, reviewer=reviewer)
     if assignment.status != Assignment.Status.ACTIVE or assignment.leased_until <= timezone.now():
         raise ReviewRefused("Rewrites need an active hold on the group; reload the queue.")
     original = selectors.group_originals(assignment.group).filter(pk=generation_id).first()
@@ -263,8 +282,6 @@ def generation_rewrite(*, assignment_id: int, reviewer, generation_id: int, text
         raise ValidationError({"generation": "not a completion of this group"})
     if not text.strip():
         raise ValidationError({"text": "a rewrite cannot be empty"})
-    # Lock the group: the next revision number is read, then written.
-    Group.objects.select_for_update().get(pk=assignment.group_id)
     return generation_record(
         group=assignment.group,
         index=original.index,

@@ -111,35 +111,40 @@ def generation_record(
         parsed = thinktags.ThinkParse(answer=raw_text.strip(), thinking="")
     else:
         parsed = thinktags.parse(raw_text, opened_in_prompt=opened_in_prompt)
-    revision = 0
-    if parent is not None:
-        revision = 1 + (
-            Generation.objects.filter(group=group, index=parent.index)
-            .order_by("-revision")
-            .values_list("revision", flat=True)
-            .first()
-            or 0
+    with transaction.atomic():
+        # The group's row lock serialises writers of its slots (a revise run and a reviewer's
+        # rewrite of the same completion): the revision number is read, then written, under it.
+        # SQLite's IMMEDIATE transactions serialise every writer already.
+        Group.objects.select_for_update().values_list("pk", flat=True).get(pk=group.pk)
+        revision = 0
+        if parent is not None:
+            revision = 1 + (
+                Generation.objects.filter(group=group, index=parent.index)
+                .order_by("-revision")
+                .values_list("revision", flat=True)
+                .first()
+                or 0
+            )
+        generation = Generation.objects.create(
+            group=group,
+            index=index,
+            revision=revision,
+            parent=parent,
+            source=source,
+            run=run,
+            messages=messages,
+            text=parsed.answer,
+            raw_text=raw_text,
+            thinking=parsed.thinking,
+            think_valid=parsed.valid,
+            think_issues=parsed.issues,
+            model_version=model_version,
+            **measures,
         )
-    if parent is not None:
-        transaction.on_commit(lambda: broadcasts.group_revised(group.pk, revision, source))
-    generation = Generation.objects.create(
-        group=group,
-        index=index,
-        revision=revision,
-        parent=parent,
-        source=source,
-        run=run,
-        messages=messages,
-        text=parsed.answer,
-        raw_text=raw_text,
-        thinking=parsed.thinking,
-        think_valid=parsed.valid,
-        think_issues=parsed.issues,
-        model_version=model_version,
-        **measures,
-    )
-    if revision == 0:
-        group_queue_refresh(group.pk)
+        if revision == 0:
+            group_queue_refresh(group.pk)
+        else:
+            transaction.on_commit(lambda: broadcasts.group_revised(group.pk, revision, source))
     return generation
 
 
@@ -165,6 +170,23 @@ def judgments_save(
         for judgment, scores in pairs
         for c in criteria
     )
+
+
+@transaction.atomic
+def judgment_rescore(*, judgment: Judgment) -> Judgment:
+    """After a correction of a judgment's stored scores (the admin): check them against its
+    rubric, recompute the overall score and the group's queue state, as a new judgment would."""
+    judgment = Judgment.objects.select_for_update().select_related("generation").get(pk=judgment.pk)
+    if judgment.status != Judgment.Status.OK:
+        return judgment
+    scores = dict(judgment.scores.values_list("criterion__key", "score"))
+    try:
+        judgment.overall = round(scoring.overall(judgment.rubric.criteria.all(), scores), 6)
+    except scoring.ScoresInvalid as exc:
+        raise ValidationError({exc.field: exc.message}) from None
+    judgment.save(update_fields=["overall"])
+    group_queue_refresh(judgment.generation.group_id)
+    return judgment
 
 
 @transaction.atomic
@@ -287,21 +309,31 @@ def _run_check(*, kind, character, prompt_set, rubric, source_run) -> None:
 
 
 def run_resume(*, run: PipelineRun) -> PipelineRun:
-    """Queue a finished-with-gaps (failed, partial) or stuck run again; it does only what is missing."""
-    updated = PipelineRun.objects.filter(
-        pk=run.pk,
-        status__in=[
-            PipelineRun.Status.FAILED,
-            PipelineRun.Status.PARTIAL,
-            PipelineRun.Status.RUNNING,
-            PipelineRun.Status.QUEUED,
-        ],
-    ).update(status=PipelineRun.Status.QUEUED, cancel_requested=False, finished_at=None)
-    if not updated:
-        raise ValidationError({"status": f"run #{run.pk} is {run.status}; only failed, partial or stuck runs resume"})
-    transaction.on_commit(lambda: executor.enqueue(run.pk))
+    """Queue a failed, partial, cancelled-with-items-left or stale run again; it does only what
+    is missing. A run still running with a fresh heartbeat is refused: it would run twice."""
+    S = PipelineRun.Status
+    with transaction.atomic():
+        resumable = PipelineRun.objects.filter(PipelineRun.resumable(), pk=run.pk)
+        # A stale running run stays running: the next claim takes it over (and raises its
+        # execution number, so a worker that only stalled stops). Others go back to queued.
+        updated = resumable.filter(status__in=[S.RUNNING, S.QUEUED]).count() or resumable.update(
+            status=S.QUEUED, cancel_requested=False, finished_at=None
+        )
+        if not updated:
+            run.refresh_from_db()
+            raise ValidationError({"status": _not_resumable(run)})
+        transaction.on_commit(lambda: executor.enqueue(run.pk))
+        transaction.on_commit(lambda: broadcasts.run_changed(run.pk))
     run.refresh_from_db()
     return run
+
+
+def _not_resumable(run: PipelineRun) -> str:
+    if run.status == PipelineRun.Status.RUNNING:
+        return f"run #{run.pk} is running (its worker is alive); cancel it first, or wait for it to finish"
+    if run.status == PipelineRun.Status.QUEUED:
+        return f"run #{run.pk} is queued; a worker will take it up"
+    return f"run #{run.pk} is {run.status}; only failed, partial, cancelled or stalled runs resume"
 
 
 @transaction.atomic

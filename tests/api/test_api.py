@@ -148,6 +148,28 @@ def test_the_same_idempotency_key_returns_the_same_run(api, demo):
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
 
 
+def test_resume_queues_a_failed_run_and_refuses_a_running_one_with_409(api, demo):
+    from django.utils import timezone
+
+    from labelling.models import PipelineRun
+
+    body = {"kind": "generate", "character": "aria", "prompt_set": "aria-demo", "group_size": 2}
+    run_id = api.post("/runs", body).json()["id"]
+    PipelineRun.objects.filter(pk=run_id).update(status="running", heartbeat_at=timezone.now(), total_items=6)
+    refused = api.post(f"/runs/{run_id}/resume")
+    assert refused.status_code == 409
+    assert (
+        refused.json()["detail"]
+        == f"status: run #{run_id} is running (its worker is alive); cancel it first, or wait for it to finish"
+    )
+    assert PipelineRun.objects.get(pk=run_id).status == "running"
+    PipelineRun.objects.filter(pk=run_id).update(status="partial", done_items=3, failed_items=3)
+    resumed = api.post(f"/runs/{run_id}/resume")
+    assert resumed.status_code == 200 and resumed.json()["status"] == "queued"
+    again = api.post(f"/runs/{run_id}/resume")
+    assert again.status_code == 409 and "is queued" in again.json()["detail"]
+
+
 # 400: well-formed but refused (an unknown slug, a rule of the run); 422: the body breaks its
 # schema (a wrong type, a missing field, a value outside its declared range or choices).
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ OPERATIONS = {
     ("get", "/api/runs"): "run_list",
     ("get", "/api/runs/{run_id}"): "run_detail",
     ("post", "/api/runs/{run_id}/cancel"): "run_cancel",
+    ("post", "/api/runs/{run_id}/resume"): "run_resume",
     ("post", "/api/generations"): "generation_push",
     ("get", "/api/generations"): "generation_list",
     ("post", "/api/judgments"): "judgment_push",
@@ -44,7 +45,8 @@ READABLE_BY_A_REVIEWER = {
 
 # Where a 404 or a 409 is possible beyond what the path's shape implies.
 NOT_FOUND = {"judgment_push"}  # the generation named in the body
-CONFLICT = {"dataset_compare", "dataset_download"}  # a version whose file is missing or changed
+# A version whose file is missing or changed; a run in a state that cannot resume.
+CONFLICT = {"dataset_compare", "dataset_download", "run_resume"}
 
 
 @pytest.fixture
@@ -106,4 +108,4 @@ def test_a_reviewer_token_is_refused_exactly_where_the_document_says(client, sch
         response = client.get(url, query, headers=headers) if method == "get" else client.post(url, headers=headers)
         assert (response.status_code == 403) == ("403" in operation["responses"]), (method, path, response.status_code)
         checked += 1
-    assert checked == 12
+    assert checked == 13

@@ -75,7 +75,7 @@ def test_resuming_a_finished_run_is_refused_with_a_message(admin_client, demo_ro
         kind="generate", character=character, prompt_set=prompt_set, status=PipelineRun.Status.SUCCEEDED
     )
     response = admin_client.post(reverse("run_resume", args=[run.pk]), follow=True)
-    assert "only failed, partial or stuck runs resume" in response.content.decode()
+    assert "is succeeded; only failed, partial, cancelled or stalled runs resume" in response.content.decode()
     run.refresh_from_db()
     assert run.status == PipelineRun.Status.SUCCEEDED
 
@@ -89,7 +89,8 @@ def test_inference_health_shows_each_model(admin_client, settings, triton_url):
         html = admin_client.get(reverse("inference_health")).content.decode()
     finally:
         reset_backend()
-    assert "ready" in html and "qwen3 ✓" in html and "judge ✓" in html
+    assert 'class="health ok"' in html and "not ready" not in html
+    assert "qwen3 ✓" in html and "judge ✓" in html and "✗" not in html
 
 
 def test_inference_health_says_when_triton_is_down(admin_client, settings):

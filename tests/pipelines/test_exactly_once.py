@@ -1,0 +1,220 @@
+"""Exactly once when a second actor arrives: a resume while the run is running, a worker that
+lost its claim, a cancelled run whose worker died, a batch that came back short.
+
+The races between processes run against a real huey consumer and the real tritonserver;
+the rules each fix rests on (a claim counter, a unique constraint, a counter check) are also
+checked on the rows directly.
+"""
+
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from bench.faults import violations
+from inference import execution, tasks
+from inference.engine import Completion
+from labelling.models import Generation, Judgment, PipelineRun
+from labelling.runs import services as run_services
+from tests.pipelines.conftest import ROOT, wait_for, wait_until, worker_env
+from tests.pipelines.test_runs import FINAL, start
+
+
+def _running(run: PipelineRun, *, beat_ago_s: float = 0, **fields) -> PipelineRun:
+    PipelineRun.objects.filter(pk=run.pk).update(
+        status=PipelineRun.Status.RUNNING,
+        heartbeat_at=timezone.now() - timedelta(seconds=beat_ago_s),
+        started_at=timezone.now(),
+        **fields,
+    )
+    run.refresh_from_db()
+    return run
+
+
+def _queued_run(story, n=2) -> PipelineRun:
+    character, prompt_set, rubric = story(n)
+    run, _ = run_services.run_start(
+        kind="generate", character=character, prompt_set=prompt_set, rubric=rubric, group_size=2, enqueue=False
+    )
+    return run
+
+
+# --- resume ------------------------------------------------------------------------------
+
+
+def test_resuming_a_run_whose_worker_is_alive_is_refused(story, settings):
+    run = _running(_queued_run(story), beat_ago_s=1)
+    with pytest.raises(ValidationError) as exc:
+        run_services.run_resume(run=run)
+    assert "is running (its worker is alive)" in exc.value.messages[0]
+    run.refresh_from_db()
+    assert run.status == PipelineRun.Status.RUNNING
+
+
+def test_a_stalled_run_resumes_and_stays_running_for_the_next_claim(story, settings, huey_queue):
+    run = _running(_queued_run(story), beat_ago_s=settings.RUN_STALE_AFTER_S + 5)
+    with transaction.atomic():
+        run_services.run_resume(run=run)
+    assert huey_queue.pending_count() == 1
+    run.refresh_from_db()
+    assert run.status == PipelineRun.Status.RUNNING  # the claim takes it over, raising its execution
+    claimed = execution.run_claim(run_id=run.pk, stale_after_s=settings.RUN_STALE_AFTER_S)
+    assert claimed is not None and claimed.execution == run.execution + 1
+
+
+@pytest.mark.parametrize(
+    ("status", "done", "total", "resumes"),
+    [
+        (PipelineRun.Status.FAILED, 0, 2, True),
+        (PipelineRun.Status.PARTIAL, 1, 2, True),
+        (PipelineRun.Status.CANCELLED, 1, 2, True),
+        (PipelineRun.Status.CANCELLED, 2, 2, False),
+        (PipelineRun.Status.SUCCEEDED, 2, 2, False),
+    ],
+)
+def test_which_finished_runs_resume(story, status, done, total, resumes):
+    run = _queued_run(story)
+    PipelineRun.objects.filter(pk=run.pk).update(status=status, done_items=done, total_items=total)
+    run.refresh_from_db()
+    assert run.is_resumable is resumes
+    if resumes:
+        assert run_services.run_resume(run=run).status == PipelineRun.Status.QUEUED
+    else:
+        with pytest.raises(ValidationError):
+            run_services.run_resume(run=run)
+
+
+def test_the_run_page_offers_resume_only_when_it_would_be_taken(admin_client, story):
+    run = _running(_queued_run(story), beat_ago_s=1)
+    page = admin_client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert reverse("run_resume", args=[run.pk]) not in page
+    assert reverse("run_cancel", args=[run.pk]) in page
+    PipelineRun.objects.filter(pk=run.pk).update(status=PipelineRun.Status.FAILED, finished_at=timezone.now())
+    page = admin_client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert reverse("run_resume", args=[run.pk]) in page
+    assert reverse("run_cancel", args=[run.pk]) not in page
+
+
+@pytest.mark.slow
+def test_a_resume_from_the_cli_while_the_run_runs_is_refused_and_it_runs_once(story, consumer, triton_url):
+    """The reported case: a generate + judge run resumed from the CLI while it ran ran twice
+    (done 9 of 6, 24 duplicate judge judgments). Now the CLI says no and the run runs once."""
+    character, prompt_set, rubric = story(6)
+    run = start(character, prompt_set, rubric, group_size=8, max_tokens=48, workers=1)
+    wait_until(lambda: PipelineRun.objects.get(pk=run.pk).done_items >= 1, what="the run to be under way")
+    resume = subprocess.run(
+        [sys.executable, "manage.py", "start_run", "--resume", str(run.pk)],
+        cwd=ROOT,
+        env=worker_env(triton_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert resume.returncode != 0
+    assert f"run #{run.pk} is running (its worker is alive)" in resume.stderr
+    run = wait_for(run, FINAL, log=consumer.log)
+    assert run.status == PipelineRun.Status.SUCCEEDED, run.errors
+    assert (run.done_items, run.failed_items, run.total_items) == (6, 0, 6)
+    assert run.execution == 1
+    # Every slot once, one judge judgment per completion (a judge answer that would not parse
+    # counts: it is recorded as failed, never dropped), counters equal to what is stored.
+    assert violations(run, prompts=6, group_size=8) == []
+
+
+# --- claims ------------------------------------------------------------------------------
+
+
+def test_a_worker_that_lost_its_claim_can_no_longer_write_the_run(story, settings):
+    run = _queued_run(story)
+    first = execution.run_claim(run_id=run.pk, stale_after_s=60)
+    execution.run_set_total(run_id=run.pk, execution=first.execution, total=2, already_done=0)
+    PipelineRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=120))
+    second = execution.run_claim(run_id=run.pk, stale_after_s=60)
+    assert second is not None and second.execution == first.execution + 1
+    assert execution.run_claim(run_id=run.pk, stale_after_s=60) is None  # its heartbeat is fresh now
+
+    assert execution.run_item_finished(run_id=run.pk, execution=first.execution, ok=True) is False
+    with pytest.raises(execution.Superseded):
+        execution.run_heartbeat(run_id=run.pk, execution=first.execution)
+    assert execution.run_finish(run_id=run.pk, execution=first.execution, done=2).status == PipelineRun.Status.RUNNING
+    assert execution.run_item_finished(run_id=run.pk, execution=second.execution, ok=True) is True
+    run.refresh_from_db()
+    assert (run.done_items, run.status) == (1, PipelineRun.Status.RUNNING)
+
+
+def test_counters_never_pass_the_total(story):
+    run = _queued_run(story)
+    claimed = execution.run_claim(run_id=run.pk, stale_after_s=60)
+    execution.run_set_total(run_id=run.pk, execution=claimed.execution, total=2, already_done=1)
+    assert execution.run_item_finished(run_id=run.pk, execution=claimed.execution, ok=True) is True
+    assert execution.run_item_finished(run_id=run.pk, execution=claimed.execution, ok=True) is False
+    assert execution.run_item_finished(run_id=run.pk, execution=claimed.execution, ok=False) is False
+    run.refresh_from_db()
+    assert (run.done_items, run.failed_items) == (2, 0)
+    with pytest.raises(IntegrityError), transaction.atomic():  # and the database says so too
+        PipelineRun.objects.filter(pk=run.pk).update(failed_items=1)
+
+
+def test_the_database_refuses_a_second_judge_judgment_from_one_run(story):
+    run = _queued_run(story)
+    prompt = run.prompt_set.prompts.first()
+    group = run_services.group_for(run=run, prompt=prompt)
+    generation = run_services.generation_record(group=group, index=0, messages=[], raw_text="x", model_version=None)
+    judge = run_services.model_version_get_or_create(backend="test", model_name="judge")
+    scores = {"in_character": 3, "helpful": 4}
+
+    def record():
+        run_services.judgment_record(
+            generation=generation, rubric=run.rubric, source="judge", scores=scores, model_version=judge, run=run
+        )
+
+    record()
+    with pytest.raises(IntegrityError):
+        record()
+    assert Judgment.objects.filter(generation=generation).count() == 1
+
+
+def test_a_run_cancelled_while_its_worker_died_ends_cancelled_and_is_not_requeued(story, settings, huey_queue):
+    run = _running(_queued_run(story), beat_ago_s=settings.RUN_STALE_AFTER_S + 5, cancel_requested=True)
+    assert tasks.resume_stale_runs.call_local() == []
+    run.refresh_from_db()
+    assert run.status == PipelineRun.Status.CANCELLED and run.finished_at is not None
+    assert huey_queue.pending_count() == 0
+    assert tasks.resume_stale_runs.call_local() == []  # and the next minute leaves it alone too
+    assert huey_queue.pending_count() == 0
+
+
+# --- short batches -----------------------------------------------------------------------
+
+
+class ShortBackend:
+    """Returns one completion fewer than asked (a unit stand-in for a misbehaving server)."""
+
+    name = "short"
+
+    def generate(self, request, on_delta=None):
+        return [Completion(i, f"slot text {i}", "stop", 3, 3) for i in range(request.params.n - 1)]
+
+    def judge(self, request):
+        raise AssertionError("nothing is judged: the item failed before")
+
+    def close(self):
+        pass
+
+
+def test_a_batch_that_comes_back_short_is_a_recorded_failure_for_the_missing_slots(story):
+    character, prompt_set, _ = story(1)
+    run, _ = run_services.run_start(
+        kind="generate", character=character, prompt_set=prompt_set, group_size=3, enqueue=False
+    )
+    assert tasks.execute(run.pk, backend=ShortBackend()) == PipelineRun.Status.FAILED
+    run.refresh_from_db()
+    assert (run.done_items, run.failed_items, run.total_items) == (0, 1, 1)
+    assert run.errors[0]["error"] == "IncompleteBatch"
+    assert "returned 2 of 3 completions; slots [2] are missing" in run.errors[0]["message"]
+    assert sorted(Generation.objects.filter(group__run=run).values_list("index", flat=True)) == [0, 1]
