@@ -121,7 +121,8 @@ class TritonProcess:
             *self.extra_args,
         ]
 
-    def start(self, timeout_s: float = 120.0) -> TritonProcess:
+    def start(self, timeout_s: float = 120.0, *, wait: bool = True) -> TritonProcess:
+        """Start the server; with `wait`, return once every model is ready (else at once)."""
         Path(self.work_dir).mkdir(parents=True, exist_ok=True)
         log_path = self.log_path or Path(self.work_dir) / "tritonserver.log"
         log = open(log_path, "ab")  # noqa: SIM115 - the child owns it while it runs
@@ -135,6 +136,8 @@ class TritonProcess:
         )
         log.close()
         self.log_path = log_path
+        if not wait:
+            return self
         try:
             self.wait_ready(timeout_s)
         except BaseException:

@@ -10,6 +10,7 @@ from labelling.runs import views as run_views
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("inference/health", views.inference_health, name="inference_health"),
     path("runs/new", run_views.run_new, name="run_new"),
     path("runs/sheets", run_views.sheet_run_new, name="sheet_run_new"),

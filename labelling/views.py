@@ -13,6 +13,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import render
 from django.utils._os import safe_join
 from django.views.decorators.http import require_GET
+from huey.contrib.djhuey import HUEY
 
 from labelling.access import roles
 from labelling.access.decorators import reviewer_required
@@ -44,6 +45,33 @@ def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"ok": True})
+
+
+@require_GET
+@login_not_required
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness, for a load balancer or an orchestrator: the database, the task queue and each
+    model. 503 when any is down. Says what is down, never where it lives (no addresses)."""
+    checks: dict[str, object] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = True
+    except Exception:
+        checks["database"] = False
+    try:
+        HUEY.pending_count()
+        checks["queue"] = True
+    except Exception:
+        checks["queue"] = False
+    try:
+        health = executor.health()
+        checks["models"] = dict(health.models)
+        models_ok = health.ready
+    except Exception:
+        checks["models"], models_ok = {}, False
+    ok = checks["database"] is True and checks["queue"] is True and models_ok
+    return JsonResponse({"ok": ok, **checks}, status=200 if ok else 503)
 
 
 # What /media/ serves to signed-in reviewers and admins: pictures and figures of characters.

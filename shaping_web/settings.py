@@ -177,7 +177,7 @@ if REDIS_URL:
 else:
     HUEY = {
         "huey_class": "huey.SqliteHuey",
-        "name": "shaping",
+        "name": os.environ.get("HUEY_NAME", "shaping"),
         "filename": str(envpath("HUEY_SQLITE_PATH", DATA_DIR / "huey.sqlite3")),
         "immediate": HUEY_IMMEDIATE,
         "consumer": {"workers": HUEY_WORKERS, "worker_type": "thread"},

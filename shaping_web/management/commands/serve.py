@@ -1,35 +1,28 @@
-"""`manage.py serve`: everything the app needs, in the foreground, stopped together.
+"""`manage.py serve`: everything the app needs, in the foreground, kept up together.
 
 Starts the bundled CPU tritonserver (unless TRITON_URL points at an external one),
 the huey consumer and daphne; prints where to go.
 
 With the in-process channel layer (no REDIS_URL), live events can only reach the
 browser from inside the web process, so the huey consumer runs as threads of the
-daphne process. With Redis, each runs as its own process, as in production; if any
-of them dies, the others are stopped and the command exits non-zero, naming it.
+daphne process (huey restarts a dead worker thread itself). With Redis, each runs as its
+own process, as in production. Either way a child that dies (tritonserver, the huey
+consumer, the web server) is logged and started again with a growing backoff
+(`shaping_web.supervisor`): a dead background worker never takes the site down. Ctrl-C
+or SIGTERM stops everything.
 """
 
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
+from inference.triton_server import TritonProcess
 from labelling.management.commands.seed_demo import DEMO_PASSWORD, DEMO_USERS
-
-STOP_TIMEOUT_S = 20
-
-
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    process: subprocess.Popen | None = None
+from shaping_web.supervisor import Child, Supervisor, TritonChild
 
 
 class Command(BaseCommand):
@@ -41,40 +34,33 @@ class Command(BaseCommand):
         parser.add_argument("--no-triton", action="store_true", help="Do not start the bundled Triton server.")
 
     def handle(self, *args, host: str, port: int, no_triton: bool, **options):
-        manage = [sys.executable, "manage.py"]
-        triton = [Child("triton", [*manage, "triton"])] if settings.TRITON_MANAGED and not no_triton else []
+        children: list[Child] = []
+        if settings.TRITON_MANAGED and not no_triton:
+            children.append(TritonChild(_triton_server()))
         if not settings.REDIS_URL:
             # The in-process channel layer reaches browsers only from the web process:
             # the huey consumer runs as threads inside it.
-            self._serve_in_process(triton, host, port)
+            self._serve_in_process(Supervisor(children), host, port)
             return
-        children = [
-            *triton,
+        manage = [sys.executable, "manage.py"]
+        children += [
             Child("huey", [*manage, "run_huey", "--logfile", str(settings.DATA_DIR / "huey.log")]),
             Child("web", [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "shaping_web.asgi:application"]),
         ]
-        self._serve_processes(children, host, port)
+        self._serve_processes(Supervisor(children), host, port)
 
-    def _serve_processes(self, children: list[Child], host: str, port: int) -> None:
-        stopping = False
-
+    def _serve_processes(self, supervisor: Supervisor, host: str, port: int) -> None:
         def _stop(signum, frame):
-            nonlocal stopping
-            stopping = True
+            supervisor.request_stop()
 
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
-        for child in children:
-            child.process = subprocess.Popen(child.argv, start_new_session=True)
+        supervisor.start()
         self._announce(host, port)
-        dead = None
-        while not stopping and dead is None:
-            time.sleep(0.5)
-            dead = next((c for c in children if c.process.poll() is not None), None)
-        for child in reversed(children):
-            _terminate(child.process)
-        if dead is not None and not stopping:
-            raise CommandError(f"{dead.name} exited with code {dead.process.returncode}; stopped the rest")
+        try:
+            supervisor.run()
+        finally:
+            supervisor.stop()
 
     def _announce(self, host: str, port: int) -> None:
         self.stdout.write(self.style.SUCCESS(f"\nShaping is starting at http://{host}:{port}/"))
@@ -83,15 +69,15 @@ class Command(BaseCommand):
             self.stdout.write(f"Demo login: {users} (password {DEMO_PASSWORD!r}). Ctrl-C stops everything.\n")
         self.stdout.flush()
 
-    def _serve_in_process(self, children: list[Child], host: str, port: int) -> None:
+    def _serve_in_process(self, supervisor: Supervisor, host: str, port: int) -> None:
         from channels.routing import get_default_application
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
         from django.utils.module_loading import autodiscover_modules
         from huey.contrib.djhuey import HUEY
 
-        for child in children:
-            child.process = subprocess.Popen(child.argv, start_new_session=True)
+        supervisor.start()
+        supervisor.run_in_background()
         autodiscover_modules("tasks")
         consumer = HUEY.create_consumer(workers=settings.HUEY_WORKERS, worker_type="thread")
         consumer.start()  # its signal handlers are replaced by daphne's below
@@ -103,16 +89,16 @@ class Command(BaseCommand):
             ).run()  # until SIGINT / SIGTERM
         finally:
             consumer.stop(graceful=True)
-            for child in reversed(children):
-                _terminate(child.process)
+            supervisor.stop()
 
 
-def _terminate(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def _triton_server() -> TritonProcess:
+    """The bundled server `manage.py triton` runs, on the port TRITON_URL names."""
+    port = int(settings.TRITON_URL.rpartition(":")[2] or 8001)
+    return TritonProcess(
+        work_dir=settings.DATA_DIR / "triton",
+        grpc_port=port,
+        metrics_port=port + 1,
+        generator_dir=settings.GENERATOR_MODEL_DIR,
+        judge_dir=settings.JUDGE_MODEL_DIR,
+    )
