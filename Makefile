@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test chromium lint format migrate clean bench
+.PHONY: run test test-fast install install-test chromium lint format migrate clean bench
 
 run: install ## set up (venv, install, migrate, demo) and start everything
 	$(PY) manage.py migrate --noinput
@@ -19,6 +19,13 @@ test: install-test chromium node_modules/.installed ## install what the tests ne
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+# The quick loop while editing (about a minute): lint, then every test that needs neither
+# the tritonserver nor a browser and is not slow (markers: pyproject.toml, tests/conftest.py).
+test-fast: install-test ## lint and the fast tests (no tritonserver, browser or slow tests)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(TEST_ENV) $(PY) -m pytest -m "not triton and not browser and not slow" $(PYTEST_ARGS)
 
 install: $(VENV)/.installed-run
 install-test: $(VENV)/.installed-test
@@ -64,6 +71,7 @@ bench: install ## benchmarks (see docs/benchmarks.md); the batching one wants th
 	$(PY) bench/bench_live.py
 	$(PY) bench/bench_review.py
 	$(PY) bench/bench_export.py
+	$(PY) bench/bench_faults.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache node_modules

@@ -1,75 +1,16 @@
 """Real processes for pipeline runs: a huey consumer (a subprocess on the test's own
 database and queue) talking to the real tritonserver."""
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
+# The consumer process and its settings are the fault-injection harness's (bench/faults.py).
+from bench.faults import ROOT, STALE_AFTER_S, Consumer, worker_env  # noqa: F401 - used by the tests here
 from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
 from labelling.models import Character, PipelineRun, PromptSet, Rubric
-
-ROOT = Path(__file__).resolve().parents[2]
-STALE_AFTER_S = 3
-
-
-def worker_env(triton_url: str) -> dict[str, str]:
-    """The test's settings, for a child process: same database (the test one), same queue."""
-    env = dict(os.environ)
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        env["SQLITE_PATH"] = str(db["NAME"])
-        env.pop("DATABASE_URL", None)
-    else:
-        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    env.update(
-        DATA_DIR=str(settings.DATA_DIR),
-        INFERENCE_BACKEND="triton",
-        TRITON_URL=triton_url,
-        RUN_STALE_AFTER_S=str(STALE_AFTER_S),
-        PIPELINE_WORKERS="2",
-        HUEY_WORKERS="2",
-        HUEY_NAME=settings.HUEY["name"],
-        DJANGO_SETTINGS_MODULE="shaping_web.settings",
-    )
-    return env
-
-
-class Consumer:
-    def __init__(self, env: dict, log: Path):
-        self.env, self.log = env, log
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> "Consumer":
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "run_huey", "--workers", "2", "--worker-type", "thread"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, 9)
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture
