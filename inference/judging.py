@@ -24,6 +24,11 @@ from dataclasses import dataclass
 from inference.errors import InvalidRequest, JudgeOutputError
 
 RATIONALE_MAX_CHARS = 400
+# The rationale's characters under guidance: printable ASCII and newlines, never < or >.
+# One byte each, so at most one token each whatever the tokenizer, and judge_max_tokens
+# always leaves room for the scores (a 4-byte character could take 4 byte-level tokens:
+# 400 of them ran a random-weight judge out of tokens before it reached its scores).
+RATIONALE_CHARS = r"[\x20-\x3b=\x3f-\x7e\n]"
 KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 SYSTEM_PROMPT = (
@@ -97,11 +102,12 @@ def judge_guidance(rubric: dict) -> str:
         f"<{re.escape(c['key'])}>({_alternation(c['scale_min'], c['scale_max'])})</{re.escape(c['key'])}>\\n"
         for c in criteria
     )
-    return f"<rationale>[^<>]{{1,{RATIONALE_MAX_CHARS}}}</rationale>\\n<scores>\\n{scores}</scores>"
+    return f"<rationale>{RATIONALE_CHARS}{{1,{RATIONALE_MAX_CHARS}}}</rationale>\\n<scores>\\n{scores}</scores>"
 
 
 def judge_max_tokens(rubric: dict) -> int:
-    """Enough tokens for the longest answer the guidance allows, even one byte per token."""
+    """Enough tokens for the longest answer the guidance allows, even one byte (one ASCII
+    character: see RATIONALE_CHARS) per token."""
     criteria = check_rubric(rubric)
     return RATIONALE_MAX_CHARS + 40 + sum(2 * len(c["key"]) + 12 for c in criteria)
 

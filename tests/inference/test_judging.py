@@ -47,7 +47,16 @@ def test_max_tokens_covers_the_longest_allowed_answer_at_one_char_per_token():
         "<in_character>5</in_character>\n<helpful>10</helpful>\n</scores>"
     )
     assert re.fullmatch(judge_guidance(RUBRIC), longest)
-    assert judge_max_tokens(RUBRIC) >= len(longest)
+    assert judge_max_tokens(RUBRIC) >= len(longest.encode())  # a byte-level tokenizer's worst case
+
+
+@pytest.mark.parametrize("character", ["\U00049249", "é", "<", ">", "\t"])
+def test_the_rationale_allows_only_one_byte_characters(character):
+    # A 4-byte character may cost 4 byte-level tokens: 400 of them ran a random-weight judge out
+    # of tokens before its scores. Only printable ASCII (and newlines) fit the token budget.
+    answer = "<rationale>ok {}</rationale>\n<scores>\n<in_character>4</in_character>\n<helpful>1</helpful>\n</scores>"
+    assert not re.fullmatch(judge_guidance(RUBRIC), answer.format(character))
+    assert re.fullmatch(judge_guidance(RUBRIC), answer.format("fine,\nreally: 3/4 (mostly) = good!"))
 
 
 def test_parse_reads_scores_and_rationale():
