@@ -1,7 +1,8 @@
 """The LLM judge: its prompt, the guidance that makes its answer always parse, and the parser.
 
 Free of Django: Triton's judge model.py, the in-process backend and the tests
-share it. The answer format is a bounded rationale, then one tag per criterion:
+share it. The answer format is a bounded rationale, then one tag per criterion (rule criteria,
+scored without a model, are left out of all of it: `model_criteria`):
 
     <rationale>Stays in character, but the second sentence drifts.</rationale>
     <scores>
@@ -71,9 +72,18 @@ def check_rubric(rubric) -> list[dict]:
     return criteria
 
 
+def model_criteria(rubric) -> list[dict]:
+    """The criteria the judge model scores: those without a `rule`. Rule criteria are scored
+    without a model (labelling/rules.py, by the caller); the model is never asked about them."""
+    criteria = [c for c in check_rubric(rubric) if c.get("rule") is None]
+    if not criteria:
+        raise InvalidRequest("rubric has no criteria for the judge model: every criterion is a rule")
+    return criteria
+
+
 def judge_messages(rubric: dict, messages: list[dict], completion: str) -> list[dict]:
     """The chat the judge model reads: the rubric, the conversation, the reply to score."""
-    criteria = check_rubric(rubric)
+    criteria = model_criteria(rubric)
     lines = [f"Rubric: {rubric.get('name') or rubric.get('slug', '')}".rstrip()]
     if rubric.get("description"):
         lines.append(rubric["description"])
@@ -97,7 +107,7 @@ def judge_messages(rubric: dict, messages: list[dict], completion: str) -> list[
 
 def judge_guidance(rubric: dict) -> str:
     """A regex only answers in the format, with in-scale integers, can match."""
-    criteria = check_rubric(rubric)
+    criteria = model_criteria(rubric)
     scores = "".join(
         f"<{re.escape(c['key'])}>({_alternation(c['scale_min'], c['scale_max'])})</{re.escape(c['key'])}>\\n"
         for c in criteria
@@ -108,13 +118,13 @@ def judge_guidance(rubric: dict) -> str:
 def judge_max_tokens(rubric: dict) -> int:
     """Enough tokens for the longest answer the guidance allows, even one byte (one ASCII
     character: see RATIONALE_CHARS) per token."""
-    criteria = check_rubric(rubric)
+    criteria = model_criteria(rubric)
     return RATIONALE_MAX_CHARS + 40 + sum(2 * len(c["key"]) + 12 for c in criteria)
 
 
 def parse_judgment(rubric: dict, raw: str) -> JudgeResult:
     """Scores for every criterion, in scale, or JudgeOutputError naming what is wrong."""
-    criteria = check_rubric(rubric)
+    criteria = model_criteria(rubric)
     text = _strip_thinking(raw or "")
     data = _as_json(text)
     if data is not None:

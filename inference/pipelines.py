@@ -20,10 +20,11 @@ from inference.backends.base import GenerateRequest, JudgeRequest
 from inference.dispatch import Call, Task, Throttle
 from inference.engine import SamplingParams
 from inference.errors import IncompleteBatch, InferenceError, JudgeOutputError
-from labelling import scoring
+from labelling import rules, scoring
 from labelling.catalogue import selectors as catalogue_selectors
+from labelling.generators import selectors as generator_selectors
 from labelling.live import broadcasts
-from labelling.models import Generation, Judgment, PipelineRun, Prompt, Rubric
+from labelling.models import Generation, GeneratorVersion, Judgment, ModelVersion, PipelineRun, Prompt, Rubric
 from labelling.runs import services as run_services
 
 DEFAULT_SAMPLING = {"max_tokens": 128, "temperature": 0.7, "top_p": 0.8, "top_k": 20}
@@ -53,18 +54,44 @@ def generate_task(messages: list[dict], sampling: dict, n: int, on_delta: Callab
 JUDGE_PARSE_RETRIES = 2
 
 
-def judge_task(rubric: dict, messages: list[dict], completion: str, retries: int = JUDGE_PARSE_RETRIES) -> Task:
-    """Scores for one completion. An answer that will not parse is asked again
-    (`retries` times), then comes back as {"ok": False, ...} with the raw text, to
-    be recorded as a failed judgment, never dropped."""
+def judge_task(
+    rubric: dict,
+    messages: list[dict],
+    completion: str,
+    retries: int = JUDGE_PARSE_RETRIES,
+    *,
+    think_valid: bool | None = None,
+) -> Task:
+    """Scores for every criterion of one completion: the judge model's for the criteria
+    without a rule (it is asked about those only), the rules' for the others (labelling.rules;
+    `think_valid` is a stored generation's verdict on its think tags). A rubric of rules only
+    asks no model at all. An answer that will not parse is asked again (`retries` times),
+    then comes back as {"ok": False, ...} with the raw text, to be recorded as a failed
+    judgment, never dropped."""
+    asked = rules.model_rubric(rubric)
+    if asked is None:
+        return _judged_with_rules(rubric, None, completion, think_valid)
     for _ in range(retries + 1):
         try:
-            result = yield Call("judge", JudgeRequest(rubric=rubric, messages=messages, completion=completion))
+            result = yield Call("judge", JudgeRequest(rubric=asked, messages=messages, completion=completion))
         except JudgeOutputError as exc:
             failure = {"ok": False, "error": str(exc), "raw": exc.raw}
             continue
-        return {"ok": True, "scores": result.scores, "rationale": result.rationale, "raw": result.raw}
+        return _judged_with_rules(rubric, result, completion, think_valid)
     return failure
+
+
+def _judged_with_rules(rubric: dict, result, completion: str, think_valid: bool | None) -> dict:
+    """A judge's result (None: no model was asked) with the rule criteria scored and merged in."""
+    scores = rules.with_rule_scores(
+        rubric["criteria"], result.scores if result else {}, completion, think_valid=think_valid
+    )
+    return {
+        "ok": True,
+        "scores": scores,
+        "rationale": result.rationale if result else "",
+        "raw": result.raw if result else "",
+    }
 
 
 def revise_messages(messages: list[dict], completion: str, rubric: dict, judged: dict) -> list[dict]:
@@ -107,7 +134,12 @@ def revise_and_judge_task(
 
 
 class RunContext:
-    """What every item of one run shares: the run row, its rubric spec, model versions, events."""
+    """What every item of one run shares: the run row, its rubric spec, model versions, events.
+
+    A run that generates records the exact generator version it generates with: the one its
+    params pin (run_start pins one), else the current one. A version that is gone or no longer
+    ready raises GeneratorUnavailable, and the run fails saying so. (Only version 1 is served for
+    now: the Triton request names no version.)"""
 
     def __init__(self, run: PipelineRun, backend_name: str):
         self.run = run
@@ -117,9 +149,13 @@ class RunContext:
         self.rubric_spec = run.rubric.as_spec() if run.rubric else None
         self.threshold = float(self.params.get("revise_threshold", 0.5))
         self.max_rounds = int(self.params.get("max_rounds", 1))
-        self.generator = run_services.model_version_get_or_create(
-            backend=backend_name, model_name="qwen3", sampling=self.sampling
-        )
+        self.generator_version: GeneratorVersion | None = None
+        self.generator: ModelVersion | None = None
+        if run.kind in run_services.GENERATING:
+            self.generator_version = generator_selectors.generator_version_for(self.params.get("generator_version"))
+            self.generator = run_services.model_version_get_or_create(
+                backend=backend_name, sampling=self.sampling, generator=self.generator_version
+            )
         self.judge = run_services.model_version_get_or_create(backend=backend_name, model_name="judge")
 
     @property
@@ -189,12 +225,19 @@ def generate_item(ctx: RunContext, prompt: Prompt) -> Task:
             )
     if ctx.judges:
         pending = [g for g in group.generations.filter(revision=0) if not _judged(ctx, g)]
-        results = yield [Call("judge", _judge_request(ctx, g)) for g in pending]
+        if rules.model_rubric(ctx.rubric_spec) is None:  # rule criteria only: no model to ask
+            results = [None] * len(pending)
+        else:
+            results = yield [Call("judge", _judge_request(ctx, g)) for g in pending]
         for generation, result in zip(pending, results, strict=True):
-            judged = _as_judged(result)
+            judged = _as_judged(ctx, generation, result)
             if not judged["ok"]:  # ask again (the retries left), one at a time, before recording a failure
                 judged = yield from judge_task(
-                    ctx.rubric_spec, generation.messages, generation.text, retries=JUDGE_PARSE_RETRIES - 1
+                    ctx.rubric_spec,
+                    generation.messages,
+                    generation.text,
+                    retries=JUDGE_PARSE_RETRIES - 1,
+                    think_valid=generation.think_valid,
                 )
             _save_judgment(ctx, generation, judged)
         if ctx.params.get("revise"):
@@ -204,7 +247,9 @@ def generate_item(ctx: RunContext, prompt: Prompt) -> Task:
 
 
 def judge_item(ctx: RunContext, generation: Generation) -> Task:
-    judged = yield from judge_task(ctx.rubric_spec, generation.messages, generation.text)
+    judged = yield from judge_task(
+        ctx.rubric_spec, generation.messages, generation.text, think_valid=generation.think_valid
+    )
     _save_judgment(ctx, generation, judged)
     return {"generation": generation.pk, "ok": judged["ok"]}
 
@@ -224,7 +269,9 @@ def revise_item(ctx: RunContext, generation: Generation) -> Task:
             "rationale": latest.rationale,
         }
     else:
-        judged = yield from judge_task(ctx.rubric_spec, generation.messages, generation.text)
+        judged = yield from judge_task(
+            ctx.rubric_spec, generation.messages, generation.text, think_valid=generation.think_valid
+        )
         _save_judgment(ctx, generation, judged)
     current, rounds = generation, 0
     while (
@@ -246,22 +293,27 @@ def revise_item(ctx: RunContext, generation: Generation) -> Task:
             parent=current,
             **_measures(completion),
         )
-        judged = yield from judge_task(ctx.rubric_spec, generation.messages, current.text)
+        judged = yield from judge_task(
+            ctx.rubric_spec, generation.messages, current.text, think_valid=current.think_valid
+        )
         _save_judgment(ctx, current, judged)
         rounds += 1
     return {"generation": generation.pk, "rounds": rounds}
 
 
 def _judge_request(ctx: RunContext, generation: Generation) -> JudgeRequest:
-    return JudgeRequest(rubric=ctx.rubric_spec, messages=generation.messages, completion=generation.text)
+    # The judge model is asked about the criteria without a rule only.
+    asked = rules.model_rubric(ctx.rubric_spec)
+    return JudgeRequest(rubric=asked, messages=generation.messages, completion=generation.text)
 
 
-def _as_judged(result: Any) -> dict:
+def _as_judged(ctx: RunContext, generation: Generation, result: Any) -> dict:
+    """A batched judge result (None: no model was asked) as judge_task returns it, rules merged in."""
     if isinstance(result, JudgeOutputError):
         return {"ok": False, "error": str(result), "raw": result.raw}
     if isinstance(result, InferenceError | Exception):
         raise result  # a backend failure fails the item; it is retried on resume
-    return {"ok": True, "scores": result.scores, "rationale": result.rationale, "raw": result.raw}
+    return _judged_with_rules(ctx.rubric_spec, result, generation.text, generation.think_valid)
 
 
 def _slots(pieces: dict[int, str], missing: list[int]) -> dict[int, str]:

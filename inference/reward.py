@@ -8,9 +8,12 @@ Training then rewards exactly the rubric version the reviewers used:
 
 TRL calls it with the batch's prompts and completions (conversational: lists of
 messages; standard: strings) and expects one float per completion; a completion the
-judge could not score gets None, which TRL leaves out of the reward. Needs only
-tritonclient, this package's inference module and the Django-free `labelling.scoring`
-(the same weighted reward the exports use), not Django.
+judge could not score gets None, which TRL leaves out of the reward. Rule criteria
+(`labelling.rules`: regex, length, think tags, JSON schema, keywords) are scored here, without
+the judge, from the completion as the model wrote it; a rubric of rules only never calls
+Triton. Needs only tritonclient, this package's inference module and the Django-free
+`labelling.scoring` and `labelling.rules` (the same weighted reward and rules the exports
+use), not Django.
 """
 
 from __future__ import annotations
@@ -20,14 +23,18 @@ from concurrent.futures import ThreadPoolExecutor
 from inference.backends.base import JudgeRequest
 from inference.errors import InferenceError
 from inference.judging import check_rubric
-from labelling import scoring
+from labelling import rules, scoring
 
 
 def make_reward_function(
     rubric: dict, *, triton_url: str = "127.0.0.1:8001", backend=None, workers: int = 8, timeout_s: float = 120.0
 ):
     check_rubric(rubric)
-    if backend is None:
+    for c in rubric["criteria"]:
+        if c.get("rule") is not None:
+            rules.check_rule(c["rule"])
+    asked = rules.model_rubric(rubric)  # None: rules only, no judge to call
+    if backend is None and asked is not None:
         from inference.backends.triton import TritonBackend
 
         backend = TritonBackend(triton_url, timeout_s=timeout_s)
@@ -36,8 +43,10 @@ def make_reward_function(
         messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
         text = completion[-1]["content"] if isinstance(completion, list) else str(completion)
         try:
-            result = backend.judge(JudgeRequest(rubric=rubric, messages=messages, completion=text))
-            return scoring.rubric_overall(rubric, result.scores)
+            judged = {}
+            if asked is not None:
+                judged = backend.judge(JudgeRequest(rubric=asked, messages=messages, completion=text)).scores
+            return scoring.rubric_overall(rubric, rules.with_rule_scores(rubric["criteria"], judged, text))
         except (InferenceError, scoring.ScoresInvalid):
             return None
 

@@ -67,7 +67,7 @@ def execute(run_id: int, backend=None) -> str:
         if superseded.is_set():
             log.warning("run %s: execution %s was taken over; this worker stopped", run_id, mine)
             return "superseded"
-        _, left = run_items(RunContext(run, settings.INFERENCE_BACKEND))  # what the database holds, afresh
+        _, left = run_items(ctx)  # what the database holds, afresh (the items query it again)
         finished = execution.run_finish(
             run_id=run_id, execution=mine, done=total - len(list(left)), cancelled=cancelled.is_set()
         )

@@ -1,7 +1,7 @@
 """Admin for every model, plus file import (all or nothing), rubric versioning, dataset
 freezing and API tokens.
 
-One module (about 500 lines): Django's admin registers every model of the app in
+One module (over 500 lines): Django's admin registers every model of the app in
 one place, and each ModelAdmin only calls the domain packages' services.
 """
 
@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from labelling import scoring
+from labelling import rules, scoring
 from labelling.access import tokens
 from labelling.catalogue import selectors as catalogue_selectors
 from labelling.catalogue import services as catalogue_services
@@ -25,6 +25,7 @@ from labelling.catalogue.schemas import RubricIn
 from labelling.datasets import selectors as dataset_selectors
 from labelling.datasets import services as dataset_services
 from labelling.datasets import storage
+from labelling.generators import services as generator_services
 from labelling.models import (
     ApiToken,
     Assignment,
@@ -33,6 +34,7 @@ from labelling.models import (
     CriterionScore,
     DatasetVersion,
     Generation,
+    GeneratorVersion,
     Group,
     Judgment,
     ModelVersion,
@@ -119,10 +121,31 @@ class CharacterAdmin(ImportMixin, admin.ModelAdmin):
             catalogue_services.character_set_portrait(character=obj, filename=portrait.name, content=portrait.read())
 
 
+CRITERION_FIELDS = ["order", "key", "description", "scale_min", "scale_max", "levels", "weight", "rule"]
+
+
+class CriterionForm(forms.ModelForm):
+    """A criterion as the admin edits it; a rule is checked as imports and the API check it."""
+
+    class Meta:
+        model = Criterion
+        fields = CRITERION_FIELDS
+
+    def clean_rule(self):
+        rule = self.cleaned_data.get("rule")
+        if rule is not None:
+            try:
+                rules.check_rule(rule)
+            except rules.RuleInvalid as exc:
+                raise ValidationError(str(exc)) from None
+        return rule
+
+
 class CriterionInline(admin.TabularInline):
     model = Criterion
+    form = CriterionForm
     extra = 0
-    fields = ["order", "key", "description", "scale_min", "scale_max", "levels", "weight"]
+    fields = CRITERION_FIELDS
 
     def has_change_permission(self, request, obj=None):
         return obj is None or not obj.is_frozen()
@@ -186,9 +209,46 @@ class PromptAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "backend", "model_name", "model_version", "created_at"]
+    list_display = ["__str__", "backend", "model_name", "model_version", "generator", "created_at"]
     list_filter = ["backend"]
-    readonly_fields = ["key"]
+    readonly_fields = ["key", "generator"]
+
+
+@admin.register(GeneratorVersion)
+class GeneratorVersionAdmin(admin.ModelAdmin):
+    """Versions of the generator and their lineage. Which one is current changes only through
+    the action (one atomic swap), never by editing a row."""
+
+    list_display = ["__str__", "number", "parent", "method", "dataset_version", "status", "is_current", "created_at"]
+    list_filter = ["model_name", "status", "method"]
+    list_select_related = ["parent", "dataset_version"]
+    actions = ["make_current", "retire"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fixed = ["is_current", "created_at", "updated_at"]
+        return [*fixed, "model_name", "number", "parent", "weights_sha256"] if obj else fixed
+
+    @admin.action(description="Make the selected version current (or roll back to it)")
+    def make_current(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to make current.", messages.ERROR)
+            return
+        try:
+            version = generator_services.generator_version_make_current(version=queryset.get())
+        except ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+            return
+        self.message_user(request, f"{version} is current.", messages.SUCCESS)
+
+    @admin.action(description="Retire the selected versions (runs pinned to them fail)")
+    def retire(self, request, queryset):
+        for version in queryset:
+            try:
+                generator_services.generator_version_retire(version=version)
+            except ValidationError as exc:
+                self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+            else:
+                self.message_user(request, f"{version} retired.", messages.SUCCESS)
 
 
 @admin.register(PipelineRun)

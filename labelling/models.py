@@ -1,6 +1,7 @@
 """The domain: characters, rubrics, prompts, generations, judgments, reviews, datasets.
 
-Data flows one way: prompt -> generation -> judgment -> review -> dataset version.
+Data flows one way: prompt -> generation -> judgment -> review -> dataset version -> generator
+version.
 What a dataset row depends on is snapshotted on the row (a generation keeps the
 exact messages it was made from), so editing a character never rewrites history.
 
@@ -12,6 +13,7 @@ The code that writes them lives in the domain packages beside this file.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import models
@@ -97,6 +99,11 @@ class Criterion(models.Model):
     levels = models.JSONField(default=dict, blank=True, help_text='Score -> description, e.g. {"1": "...", "5": "..."}')
     weight = models.FloatField(default=1.0)
     order = models.PositiveSmallIntegerField(default=0)
+    rule = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="A rule scores this criterion without a model (labelling/rules.py); empty: the judge and reviewers do.",
+    )
 
     class Meta:
         ordering = ["rubric", "order", "id"]
@@ -117,7 +124,12 @@ class Criterion(models.Model):
             "scale_max": self.scale_max,
             "levels": self.levels,
             "weight": self.weight,
+            **({"rule": self.rule} if self.rule is not None else {}),
         }
+
+    @property
+    def is_rule(self) -> bool:
+        return self.rule is not None
 
 
 class PromptSet(models.Model):
@@ -165,8 +177,18 @@ class ModelVersion(models.Model):
     ]
     backend = models.CharField(max_length=20, choices=BACKENDS)
     model_name = models.CharField(max_length=120)
-    model_version = models.CharField(max_length=60, blank=True)
+    model_version = models.CharField(
+        max_length=60, blank=True, help_text="For a generator version: its number, as text."
+    )
     sampling = models.JSONField(default=dict, blank=True)
+    generator = models.ForeignKey(
+        "GeneratorVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="model_versions",
+        help_text="The exact generator version (weights) that produced the text; none for judges, imports, humans.",
+    )
     key = models.CharField(
         max_length=64,
         unique=True,
@@ -537,6 +559,81 @@ class DatasetVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset} v{self.number} ({self.kind})"
+
+
+class GeneratorVersion(models.Model):
+    """A numbered version of a served generator (weights), with its lineage: the version it was
+    trained from, on which dataset version, how. Every generation's ModelVersion names the one
+    that made it. Exactly one version per model name is current: runs generate with it unless
+    they pin another.
+
+    `onnx_dir` and `hf_dir` are relative to the project root (settings.BASE_DIR) unless
+    absolute: `GeneratorVersion.path` resolves them. `weights_sha256` is one sha256 over the
+    bytes of `model.onnx.data` followed by the bytes of `model.onnx` (see
+    labelling.generators.weights)."""
+
+    class Method(models.TextChoices):
+        NONE = "", "shipped (not trained here)"
+        GRPO = "grpo", "GRPO"
+        DPO = "dpo", "DPO"
+        SFT = "sft", "SFT"
+
+    class Status(models.TextChoices):
+        TRAINING = "training"
+        CONVERTING = "converting"
+        READY = "ready"
+        FAILED = "failed"
+        RETIRED = "retired"
+
+    model_name = models.CharField(max_length=120, default="qwen3", help_text="The Triton model that serves it.")
+    number = models.PositiveIntegerField()
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    dataset_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="generator_versions"
+    )
+    method = models.CharField(max_length=10, choices=Method.choices, blank=True, default=Method.NONE)
+    config = models.JSONField(default=dict, blank=True, help_text="Training settings.")
+    weights_sha256 = models.CharField(max_length=64, blank=True)
+    onnx_dir = models.CharField(max_length=500, blank=True, help_text="Relative to the project root unless absolute.")
+    hf_dir = models.CharField(max_length=500, blank=True, help_text="Relative to the project root unless absolute.")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.TRAINING)
+    error = models.TextField(blank=True)
+    is_current = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model_name", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["model_name", "number"], name="generator_version_number_unique"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="generator_version_number_positive"),
+            # Runs that pin no version generate with the current one: there is never a choice of two.
+            models.UniqueConstraint(
+                fields=["model_name"], condition=Q(is_current=True), name="generator_version_one_current"
+            ),
+            models.CheckConstraint(
+                condition=Q(is_current=False) | Q(status="ready"), name="generator_version_current_is_ready"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["training", "converting", "ready", "failed", "retired"]),
+                name="generator_version_status_known",
+            ),
+            models.CheckConstraint(
+                condition=Q(method__in=["", "grpo", "dpo", "sft"]), name="generator_version_method_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} v{self.number}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_name}@{self.number}"
+
+    @staticmethod
+    def path(value: str) -> Path:
+        """A stored directory as an absolute path (relative ones are under the project root)."""
+        return Path(value) if Path(value).is_absolute() else Path(settings.BASE_DIR) / value
 
 
 class ApiToken(models.Model):

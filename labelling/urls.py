@@ -1,9 +1,10 @@
-"""URLs of the pages: the dashboard, runs, review, characters (the API mounts in shaping_web.api)."""
+"""URLs of the pages: the dashboard, runs, review, characters, model versions (the API mounts in shaping_web.api)."""
 
 from django.urls import path
 
 from labelling import views
 from labelling.characters import views as character_views
+from labelling.generators import views as generator_views
 from labelling.review import views as review_views
 from labelling.runs import views as run_views
 
@@ -18,6 +19,7 @@ urlpatterns = [
     path("runs/<int:run_id>/", run_views.run_detail, name="run_detail"),
     path("runs/<int:run_id>/cancel", run_views.run_cancel, name="run_cancel"),
     path("runs/<int:run_id>/resume", run_views.run_resume, name="run_resume"),
+    path("models/", generator_views.model_versions, name="model_versions"),
     path("review/", review_views.review_queue, name="review_queue"),
     path("stats/", review_views.stats, name="stats"),
     path("sheets/<int:generation_id>/appearance.glb", character_views.sheet_appearance, name="sheet_appearance"),

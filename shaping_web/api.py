@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from ninja import NinjaAPI
 from ninja.errors import ValidationError as BodyInvalid
 
-from labelling.api import catalogue, characters, common, datasets, generations, judgments, runs
+from labelling.api import catalogue, characters, common, datasets, generations, judgments, model_versions, runs
 from labelling.catalogue.importers import ImportFailed
 from labelling.datasets.storage import DatasetCorrupt
 
@@ -30,6 +30,7 @@ for router in (
     generations.router,
     judgments.router,
     datasets.router,
+    model_versions.router,
     common.fallback,  # last: it answers any path the routers above do not claim
 ):
     api.add_router("", router)

@@ -34,6 +34,14 @@ def test_the_scoring_module_is_free_of_django():
     assert not {m for m in imported if m.split(".")[0] in ("django", "labelling", "inference")}
 
 
+def test_the_rules_module_is_free_of_django():
+    # Like scoring: the TRL reward function scores rule criteria without settings.
+    imported = _imports(ROOT / "labelling" / "rules.py")
+    assert not {m for m in imported if m.split(".")[0] in ("django", "inference")}
+    assert {m for m in imported if m.split(".")[0] == "labelling"} == {"labelling.runs"}
+    assert "django" not in (ROOT / "labelling" / "runs" / "thinktags.py").read_text()
+
+
 def test_the_layout_checks_see_the_code():
     # Guards the two tests above against passing on an empty or moved tree.
     assert len(_modules("labelling")) > 30

@@ -27,6 +27,7 @@ class Criterion(Schema):
     scale_min: int
     scale_max: int
     weight: float
+    rule: dict | None = Field(None, description="scored by this rule, without a model (docs/import-format.md)")
 
 
 class Rubric(Schema):

@@ -12,7 +12,7 @@ from ninja.pagination import paginate
 
 from labelling import errors, models
 from labelling.api.catalogue import rubric_named
-from labelling.api.common import ADMIN, MAX_ID, READ, Error, Pages, admin_required
+from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, READ, Error, Pages, admin_required
 from labelling.runs import services as run_services
 
 router = Router(tags=["runs"])
@@ -29,6 +29,12 @@ class RunIn(Schema):
     revise: bool = False
     revise_threshold: float = Field(0.5, ge=0, le=1)
     max_rounds: int = Field(1, ge=1, le=5)
+    generator_version: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_NUMBER,
+        description="generate / revise with this ready model version (default: the current one)",
+    )
 
 
 class Run(Schema):
@@ -40,8 +46,13 @@ class Run(Schema):
     failed_items: int
     progress_percent: int
     errors: list[dict]
+    generator_version: int | None = Field(None, description="the model version it generates with")
     created_at: datetime
     finished_at: datetime | None
+
+    @staticmethod
+    def resolve_generator_version(obj) -> int | None:
+        return (obj.params or {}).get("generator_version")
 
 
 def _slug(model, slug: str | None, field: str):
@@ -78,6 +89,7 @@ def run_create(request: HttpRequest, body: RunIn):
             "revise": body.revise,
             "revise_threshold": body.revise_threshold,
             "max_rounds": body.max_rounds,
+            **({"generator_version": body.generator_version} if body.generator_version is not None else {}),
         },
     )
     return Status(201 if created else 200, run)

@@ -364,15 +364,18 @@ def _check_group_scores(name: str, r: Record, rubrics_in_file: dict, records: li
         if latest is None:
             yield Problem(name, r.line, "rubric", f"no rubric {g.rubric!r}")
             return
-        criteria = [(c.key, c.scale_min, c.scale_max) for c in latest.criteria.all()]
+        criteria = list(latest.criteria.all())
     else:
-        criteria = [(c.key, c.scale_min, c.scale_max) for c in spec.criteria]
+        criteria = spec.criteria
+    # Rule criteria are scored by their rules on import: a score for one may be left out (or is replaced).
+    scored_by_judge = [(c.key, c.scale_min, c.scale_max) for c in criteria if c.rule is None]
+    keys, rule_keys = {k for k, _, _ in scored_by_judge}, {c.key for c in criteria if c.rule is not None}
     for i, scored in enumerate(g.judge_scores or []):
-        keys = {k for k, _, _ in criteria}
-        if set(scored.scores) != keys:
-            yield Problem(name, r.line, f"judge_scores[{i}].scores", f"must score exactly {sorted(keys)}")
+        if not keys <= set(scored.scores) <= keys | rule_keys:
+            may = f" (the rule criteria {sorted(rule_keys)} may be left out)" if rule_keys else ""
+            yield Problem(name, r.line, f"judge_scores[{i}].scores", f"must score exactly {sorted(keys)}{may}")
             continue
-        for key, lo, hi in criteria:
+        for key, lo, hi in scored_by_judge:
             if not lo <= scored.scores[key] <= hi:
                 yield Problem(
                     name,

@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from labelling import rules
+
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$", max_length=80)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
@@ -45,6 +47,18 @@ class CriterionIn(Strict):
     scale_max: int = 5
     levels: dict[str, str] = Field(default_factory=dict)
     weight: Annotated[float, Field(ge=0)] = 1.0
+    # A rule scores the criterion without a model (labelling/rules.py); None: the judge and reviewers do.
+    rule: dict | None = None
+
+    @field_validator("rule")
+    @classmethod
+    def _rule(cls, rule: dict | None) -> dict | None:
+        if rule is not None:
+            try:
+                rules.check_rule(rule)
+            except rules.RuleInvalid as exc:
+                raise ValueError(str(exc)) from None
+        return rule
 
     @model_validator(mode="after")
     def _scale(self) -> CriterionIn:

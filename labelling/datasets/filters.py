@@ -9,6 +9,7 @@ from datetime import datetime
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 
+from labelling.generators.weights import GENERATOR_MODEL
 from labelling.models import (
     Group,
     Rubric,
@@ -21,7 +22,8 @@ class DatasetFilter:
     rubric: str | None = None
     rubric_version: int | None = None
     runs: tuple[int, ...] = ()
-    model_version: int | None = None
+    model_version: int | None = None  # a ModelVersion id (one setup: backend, sampling, version)
+    generator_version: int | None = None  # a generator version's number: its completions, any setup
     created_after: str | None = None
     created_before: str | None = None
     min_human_reviews: int = 0
@@ -41,6 +43,7 @@ class DatasetFilter:
             "rubric": (str, type(None)),
             "rubric_version": (int, type(None)),
             "model_version": (int, type(None)),
+            "generator_version": (int, type(None)),
             "created_after": (str, type(None)),
             "created_before": (str, type(None)),
             "min_human_reviews": (int,),
@@ -52,7 +55,7 @@ class DatasetFilter:
                 not isinstance(values[name], types) or (isinstance(values[name], bool) and bool not in types)
             ):
                 raise ValidationError({name: f"wrong type: {type(values[name]).__name__}"})
-        for name in ("rubric_version", "model_version", "min_human_reviews"):
+        for name in ("rubric_version", "model_version", "generator_version", "min_human_reviews"):
             if isinstance(values.get(name), int) and not 0 <= values[name] < 2**63:
                 raise ValidationError({name: "out of range"})
         runs = values.get("runs", ())
@@ -97,6 +100,11 @@ def groups_for(f: DatasetFilter):
         q &= Q(run_id__in=f.runs)
     if f.model_version:
         q &= Q(generations__model_version_id=f.model_version)
+    if f.generator_version:
+        q &= Q(
+            generations__model_version__generator__model_name=GENERATOR_MODEL,
+            generations__model_version__generator__number=f.generator_version,
+        )
     if f.created_after:
         q &= Q(created_at__gte=f.created_after)
     if f.created_before:

@@ -146,14 +146,15 @@ def _pairwise_ranks(order: list[int], preference: str) -> tuple[dict[int, int], 
     return {a: 2, b: 2}, {a, b}
 
 
-def _check_submission(submission: ReviewSubmission, shown: list[int]) -> None:
+def _check_submission(submission: ReviewSubmission, shown: list[int], *, scored: bool) -> None:
+    """`scored`: the rubric has criteria a reviewer scores (rule criteria are not theirs to score)."""
     known = set(shown)
     keys = set(submission.scores) | set(submission.ranks) | set(submission.critiques)
     unknown = sorted((keys | set(submission.flagged)) - known)
     if unknown:
         raise ValidationError({"generation": f"not a completion of this group: {unknown}"})
     missing = sorted(known - set(submission.scores))
-    if missing:
+    if missing and scored:
         raise ValidationError({"scores": f"score every completion; missing {missing}"})
     if submission.ranks:
         if set(submission.ranks) != known:
@@ -167,7 +168,9 @@ def _check_submission(submission: ReviewSubmission, shown: list[int]) -> None:
 
 def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission) -> bool:
     """Store a reviewer's rating of a group as human judgments, one per completion,
-    mark the assignment submitted and count the review, all in one transaction.
+    mark the assignment submitted and count the review, all in one transaction. Reviewers
+    score the criteria without a rule; the rule criteria are filled in from their rules
+    (`judgments_save`), so each judgment covers the whole rubric.
 
     Returns False when this submission id was already stored (a retry or double
     submit): nothing is written twice.
@@ -194,10 +197,10 @@ def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission)
             )
         generations = {g.pk: g for g in selectors.group_originals(group)}
         shown = selectors.shown_order(assignment, generations.values())
-        _check_submission(submission, shown)
         rubric = selectors.group_rubric(group)
         if rubric is None:
             raise ReviewRefused("There is no rubric to review against.")
+        _check_submission(submission, shown, scored=any(not c.is_rule for c in rubric.criteria.all()))
         ranks, flagged = dict(submission.ranks), set(submission.flagged)
         if submission.preference is not None:
             ranks, both_bad = _pairwise_ranks(shown, submission.preference)
@@ -216,7 +219,8 @@ def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission)
                         flagged=gid in flagged,
                         submission_id=submission.submission_id,
                     ),
-                    submission.scores[gid],
+                    # Rule criteria: judgments_save scores them by their rules, not the reviewer.
+                    submission.scores.get(gid, {}),
                 )
                 for gid in shown
             ],

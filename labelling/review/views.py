@@ -14,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from labelling import errors
+from labelling import errors, rules
 from labelling.access import roles
 from labelling.access.decorators import reviewer_required
 from labelling.characters import sheets as sheet_lib
@@ -160,6 +160,8 @@ def _group_context(assignment: Assignment) -> dict:
             "label": LETTERS[position % len(LETTERS)],
             "judge": judge,
             "judge_scores": _judge_scores(judge, criteria),
+            # Rule criteria are shown scored (read-only): the submission fills them in from the rules.
+            "cells": _cells(criteria, generation),
         }
         if sheets:  # a character sheet reads as a card with its 3D figure, not as raw JSON
             column["sheet"] = sheet_lib.parse_sheet(generation.text)
@@ -176,6 +178,12 @@ def _group_context(assignment: Assignment) -> dict:
         "submission_id": uuid.uuid4(),
         "live_run": group.run if group.run and not group.run.is_finished else None,
     }
+
+
+def _cells(criteria: list, generation) -> list[tuple]:
+    """(criterion, the rule's score for this completion, or None for a criterion the reviewer scores)."""
+    scored = rules.rule_scores(criteria, generation.text, think_valid=generation.think_valid)
+    return [(c, scored.get(c.key)) for c in criteria]
 
 
 def _judge_scores(judge, criteria: list) -> list[tuple[str, int | None]]:

@@ -16,14 +16,16 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from labelling import scoring
+from labelling import rules, scoring
 from labelling.catalogue.schemas import GroupIn
 from labelling.catalogue.selectors import prompt_messages_for, rubric_latest
+from labelling.generators import selectors as generator_selectors
 from labelling.live import broadcasts
 from labelling.models import (
     Character,
     CriterionScore,
     Generation,
+    GeneratorVersion,
     Group,
     Judgment,
     ModelVersion,
@@ -37,12 +39,21 @@ from labelling.runs import executor, thinktags
 
 
 def model_version_get_or_create(
-    *, backend: str, model_name: str, model_version: str = "", sampling: Mapping | None = None
+    *,
+    backend: str,
+    model_name: str = "",
+    model_version: str = "",
+    sampling: Mapping | None = None,
+    generator: GeneratorVersion | None = None,
 ) -> ModelVersion:
+    """The row for one setup. With a generator version, its model name and number are the row's
+    (and the version's id joins the key); without one the key is what it always was."""
     sampling = dict(sampling or {})
-    key = hashlib.sha256(
-        json.dumps([backend, model_name, model_version, sampling], sort_keys=True).encode()
-    ).hexdigest()
+    fields = [backend, model_name, model_version, sampling]
+    if generator is not None:
+        model_name, model_version = generator.model_name, str(generator.number)
+        fields = [backend, model_name, model_version, sampling, {"generator": generator.pk}]
+    key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
     row, _ = ModelVersion.objects.get_or_create(
         key=key,
         defaults={
@@ -50,6 +61,7 @@ def model_version_get_or_create(
             "model_name": model_name,
             "model_version": model_version,
             "sampling": sampling,
+            "generator": generator,
         },
     )
     return row
@@ -153,8 +165,17 @@ def judgments_save(
 ) -> None:
     """Check each judgment's scores against the rubric and set its overall score (and rank
     them by it if asked), then insert the judgments and all their scores in two statements
-    (the caller holds the transaction)."""
+    (the caller holds the transaction).
+
+    Rule criteria are scored here by their rules, whoever judged (the judge model and the
+    reviewers are not asked about them): every stored judgment covers the whole rubric, and a
+    rule criterion's score is always its rule's."""
     criteria = list(rubric.criteria.all())
+    if any(c.is_rule for c in criteria):
+        pairs = [
+            (j, rules.with_rule_scores(criteria, s, j.generation.text, think_valid=j.generation.think_valid))
+            for j, s in pairs
+        ]
     for judgment, scores in pairs:
         try:
             judgment.overall = round(scoring.overall(criteria, scores), 6)
@@ -264,6 +285,10 @@ def run_start(
 ) -> tuple[PipelineRun, bool]:
     """Create a queued run and enqueue it once the row is committed.
 
+    A run that generates (generate, revise) is pinned to a generator version: the ready one
+    `params["generator_version"]` numbers, else the current one, whose number is then written
+    into its params (a resume generates with the same weights, whatever is current by then).
+
     The same idempotency key returns the run it created the first time (created=False).
     """
     if idempotency_key:
@@ -271,11 +296,16 @@ def run_start(
         if existing is not None:
             return existing, False
     _run_check(kind=kind, character=character, prompt_set=prompt_set, rubric=rubric, source_run=source_run)
+    params = dict(params or {})
+    if kind in GENERATING:
+        params["generator_version"] = generator_selectors.generator_version_checked(
+            params.get("generator_version")
+        ).number
     try:
         with transaction.atomic():
             run = PipelineRun.objects.create(
                 kind=kind,
-                params=dict(params or {}),
+                params=params,
                 character=character,
                 prompt_set=prompt_set,
                 rubric=rubric,
@@ -293,6 +323,10 @@ def run_start(
         transaction.on_commit(lambda: executor.enqueue(run.pk))
     transaction.on_commit(lambda: broadcasts.run_changed(run.pk))
     return run, True
+
+
+# The kinds whose runs generate text with the generator (and so are pinned to a version of it).
+GENERATING = {PipelineRun.Kind.GENERATE, PipelineRun.Kind.REVISE}
 
 
 def _run_check(*, kind, character, prompt_set, rubric, source_run) -> None:

@@ -16,6 +16,7 @@ from labelling.access.decorators import admin_required
 from labelling.catalogue import architext
 from labelling.catalogue.importers import ImportFailed
 from labelling.characters import services as character_services
+from labelling.generators import selectors as generator_selectors
 from labelling.models import Character, PipelineRun, PromptSet, Rubric
 from labelling.runs import services
 
@@ -103,6 +104,7 @@ def _new_page(request: HttpRequest, *, form: dict | None = None, errors: dict | 
         "prompt_sets": PromptSet.objects.order_by("name"),
         "rubrics": Rubric.objects.order_by("slug", "-version"),
         "source_runs": PipelineRun.objects.filter(kind=PipelineRun.Kind.GENERATE).order_by("-created_at")[:50],
+        "generator_versions": generator_selectors.generator_versions_ready(),
     }
     return render(request, "runs/new.html", context, status=400 if failed else 200)
 
@@ -143,6 +145,11 @@ def _start(form: dict, user) -> PipelineRun:
             ("max_rounds", int, 1, 5),
         ),
     )
+    pinned = {}
+    if form.get("generator_version"):  # empty: the current version
+        if not form["generator_version"].isdigit():
+            raise ValidationError({"generator_version": "a version number is required"})
+        pinned["generator_version"] = int(form["generator_version"])
     run, _ = services.run_start(
         kind=form.get("kind", ""),
         character=_pick(form, Character, "character"),
@@ -155,6 +162,7 @@ def _start(form: dict, user) -> PipelineRun:
             "revise": form.get("revise") == "on",
             "revise_threshold": numbers["threshold"],
             "max_rounds": numbers["max_rounds"],
+            **pinned,
         },
         created_by=user,
         idempotency_key=form.get("idempotency_key") or None,

@@ -67,8 +67,9 @@
 
   function overall(col) {
     let total = 0, weights = 0;
-    for (const fs of criteriaOf(col)) {
-      const checked = $("input[type=radio]:checked", fs);
+    // Every criterion counts: the reviewer's (fieldsets) and the rules' (read-only, data-score).
+    for (const fs of $$(".criterion", col)) {
+      const checked = fs.classList.contains("rule") ? { value: fs.dataset.score } : $("input[type=radio]:checked", fs);
       if (!checked) return null;
       const lo = Number(fs.dataset.min), hi = Number(fs.dataset.max), w = Number(fs.dataset.weight);
       total += (w * (Number(checked.value) - lo)) / (hi - lo);

@@ -31,6 +31,8 @@ OPERATIONS = {
     ("get", "/api/datasets/{dataset}/compare"): "dataset_compare",
     ("get", "/api/datasets/{dataset}/{number}"): "dataset_detail",
     ("get", "/api/datasets/{dataset}/{number}/download"): "dataset_download",
+    ("get", "/api/model-versions"): "model_version_list",
+    ("post", "/api/model-versions/{number}/current"): "model_version_make_current",
 }
 
 # Those a reviewer's token may call (every write, the judgments and the datasets need an admin's).
@@ -41,12 +43,14 @@ READABLE_BY_A_REVIEWER = {
     "run_list",
     "run_detail",
     "generation_list",
+    "model_version_list",
 }
 
 # Where a 404 or a 409 is possible beyond what the path's shape implies.
 NOT_FOUND = {"judgment_push"}  # the generation named in the body
-# A version whose file is missing or changed; a run in a state that cannot resume.
-CONFLICT = {"dataset_compare", "dataset_download", "run_resume"}
+# A version whose file is missing or changed; a run in a state that cannot resume; a model
+# version that is not ready, made current.
+CONFLICT = {"dataset_compare", "dataset_download", "run_resume", "model_version_make_current"}
 
 
 @pytest.fixture
@@ -108,4 +112,4 @@ def test_a_reviewer_token_is_refused_exactly_where_the_document_says(client, sch
         response = client.get(url, query, headers=headers) if method == "get" else client.post(url, headers=headers)
         assert (response.status_code == 403) == ("403" in operation["responses"]), (method, path, response.status_code)
         checked += 1
-    assert checked == 13
+    assert checked == 15

@@ -25,6 +25,12 @@ class Command(BaseCommand):
         parser.add_argument("--revise", action="store_true", help="generate: revise completions under the threshold")
         parser.add_argument("--threshold", type=float, default=0.5)
         parser.add_argument("--max-rounds", type=int, default=1)
+        parser.add_argument(
+            "--generator-version",
+            type=int,
+            metavar="N",
+            help="generate / revise with model version N (a ready one; default: the current one)",
+        )
         parser.add_argument("--wait", action="store_true", help="run it here, in this process, instead of queueing")
         parser.add_argument("--resume", type=int, metavar="RUN_ID", help="queue a failed / partial / stuck run again")
         parser.add_argument("--cancel", type=int, metavar="RUN_ID")
@@ -65,6 +71,8 @@ class Command(BaseCommand):
         }
         if o["workers"]:
             params["workers"] = o["workers"]
+        if o["generator_version"] is not None:
+            params["generator_version"] = o["generator_version"]
         rubric = None
         if o["rubric"]:
             rubric = catalogue_selectors.rubric_latest(o["rubric"])

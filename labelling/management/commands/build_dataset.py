@@ -28,6 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--rubric-version", type=int)
         parser.add_argument("--run", type=int, action="append", dest="runs", default=[], help="repeatable")
         parser.add_argument("--min-human-reviews", type=int, default=0)
+        parser.add_argument("--generator-version", type=int, metavar="N", help="only completions of model version N")
         parser.add_argument("--include-flagged", action="store_true")
         parser.add_argument("--min-margin", type=float, default=0.1, help="pairs: smallest reward gap")
         parser.add_argument("--after", help="groups created at or after (ISO date)")
@@ -56,6 +57,7 @@ class Command(BaseCommand):
             "rubric_version": o["rubric_version"],
             "runs": o["runs"],
             "min_human_reviews": o["min_human_reviews"],
+            "generator_version": o["generator_version"],
             "exclude_flagged": not o["include_flagged"],
             "min_margin": o["min_margin"],
             "created_after": o["after"],

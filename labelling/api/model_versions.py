@@ -1,0 +1,69 @@
+"""Generator versions over the API: list the lineage (any token), make a ready version the
+current one (an admin's token; also how a rollback is done). Training one is not here yet."""
+
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest
+from ninja import Path, Router, Schema, Status
+from ninja.pagination import paginate
+
+from labelling import errors
+from labelling.api.common import ADMIN, MAX_NUMBER, READ, Error, Pages, admin_required
+from labelling.generators import selectors as generator_selectors
+from labelling.generators import services as generator_services
+
+router = Router(tags=["model versions"])
+
+
+class GeneratorVersion(Schema):
+    model_name: str
+    number: int
+    parent: int | None
+    dataset: str | None
+    dataset_number: int | None
+    method: str
+    config: dict
+    weights_sha256: str
+    status: str
+    error: str
+    is_current: bool
+    created_at: datetime
+
+    @staticmethod
+    def resolve_parent(obj) -> int | None:
+        return obj.parent.number if obj.parent_id else None
+
+    @staticmethod
+    def resolve_dataset(obj) -> str | None:
+        return obj.dataset_version.dataset if obj.dataset_version_id else None
+
+    @staticmethod
+    def resolve_dataset_number(obj) -> int | None:
+        return obj.dataset_version.number if obj.dataset_version_id else None
+
+
+@router.get("/model-versions", response={200: list[GeneratorVersion], **READ}, operation_id="model_version_list")
+@paginate(Pages)
+def model_version_list(request: HttpRequest):
+    """Every version of the generator, oldest first: parent, dataset version, method, status."""
+    return generator_selectors.generator_versions()
+
+
+@router.post(
+    "/model-versions/{number}/current",
+    response={200: GeneratorVersion, 404: Error, 409: Error, **ADMIN},
+    operation_id="model_version_make_current",
+)
+def model_version_make_current(request: HttpRequest, number: int = Path(..., ge=1, le=MAX_NUMBER)):
+    """Make a ready version current: runs that pin no version generate with it from now on.
+    A version that is not ready is a 409 saying what it is."""
+    admin_required(request)
+    version = generator_selectors.generator_versions().filter(number=number).first()
+    if version is None:
+        raise Http404(f"no model version {number}")
+    try:
+        version = generator_services.generator_version_make_current(version=version)
+    except ValidationError as exc:
+        return Status(409, {"detail": errors.validation_text(exc), "errors": errors.validation_fields(exc)})
+    return generator_selectors.generator_versions().get(pk=version.pk)

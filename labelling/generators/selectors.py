@@ -1,0 +1,57 @@
+"""Reads of generator versions: the lineage list, the current one, the one a run generates with."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+
+from labelling.generators.weights import GENERATOR_MODEL
+from labelling.models import GeneratorVersion
+
+
+class GeneratorUnavailable(Exception):
+    """The version a run would generate with does not exist or is not ready. Its text says which
+    and why (a run records it as its failure; run_start turns it into a field error)."""
+
+
+def generator_versions(model_name: str = GENERATOR_MODEL) -> QuerySet[GeneratorVersion]:
+    """Every version, oldest first (the lineage reads v1 -> v2 -> ...), with its parent and dataset."""
+    return (
+        GeneratorVersion.objects.filter(model_name=model_name)
+        .select_related("parent", "dataset_version")
+        .order_by("number")
+    )
+
+
+def generator_versions_ready(model_name: str = GENERATOR_MODEL) -> QuerySet[GeneratorVersion]:
+    return generator_versions(model_name).filter(status=GeneratorVersion.Status.READY)
+
+
+def generator_version_current(model_name: str = GENERATOR_MODEL) -> GeneratorVersion | None:
+    return GeneratorVersion.objects.filter(model_name=model_name, is_current=True).first()
+
+
+def generator_version_for(number: object = None, model_name: str = GENERATOR_MODEL) -> GeneratorVersion:
+    """The ready version numbered `number`, or the current one when `number` is None.
+    GeneratorUnavailable otherwise (no such version, not ready, or none current)."""
+    if number is None:
+        current = generator_version_current(model_name)
+        if current is None:
+            raise GeneratorUnavailable(f"no version of {model_name} is current; make a ready one current first")
+        return current
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise GeneratorUnavailable(f"{number!r} is not a version number (1, 2, ...)")
+    version = GeneratorVersion.objects.filter(model_name=model_name, number=number).first()
+    if version is None:
+        raise GeneratorUnavailable(f"there is no version {number} of {model_name}")
+    if version.status != GeneratorVersion.Status.READY:
+        raise GeneratorUnavailable(f"version {number} of {model_name} is {version.status}, not ready")
+    return version
+
+
+def generator_version_checked(number: object = None, model_name: str = GENERATOR_MODEL) -> GeneratorVersion:
+    """generator_version_for, with a refusal as a ValidationError on the field `generator_version`."""
+    try:
+        return generator_version_for(number, model_name)
+    except GeneratorUnavailable as exc:
+        raise ValidationError({"generator_version": str(exc)}) from None
