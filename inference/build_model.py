@@ -1,6 +1,6 @@
 """Build Qwen3-architecture ONNX model directories for onnxruntime-genai.
 
-    python -m inference.build_model                       # the tiny model shipped in the repo
+    python -m inference.build_model --keep-hf             # the tiny model shipped in the repo (+ hf/)
     python -m inference.build_model --preset qwen3-0.6b-shape   # benchmark-sized, random weights
     python -m inference.build_model --from-hf ~/models/Qwen3-0.6B --output data/models/qwen3-0.6b
     python -m inference.build_model --from-hf ~/models/Qwen3-8B --output /models/judge --target cuda  # a GPU host
@@ -18,6 +18,7 @@ Needs the `build` extra (torch, transformers, onnx, tokenizers):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import subprocess
@@ -225,7 +226,10 @@ def build(
     force: bool = False,
     seed: int = SEED,
     target: str = "cpu",
+    keep_hf: bool = False,
 ) -> Path:
+    """Build `output`; with `keep_hf`, a preset's Hugging Face weights stay beside it in
+    `output/hf/` (what training starts from: the exact weights the ONNX files serve)."""
     _require_build_deps()
     if output.exists() and any(output.iterdir()):
         if not force:
@@ -243,6 +247,9 @@ def build(
             hf_dir = tmp_path / "hf"
             record.update(preset=preset, **build_hf(PRESETS[preset], hf_dir, seed))
         convert(hf_dir, output, tmp_path / "cache", target)
+        if keep_hf and from_hf is None:
+            shutil.copytree(hf_dir, output / "hf")
+            record["hf_sha256"] = hashlib.sha256((output / "hf" / "model.safetensors").read_bytes()).hexdigest()
     context = PRESETS[preset].max_position_embeddings if preset else None
     finish_config(output, context)
     record["versions"] = _versions()
@@ -284,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         default="cpu",
         help="where the model runs: cpu (fp32) or cuda (fp16, for a GPU host's onnxruntime-genai-cuda)",
     )
+    parser.add_argument(
+        "--keep-hf", action="store_true", help="keep a preset's Hugging Face weights in OUTPUT/hf (for training)"
+    )
     args = parser.parse_args(argv)
     if args.from_hf and not args.output:
         parser.error("--from-hf needs --output")
@@ -291,7 +301,15 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or DEFAULT_OUTPUT[preset]
     started = time.monotonic()
     try:
-        build(preset, output, from_hf=args.from_hf, force=args.force, seed=args.seed, target=args.target)
+        build(
+            preset,
+            output,
+            from_hf=args.from_hf,
+            force=args.force,
+            seed=args.seed,
+            target=args.target,
+            keep_hf=args.keep_hf,
+        )
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -10,6 +10,9 @@ GENERATOR_MODEL = "qwen3"  # the Triton model that serves the generator
 
 # Relative to the project root, as GeneratorVersion.onnx_dir is stored.
 SHIPPED_ONNX_DIR = "inference/weights/tiny-qwen3"
+# The Hugging Face weights those ONNX files were converted from: what training starts from
+# (`python -m inference.build_model --keep-hf`; BUILD.json records their sha256).
+SHIPPED_HF_DIR = "inference/weights/tiny-qwen3/hf"
 
 # Hashed in this order, as one stream: the external weights, then the graph.
 HASHED_FILES = ("model.onnx.data", "model.onnx")
@@ -42,7 +45,7 @@ def shipped_version(project_root: Path) -> dict:
         "config": {},
         "weights_sha256": weights_sha256(Path(project_root) / SHIPPED_ONNX_DIR),
         "onnx_dir": SHIPPED_ONNX_DIR,
-        "hf_dir": "",
+        "hf_dir": SHIPPED_HF_DIR,
         "status": "ready",
         "is_current": True,
     }

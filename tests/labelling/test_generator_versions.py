@@ -63,6 +63,21 @@ def test_the_migration_makes_the_shipped_model_version_1_ready_and_current(v1, s
     assert GeneratorVersion.objects.filter(is_current=True).count() == 1
 
 
+def test_version_1_keeps_the_hugging_face_weights_its_onnx_files_were_built_from(v1, settings):
+    """Training starts from the exact weights version 1 serves: the shipped hf/ folder, whose
+    safetensors hash BUILD.json recorded when the ONNX files were rebuilt from it."""
+    hf_dir = GeneratorVersion.path(v1.hf_dir)
+    assert hf_dir == settings.BASE_DIR / "inference/weights/tiny-qwen3/hf"
+    build = json.loads((hf_dir.parent / "BUILD.json").read_text())
+    assert hashlib.sha256((hf_dir / "model.safetensors").read_bytes()).hexdigest() == build["hf_sha256"]
+    config = json.loads((hf_dir / "config.json").read_text())
+    assert config["model_type"] == "qwen3"
+    assert {k: config[k] for k in ("hidden_size", "num_hidden_layers", "vocab_size")} == {
+        k: build["config"][k] for k in ("hidden_size", "num_hidden_layers", "vocab_size")
+    }
+    assert (hf_dir / "tokenizer.json").read_bytes() == (hf_dir.parent / "tokenizer.json").read_bytes()
+
+
 def test_the_database_refuses_two_current_versions_and_a_current_one_not_ready(v1):
     with pytest.raises(IntegrityError), transaction.atomic():
         GeneratorVersion.objects.create(model_name="qwen3", number=2, status="ready", is_current=True)
