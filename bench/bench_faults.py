@@ -6,7 +6,7 @@ without one ("none"), drawn in among the others and timed the same way.
 
 Runs on its own data directory (SQLite, huey on SQLite) unless DATABASE_URL / REDIS_URL are set.
 
-    python bench/bench_faults.py [--iterations 32] [--seed 20261130] [--prompts 6]
+    python bench/bench_faults.py [--iterations 32] [--seed 20261130] [--prompts 8]
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -28,30 +27,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=int, default=32)
     parser.add_argument("--seed", type=int, default=20261130)
-    parser.add_argument("--prompts", type=int, default=6)
+    parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--group", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=24)
     args = parser.parse_args()
 
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-faults-"))
-    os.environ.setdefault("DATA_DIR", str(data_dir))
-    os.environ.setdefault("HUEY_NAME", "bench-faults")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "shaping_web.settings"
-    os.environ["INFERENCE_BACKEND"] = "triton"
-    os.environ["RUN_STALE_AFTER_S"] = "3"  # as the consumers it starts (bench/faults.py)
-    from inference.triton_server import TritonProcess, free_port
+    from bench.fill import triton_stack
 
-    server = TritonProcess(data_dir / "triton", grpc_port=free_port(), metrics_port=free_port()).start()
-    os.environ["TRITON_URL"] = server.url
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    # RUN_STALE_AFTER_S as the consumers it starts (bench/faults.py)
+    data_dir, server = triton_stack("faults", RUN_STALE_AFTER_S="3")
     from huey.contrib.djhuey import HUEY
 
     from bench.faults import FAULTS, Consumer, drive_to_end, one_iteration, start_run, story, worker_env
 
-    call_command("migrate", verbosity=0)
     HUEY.flush()
     reviewer = _reviewer()
     consumer = Consumer(worker_env(server.url), data_dir / "huey.log").start()

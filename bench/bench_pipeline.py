@@ -20,7 +20,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,23 +35,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()
 
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    os.environ.setdefault("DATA_DIR", str(data_dir))
-    os.environ.setdefault("HUEY_NAME", "bench-pipeline")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "shaping_web.settings"
-    os.environ["INFERENCE_BACKEND"] = "triton"
-    os.environ["PIPELINE_WORKERS"] = str(args.workers)
+    from bench.fill import triton_stack
 
-    from inference.triton_server import TritonProcess, free_port
-
-    server = TritonProcess(data_dir / "triton", grpc_port=free_port(), metrics_port=free_port()).start()
-    os.environ["TRITON_URL"] = server.url
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    data_dir, server = triton_stack("pipeline", PIPELINE_WORKERS=str(args.workers))
     try:
         character, prompt_set, rubric = setup_rows(args.prompts)
         raw_s = run_raw(server.url, character, prompt_set, rubric, args)

@@ -231,3 +231,27 @@ def child_json(command: list[str], what: str) -> dict:
     if result.returncode != 0:
         raise SystemExit(f"{what} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def triton_stack(name: str, **env: str):
+    """A fresh data directory, the bundled tritonserver on free ports, Django set up and migrated
+    (SQLite there, unless DATABASE_URL is set): what a pipeline benchmark runs against.
+    Returns (data_dir, server); the caller stops the server."""
+    import tempfile
+
+    data_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    os.environ.setdefault("DATA_DIR", str(data_dir))
+    os.environ.setdefault("HUEY_NAME", f"bench-{name}")
+    os.environ.update(DJANGO_SETTINGS_MODULE="shaping_web.settings", INFERENCE_BACKEND="triton", **env)
+    sys.path.insert(0, str(ROOT))
+    from inference.triton_server import TritonProcess, free_port
+
+    server = TritonProcess(data_dir / "triton", grpc_port=free_port(), metrics_port=free_port()).start()
+    os.environ["TRITON_URL"] = server.url
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return data_dir, server
