@@ -218,3 +218,56 @@ def test_a_batch_that_comes_back_short_is_a_recorded_failure_for_the_missing_slo
     assert run.errors[0]["error"] == "IncompleteBatch"
     assert "returned 2 of 3 completions; slots [2] are missing" in run.errors[0]["message"]
     assert sorted(Generation.objects.filter(group__run=run).values_list("index", flat=True)) == [0, 1]
+
+
+# --- resuming after an outage ------------------------------------------------------------
+
+
+class HealthOnly:
+    """A backend that only answers health (the watchdog asks nothing else before resuming)."""
+
+    def __init__(self, ready: bool):
+        self.ready = ready
+
+    def health(self):
+        from inference.backends.base import Health
+
+        return Health("stub", "stub", self.ready, {"qwen3": self.ready, "judge": self.ready})
+
+
+def _failed(run: PipelineRun, *errors: str) -> PipelineRun:
+    PipelineRun.objects.filter(pk=run.pk).update(
+        status=PipelineRun.Status.PARTIAL,
+        total_items=2,
+        done_items=1,
+        failed_items=1,
+        finished_at=timezone.now(),
+        errors=[{"item": "prompt:p0", "error": e, "message": "down"} for e in errors],
+    )
+    run.refresh_from_db()
+    return run
+
+
+def test_a_run_that_failed_on_a_down_backend_resumes_itself_once_it_is_back(story, huey_queue):
+    outage = _failed(_queued_run(story), "BackendUnavailable", "ModelNotReady")
+    assert tasks.resume_after_outage(backend=HealthOnly(ready=False)) == []  # still down: wait
+    assert PipelineRun.objects.get(pk=outage.pk).status == PipelineRun.Status.PARTIAL
+    with transaction.atomic():
+        assert tasks.resume_after_outage(backend=HealthOnly(ready=True)) == [outage.pk]
+    outage.refresh_from_db()
+    assert (outage.status, outage.params["auto_resumed"]) == (PipelineRun.Status.QUEUED, 1)
+    assert huey_queue.pending_count() == 1
+
+
+def test_only_outages_resume_themselves_and_at_most_three_times(story):
+    first = _queued_run(story)
+    other = _failed(first, "BackendUnavailable", "InvalidRequest")  # a failure a person must look at
+    second, _ = run_services.run_start(
+        kind="generate", character=first.character, prompt_set=first.prompt_set, group_size=2, enqueue=False
+    )
+    tired = _failed(second, "BackendUnavailable")
+    PipelineRun.objects.filter(pk=tired.pk).update(params={**tired.params, "auto_resumed": execution.AUTO_RESUMES})
+    assert tasks.resume_after_outage(backend=HealthOnly(ready=True)) == []
+    assert set(PipelineRun.objects.filter(pk__in=[other.pk, tired.pk]).values_list("status", flat=True)) == {
+        PipelineRun.Status.PARTIAL
+    }
