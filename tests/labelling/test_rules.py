@@ -1,8 +1,11 @@
 """Rule criteria, scored without a model: each kind, bad specs, and hostile texts and patterns."""
 
+import re
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from labelling import rules
 from labelling.rules import RuleInvalid, check_rule, score_rule
@@ -244,3 +247,16 @@ def test_rule_scores_are_merged_in_the_rubrics_order_and_replace_a_given_one():
         "in_character": 4,
         "short": 1,
     }
+
+
+def test_the_rule_examples_in_the_import_docs_are_valid_as_written():
+    """docs/import-format.md shows one spec per kind: each must pass check_rule, and the
+    keywords example must score what its comment says (2 of 4 on 1..5 scores 3)."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "import-format.md").read_text()
+    block = re.search(r"```yaml\n(# regex:.*?)```", doc, re.S).group(1)
+    specs = [yaml.safe_load(chunk)["rule"] for chunk in block.split("\n\n") if "rule:" in chunk]
+    assert [s["kind"] for s in specs] == ["regex", "length", "think_valid", "json_schema", "keywords"]
+    for spec in specs:
+        rules.check_rule(spec)
+    keywords = specs[-1]
+    assert rules.score_rule(keywords, "Tea by the window, said the assistant.", 1, 5) == 3
