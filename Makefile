@@ -65,13 +65,14 @@ format: install-test
 migrate: install
 	$(PY) manage.py migrate --noinput
 
-bench: install ## benchmarks (see docs/benchmarks.md); the batching one wants the 0.6B-shaped model
+bench: install-test ## benchmarks (see docs/benchmarks.md); the batching one wants the 0.6B-shaped model
 	$(PY) bench/bench_inference.py
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_live.py
 	$(PY) bench/bench_review.py
 	$(PY) bench/bench_export.py
 	$(PY) bench/bench_faults.py
+	$(PY) bench/bench_train.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache node_modules

@@ -49,6 +49,8 @@ def worker_env(triton_url: str, *, stale_after_s: int = STALE_AFTER_S) -> dict[s
         HUEY_NAME=settings.HUEY["name"],
         DJANGO_SETTINGS_MODULE="shaping_web.settings",
     )
+    if settings.HUEY.get("filename"):  # the same queue file, wherever DATA_DIR points now
+        env["HUEY_SQLITE_PATH"] = settings.HUEY["filename"]
     return env
 
 

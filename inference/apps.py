@@ -12,6 +12,7 @@ class InferenceConfig(AppConfig):
         # on huey here, and the dashboard's health fragment reads this backend.
         from inference.backends import get_backend
         from inference.tasks import execute_run
+        from inference.training.config import resolve
         from labelling.runs import executor
 
-        executor.register(enqueue=execute_run, health=lambda: get_backend().health())
+        executor.register(enqueue=execute_run, health=lambda: get_backend().health(), train_params=resolve)

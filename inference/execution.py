@@ -8,12 +8,14 @@ user's side (`labelling.runs.services`); the huey tasks in `inference.tasks` cal
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from datetime import timedelta
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connections, transaction
 from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from labelling.live import broadcasts
@@ -189,4 +191,33 @@ def run_fail(*, run_id: int, execution: int, error: Mapping) -> None:
     run.finished_at = timezone.now()
     run.errors = [*run.errors, {**error, "at": timezone.now().isoformat()}][-RUN_ERRORS_KEPT:]
     run.save(update_fields=["status", "finished_at", "errors"])
+    transaction.on_commit(lambda: broadcasts.run_changed(run_id))
+
+
+def heartbeat_loop(
+    run_id: int, mine: int, cancelled: threading.Event, superseded: threading.Event, stop: threading.Event
+) -> None:
+    """The worker's sign of life, every RUN_HEARTBEAT_S, until `stop`: sets `cancelled` when the run
+    is asked to stop, and `superseded` (and `cancelled`) when another worker took it over."""
+    try:
+        while not stop.wait(settings.RUN_HEARTBEAT_S):
+            try:
+                if run_heartbeat(run_id=run_id, execution=mine):
+                    cancelled.set()
+            except Superseded:
+                superseded.set()
+                cancelled.set()
+                return
+    finally:
+        connections.close_all()
+
+
+@transaction.atomic
+def run_progress(*, run_id: int, execution: int, done: int) -> None:
+    """A train run's steps done so far (its items are its steps)."""
+    updated = PipelineRun.objects.filter(pk=run_id, execution=execution, status=PipelineRun.Status.RUNNING).update(
+        done_items=Least(done, F("total_items") - F("failed_items"))
+    )
+    if not updated:
+        raise Superseded(f"run {run_id}: execution {execution} is no longer current")
     transaction.on_commit(lambda: broadcasts.run_changed(run_id))

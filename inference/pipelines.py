@@ -44,10 +44,19 @@ def sampling_from(params: dict) -> dict:
 # --- pure tasks ---------------------------------------------------------------------
 
 
-def generate_task(messages: list[dict], sampling: dict, n: int, on_delta: Callable | None = None) -> Task:
-    """n completions of one prompt, as one batched request (a GRPO group)."""
+def generate_task(
+    messages: list[dict],
+    sampling: dict,
+    n: int,
+    on_delta: Callable | None = None,
+    *,
+    model_version: int | None = None,
+) -> Task:
+    """n completions of one prompt, as one batched request (a GRPO group), from the generator
+    version `model_version` (None: the one the backend serves by default, the current one)."""
     params = SamplingParams(**{**sampling, "n": n})
-    completions = yield Call("generate", GenerateRequest(messages=messages, params=params), {"on_delta": on_delta})
+    request = GenerateRequest(messages=messages, params=params, model_version=model_version)
+    completions = yield Call("generate", request, {"on_delta": on_delta})
     return {"completions": [asdict(c) for c in completions]}
 
 
@@ -138,8 +147,8 @@ class RunContext:
 
     A run that generates records the exact generator version it generates with: the one its
     params pin (run_start pins one), else the current one. A version that is gone or no longer
-    ready raises GeneratorUnavailable, and the run fails saying so. (Only version 1 is served for
-    now: the Triton request names no version.)"""
+    ready raises GeneratorUnavailable, and the run fails saying so. Every generate request names
+    that version, so Triton answers from its weights whichever versions it serves beside it."""
 
     def __init__(self, run: PipelineRun, backend_name: str):
         self.run = run
@@ -157,6 +166,10 @@ class RunContext:
                 backend=backend_name, sampling=self.sampling, generator=self.generator_version
             )
         self.judge = run_services.model_version_get_or_create(backend=backend_name, model_name="judge")
+
+    @property
+    def model_version(self) -> int | None:
+        return self.generator_version.number if self.generator_version else None
 
     @property
     def judges(self) -> bool:
@@ -213,7 +226,9 @@ def generate_item(ctx: RunContext, prompt: Prompt) -> Task:
         broadcasts.group_started(run.pk, group, missing)
         throttle = Throttle(lambda pieces: broadcasts.tokens(run.pk, group.pk, _slots(pieces, missing)))
         try:
-            result = yield from generate_task(messages, ctx.sampling, len(missing), on_delta=throttle.add)
+            result = yield from generate_task(
+                messages, ctx.sampling, len(missing), on_delta=throttle.add, model_version=ctx.model_version
+            )
         finally:
             throttle.close()
         for slot, completion in zip(missing, result["completions"], strict=False):
@@ -280,7 +295,7 @@ def revise_item(ctx: RunContext, generation: Generation) -> Task:
         and rounds < ctx.max_rounds
     ):
         request_messages = revise_messages(generation.messages, current.text, ctx.rubric_spec, judged)
-        result = yield from generate_task(request_messages, ctx.sampling, 1)
+        result = yield from generate_task(request_messages, ctx.sampling, 1, model_version=ctx.model_version)
         completion = result["completions"][0]
         current = run_services.generation_record(
             group=generation.group,

@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 @db_task(retries=0)
 def execute_run(run_id: int) -> str:
+    if PipelineRun.objects.filter(pk=run_id, kind=PipelineRun.Kind.TRAIN).exists():
+        from inference import train_runs  # the trainer itself runs in a child process
+
+        return train_runs.execute(run_id)
     return execute(run_id)
 
 
@@ -35,7 +39,9 @@ def execute(run_id: int, backend=None) -> str:
     mine = run.execution
     backend = backend or get_backend()
     cancelled, superseded, stop = threading.Event(), threading.Event(), threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(run_id, mine, cancelled, superseded, stop), daemon=True)
+    beat = threading.Thread(
+        target=execution.heartbeat_loop, args=(run_id, mine, cancelled, superseded, stop), daemon=True
+    )
     beat.start()
     try:
         try:
@@ -78,22 +84,6 @@ def execute(run_id: int, backend=None) -> str:
     finally:
         stop.set()
         beat.join(timeout=5)
-
-
-def _heartbeat(
-    run_id: int, mine: int, cancelled: threading.Event, superseded: threading.Event, stop: threading.Event
-) -> None:
-    try:
-        while not stop.wait(settings.RUN_HEARTBEAT_S):
-            try:
-                if execution.run_heartbeat(run_id=run_id, execution=mine):
-                    cancelled.set()
-            except execution.Superseded:
-                superseded.set()
-                cancelled.set()
-                return
-    finally:
-        connections.close_all()
 
 
 @db_periodic_task(crontab(minute="*"))

@@ -11,6 +11,11 @@ What it takes (checked on this project's machines):
 - PYTHONPATH with the project root and site-packages, which model.py puts on
   sys.path itself (for containers where the packages live elsewhere).
 
+On the shipped repository (triton_models/) the server loads every model at start and
+nothing after. On a generated one (inference/model_repository.py: several versions of the
+generator side by side) it runs with explicit model control, so that `model_load` makes it
+serve a new set of versions without a restart.
+
 Free of Django: `manage.py triton`, the test fixture and the benchmarks use it.
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,6 +41,10 @@ MODELS = ("qwen3", "judge")
 
 class TritonStartError(RuntimeError):
     pass
+
+
+class ModelLoadError(RuntimeError):
+    """The server could not (re)load a model, or a version of it: the message says why."""
 
 
 def wheel_dir() -> Path:
@@ -98,14 +108,38 @@ class TritonProcess:
     models: tuple[str, ...] = MODELS
     log_path: Path | None = None
     extra_args: list[str] = field(default_factory=list)
+    # Explicit model control (load `models` at start, later loads through `model_load`).
+    # None: explicit for a generated repository, i.e. any but the shipped triton_models/.
+    explicit: bool | None = None
     process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
+    @property
+    def model_control_explicit(self) -> bool:
+        if self.explicit is not None:
+            return self.explicit
+        return Path(self.model_repository).resolve() != MODEL_REPOSITORY.resolve()
+
     def command(self) -> list[str]:
         backend_dir = prepare_backend_dir(Path(self.work_dir) / "backends")
+        control = ["--exit-on-error=true"]
+        if self.model_control_explicit:
+            # A model that fails to load at start must not take the server down: the others
+            # serve, and a later `model_load` can mend it without a restart. (Triton 2.51 loads
+            # a model's versions all or nothing at start: one broken version folder leaves the
+            # generator unavailable. `wait_ready` says which.) And with strict readiness, one
+            # version that ever failed to load keeps the server "not ready" until it restarts,
+            # even once that version is removed: readiness is each model's (wait_ready and
+            # TritonBackend.health ask each model).
+            control = [
+                "--exit-on-error=false",
+                "--strict-readiness=false",
+                "--model-control-mode=explicit",
+                *(f"--load-model={m}" for m in self.models),
+            ]
         return [
             str(wheel_dir() / "bin" / "tritonserver"),
             f"--model-repository={self.model_repository}",
@@ -116,8 +150,8 @@ class TritonProcess:
             f"--metrics-port={self.metrics_port}",
             "--allow-metrics=false",
             "--allow-gpu-metrics=false",
-            "--exit-on-error=true",
             "--log-verbose=0",
+            *control,
             *self.extra_args,
         ]
 
@@ -156,11 +190,16 @@ class TritonProcess:
                     raise TritonStartError(
                         f"tritonserver exited with code {self.process.returncode}:\n{self.log_tail()}"
                     )
+                failed = ""
                 try:
                     if client.is_server_ready() and all(client.is_model_ready(m) for m in self.models):
                         return
+                    if self.model_control_explicit:
+                        failed = _failed_loads(client, self.models)
                 except Exception:  # noqa: S110 - not listening yet
                     pass
+                if failed:
+                    raise TritonStartError(f"tritonserver could not load {failed}")
                 time.sleep(0.2)
         finally:
             client.close()
@@ -191,3 +230,96 @@ class TritonProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+
+
+# --- a running server's models (explicit model control) -----------------------------------
+
+
+def model_load(url: str, model: str, versions: list[int], timeout_s: float = 120.0) -> None:
+    """Have the server at `url` (re)load `model` from its repository, and return once each of
+    `versions` is ready. Versions no longer in the repository are unloaded; those still there
+    keep answering meanwhile. Raises ModelLoadError with what the server said if the load
+    fails (a version that does not load fails it: the others keep serving), or if a listed
+    version is not ready within `timeout_s`."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    deadline = time.monotonic() + timeout_s
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        try:
+            # Returns once the load is over, the versions that loaded serving.
+            client.load_model(model, client_timeout=timeout_s)
+        except InferenceServerException as exc:
+            # Triton 2.51 names the version and its error: "load failed for model 'qwen3':
+            # version 3 is at UNAVAILABLE state: Internal: RuntimeError: ...". The index keeps
+            # failures of versions removed since, so its reasons are no guide to this load.
+            try:
+                ready = [n for n in _version_states(client, model) if client.is_model_ready(model, str(n))]
+                serving = ", ".join(map(str, ready)) or "none"
+            except InferenceServerException:
+                serving = "unknown"
+            said = _without_traceback(_server_message(exc)).rstrip(";")
+            if f"'{model}'" not in said:  # not the server's verdict on the load (unreachable, timed out)
+                said = f"could not load {model}: {said}"
+            raise ModelLoadError(f"{said} (serving version(s): {serving})") from None
+        while True:
+            waiting = [n for n in versions if not client.is_model_ready(model, str(n))]
+            if not waiting:
+                return
+            states = _version_states(client, model)
+            missing = [n for n in waiting if n not in states]
+            if missing:
+                raise ModelLoadError(f"{model} has no version {', '.join(map(str, missing))} in its repository")
+            if time.monotonic() >= deadline:
+                described = (f"version {n}: {' '.join(filter(None, states[n]))}" for n in waiting)
+                raise ModelLoadError(f"{model} not ready after {timeout_s:.0f}s: {'; '.join(described)}")
+            time.sleep(0.2)
+    finally:
+        client.close()
+
+
+def model_versions_ready(url: str, model: str) -> list[int]:
+    """The versions of `model` the server at `url` is serving now, in order."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        return [n for n in _version_states(client, model) if client.is_model_ready(model, str(n))]
+    finally:
+        client.close()
+
+
+def _version_states(client, model: str) -> dict[int, tuple[str, str]]:
+    """{version: (state, reason)} of `model` from the repository index (READY, UNAVAILABLE,
+    LOADING, UNLOADING; the reason of a failed load without the Python traceback)."""
+    states = {}
+    for entry in client.get_model_repository_index(as_json=True).get("models", []):
+        if entry.get("name") == model and str(entry.get("version", "")).isdigit():
+            reason = _without_traceback(entry.get("reason", ""))
+            states[int(entry["version"])] = (entry.get("state", ""), reason)
+    return dict(sorted(states.items()))
+
+
+def _failed_loads(client, models: tuple[str, ...]) -> str:
+    """'qwen3 (version 3: <reason>)' for each of `models` whose load is over without a version
+    serving; '' while they load or if they serve."""
+    failed = []
+    for model in models:
+        states = _version_states(client, model)
+        if not states or any(state in ("READY", "LOADING") for state, _ in states.values()):
+            continue
+        reasons = [f"version {n}: {reason}" for n, (_, reason) in states.items() if reason and reason != "unloaded"]
+        if reasons:
+            failed.append(f"{model} ({'; '.join(reasons)})")
+    return ", ".join(failed)
+
+
+def _server_message(exc: BaseException) -> str:
+    message = getattr(exc, "message", None)
+    return (message() if callable(message) else str(exc)) or type(exc).__name__
+
+
+def _without_traceback(message: str) -> str:
+    """A Python-backend error without the "At: <file>(<line>)" lines the stub appends."""
+    return re.sub(r"\n+At:\n(?:[ \t]+.*\n?)*", "", message).strip()

@@ -38,6 +38,31 @@ from inference.judging import run_judge
 log = logging.getLogger("shaping.triton")
 
 MODEL_DIR_ENV = {"generator": "SHAPING_GENERATOR_MODEL_DIR", "judge": "SHAPING_JUDGE_MODEL_DIR"}
+MODEL_DIR_FILE = "model_dir"  # in a version folder of a generated repository (inference/model_repository.py)
+# What a relative model_dir is relative to. The shipped repository, triton_models/, sits in it;
+# a generated one (under DATA_DIR) does not, so the repository's own place is no guide.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def model_dir_for(args: dict, role: str, params: dict[str, str]) -> Path:
+    """The ONNX folder a model version serves, the first of: the file `<version>/model_dir`
+    (written by inference/model_repository.py in a generated repository, one per version),
+    the environment variable of the role, the `model_dir` parameter of the config. A relative
+    path is relative to the project root (the folder holding `inference/`)."""
+    version = str(args.get("model_version", ""))
+    version_file = Path(args["model_repository"]) / version / MODEL_DIR_FILE
+    if version and version_file.is_file():
+        model_dir = version_file.read_text().strip()
+        if not model_dir:
+            raise ValueError(f"{version_file} is empty")
+    else:
+        model_dir = os.environ.get(MODEL_DIR_ENV[role]) or params.get("model_dir", "")
+    if not model_dir:
+        raise ValueError(f"set {MODEL_DIR_ENV[role]} or the model_dir parameter")
+    path = Path(model_dir)
+    if not path.is_absolute():
+        path = PROJECT_ROOT / path
+    return path.resolve()
 
 
 class DecoupledWorker:
@@ -46,19 +71,20 @@ class DecoupledWorker:
         self.role = role
         config = json.loads(args["model_config"])
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        model_dir = os.environ.get(MODEL_DIR_ENV[role]) or params.get("model_dir", "")
-        if not model_dir:
-            raise ValueError(f"set {MODEL_DIR_ENV[role]} or the model_dir parameter")
-        path = Path(model_dir)
-        if not path.is_absolute():  # relative to the project: <project>/triton_models/<model>
-            path = Path(args["model_repository"]).parent.parent / path
-        self.engine = Engine(path.resolve())
+        self.version = str(args.get("model_version", ""))
+        path = model_dir_for(args, role, params)
+        self.engine = Engine(path)
         # Seconds between streamed events: pieces of consecutive steps are coalesced.
         self.stream_interval_s = float(params.get("stream_interval_ms", "0") or 0) / 1000
         self.pool = ThreadPoolExecutor(
             max_workers=int(params.get("max_concurrency", "4") or 4), thread_name_prefix=role
         )
-        log.info("%s ready: %s", role, path)
+        message = f"{role} version {self.version} ready: {path}"
+        logger = getattr(pb_utils, "Logger", None)  # into Triton's own log, where an operator looks
+        if logger is not None:
+            logger.log_info(message)
+        else:
+            log.info(message)
 
     def submit(self, requests) -> None:
         for request in requests:

@@ -210,6 +210,7 @@ class PipelineRun(models.Model):
         JUDGE = "judge"
         REVISE = "revise"
         IMPORT = "import"
+        TRAIN = "train"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -599,6 +600,14 @@ class GeneratorVersion(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.TRAINING)
     error = models.TextField(blank=True)
     is_current = models.BooleanField(default=False)
+    train_run = models.OneToOneField(
+        PipelineRun,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="trained_version",
+        help_text="The train run that made it (none for the shipped version).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -634,6 +643,28 @@ class GeneratorVersion(models.Model):
     def path(value: str) -> Path:
         """A stored directory as an absolute path (relative ones are under the project root)."""
         return Path(value) if Path(value).is_absolute() else Path(settings.BASE_DIR) / value
+
+
+class TrainingStep(models.Model):
+    """One logged step of a train run: what the run page's chart draws. A worker that resumes
+    from a checkpoint logs the steps after it again; they replace the earlier rows."""
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="training_steps")
+    step = models.PositiveIntegerField()
+    loss = models.FloatField(null=True, blank=True)
+    reward_mean = models.FloatField(null=True, blank=True)
+    reward_std = models.FloatField(null=True, blank=True)
+    kl = models.FloatField(null=True, blank=True)
+    tokens_per_s = models.FloatField(null=True, blank=True)
+    metrics = models.JSONField(default=dict, blank=True, help_text="Everything else the trainer logged.")
+    logged_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["run", "step"]
+        constraints = [models.UniqueConstraint(fields=["run", "step"], name="training_step_unique")]
+
+    def __str__(self) -> str:
+        return f"run #{self.run_id} step {self.step}"
 
 
 class ApiToken(models.Model):

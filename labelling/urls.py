@@ -7,6 +7,7 @@ from labelling.characters import views as character_views
 from labelling.generators import views as generator_views
 from labelling.review import views as review_views
 from labelling.runs import views as run_views
+from labelling.training import views as training_views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -19,6 +20,7 @@ urlpatterns = [
     path("runs/<int:run_id>/", run_views.run_detail, name="run_detail"),
     path("runs/<int:run_id>/cancel", run_views.run_cancel, name="run_cancel"),
     path("runs/<int:run_id>/resume", run_views.run_resume, name="run_resume"),
+    path("runs/<int:run_id>/curve", training_views.training_curve, name="training_curve"),
     path("models/", generator_views.model_versions, name="model_versions"),
     path("review/", review_views.review_queue, name="review_queue"),
     path("stats/", review_views.stats, name="stats"),

@@ -7,6 +7,7 @@ layer to Redis. With DEBUG off the app refuses to start without SECRET_KEY.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -197,6 +198,18 @@ TRITON_MANAGED = envbool("TRITON_MANAGED", INFERENCE_BACKEND == "triton" and "TR
 INFERENCE_TIMEOUT_S = envfloat("INFERENCE_TIMEOUT_S", 120.0)
 GENERATOR_MODEL_DIR = envpath("GENERATOR_MODEL_DIR", BASE_DIR / "inference" / "weights" / "tiny-qwen3")
 JUDGE_MODEL_DIR = envpath("JUDGE_MODEL_DIR", GENERATOR_MODEL_DIR)
+# The model repository Triton serves: generated from triton_models/ and the ready generator
+# versions (one version folder each, so version N and its parent are served side by side).
+# A Triton that runs elsewhere must see the same folder (a shared models volume) to load the
+# versions trained here.
+TRITON_REPOSITORY = envpath("TRITON_REPOSITORY", DATA_DIR / "triton" / "repository")
+
+# --- training -----------------------------------------------------------------
+# A train run's trainer runs as a child process of the worker, with this interpreter: the
+# project's own by default (`pip install -e '.[train]'`), or a separate training environment.
+TRAIN_PYTHON = os.environ.get("TRAIN_PYTHON", sys.executable)
+# Seconds a converted version may take to load in Triton and answer its check generation.
+VERSION_LOAD_TIMEOUT_S = envfloat("VERSION_LOAD_TIMEOUT_S", 300.0)
 
 # --- review -------------------------------------------------------------------
 # How long a reviewer holds a group before it returns to the queue, and how long

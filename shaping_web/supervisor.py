@@ -52,11 +52,16 @@ class TritonChild(Child):
     """The bundled tritonserver, watched directly (it runs in a session of its own, so a wrapper
     process between it and the supervisor would leave it orphaned, holding its port)."""
 
-    def __init__(self, server) -> None:  # an inference.triton_server.TritonProcess
+    def __init__(self, server, prepare: Callable[[], object] | None = None) -> None:
+        # server: an inference.triton_server.TritonProcess; prepare: run before each start (the
+        # model repository written afresh from the ready generator versions)
         super().__init__("triton", [])
         self.server = server
+        self.prepare = prepare
 
     def launch(self) -> None:
+        if self.prepare is not None:
+            self.prepare()
         self.server.start(wait=False)
         self.process = self.server.process
 

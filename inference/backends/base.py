@@ -27,6 +27,9 @@ class GenerateRequest:
     prompt: str | None = None
     # How often streamed pieces are sent (coalesced in between); None: the model's default.
     stream_interval_ms: int | None = None
+    # Which served version of the generator answers (inference/model_repository.py); None:
+    # the server's choice (the newest ready one on Triton, the default model in process).
+    model_version: int | None = None
 
     def as_payload(self) -> dict:
         payload = {"params": asdict(self.params)}

@@ -2,11 +2,19 @@
 
 For hosts where the bundled server cannot run, and as the reference the Triton
 backend is tested against (one contract suite runs on both).
+
+Versions of the generator: `generator_dir` is version 1 and what a request without a
+version gets, as on the shipped Triton repository (triton_models/ serves version 1 only).
+With a `generator_dirs` resolver (version number -> its ONNX folder; the Django side reads
+GeneratorVersion rows) a request for version n gets an engine over that folder, loaded once
+and kept. Without one, a request for a version other than 1 fails with ModelNotReady, as
+Triton answers for a version it does not serve.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from inference.backends.base import (
@@ -18,15 +26,28 @@ from inference.backends.base import (
     OnDelta,
 )
 from inference.engine import Completion, Engine
+from inference.errors import ModelNotReady
 from inference.judging import JudgeResult, run_judge
 
 
 class InProcessBackend:
     name = "inprocess"
 
-    def __init__(self, generator_dir: str | Path, judge_dir: str | Path | None = None):
+    def __init__(
+        self,
+        generator_dir: str | Path,
+        judge_dir: str | Path | None = None,
+        *,
+        generator_dirs: Callable[[int], Path] | None = None,
+        default_version: Callable[[], int | None] | None = None,
+    ):
         self.generator_dir = Path(generator_dir)
+        # Names the version of a request that names none (the Django side: the current one).
+        self.default_version = default_version
         self.judge_dir = Path(judge_dir or generator_dir)
+        # Called for every request that names a version: it may raise LookupError (or return
+        # None) for a version that is not served.
+        self.generator_dirs = generator_dirs
         self._engines: dict[Path, Engine] = {}
         self._lock = threading.Lock()
 
@@ -42,12 +63,36 @@ class InProcessBackend:
                 on_delta(index, piece)
 
         request.params.validate()
-        return self._engine(self.generator_dir).generate(
+        return self._generator(request.model_version).generate(
             messages=request.messages,
             prompt=request.prompt,
             params=request.params,
             on_step=on_step if on_delta else None,
         )
+
+    def _generator(self, version: int | None) -> Engine:
+        if version is None and self.default_version is not None:
+            version = self.default_version()
+        if version is None:
+            return self._engine(self.generator_dir)
+        not_loaded = f"version {version} of {GENERATOR_MODEL} is not loaded"
+        if self.generator_dirs is None:
+            if version != 1:
+                raise ModelNotReady(f"{not_loaded} (in process without a version resolver, only version 1 is)")
+            return self._engine(self.generator_dir)
+        try:
+            model_dir = self.generator_dirs(version)
+        except LookupError as exc:
+            raise ModelNotReady(f"{not_loaded} ({exc})") from None
+        if model_dir is None:
+            raise ModelNotReady(not_loaded)
+        model_dir = Path(model_dir)
+        if not (model_dir / "genai_config.json").is_file():
+            raise ModelNotReady(f"{not_loaded}: no model at {model_dir}")
+        try:
+            return self._engine(model_dir)
+        except Exception as exc:  # what Triton says of a version that fails to load
+            raise ModelNotReady(f"version {version} of {GENERATOR_MODEL} failed to load: {exc}") from exc
 
     def judge(self, request: JudgeRequest) -> JudgeResult:
         return run_judge(

@@ -5,6 +5,9 @@ tritonclient's gRPC client allows one active stream at a time, so each thread ge
 its own client and keeps one stream open, sending its requests on it one at a time
 and reading events until each final response. A caller that gives up (timeout) closes
 the stream with `cancel_requests=True`, which also stops the generation on the server.
+
+A generate request that names a version (`GenerateRequest.model_version`) is sent with
+Triton's `model_version`; a version the server does not serve is a ModelNotReady naming it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 
@@ -51,8 +55,12 @@ class TritonBackend:
         timeout_s: float = 120.0,
         generator_model: str = GENERATOR_MODEL,
         judge_model: str = JUDGE_MODEL,
+        default_version: Callable[[], int | None] | None = None,
     ):
+        """`default_version` names the generator version of a request that names none (the
+        Django side: the current one); without it, Triton answers from its newest version."""
         self.url = url
+        self.default_version = default_version
         self.timeout_s = timeout_s
         self.generator_model = generator_model
         self.judge_model = judge_model
@@ -74,7 +82,10 @@ class TritonBackend:
             for index, piece in event.get("pieces", {}).items():
                 on_delta(int(index), piece)
 
-        final = self._call(self.generator_model, payload, on_event if on_delta else None)
+        version = request.model_version
+        if version is None and self.default_version is not None:
+            version = self.default_version()
+        final = self._call(self.generator_model, payload, on_event if on_delta else None, version)
         try:
             return [Completion(**c) for c in final["completions"]]
         except (KeyError, TypeError) as exc:
@@ -144,7 +155,7 @@ class TritonBackend:
                 self._clients.append(client)
         return client
 
-    def _call(self, model: str, payload: dict, on_event) -> dict:
+    def _call(self, model: str, payload: dict, on_event, version: int | None = None) -> dict:
         import tritonclient.grpc as grpcclient
 
         data = grpcclient.InferInput("request", [1], "BYTES")
@@ -152,8 +163,14 @@ class TritonBackend:
         request_id = uuid.uuid4().hex
         try:
             client, events = self._stream()
-            client.async_stream_infer(model, [data], request_id=request_id, enable_empty_final_response=True)
-            return self._read(model, request_id, events, on_event)
+            client.async_stream_infer(
+                model,
+                [data],
+                model_version="" if version is None else str(version),
+                request_id=request_id,
+                enable_empty_final_response=True,
+            )
+            return self._read(model, request_id, events, on_event, version)
         except InferenceError as exc:
             if not isinstance(exc, InvalidRequest | JudgeOutputError):
                 # Includes a gRPC channel that saw the server go away: it would back off
@@ -168,9 +185,9 @@ class TritonBackend:
                 with contextlib.suppress(queue.Empty):
                     _, error = events.get(timeout=2)
             self._forget_stream()
-            raise _map_error(error or exc, model) from exc
+            raise _map_error(error or exc, model, version) from exc
 
-    def _read(self, model: str, request_id: str, events: queue.Queue, on_event) -> dict:
+    def _read(self, model: str, request_id: str, events: queue.Queue, on_event, version: int | None = None) -> dict:
         deadline = time.monotonic() + self.timeout_s
         last: dict | None = None
         while True:
@@ -179,7 +196,7 @@ class TritonBackend:
             except queue.Empty:
                 raise BackendUnavailable(f"{model} gave no answer within {self.timeout_s:.0f}s") from None
             if error is not None:
-                raise _map_error(error, model)
+                raise _map_error(error, model, version)
             response = result.get_response()
             if response.id != request_id:
                 continue  # the tail of a request given up on earlier
@@ -227,7 +244,7 @@ def _message(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _map_error(exc: BaseException, model: str) -> InferenceError:
+def _map_error(exc: BaseException, model: str, version: int | None = None) -> InferenceError:
     """tritonclient's exceptions, and the model's own "<Class>: message" errors, as ours."""
     text = _message(exc)
     status = str(getattr(exc, "status", lambda: "")() or "")
@@ -241,6 +258,10 @@ def _map_error(exc: BaseException, model: str) -> InferenceError:
             return cls(body)
     lowered = text.lower()
     if any(marker in lowered for marker in NOT_READY_MARKERS):
+        # Triton 2.51: "Request for unknown model: 'qwen3' version 9 is not found" (never
+        # loaded) or "... version 2 is not at ready state" (unloaded, or loading).
+        if version is not None and f"version {version} " in lowered:
+            return ModelNotReady(f"version {version} of {model} is not loaded ({text})")
         return ModelNotReady(f"{model}: {text}")
     if any(s in status or s in text for s in TRANSIENT_STATUSES) or any(
         m in lowered for m in ("failed to connect", "connection", "no longer in valid state")

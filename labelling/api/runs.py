@@ -2,7 +2,7 @@
 follow one's progress, cancel or resume it. Running them is `inference`'s job, behind run_start."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
@@ -14,12 +14,13 @@ from labelling import errors, models
 from labelling.api.catalogue import rubric_named
 from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, READ, Error, Pages, admin_required
 from labelling.runs import services as run_services
+from labelling.training import services as training_services
 
 router = Router(tags=["runs"])
 
 
 class RunIn(Schema):
-    kind: Literal["generate", "judge", "revise"]
+    kind: Literal["generate", "judge", "revise", "train"]
     character: str | None = Field(None, description="character slug (generate)")
     prompt_set: str | None = Field(None, description="prompt set slug (generate)")
     rubric: str | None = Field(None, description="rubric slug, latest version (judges each completion)")
@@ -34,6 +35,18 @@ class RunIn(Schema):
         ge=1,
         le=MAX_NUMBER,
         description="generate / revise with this ready model version (default: the current one)",
+    )
+    dataset: str | None = Field(
+        None, max_length=120, description="train: the dataset version, NAME@N (grpo_prompts, dpo or sft)"
+    )
+    method: Literal["grpo", "dpo", "sft"] | None = Field(None, description="train: the training method")
+    from_version: int | None = Field(
+        None, ge=1, le=MAX_NUMBER, description="train: the version to train from (default: the current one)"
+    )
+    training: dict[str, Any] = Field(
+        default_factory=dict,
+        description="train: settings over the method's defaults (steps, learning_rate, beta, num_generations, "
+        "loss_type, scale_rewards, reward_weights, lora, ...); the run records them all",
     )
 
 
@@ -50,9 +63,15 @@ class Run(Schema):
     created_at: datetime
     finished_at: datetime | None
 
+    trains_version: int | None = Field(None, description="train: the model version it makes")
+
     @staticmethod
     def resolve_generator_version(obj) -> int | None:
         return (obj.params or {}).get("generator_version")
+
+    @staticmethod
+    def resolve_trains_version(obj) -> int | None:
+        return (obj.params or {}).get("version") if obj.kind == models.PipelineRun.Kind.TRAIN else None
 
 
 def _slug(model, slug: str | None, field: str):
@@ -70,6 +89,8 @@ def run_create(request: HttpRequest, body: RunIn):
     """Queue a run. Send an Idempotency-Key header: the same key returns the same run (200)."""
     admin_required(request)
     rubric = rubric_named(body.rubric)
+    if body.kind == "train":
+        return _train_create(request, body, rubric)
     source = None
     if body.source_run is not None:
         source = models.PipelineRun.objects.filter(pk=body.source_run).first()
@@ -91,6 +112,29 @@ def run_create(request: HttpRequest, body: RunIn):
             "max_rounds": body.max_rounds,
             **({"generator_version": body.generator_version} if body.generator_version is not None else {}),
         },
+    )
+    return Status(201 if created else 200, run)
+
+
+def _train_create(request: HttpRequest, body: RunIn, rubric):
+    if body.dataset is None or body.method is None:
+        raise ValidationError(
+            {k: "a train run needs it" for k, v in (("dataset", body.dataset), ("method", body.method)) if v is None}
+        )
+    name, sep, number = body.dataset.rpartition("@")
+    if not sep or not number.isdigit():
+        raise ValidationError({"dataset": f"{body.dataset!r}: expected NAME@N, e.g. aria@3"})
+    dataset = models.DatasetVersion.objects.filter(dataset=name, number=int(number)).first()
+    if dataset is None:
+        raise ValidationError({"dataset": f"there is no version {number} of dataset {name!r}"})
+    run, created = training_services.train_start(
+        dataset_version=dataset,
+        method=body.method,
+        params=body.training,
+        from_version=body.from_version,
+        rubric=rubric,
+        created_by=request.user,
+        idempotency_key=request.headers.get("Idempotency-Key") or None,
     )
     return Status(201 if created else 200, run)
 

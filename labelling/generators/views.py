@@ -9,9 +9,17 @@ from django.views.decorators.http import require_GET
 
 from labelling.access.decorators import admin_required
 from labelling.generators import selectors
+from labelling.training import charts
+from labelling.training import selectors as training_selectors
 
 
 @require_GET
 @admin_required
 def model_versions(request: HttpRequest) -> HttpResponse:
-    return render(request, "generators/list.html", {"versions": selectors.generator_versions()})
+    versions = list(selectors.generator_versions())
+    for v in versions:  # each trained version's curve, as a sparkline: reward if it has one, else loss
+        lines = (
+            charts.curve_lines(training_selectors.training_curve(v.train_run_id), 160, 36, 2) if v.train_run_id else []
+        )
+        v.curve = lines[0] if lines else None
+    return render(request, "generators/list.html", {"versions": versions})

@@ -13,11 +13,17 @@ from django.core.exceptions import ImproperlyConfigured
 
 _enqueue: Callable[[int], object] | None = None
 _health: Callable[[], dict] | None = None
+_train_params: Callable[[str, dict], dict] | None = None
 
 
-def register(*, enqueue: Callable[[int], object], health: Callable[[], dict]) -> None:
-    global _enqueue, _health
-    _enqueue, _health = enqueue, health
+def register(
+    *,
+    enqueue: Callable[[int], object],
+    health: Callable[[], dict],
+    train_params: Callable[[str, dict], dict] | None = None,
+) -> None:
+    global _enqueue, _health, _train_params
+    _enqueue, _health, _train_params = enqueue, health, train_params
 
 
 def _registered(hook):
@@ -34,3 +40,9 @@ def enqueue(run_id: int) -> None:
 def health() -> dict:
     """The inference backend's health, as the dashboard shows it."""
     return _registered(_health)()
+
+
+def train_params(method: str, params: dict) -> dict:
+    """A train run's settings with the trainer's defaults filled in; ValueError naming what is
+    wrong (an unknown key, a value out of range)."""
+    return _registered(_train_params)(method, params)

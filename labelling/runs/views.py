@@ -19,6 +19,7 @@ from labelling.characters import services as character_services
 from labelling.generators import selectors as generator_selectors
 from labelling.models import Character, PipelineRun, PromptSet, Rubric
 from labelling.runs import services
+from labelling.training import views as training_views
 
 KINDS = [(k.value, k.label) for k in (PipelineRun.Kind.GENERATE, PipelineRun.Kind.JUDGE, PipelineRun.Kind.REVISE)]
 
@@ -175,7 +176,10 @@ def _start(form: dict, user) -> PipelineRun:
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(PipelineRun.objects.select_related("character", "prompt_set", "rubric"), pk=run_id)
     groups = run.groups.select_related("prompt").prefetch_related("generations").order_by("id")[:50]
-    return render(request, "runs/detail.html", {"run": run, "groups": groups})
+    context = {"run": run, "groups": groups}
+    if run.kind == PipelineRun.Kind.TRAIN:
+        context.update(training_views.training_context(run))
+    return render(request, "runs/detail.html", context)
 
 
 @require_POST

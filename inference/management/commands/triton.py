@@ -1,4 +1,5 @@
-"""`manage.py triton`: run the bundled CPU tritonserver on triton_models/ in the foreground.
+"""`manage.py triton`: run the bundled CPU tritonserver in the foreground, on the generated
+repository (triton_models/ plus a folder per ready generator version, under DATA_DIR).
 
 Waits until both models are ready, says so, and stops the server cleanly on
 Ctrl-C / SIGTERM. Point the app at an external server instead with TRITON_URL.
@@ -12,7 +13,8 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.triton_server import TritonProcess, TritonStartError
+from inference import served_versions
+from inference.triton_server import TritonStartError
 
 
 class Command(BaseCommand):
@@ -23,15 +25,19 @@ class Command(BaseCommand):
         parser.add_argument("--grpc-port", type=int, default=int(port or 8001))
         parser.add_argument("--metrics-port", type=int, default=0, help="default: the gRPC port + 1")
         parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the models")
-
-    def handle(self, *args, grpc_port: int, metrics_port: int, timeout: float, **options):
-        server = TritonProcess(
-            work_dir=settings.DATA_DIR / "triton",
-            grpc_port=grpc_port,
-            metrics_port=metrics_port or grpc_port + 1,
-            generator_dir=settings.GENERATOR_MODEL_DIR,
-            judge_dir=settings.JUDGE_MODEL_DIR,
+        parser.add_argument(
+            "--write-repository",
+            action="store_true",
+            help="only write the model repository (every ready generator version) and print its path, "
+            "for a Triton that runs elsewhere (a GPU container) on the same folder",
         )
+
+    def handle(self, *args, grpc_port: int, metrics_port: int, timeout: float, write_repository: bool, **options):
+        if write_repository:
+            self.stdout.write(str(served_versions.repository_sync()))
+            return
+        server = served_versions.managed_server()
+        server.grpc_port, server.metrics_port = grpc_port, metrics_port or grpc_port + 1
         stopping = False
 
         def _stop(signum, frame):

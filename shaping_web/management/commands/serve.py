@@ -20,6 +20,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from inference import served_versions
 from inference.triton_server import TritonProcess
 from labelling.management.commands.seed_demo import DEMO_PASSWORD, DEMO_USERS
 from shaping_web.supervisor import Child, Supervisor, TritonChild
@@ -36,7 +37,7 @@ class Command(BaseCommand):
     def handle(self, *args, host: str, port: int, no_triton: bool, **options):
         children: list[Child] = []
         if settings.TRITON_MANAGED and not no_triton:
-            children.append(TritonChild(_triton_server()))
+            children.append(TritonChild(_triton_server(), prepare=served_versions.repository_sync))
         if not settings.REDIS_URL:
             # The in-process channel layer reaches browsers only from the web process:
             # the huey consumer runs as threads inside it.
@@ -93,12 +94,5 @@ class Command(BaseCommand):
 
 
 def _triton_server() -> TritonProcess:
-    """The bundled server `manage.py triton` runs, on the port TRITON_URL names."""
-    port = int(settings.TRITON_URL.rpartition(":")[2] or 8001)
-    return TritonProcess(
-        work_dir=settings.DATA_DIR / "triton",
-        grpc_port=port,
-        metrics_port=port + 1,
-        generator_dir=settings.GENERATOR_MODEL_DIR,
-        judge_dir=settings.JUDGE_MODEL_DIR,
-    )
+    """The bundled server `manage.py triton` runs: every ready generator version side by side."""
+    return served_versions.managed_server()

@@ -1,0 +1,69 @@
+"""Which generator versions Triton serves, from the rows: the repository `serve` and
+`manage.py triton` start the server on, and the version a request names when it names none.
+
+Every ready version gets a folder in the generated
+repository (settings.TRITON_REPOSITORY); version 1, the shipped model, serves the folder
+GENERATOR_MODEL_DIR names (the tiny model by default, another ONNX folder on a GPU host).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import DatabaseError
+
+from inference.model_repository import repository_build
+from inference.triton_server import TritonProcess
+from labelling.generators import selectors as generator_selectors
+from labelling.generators.weights import GENERATOR_MODEL
+from labelling.models import GeneratorVersion
+
+
+def served_dirs(model_name: str = GENERATOR_MODEL) -> dict[int, Path]:
+    """{version number: ONNX folder} of every ready version."""
+    dirs = {}
+    for version in generator_selectors.generator_versions_ready(model_name):
+        if version.number == 1 and not version.method:
+            dirs[1] = Path(settings.GENERATOR_MODEL_DIR)  # the shipped model, or what replaces it here
+        else:
+            dirs[version.number] = GeneratorVersion.path(version.onnx_dir)
+    return dirs
+
+
+def repository_sync() -> Path:
+    """Write the generated repository for the versions the rows say are ready."""
+    return repository_build(Path(settings.TRITON_REPOSITORY), served_dirs())
+
+
+def managed_server() -> TritonProcess:
+    """The bundled tritonserver on the generated repository, on the port TRITON_URL names."""
+    port = int(settings.TRITON_URL.rpartition(":")[2] or 8001)
+    return TritonProcess(
+        work_dir=settings.DATA_DIR / "triton",
+        grpc_port=port,
+        metrics_port=port + 1,
+        generator_dir=settings.GENERATOR_MODEL_DIR,
+        judge_dir=settings.JUDGE_MODEL_DIR,
+        model_repository=repository_sync(),
+        explicit=True,
+    )
+
+
+def current_version() -> int | None:
+    """The current version's number: what a generate request that names no version is
+    answered by (never simply the newest one Triton serves). One indexed query per request,
+    next to a generation that takes far longer; no cache, so a rollback applies at once."""
+    try:
+        current = generator_selectors.generator_version_current()
+    except DatabaseError:  # no database yet (`manage.py generate` before `migrate`): the server's choice
+        return None
+    return current.number if current else None
+
+
+def version_dir(number: int) -> Path:
+    """The ONNX folder of a ready version (the in-process backend loads it)."""
+    dirs = served_dirs()
+    if number not in dirs:
+        raise LookupError(f"version {number} of {GENERATOR_MODEL} is not ready")
+    return dirs[number]

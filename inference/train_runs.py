@@ -1,0 +1,201 @@
+"""Executing a train run: the trainer (`python -m inference.training`, TRL) runs as a child
+process of the worker; this side claims the run, feeds the child its config, stores each logged
+step, turns a cancel into the child's stop file, and hands the finished weights to
+`inference.version_export`, which makes them a served version.
+
+A worker that dies takes its child with it (PR_SET_PDEATHSIG); the watchdog queues the run
+again and the new child resumes from its last checkpoint. A worker whose claim was taken over
+kills its child and writes nothing more.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from inference import execution, version_export
+from labelling.datasets.storage import DatasetCorrupt, dataset_path, dataset_verify
+from labelling.models import DatasetVersion, GeneratorVersion, PipelineRun
+from labelling.training import services as training_services
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL = 3000
+BROADCAST_EVERY_S = 0.5
+
+
+class TrainFailed(Exception):
+    """The train run cannot go on; its text is the reason the run and its version record."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def execute(run_id: int) -> str:
+    run = execution.run_claim(run_id=run_id, stale_after_s=settings.RUN_STALE_AFTER_S)
+    if run is None:
+        return "not claimed"
+    mine = run.execution
+    version = GeneratorVersion.objects.get(train_run=run)
+    cancelled, superseded, stop = threading.Event(), threading.Event(), threading.Event()
+    beat = threading.Thread(
+        target=execution.heartbeat_loop, args=(run_id, mine, cancelled, superseded, stop), daemon=True
+    )
+    beat.start()
+    try:
+        return _execute(run, version, mine, cancelled, superseded)
+    except execution.Superseded:
+        log.warning("train run %s: execution %s was taken over; this worker stopped", run_id, mine)
+        return "superseded"
+    except TrainFailed as exc:
+        log.warning("train run %s failed: %s", run_id, exc)
+        training_services.version_status(version=version, status=GeneratorVersion.Status.FAILED, error=str(exc))
+        execution.run_fail(run_id=run_id, execution=mine, error={"item": None, "error": exc.kind, "message": str(exc)})
+        return "failed"
+    except Exception as exc:
+        log.exception("train run %s crashed", run_id)
+        message = f"{type(exc).__name__}: {exc}"
+        training_services.version_status(version=version, status=GeneratorVersion.Status.FAILED, error=message)
+        execution.run_fail(
+            run_id=run_id, execution=mine, error={"item": None, "error": type(exc).__name__, "message": str(exc)}
+        )
+        return "failed"
+    finally:
+        stop.set()
+        beat.join(timeout=5)
+
+
+def _execute(run: PipelineRun, version: GeneratorVersion, mine: int, cancelled, superseded) -> str:
+    training_services.version_status(version=version, status=GeneratorVersion.Status.TRAINING)
+    root = training_services.version_root(version.model_name, version.number)
+    work = root / "train"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "CANCEL").unlink(missing_ok=True)  # a resumed run starts without the last one's stop
+    config_path = work / "config.json"
+    config_path.write_text(json.dumps(_child_config(run, version, work), indent=2))
+    finished = _train(run, mine, config_path, work, cancelled, superseded)
+    if superseded.is_set():
+        raise execution.Superseded(f"run {run.pk}: execution {mine} is no longer current")
+    step, total = finished["step"], run.total_items
+    if finished.get("stopped") == "cancelled":
+        training_services.version_status(
+            version=version,
+            status=GeneratorVersion.Status.FAILED,
+            error=f"cancelled at step {step} of {total}; resume run #{run.pk} to continue from its last checkpoint",
+        )
+        execution.run_finish(run_id=run.pk, execution=mine, done=step, cancelled=True)
+        return "cancelled"
+    execution.run_progress(run_id=run.pk, execution=mine, done=total)
+    try:
+        version_export.export(version, Path(finished["hf_dir"]), trained_s=finished.get("seconds"))
+    except version_export.ExportFailed as exc:
+        raise TrainFailed("ExportFailed", str(exc)) from exc
+    return execution.run_finish(run_id=run.pk, execution=mine, done=total).status
+
+
+def _child_config(run: PipelineRun, version: GeneratorVersion, work: Path) -> dict:
+    params = run.params
+    dataset = DatasetVersion.objects.filter(pk=params.get("dataset_version")).first()
+    if dataset is None:
+        raise TrainFailed("DatasetMissing", f"dataset version {params.get('dataset')} no longer exists")
+    try:
+        dataset_verify(dataset)
+    except DatasetCorrupt as exc:
+        raise TrainFailed("DatasetCorrupt", str(exc)) from exc
+    parent = version.parent
+    if parent is None or parent.status not in (GeneratorVersion.Status.READY, GeneratorVersion.Status.RETIRED):
+        raise TrainFailed("VersionUnavailable", f"the version trained from ({parent}) is not ready")
+    return {
+        "method": params["method"],
+        "base_hf_dir": str(GeneratorVersion.path(parent.hf_dir)),
+        "output_dir": str(work),
+        "dataset_path": str(dataset_path(dataset)),
+        "dataset_kind": dataset.kind,
+        "params": params["training"],
+        "rubric": params.get("rubric_spec"),
+        "triton_url": settings.TRITON_URL,
+        "judge_concurrency": int(settings.PIPELINE_WORKERS),
+    }
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _train(run: PipelineRun, mine: int, config_path: Path, work: Path, cancelled, superseded) -> dict:
+    """Run the child to its end; the `finished` event it sent. TrainFailed otherwise."""
+    stderr_path = work / "trainer.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    with open(stderr_path, "ab") as stderr:
+        child = subprocess.Popen(
+            [settings.TRAIN_PYTHON, "-m", "inference.training", str(config_path)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            cwd=settings.BASE_DIR,
+            env=env,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - the one thing it does is async-signal-safe
+        )
+    watcher = threading.Thread(target=_watch, args=(child, work, cancelled, superseded), daemon=True)
+    watcher.start()
+    finished: dict | None = None
+    error: dict | None = None
+    last_broadcast = 0.0
+    try:
+        for line in child.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                log.warning("train run %s: the trainer wrote a line that is not JSON: %.200r", run.pk, line)
+                continue
+            kind = event.get("event")
+            if superseded.is_set():
+                break
+            if kind == "started":
+                if event.get("resumed_from"):
+                    training_services.train_resumed(run_id=run.pk, step=int(event["resumed_from"]))
+                execution.run_progress(run_id=run.pk, execution=mine, done=event.get("resumed_from") or 0)
+            elif kind == "step":
+                training_services.training_step_record(run_id=run.pk, step=int(event["step"]), metrics=event)
+                now = time.monotonic()
+                if now - last_broadcast >= BROADCAST_EVERY_S or event["step"] >= run.total_items:
+                    execution.run_progress(run_id=run.pk, execution=mine, done=int(event["step"]))
+                    last_broadcast = now
+            elif kind == "finished":
+                finished = event
+            elif kind == "error":
+                error = event
+    finally:
+        if superseded.is_set() and child.poll() is None:
+            child.kill()
+        code = child.wait()
+        child.stdout.close()
+    if superseded.is_set():
+        return {"step": 0}
+    if error is not None:
+        raise TrainFailed(error.get("error") or "TrainingError", error.get("message") or "the trainer failed")
+    if finished is None or code != 0:
+        tail = stderr_path.read_text(errors="replace")[-STDERR_TAIL:] if stderr_path.exists() else ""
+        raise TrainFailed("TrainerExited", f"the trainer exited with code {code} before finishing:\n{tail}")
+    return finished
+
+
+def _watch(child: subprocess.Popen, work: Path, cancelled, superseded) -> None:
+    """A cancel becomes the child's stop file (it stops at its next step and keeps what it
+    trained); a takeover kills it."""
+    while child.poll() is None:
+        if superseded.is_set():
+            child.kill()
+            return
+        if cancelled.is_set():
+            (work / "CANCEL").touch()
+        time.sleep(0.2)

@@ -1,0 +1,137 @@
+"""GRPO's reward functions, made from the run's rubric.
+
+One function per rule criterion (`labelling.rules` on the completion's text, rescaled onto 0..1
+as `labelling.scoring` does) and one `judge` function for every judge-scored criterion together
+(one judge call per completion, the batch's calls sent concurrently, their scores combined by
+`scoring.overall` over those criteria). TRL logs each function's mean reward, so a run shows
+which criterion moves.
+
+The derived weights are the criteria's rubric weights (the judge's: the sum of its criteria's)
+divided by their total, so the weighted sum TRL optimises is the rubric's overall score
+(`scoring.rubric_overall`) of each completion. A completion the judge could not score gets None
+from `judge`, which TRL leaves out. Criteria of weight 0 get no function.
+
+`plan` checks the rubric without importing anything heavy; `build` makes the callables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from inference.errors import InferenceError, InvalidRequest
+from inference.judging import check_rubric
+from inference.training.config import ConfigError, RubricError
+from labelling import rules, scoring
+
+JUDGE = "judge"
+
+
+@dataclass(frozen=True)
+class RewardPlan:
+    rubric: dict
+    names: list[str]  # one per reward function, in TRL's order
+    weights: list[float]
+    rule_criteria: list[dict]  # the criteria behind names[:len(rule_criteria)]
+    judge_rubric: dict | None  # the rubric the judge sees (its criteria only); None: no judge function
+
+
+def plan(rubric: object, *, triton_url: str | None, reward_weights: list | None) -> RewardPlan:
+    """The reward functions the rubric gives, or RubricError/ConfigError saying why it gives none."""
+    try:
+        criteria = check_rubric(rubric)
+    except InvalidRequest as exc:
+        raise RubricError(f"rubric: {exc}") from None
+    for c in criteria:
+        weight = c.get("weight", 1.0)
+        if not isinstance(weight, int | float) or isinstance(weight, bool) or not 0 <= weight < float("inf"):
+            raise RubricError(f"rubric criterion {c['key']}: weight must be a number, 0 or more; got {weight!r}")
+        if rules.is_rule(c):
+            try:
+                rules.check_rule(c["rule"])
+            except rules.RuleInvalid as exc:
+                raise RubricError(f"rubric criterion {c['key']}: rule {exc}") from None
+    weighted = [c for c in criteria if c.get("weight", 1.0) > 0]
+    ruled = [c for c in weighted if rules.is_rule(c)]
+    judged = [c for c in weighted if not rules.is_rule(c)]
+    if judged and not triton_url:
+        raise RubricError(
+            f"criteria {', '.join(c['key'] for c in judged)} are scored by the judge, but the run has no triton_url"
+        )
+    if not ruled and not judged:
+        raise RubricError(
+            "the rubric has no criterion a reward can use: every criterion has weight 0"
+            if criteria
+            else "the rubric has no criteria"
+        )
+    names = [_rule_name(c["key"]) for c in ruled] + ([JUDGE] if judged else [])
+    total = sum(c.get("weight", 1.0) for c in weighted)
+    derived = [c.get("weight", 1.0) / total for c in ruled]
+    if judged:
+        derived.append(sum(c.get("weight", 1.0) for c in judged) / total)
+    if reward_weights is not None and len(reward_weights) != len(names):
+        raise ConfigError(
+            f"reward_weights has {len(reward_weights)} weights but the rubric gives {len(names)} reward functions "
+            f"({', '.join(names)})"
+        )
+    judge_rubric = {**rubric, "criteria": judged} if judged else None
+    weights = [float(w) for w in reward_weights] if reward_weights is not None else [round(w, 6) for w in derived]
+    return RewardPlan(rubric, names, weights, ruled, judge_rubric)
+
+
+def _rule_name(key: str) -> str:
+    return f"rule_{key}"  # keys are slugs (a-z, 0-9, _ and -): one segment of TRL's rewards/<name>/mean
+
+
+def completion_text(completion) -> str:
+    """The completion's text, conversational (a list of messages) or standard (a string)."""
+    return completion[-1]["content"] if isinstance(completion, list) else str(completion)
+
+
+def rule_reward(criterion: dict) -> Callable:
+    spec, low, high = criterion["rule"], criterion["scale_min"], criterion["scale_max"]
+
+    def reward(prompts, completions, **kwargs) -> list[float]:
+        return [(rules.score_rule(spec, completion_text(c), low, high) - low) / (high - low) for c in completions]
+
+    reward.__name__ = _rule_name(criterion["key"])
+    return reward
+
+
+def judge_reward(judge_rubric: dict, backend, *, concurrency: int) -> Callable:
+    """An async reward function: TRL runs it on its own event loop; the blocking judge calls run
+    on a pool of `concurrency` threads (the Triton backend keeps one client per thread)."""
+    from inference.backends.base import JudgeRequest
+
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge")
+    criteria = scoring.criteria_of(judge_rubric)
+
+    def score(prompt, completion) -> float | None:
+        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
+        request = JudgeRequest(rubric=judge_rubric, messages=messages, completion=completion_text(completion))
+        try:
+            return scoring.overall(criteria, backend.judge(request).scores)
+        except (InferenceError, scoring.ScoresInvalid):
+            return None
+
+    async def judge(prompts, completions, **kwargs) -> list[float | None]:
+        loop = asyncio.get_running_loop()
+        calls = [loop.run_in_executor(pool, score, p, c) for p, c in zip(prompts, completions, strict=True)]
+        return list(await asyncio.gather(*calls))
+
+    judge.__name__ = JUDGE
+    return judge
+
+
+def build(reward_plan: RewardPlan, *, triton_url: str | None, concurrency: int, backend=None) -> list[Callable]:
+    """The reward functions, in the plan's order (its names and weights)."""
+    funcs = [rule_reward(c) for c in reward_plan.rule_criteria]
+    if reward_plan.judge_rubric is not None:
+        if backend is None:
+            from inference.backends.triton import TritonBackend
+
+            backend = TritonBackend(triton_url)
+        funcs.append(judge_reward(reward_plan.judge_rubric, backend, concurrency=concurrency))
+    return funcs

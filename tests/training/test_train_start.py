@@ -1,0 +1,144 @@
+"""Asking for a train run: everything checkable is checked before anything is queued, and a
+refusal names the field and creates nothing (no run, no half-registered version)."""
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+
+from labelling.access import tokens
+from labelling.datasets import services as dataset_services
+from labelling.datasets.storage import dataset_path
+from labelling.models import GeneratorVersion, PipelineRun
+from labelling.training import services as training_services
+
+
+@pytest.fixture
+def versions(world, media):
+    def build(kind, rubric="voice"):
+        return dataset_services.dataset_build(
+            dataset="mira", kind=kind, filter={"runs": [world["run"].pk], **({"rubric": rubric} if rubric else {})}
+        )
+
+    return {
+        "grpo": build("grpo_prompts"),
+        "dpo": build("dpo"),
+        "sft": build("sft"),
+        "bare": build("grpo_prompts", None),
+    }
+
+
+def _counts():
+    return PipelineRun.objects.filter(kind="train").count(), GeneratorVersion.objects.count()
+
+
+def _refused(field: str, **kwargs) -> str:
+    before = _counts()
+    with pytest.raises(ValidationError) as caught:
+        training_services.train_start(enqueue=False, **kwargs)
+    assert _counts() == before
+    assert field in caught.value.message_dict, caught.value.message_dict
+    return " ".join(caught.value.message_dict[field])
+
+
+def test_a_train_run_registers_the_version_it_will_make(versions):
+    run, created = training_services.train_start(
+        dataset_version=versions["grpo"], method="grpo", params={"steps": 3}, enqueue=False
+    )
+    assert created and run.kind == "train" and run.status == "queued" and run.total_items == 3
+    version = GeneratorVersion.objects.get(train_run=run)
+    assert (version.number, version.parent.number, version.status, version.method) == (2, 1, "training", "grpo")
+    assert version.dataset_version == versions["grpo"] and not version.is_current
+    # The defaults that decide the outcome are recorded, not left to the trainer's.
+    training = run.params["training"]
+    assert training["steps"] == 3 and training["beta"] > 0 and training["num_generations"] >= 2
+    assert {"loss_type", "scale_rewards", "learning_rate"} <= set(training)
+    assert version.config == training
+    assert run.params["rubric_spec"]["slug"] == "voice" and run.params["dataset"] == "mira@1"
+
+
+def test_the_same_idempotency_key_returns_the_same_run(versions):
+    first, created = training_services.train_start(
+        dataset_version=versions["sft"], method="sft", idempotency_key="k1", enqueue=False
+    )
+    again, created_again = training_services.train_start(
+        dataset_version=versions["sft"], method="sft", idempotency_key="k1", enqueue=False
+    )
+    assert created and not created_again and first.pk == again.pk
+    assert GeneratorVersion.objects.filter(method="sft").count() == 1
+
+
+def test_a_dataset_of_the_wrong_kind_is_refused(versions):
+    message = _refused("dataset", dataset_version=versions["dpo"], method="grpo")
+    assert "is a dpo version; grpo trains on a grpo_prompts version" in message
+    assert "sft trains on a sft version" in _refused("dataset", dataset_version=versions["grpo"], method="sft")
+
+
+def test_a_corrupt_or_missing_dataset_file_is_refused(versions):
+    path = dataset_path(versions["dpo"])
+    path.write_text(path.read_text() + "{not json\n")
+    assert "no longer matches its sha256" in _refused("dataset", dataset_version=versions["dpo"], method="dpo")
+    path.unlink()
+    assert "is missing" in _refused("dataset", dataset_version=versions["dpo"], method="dpo")
+
+
+def test_a_version_that_does_not_exist_or_is_not_ready_is_refused(versions):
+    assert "there is no version 9" in _refused(
+        "from_version", dataset_version=versions["sft"], method="sft", from_version=9
+    )
+    GeneratorVersion.objects.create(number=5, status="failed", error="broken")
+    assert "is failed, not ready" in _refused(
+        "from_version", dataset_version=versions["sft"], method="sft", from_version=5
+    )
+
+
+def test_grpo_needs_a_rubric_with_a_criterion_to_reward(versions, world):
+    assert "records no rubric" in _refused("rubric", dataset_version=versions["bare"], method="grpo")
+    criterion = world["rubric"].criteria.get()
+    criterion.weight = 0
+    criterion.save()
+    message = _refused("rubric", dataset_version=versions["bare"], method="grpo", rubric=world["rubric"])
+    assert "no criterion with a weight above 0" in message
+
+
+def test_unknown_or_out_of_range_settings_are_refused(versions):
+    assert "warmup" in _refused("params", dataset_version=versions["sft"], method="sft", params={"warmup": 3})
+    assert "steps" in _refused("params", dataset_version=versions["sft"], method="sft", params={"steps": 0})
+    assert "beta" in _refused("params", dataset_version=versions["grpo"], method="grpo", params={"beta": -1})
+
+
+def test_the_train_command_refuses_bad_names_clearly(versions):
+    with pytest.raises(CommandError, match="expected NAME@N"):
+        call_command("train", "--dataset", "mira", "--method", "sft")
+    with pytest.raises(CommandError, match="there is no version 7 of dataset 'mira'"):
+        call_command("train", "--dataset", "mira@7", "--method", "sft")
+    with pytest.raises(CommandError, match="dataset: mira v1 is a grpo_prompts version; dpo trains on a dpo version"):
+        call_command("train", "--dataset", "mira@1", "--method", "dpo")
+    assert _counts() == (0, 1)
+
+
+def test_the_api_queues_a_train_run_and_refuses_bad_ones(
+    versions, client, admin_user, django_capture_on_commit_callbacks
+):
+    headers = {"Authorization": f"Bearer {tokens.token_create(user=admin_user, name='tests')[1]}"}
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post(
+            "/api/runs",
+            {"kind": "train", "dataset": "mira@3", "method": "sft", "training": {"steps": 2}},
+            content_type="application/json",
+            headers=headers,
+        )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["kind"], body["status"], body["trains_version"], body["total_items"]) == ("train", "queued", 2, 2)
+    for payload, field in (
+        ({"kind": "train", "method": "sft"}, "dataset"),
+        ({"kind": "train", "dataset": "mira@3"}, "method"),
+        ({"kind": "train", "dataset": "mira@99", "method": "sft"}, "dataset"),
+        ({"kind": "train", "dataset": "mira@3", "method": "sft", "training": {"nope": 1}}, "params"),
+        ({"kind": "train", "dataset": "mira@3", "method": "sft", "from_version": 4}, "from_version"),
+    ):
+        with django_capture_on_commit_callbacks(execute=False):
+            response = client.post("/api/runs", payload, content_type="application/json", headers=headers)
+        assert response.status_code == 400, (payload, response.content)
+        assert field in response.json()["errors"], response.json()
+    assert _counts() == (1, 2)
