@@ -12,7 +12,7 @@
   folder (the 0.6B-shaped model: `python -m inference.build_model --preset qwen3-0.6b-shape
   --keep-hf --output data/models/qwen3-0.6b-shape`, then pass its hf/).
 
-    python bench/bench_train.py [--steps 40] [--trials 2] [--export-hf DIR]
+    python bench/bench_train.py [--steps 40] [--trials 3] [--export-hf DIR]
 """
 
 from __future__ import annotations
@@ -158,6 +158,12 @@ def plain_trial(version, params: dict, work: Path) -> dict:
     return {"train_wall_s": wall, **json.loads(out.stdout.strip().splitlines()[-1])}
 
 
+def _resolved(steps: int) -> dict:
+    from inference.training.config import resolve
+
+    return resolve("grpo", {"steps": steps})
+
+
 def export_other(hf_dir: Path) -> dict:
     """Convert + check + load another model's weights as a version, timed."""
     from inference import version_export
@@ -173,7 +179,7 @@ def export_other(hf_dir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--trials", type=int, default=2)
+    parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--export-hf", type=Path, help="also time the export of this Hugging Face folder")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -181,9 +187,14 @@ def main() -> None:
     try:
         version = dataset()
         product, plain = [], []
-        for trial in range(args.trials):
-            product.append(product_trial(version, args.steps))
-            plain.append(plain_trial(version, product[-1]["params"], data_dir / f"plain-{trial}"))
+        params = None
+        for trial in range(args.trials):  # alternating which goes first: neither always gets a cold cache
+            if trial % 2 == 0:
+                product.append(product_trial(version, args.steps))
+                params = product[-1]["params"]
+            plain.append(plain_trial(version, params or _resolved(args.steps), data_dir / f"plain-{trial}"))
+            if trial % 2 == 1:
+                product.append(product_trial(version, args.steps))
         p_wall = statistics.median(t["train_wall_s"] for t in product)
         b_wall = statistics.median(t["train_wall_s"] for t in plain)
         print(

@@ -55,16 +55,19 @@ def worker_env(triton_url: str, *, stale_after_s: int = STALE_AFTER_S) -> dict[s
 
 
 class Consumer:
-    """A real huey consumer process (`manage.py run_huey`), in its own session."""
+    """A real huey consumer process (`manage.py run_huey`, or another consumer command such as
+    `run_train_worker`), in its own session."""
 
-    def __init__(self, env: dict, log: Path):
-        self.env, self.log = env, log
+    def __init__(
+        self, env: dict, log: Path, command: tuple[str, ...] = ("run_huey", "--workers", "2", "--worker-type", "thread")
+    ):
+        self.env, self.log, self.command = env, log, command
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Consumer:
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "run_huey", "--workers", "2", "--worker-type", "thread"],
+                [sys.executable, "manage.py", *self.command],
                 cwd=ROOT,
                 env=self.env,
                 stdout=out,

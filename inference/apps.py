@@ -9,10 +9,10 @@ class InferenceConfig(AppConfig):
 
     def ready(self) -> None:
         # The one seam labelling reaches the model side through: runs it starts are queued
-        # on huey here, and the dashboard's health fragment reads this backend.
+        # on huey here (train runs on their own queue), and the dashboard's health fragment reads this backend.
         from inference.backends import get_backend
-        from inference.tasks import execute_run
+        from inference.train_queue import queue_run
         from inference.training.config import resolve
         from labelling.runs import executor
 
-        executor.register(enqueue=execute_run, health=lambda: get_backend().health(), train_params=resolve)
+        executor.register(enqueue=queue_run, health=lambda: get_backend().health(), train_params=resolve)

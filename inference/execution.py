@@ -48,15 +48,14 @@ def run_claim(*, run_id: int, stale_after_s: int = RUN_STALE_AFTER_S) -> Pipelin
     return PipelineRun.objects.get(pk=run_id)
 
 
-def runs_stale(*, stale_after_s: int = RUN_STALE_AFTER_S) -> list[int]:
+def runs_stale(*, stale_after_s: int = RUN_STALE_AFTER_S, train: bool = False) -> list[int]:
     """Running runs whose worker stopped beating, to be taken over (a cancelled one is not:
-    `runs_stale_cancelled_finish` ends those)."""
+    `runs_stale_cancelled_finish` ends those): train runs with `train`, the others without
+    (each queue's consumers look after their own)."""
     stale = timezone.now() - timedelta(seconds=stale_after_s)
-    return list(
-        PipelineRun.objects.filter(
-            status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale, cancel_requested=False
-        ).values_list("pk", flat=True)
-    )
+    runs = PipelineRun.objects.filter(status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale, cancel_requested=False)
+    runs = runs.filter(kind=PipelineRun.Kind.TRAIN) if train else runs.exclude(kind=PipelineRun.Kind.TRAIN)
+    return list(runs.values_list("pk", flat=True))
 
 
 def runs_stale_cancelled_finish(*, stale_after_s: int = RUN_STALE_AFTER_S) -> list[int]:

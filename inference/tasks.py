@@ -15,6 +15,7 @@ from inference import execution
 from inference.backends import get_backend
 from inference.dispatch import TaskManager
 from inference.pipelines import RunContext, run_items
+from inference.train_queue import queue_run
 from labelling.models import PipelineRun
 from labelling.runs import services as run_services
 
@@ -24,9 +25,11 @@ log = logging.getLogger(__name__)
 @db_task(retries=0)
 def execute_run(run_id: int) -> str:
     if PipelineRun.objects.filter(pk=run_id, kind=PipelineRun.Kind.TRAIN).exists():
-        from inference import train_runs  # the trainer itself runs in a child process
+        # Queued here by an older message: train runs belong to the training consumers.
+        from inference.train_queue import execute_train
 
-        return train_runs.execute(run_id)
+        execute_train(run_id)
+        return "handed to the train queue"
     return execute(run_id)
 
 
@@ -97,7 +100,7 @@ def resume_stale_runs() -> list[int]:
     stale = execution.runs_stale(stale_after_s=settings.RUN_STALE_AFTER_S)
     for run_id in stale:
         log.warning("run %s lost its worker; resuming", run_id)
-        execute_run(run_id)
+        queue_run(run_id)
     resumed = resume_after_outage()
     return stale + resumed
 

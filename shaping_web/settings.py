@@ -205,6 +205,8 @@ JUDGE_MODEL_DIR = envpath("JUDGE_MODEL_DIR", GENERATOR_MODEL_DIR)
 TRITON_REPOSITORY = envpath("TRITON_REPOSITORY", DATA_DIR / "triton" / "repository")
 
 # --- training -----------------------------------------------------------------
+# Train runs at once per training consumer (`manage.py run_train_worker`; their own queue).
+TRAIN_WORKERS = envint("TRAIN_WORKERS", 1, minimum=1)
 # A train run's trainer runs as a child process of the worker, with this interpreter: the
 # project's own by default (`pip install -e '.[train]'`), or a separate training environment.
 TRAIN_PYTHON = os.environ.get("TRAIN_PYTHON", sys.executable)

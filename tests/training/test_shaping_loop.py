@@ -21,6 +21,8 @@ from tests.pipelines.conftest import Consumer, wait_for, wait_until, worker_env
 from tests.training.conftest import dataset, generated
 from tests.triton_fixture import start_triton
 
+TRAIN_WORKER = ("run_train_worker",)
+
 pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
@@ -125,16 +127,17 @@ def test_a_checkpoint_that_fails_to_convert_fails_its_version_and_v1_keeps_servi
 
 
 def test_a_worker_killed_mid_training_resumes_from_its_checkpoint(aria, versioned_triton, settings, tmp_path):
-    """A real huey consumer trains; it is SIGKILLed (its trainer with it) after the checkpoint at
-    step 10; the next consumer's watchdog takes the run over and the trainer goes on from step 10."""
+    """A real training consumer (`run_train_worker`, the train runs' own queue) trains; it is
+    SIGKILLed (its trainer with it) after the checkpoint at step 10; the next training consumer's
+    watchdog takes the run over and the trainer goes on from the checkpoint."""
     judged = generated(aria, aria["train"], version=1, group_size=4)
     env = {**worker_env(versioned_triton.url), "TRITON_REPOSITORY": str(settings.TRITON_REPOSITORY)}
     env["DATA_DIR"] = str(settings.DATA_DIR)
     env["MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
-    from huey.contrib.djhuey import HUEY
+    from inference.train_queue import TRAIN_HUEY
 
-    HUEY.flush()
-    first = Consumer(env, tmp_path / "huey-1.log").start()
+    TRAIN_HUEY.flush()
+    first = Consumer(env, tmp_path / "train-1.log", TRAIN_WORKER).start()
     try:
         run, _ = training_services.train_start(
             dataset_version=dataset("sft", judged),
@@ -148,9 +151,9 @@ def test_a_worker_killed_mid_training_resumes_from_its_checkpoint(aria, versione
         assert run.status == "running" and killed_at < 60
     finally:
         first.kill()
-    second = Consumer(env, tmp_path / "huey-2.log").start()
+    second = Consumer(env, tmp_path / "train-2.log", TRAIN_WORKER).start()
     try:
-        run = wait_for(run, {"succeeded", "failed", "partial", "cancelled"}, 240, tmp_path / "huey-2.log")
+        run = wait_for(run, {"succeeded", "failed", "partial", "cancelled"}, 240, tmp_path / "train-2.log")
     finally:
         second.stop()
     version = GeneratorVersion.objects.get(train_run=run)

@@ -142,3 +142,17 @@ def test_the_api_queues_a_train_run_and_refuses_bad_ones(
         assert response.status_code == 400, (payload, response.content)
         assert field in response.json()["errors"], response.json()
     assert _counts() == (1, 2)
+
+
+def test_train_runs_go_to_their_own_queue(versions, django_capture_on_commit_callbacks):
+    from huey.contrib.djhuey import HUEY
+
+    from inference.train_queue import TRAIN_HUEY
+
+    HUEY.flush()
+    TRAIN_HUEY.flush()
+    with django_capture_on_commit_callbacks(execute=True):
+        training_services.train_start(dataset_version=versions["sft"], method="sft")
+    assert (TRAIN_HUEY.pending_count(), HUEY.pending_count()) == (1, 0)
+    assert TRAIN_HUEY.name == f"{HUEY.name}-train"
+    TRAIN_HUEY.flush()

@@ -46,6 +46,7 @@ class Command(BaseCommand):
         manage = [sys.executable, "manage.py"]
         children += [
             Child("huey", [*manage, "run_huey", "--logfile", str(settings.DATA_DIR / "huey.log")]),
+            Child("train", [*manage, "run_train_worker"]),
             Child("web", [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "shaping_web.asgi:application"]),
         ]
         self._serve_processes(Supervisor(children), host, port)
@@ -80,8 +81,12 @@ class Command(BaseCommand):
         supervisor.start()
         supervisor.run_in_background()
         autodiscover_modules("tasks")
+        from inference.train_queue import TRAIN_HUEY
+
         consumer = HUEY.create_consumer(workers=settings.HUEY_WORKERS, worker_type="thread")
         consumer.start()  # its signal handlers are replaced by daphne's below
+        trainer = TRAIN_HUEY.create_consumer(workers=settings.TRAIN_WORKERS, worker_type="thread")
+        trainer.start()
         self._announce(host, port)
         try:
             Server(
@@ -89,6 +94,9 @@ class Command(BaseCommand):
                 endpoints=build_endpoint_description_strings(host=host, port=port),
             ).run()  # until SIGINT / SIGTERM
         finally:
+            # A training round is not waited for: its trainer dies with this process and the
+            # next start's watchdog resumes the run from its last checkpoint.
+            trainer.stop(graceful=False)
             consumer.stop(graceful=True)
             supervisor.stop()
 

@@ -1,0 +1,78 @@
+"""Train runs' own queue: only training consumers (`manage.py run_train_worker`) take from it,
+so a GPU host can train against the shared PostgreSQL and Redis while CPU hosts keep serving
+review, and a long training round never holds a pipeline worker.
+
+The queue is a second huey instance named `<HUEY name>-train`, on the same Redis (or, on the
+embedded defaults, a SQLite file beside huey's). `queue_run` is how every run is queued (the
+executor seam and the watchdog): train runs here, the others on the pipeline queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from django.db import close_old_connections
+from huey import RedisHuey, SqliteHuey, crontab
+
+from inference import execution
+from labelling.models import PipelineRun
+
+
+def _make():
+    config = settings.HUEY
+    name = f"{config['name']}-train"
+    if config.get("huey_class") == "huey.RedisHuey":
+        return RedisHuey(name, url=config["url"], immediate=config.get("immediate", False))
+    path = Path(config["filename"])
+    return SqliteHuey(
+        name, filename=str(path.with_name(f"{path.stem}-train{path.suffix}")), immediate=config.get("immediate", False)
+    )
+
+
+TRAIN_HUEY = _make()
+log = logging.getLogger(__name__)
+
+
+@TRAIN_HUEY.task(retries=0)
+def execute_train(run_id: int) -> str:
+    from inference import train_runs  # the trainer itself runs in a child process
+
+    close_old_connections()
+    try:
+        return train_runs.execute(run_id)
+    finally:
+        close_old_connections()
+
+
+@TRAIN_HUEY.periodic_task(crontab(minute="*"))
+def resume_stale_train_runs() -> list[int]:
+    """The training consumers' own watchdog, every minute and soon after one starts: a train run
+    whose worker died (no heartbeat) is queued again, and its trainer resumes from its last
+    checkpoint. (Cancelled ones whose worker died are ended by the pipeline watchdog.)"""
+    close_old_connections()
+    try:
+        stale = execution.runs_stale(stale_after_s=settings.RUN_STALE_AFTER_S, train=True)
+        for run_id in stale:
+            log.warning("train run %s lost its worker; resuming from its last checkpoint", run_id)
+            execute_train(run_id)
+        return stale
+    finally:
+        close_old_connections()
+
+
+@TRAIN_HUEY.on_startup()
+def _check_for_orphans_soon() -> None:
+    # A training consumer that just started may be replacing one that died mid-round.
+    resume_stale_train_runs.schedule(delay=settings.RUN_STALE_AFTER_S + 1)
+
+
+def queue_run(run_id: int) -> None:
+    """Queue a run for the workers that take its kind."""
+    from inference.tasks import execute_run
+
+    if PipelineRun.objects.filter(pk=run_id, kind=PipelineRun.Kind.TRAIN).exists():
+        execute_train(run_id)
+    else:
+        execute_run(run_id)
