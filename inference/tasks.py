@@ -16,8 +16,9 @@ from inference.backends import get_backend
 from inference.dispatch import TaskManager
 from inference.pipelines import RunContext, run_items
 from inference.train_queue import queue_run
-from labelling.models import PipelineRun
+from labelling.models import GeneratorVersion, PipelineRun
 from labelling.runs import services as run_services
+from labelling.training import services as training_services
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,13 @@ def resume_stale_runs() -> list[int]:
     again (at most `execution.AUTO_RESUMES` times)."""
     for run_id in execution.runs_stale_cancelled_finish(stale_after_s=settings.RUN_STALE_AFTER_S):
         log.warning("run %s was cancelled and lost its worker; it ends as cancelled", run_id)
+        version = GeneratorVersion.objects.filter(train_run_id=run_id, status=GeneratorVersion.Status.TRAINING).first()
+        if version is not None:  # its version must not stay "training" for ever
+            training_services.version_status(
+                version=version,
+                status=GeneratorVersion.Status.FAILED,
+                error=f"cancelled, and its worker died; resume run #{run_id} to continue from its last checkpoint",
+            )
     stale = execution.runs_stale(stale_after_s=settings.RUN_STALE_AFTER_S)
     for run_id in stale:
         log.warning("run %s lost its worker; resuming", run_id)

@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 
 from django.conf import settings
-from django.db import close_old_connections
 from huey import RedisHuey, SqliteHuey, crontab
+from huey.contrib.djhuey import close_db
 
 from inference import execution
 from labelling.models import PipelineRun
@@ -35,31 +35,35 @@ TRAIN_HUEY = _make()
 log = logging.getLogger(__name__)
 
 
-@TRAIN_HUEY.task(retries=0)
+def _db_task(decorator):
+    """A task of this queue that uses the database: connections closed around it, as djhuey's
+    db_task does, and `call_local` the plain function (tests call it inside their transaction)."""
+
+    def wrap(fn):
+        task = decorator(close_db(fn))
+        task.call_local = fn
+        return task
+
+    return wrap
+
+
+@_db_task(TRAIN_HUEY.task(retries=0))
 def execute_train(run_id: int) -> str:
     from inference import train_runs  # the trainer itself runs in a child process
 
-    close_old_connections()
-    try:
-        return train_runs.execute(run_id)
-    finally:
-        close_old_connections()
+    return train_runs.execute(run_id)
 
 
-@TRAIN_HUEY.periodic_task(crontab(minute="*"))
+@_db_task(TRAIN_HUEY.periodic_task(crontab(minute="*")))
 def resume_stale_train_runs() -> list[int]:
     """The training consumers' own watchdog, every minute and soon after one starts: a train run
     whose worker died (no heartbeat) is queued again, and its trainer resumes from its last
     checkpoint. (Cancelled ones whose worker died are ended by the pipeline watchdog.)"""
-    close_old_connections()
-    try:
-        stale = execution.runs_stale(stale_after_s=settings.RUN_STALE_AFTER_S, train=True)
-        for run_id in stale:
-            log.warning("train run %s lost its worker; resuming from its last checkpoint", run_id)
-            execute_train(run_id)
-        return stale
-    finally:
-        close_old_connections()
+    stale = execution.runs_stale(stale_after_s=settings.RUN_STALE_AFTER_S, train=True)
+    for run_id in stale:
+        log.warning("train run %s lost its worker; resuming from its last checkpoint", run_id)
+        execute_train(run_id)
+    return stale
 
 
 @TRAIN_HUEY.on_startup()

@@ -14,6 +14,7 @@ import ctypes
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import threading
@@ -128,6 +129,15 @@ def _child_config(run: PipelineRun, version: GeneratorVersion, work: Path) -> di
     }
 
 
+def trainer_command(config_path: Path) -> list[str]:
+    """`python -m inference.training CONFIG`, or through TRAIN_LAUNCH (e.g. `accelerate launch
+    --multi_gpu --num_processes 4`) on a host with several accelerators."""
+    launch = shlex.split(settings.TRAIN_LAUNCH)
+    if launch:
+        return [*launch, "-m", "inference.training", str(config_path)]
+    return [settings.TRAIN_PYTHON, "-m", "inference.training", str(config_path)]
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
@@ -138,7 +148,7 @@ def _train(run: PipelineRun, mine: int, config_path: Path, work: Path, cancelled
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     with open(stderr_path, "ab") as stderr:
         child = subprocess.Popen(
-            [settings.TRAIN_PYTHON, "-m", "inference.training", str(config_path)],
+            trainer_command(config_path),
             stdout=subprocess.PIPE,
             stderr=stderr,
             cwd=settings.BASE_DIR,

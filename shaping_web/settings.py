@@ -210,6 +210,9 @@ TRAIN_WORKERS = envint("TRAIN_WORKERS", 1, minimum=1)
 # A train run's trainer runs as a child process of the worker, with this interpreter: the
 # project's own by default (`pip install -e '.[train]'`), or a separate training environment.
 TRAIN_PYTHON = os.environ.get("TRAIN_PYTHON", sys.executable)
+# A launcher for the trainer instead, e.g. "accelerate launch --multi_gpu --num_processes 4"
+# on a host with 4 GPUs (its arguments, then `-m inference.training CONFIG` are appended).
+TRAIN_LAUNCH = os.environ.get("TRAIN_LAUNCH", "")
 # Seconds a converted version may take to load in Triton and answer its check generation.
 VERSION_LOAD_TIMEOUT_S = envfloat("VERSION_LOAD_TIMEOUT_S", 300.0)
 

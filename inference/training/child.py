@@ -121,7 +121,10 @@ def latest_checkpoint(checkpoints_dir: Path) -> tuple[int, Path] | None:
 
 def main(argv: list[str] | None = None) -> int:
     clock = time.monotonic()
-    events = Events(_take_stdout())
+    protocol = _take_stdout()
+    # Under a multi-process launcher (accelerate launch --num_processes N) only the main
+    # process speaks the protocol; the others train in step with it, silently.
+    events = Events(protocol if int(os.environ.get("RANK", "0")) == 0 else open(os.devnull, "w"))  # noqa: SIM115
     os.environ.update(OFFLINE)
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -252,7 +255,10 @@ def train(
     began = time.monotonic()
     trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
     seconds = time.monotonic() - began
-    save_final(trainer.model, run, merge=p["lora"])
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():  # one writer of the final folder
+        save_final(trainer.accelerator.unwrap_model(trainer.model), run, merge=p["lora"])
+    trainer.accelerator.wait_for_everyone()
     step = trainer.state.global_step
     done_here = step - (resume[0] if resume else 0)
     return {

@@ -4,7 +4,9 @@ loads it beside version 1 without a restart, and version 2 earns a higher reward
 version 1 on prompts it never trained on, with the same seeds and sampling."""
 
 import statistics
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from django.db.models import Avg
@@ -190,3 +192,20 @@ def test_cancel_stops_training_at_the_next_step_and_resume_goes_on(aria, version
     run.refresh_from_db()
     assert run.params["resumed_from"] == [stopped_at]  # the trainer saved where it stopped
     assert GeneratorVersion.objects.get(pk=version.pk).status == "ready"
+
+
+def test_the_trainer_runs_under_an_accelerate_launcher(aria, versioned_triton, settings):
+    """TRAIN_LAUNCH puts a launcher in front of the trainer (on a GPU host: `accelerate launch
+    --multi_gpu --num_processes N`); here accelerate's CPU launch of one process."""
+    judged = generated(aria, aria["train"], version=1, group_size=4)
+    settings.TRAIN_LAUNCH = (
+        f"{sys.executable} -m accelerate.commands.launch --cpu --num_processes 1 --num_machines 1 "
+        "--mixed_precision no --dynamo_backend no"
+    )
+    run, _ = training_services.train_start(
+        dataset_version=dataset("sft", judged), method="sft", params={"steps": 3}, enqueue=False
+    )
+    assert train_runs.trainer_command(Path("c.json"))[1:3] == ["-m", "accelerate.commands.launch"]
+    assert train_runs.execute(run.pk) == "succeeded"
+    assert GeneratorVersion.objects.get(train_run=run).status == "ready"
+    assert list(run.training_steps.values_list("step", flat=True)) == [1, 2, 3]

@@ -156,3 +156,40 @@ def test_train_runs_go_to_their_own_queue(versions, django_capture_on_commit_cal
     assert (TRAIN_HUEY.pending_count(), HUEY.pending_count()) == (1, 0)
     assert TRAIN_HUEY.name == f"{HUEY.name}-train"
     TRAIN_HUEY.flush()
+
+
+def _stale_running(run, settings, **fields):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    PipelineRun.objects.filter(pk=run.pk).update(
+        status="running", heartbeat_at=timezone.now() - timedelta(seconds=settings.RUN_STALE_AFTER_S + 5), **fields
+    )
+
+
+def test_a_stale_train_run_is_resumed_by_the_training_watchdog_only(versions, settings):
+    from huey.contrib.djhuey import HUEY
+
+    from inference import tasks, train_queue
+
+    run, _ = training_services.train_start(dataset_version=versions["sft"], method="sft", enqueue=False)
+    _stale_running(run, settings)
+    HUEY.flush()
+    train_queue.TRAIN_HUEY.flush()
+    assert tasks.resume_stale_runs.call_local() == []  # the pipeline watchdog leaves it to the trainers
+    assert train_queue.resume_stale_train_runs.call_local() == [run.pk]
+    assert (train_queue.TRAIN_HUEY.pending_count(), HUEY.pending_count()) == (1, 0)
+    train_queue.TRAIN_HUEY.flush()
+
+
+def test_a_train_run_cancelled_while_its_worker_died_fails_its_version(versions, settings):
+    from inference import tasks
+
+    run, _ = training_services.train_start(dataset_version=versions["sft"], method="sft", enqueue=False)
+    _stale_running(run, settings, cancel_requested=True)
+    tasks.resume_stale_runs.call_local()
+    run.refresh_from_db()
+    version = GeneratorVersion.objects.get(train_run=run)
+    assert run.status == "cancelled"
+    assert version.status == "failed" and f"resume run #{run.pk}" in version.error
