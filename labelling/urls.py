@@ -22,6 +22,7 @@ urlpatterns = [
     path("runs/<int:run_id>/resume", run_views.run_resume, name="run_resume"),
     path("runs/<int:run_id>/curve", training_views.training_curve, name="training_curve"),
     path("models/", generator_views.model_versions, name="model_versions"),
+    path("models/train", training_views.train_new, name="train_new"),
     path("review/", review_views.review_queue, name="review_queue"),
     path("stats/", review_views.stats, name="stats"),
     path("sheets/<int:generation_id>/appearance.glb", character_views.sheet_appearance, name="sheet_appearance"),

@@ -9,17 +9,31 @@ from django.views.decorators.http import require_GET
 
 from labelling.access.decorators import admin_required
 from labelling.generators import selectors
+from labelling.models import DatasetVersion, GeneratorVersion
 from labelling.training import charts
 from labelling.training import selectors as training_selectors
+
+TRAINABLE = (DatasetVersion.Kind.GRPO_PROMPTS, DatasetVersion.Kind.DPO, DatasetVersion.Kind.SFT)
 
 
 @require_GET
 @admin_required
 def model_versions(request: HttpRequest) -> HttpResponse:
+    return model_versions_page(request)
+
+
+def model_versions_page(request: HttpRequest, *, train_form=None, train_errors=None, status: int = 200) -> HttpResponse:
     versions = list(selectors.generator_versions())
     for v in versions:  # each trained version's curve, as a sparkline: reward if it has one, else loss
         lines = (
             charts.curve_lines(training_selectors.training_curve(v.train_run_id), 160, 36, 2) if v.train_run_id else []
         )
         v.curve = lines[0] if lines else None
-    return render(request, "generators/list.html", {"versions": versions})
+    context = {
+        "versions": versions,
+        "ready": [v for v in versions if v.status == GeneratorVersion.Status.READY],
+        "datasets": DatasetVersion.objects.filter(kind__in=TRAINABLE).order_by("dataset", "-number")[:200],
+        "train_form": train_form or {},
+        "train_errors": train_errors or {},
+    }
+    return render(request, "generators/list.html", context, status=status)

@@ -1,14 +1,19 @@
-"""The training curve fragment: the run page polls it while a train run runs."""
+"""The training curve fragment (the run page polls it while a train run runs) and the form that
+starts a train run (on /models/)."""
 
 from __future__ import annotations
 
+from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
+from labelling import errors
 from labelling.access.decorators import admin_required
-from labelling.models import PipelineRun
-from labelling.training import charts, selectors
+from labelling.generators import views as generator_views
+from labelling.models import DatasetVersion, PipelineRun
+from labelling.training import charts, selectors, services
 
 
 @require_GET
@@ -27,3 +32,43 @@ def training_context(run: PipelineRun) -> dict:
         "last": curve[-1] if curve else None,
         "lines": charts.curve_lines(curve),
     }
+
+
+@require_POST
+@admin_required
+def train_new(request: HttpRequest) -> HttpResponse:
+    """The "Train a new version" form of /models/: a train run, or the form again with the
+    refusal under the field it blames."""
+    form = request.POST
+    try:
+        dataset = _dataset(form.get("dataset", ""))
+        params = {}
+        if form.get("steps"):
+            if not form["steps"].isdigit():
+                raise ValidationError({"steps": "a whole number is required"})
+            params["steps"] = int(form["steps"])
+        if form.get("lora") == "on":
+            params["lora"] = True
+        from_version = form.get("from_version") or None
+        if from_version is not None and not from_version.isdigit():
+            raise ValidationError({"from_version": "a version number is required"})
+        run, _ = services.train_start(
+            dataset_version=dataset,
+            method=form.get("method", ""),
+            params=params,
+            from_version=int(from_version) if from_version else None,
+            created_by=request.user,
+            idempotency_key=form.get("idempotency_key") or None,
+        )
+    except ValidationError as exc:
+        return generator_views.model_versions_page(
+            request, train_form=form, train_errors=errors.validation_fields(exc), status=400
+        )
+    messages.success(request, f"Run #{run.pk} trains version {run.params['version']}.")
+    return redirect("run_detail", run_id=run.pk)
+
+
+def _dataset(pk: str) -> DatasetVersion:
+    if not pk.isdigit() or (version := DatasetVersion.objects.filter(pk=int(pk)).first()) is None:
+        raise ValidationError({"dataset": "choose a dataset version"})
+    return version

@@ -193,3 +193,23 @@ def test_a_train_run_cancelled_while_its_worker_died_fails_its_version(versions,
     version = GeneratorVersion.objects.get(train_run=run)
     assert run.status == "cancelled"
     assert version.status == "failed" and f"resume run #{run.pk}" in version.error
+
+
+def test_the_models_page_starts_a_train_run_and_shows_refusals_under_their_field(versions, admin_client):
+    page = admin_client.get("/models/").content.decode()
+    assert 'id="train-form"' in page and "mira@3 · SFT messages" in page
+    response = admin_client.post("/models/train", {"dataset": versions["dpo"].pk, "method": "grpo"})
+    assert response.status_code == 400
+    assert "is a dpo version; grpo trains on a grpo_prompts version" in response.content.decode()
+    assert _counts() == (0, 1)
+    response = admin_client.post(
+        "/models/train",
+        {"dataset": versions["sft"].pk, "method": "sft", "steps": "3", "lora": "on", "idempotency_key": "f1"},
+    )
+    run = PipelineRun.objects.get(kind="train")
+    assert response.status_code == 302 and response["Location"] == f"/runs/{run.pk}/"
+    assert run.params["training"]["steps"] == 3 and run.params["training"]["lora"] is True
+    admin_client.post("/models/train", {"dataset": versions["sft"].pk, "method": "sft", "idempotency_key": "f1"})
+    assert _counts() == (1, 2)  # a double submit starts one run
+    detail = admin_client.get(f"/runs/{run.pk}/").content.decode()
+    assert "Trains" in detail and "No step logged yet" in detail and 'hx-trigger="every 2s"' in detail
