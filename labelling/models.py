@@ -667,6 +667,37 @@ class TrainingStep(models.Model):
         return f"run #{self.run_id} step {self.step}"
 
 
+class Evaluation(models.Model):
+    """A candidate generator version against a baseline (its parent by default) on the same
+    prompts: k completions of each per prompt with the same seeds and sampling, every one judged
+    on one rubric. Two generate runs do the work (one pinned to each version); the comparison
+    is computed from their judgments once both have finished (labelling.evaluation)."""
+
+    candidate = models.ForeignKey(GeneratorVersion, on_delete=models.PROTECT, related_name="evaluations_as_candidate")
+    baseline = models.ForeignKey(GeneratorVersion, on_delete=models.PROTECT, related_name="evaluations_as_baseline")
+    prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="evaluations")
+    rubric = models.ForeignKey(Rubric, on_delete=models.PROTECT, related_name="evaluations")
+    completions_per_prompt = models.PositiveSmallIntegerField(default=4)
+    sampling = models.JSONField(default=dict, blank=True, help_text="The same for both sides, seed included.")
+    candidate_run = models.OneToOneField(PipelineRun, on_delete=models.PROTECT, related_name="evaluation_as_candidate")
+    baseline_run = models.OneToOneField(PipelineRun, on_delete=models.PROTECT, related_name="evaluation_as_baseline")
+    judge = models.JSONField(
+        default=dict, blank=True, help_text="What scored it: the rubric version and the sha256 of its spec, the judge."
+    )
+    result = models.JSONField(null=True, blank=True, help_text="The comparison, once both runs have finished.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(candidate=F("baseline")), name="evaluation_two_versions"),
+        ]
+
+    def __str__(self) -> str:
+        return f"evaluation #{self.pk}: v{self.candidate.number} vs v{self.baseline.number}"
+
+
 class ApiToken(models.Model):
     """A bearer token for the JSON API. Only its sha256 is stored; the token is shown once."""
 

@@ -4,6 +4,7 @@ from django.urls import path
 
 from labelling import views
 from labelling.characters import views as character_views
+from labelling.evaluation import views as evaluation_views
 from labelling.generators import views as generator_views
 from labelling.review import views as review_views
 from labelling.runs import views as run_views
@@ -23,6 +24,7 @@ urlpatterns = [
     path("runs/<int:run_id>/curve", training_views.training_curve, name="training_curve"),
     path("models/", generator_views.model_versions, name="model_versions"),
     path("models/train", training_views.train_new, name="train_new"),
+    path("evaluations/<int:evaluation_id>/", evaluation_views.evaluation_detail, name="evaluation_detail"),
     path("review/", review_views.review_queue, name="review_queue"),
     path("stats/", review_views.stats, name="stats"),
     path("sheets/<int:generation_id>/appearance.glb", character_views.sheet_appearance, name="sheet_appearance"),

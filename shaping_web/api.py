@@ -11,7 +11,17 @@ from django.core.exceptions import ValidationError
 from ninja import NinjaAPI
 from ninja.errors import ValidationError as BodyInvalid
 
-from labelling.api import catalogue, characters, common, datasets, generations, judgments, model_versions, runs
+from labelling.api import (
+    catalogue,
+    characters,
+    common,
+    datasets,
+    evaluations,
+    generations,
+    judgments,
+    model_versions,
+    runs,
+)
 from labelling.catalogue.importers import ImportFailed
 from labelling.datasets.storage import DatasetCorrupt
 
@@ -31,6 +41,7 @@ for router in (
     judgments.router,
     datasets.router,
     model_versions.router,
+    evaluations.router,
     common.fallback,  # last: it answers any path the routers above do not claim
 ):
     api.add_router("", router)

@@ -1,5 +1,6 @@
 """Generator versions over the API: list the lineage (any token), make a ready version the
-current one (an admin's token; also how a rollback is done). Training one is not here yet."""
+current one (an admin's token; also how a rollback is done). Training one is a run: `POST /runs`
+with `kind: "train"`."""
 
 from datetime import datetime
 

@@ -3,6 +3,7 @@ and the rubric whose weights give the rewards."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +13,7 @@ from django.db.models import Q
 from labelling.generators.weights import GENERATOR_MODEL
 from labelling.models import (
     Group,
+    Prompt,
     Rubric,
 )
 
@@ -29,6 +31,10 @@ class DatasetFilter:
     min_human_reviews: int = 0
     exclude_flagged: bool = True
     min_margin: float = 0.1  # pairs: smallest reward gap that makes a pair
+    # The share of prompts held out of the version (by a hash of the prompt: the same prompts
+    # whatever else the filter selects, and on every rebuild): training never sees them, and an
+    # evaluation of a version trained on it uses them by default.
+    held_out: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict) -> DatasetFilter:
@@ -49,6 +55,7 @@ class DatasetFilter:
             "min_human_reviews": (int,),
             "exclude_flagged": (bool,),
             "min_margin": (int, float),
+            "held_out": (int, float),
         }
         for name, types in checks.items():
             if name in values and (
@@ -70,6 +77,8 @@ class DatasetFilter:
                     datetime.fromisoformat(values[name])
                 except ValueError:
                     raise ValidationError({name: "must be an ISO date or datetime"}) from None
+        if not 0 <= values.get("held_out", 0) < 1:
+            raise ValidationError({"held_out": "a share from 0 (none) up to, not including, 1"})
         if values.get("min_human_reviews", 0) < 0 or values.get("min_margin", 0.1) < 0:
             raise ValidationError({"filter": "min_human_reviews and min_margin must not be negative"})
         return cls(**values)
@@ -92,7 +101,29 @@ def rubric_for(f: DatasetFilter) -> Rubric | None:
     return rubric
 
 
-def groups_for(f: DatasetFilter):
+def prompt_bucket(prompt_set_slug: str, external_id: str) -> float:
+    """Where a prompt falls in [0, 1): a hash of its set and id, so a split never moves."""
+    digest = hashlib.sha256(f"{prompt_set_slug}/{external_id}".encode()).hexdigest()
+    return int(digest[:12], 16) / 16**12
+
+
+def held_out_prompt_ids(f: DatasetFilter, groups) -> list[int]:
+    """The prompts of `groups` that the filter's held-out share keeps out."""
+    if not f.held_out:
+        return []
+    prompts = Prompt.objects.filter(groups__in=groups).distinct().values_list("pk", "prompt_set__slug", "external_id")
+    return [pk for pk, slug, external_id in prompts if prompt_bucket(slug, external_id) < f.held_out]
+
+
+def groups_for(f: DatasetFilter, *, held_out: bool = True):
+    """The groups the filter selects; with `held_out` False, the held-out prompts' groups too."""
+    groups = _selected(f)
+    if f.held_out and held_out:
+        groups = groups.exclude(prompt_id__in=held_out_prompt_ids(f, groups))
+    return groups
+
+
+def _selected(f: DatasetFilter):
     q = Q()
     if f.character:
         q &= Q(character__slug=f.character)

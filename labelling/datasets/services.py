@@ -10,12 +10,14 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from labelling.datasets.filters import DatasetFilter, rubric_for
+from labelling.datasets.filters import DatasetFilter, groups_for, held_out_prompt_ids, rubric_for
 from labelling.datasets.formats import FORMATS, rows_for
 from labelling.datasets.rewards import REWARD_POLICY
 from labelling.datasets.storage import write_rows
 from labelling.models import (
     DatasetVersion,
+    Prompt,
+    PromptSet,
 )
 
 
@@ -64,3 +66,42 @@ def dataset_build(*, dataset: str, kind: str, filter: dict | None = None, create
         raise ValidationError({"dataset": "could not take a version number; try again"})
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def dataset_held_out_prompt_set(*, version: DatasetVersion) -> PromptSet:
+    """The prompts a version held out, as a prompt set of their own (made once, named
+    `<dataset>-v<N>-held-out`): what an evaluation of a version trained on it runs on."""
+    f = DatasetFilter.from_dict(version.filter or {})
+    if not f.held_out:
+        raise ValidationError(
+            {"dataset": f"{version.dataset} v{version.number} holds no prompts out: build it with a held_out share"}
+        )
+    slug = f"{version.dataset}-v{version.number}-held-out"[:80]
+    with transaction.atomic():
+        prompt_set, created = PromptSet.objects.get_or_create(
+            slug=slug,
+            defaults={
+                "name": f"{version.dataset} v{version.number}, held out",
+                "description": f"The {f.held_out:.0%} of prompts dataset {version.dataset} v{version.number} kept out of training.",
+            },
+        )
+        if created:
+            held = held_out_prompt_ids(f, groups_for(f, held_out=False))
+            prompts = (
+                Prompt.objects.filter(pk__in=held)
+                .select_related("prompt_set")
+                .order_by("prompt_set__slug", "order", "pk")
+            )
+            Prompt.objects.bulk_create(
+                Prompt(
+                    prompt_set=prompt_set,
+                    external_id=f"{p.prompt_set.slug}/{p.external_id}"[:120],
+                    messages=p.messages,
+                    metadata={**p.metadata, "held_out_from": p.pk},
+                    order=i,
+                )
+                for i, p in enumerate(prompts)
+            )
+    if not prompt_set.prompts.exists():
+        raise ValidationError({"dataset": f"{version.dataset} v{version.number} held out no prompt (too few prompts)"})
+    return prompt_set

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 
 from labelling.access.decorators import admin_required
 from labelling.generators import selectors
-from labelling.models import DatasetVersion, GeneratorVersion
+from labelling.models import DatasetVersion, Evaluation, GeneratorVersion
 from labelling.training import charts
 from labelling.training import selectors as training_selectors
 
@@ -33,6 +33,7 @@ def model_versions_page(request: HttpRequest, *, train_form=None, train_errors=N
         "versions": versions,
         "ready": [v for v in versions if v.status == GeneratorVersion.Status.READY],
         "datasets": DatasetVersion.objects.filter(kind__in=TRAINABLE).order_by("dataset", "-number")[:200],
+        "evaluations": Evaluation.objects.select_related("candidate", "baseline", "prompt_set")[:20],
         "train_form": train_form or {},
         "train_errors": train_errors or {},
     }

@@ -33,6 +33,8 @@ OPERATIONS = {
     ("get", "/api/datasets/{dataset}/{number}/download"): "dataset_download",
     ("get", "/api/model-versions"): "model_version_list",
     ("post", "/api/model-versions/{number}/current"): "model_version_make_current",
+    ("post", "/api/evaluations"): "evaluation_create",
+    ("get", "/api/evaluations/{evaluation_id}"): "evaluation_detail",
 }
 
 # Those a reviewer's token may call (every write, the judgments and the datasets need an admin's).

@@ -14,7 +14,9 @@ from django.db.models import Avg
 from inference import served_versions, train_runs, version_export
 from inference.backends import reset_backend
 from inference.model_repository import repository_versions
+from inference.tasks import execute
 from inference.triton_server import model_versions_ready
+from labelling.evaluation import services as evaluation_services
 from labelling.models import Generation, GeneratorVersion, Judgment, PipelineRun, TrainingStep
 from labelling.runs import services as run_services
 from labelling.training import selectors as training_selectors
@@ -70,19 +72,32 @@ def test_grpo_trains_a_version_that_says_her_name_more_and_triton_serves_it_besi
     assert [row["step"] for row in curve] == list(range(1, 41))
     assert statistics.mean(r["reward_mean"] for r in curve[-5:]) > statistics.mean(r["reward_mean"] for r in curve[:5])
 
-    # Held-out prompts, the same seeds and sampling: v1 as it was, v2 pinned.
-    held_v1 = generated(aria, aria["held_out"], version=1, group_size=4, seed=11)
-    held_v2 = generated(aria, aria["held_out"], version=2, group_size=4, seed=11)
-    made_by = set(
-        Generation.objects.filter(group__run=held_v2).values_list("model_version__generator__number", flat=True)
+    # Did it win? An evaluation on held-out prompts: the same seeds and sampling for v1 and v2.
+    evaluation = evaluation_services.evaluation_start(
+        candidate=2,
+        prompt_set=aria["held_out"],
+        rubric=aria["rubric"],
+        character=aria["character"],
+        completions_per_prompt=4,
+        seed=11,
+        sampling={"max_tokens": 16, "temperature": 1.0},
+        enqueue=False,
     )
-    assert made_by == {2}
-    assert set(
-        Generation.objects.filter(group__run=held_v1).values_list("model_version__generator__number", flat=True)
-    ) == {1}
-    v1_reward, v2_reward = statistics.mean(_rewards(held_v1)), statistics.mean(_rewards(held_v2))
-    assert len(_rewards(held_v2)) == 32
-    assert v2_reward > v1_reward, (v1_reward, v2_reward)
+    assert evaluation.baseline.number == 1  # its parent
+    for side in (evaluation.candidate_run, evaluation.baseline_run):
+        assert execute(side.pk) == "succeeded"
+    made_by = {
+        run: set(Generation.objects.filter(group__run=run).values_list("model_version__generator__number", flat=True))
+        for run in (evaluation.candidate_run, evaluation.baseline_run)
+    }
+    assert made_by == {evaluation.candidate_run: {2}, evaluation.baseline_run: {1}}
+    result = evaluation_services.evaluation_finish(evaluation=evaluation).result
+    assert result["prompts"] == 8 and len(_rewards(evaluation.candidate_run)) == 32
+    assert result["reward"]["candidate"]["estimate"] > result["reward"]["baseline"]["estimate"], result["reward"]
+    assert result["reward"]["delta"]["estimate"] > 0 and result["win_rate"]["estimate"] > 0.5, result
+    assert result["win_rate"]["low"] <= result["win_rate"]["estimate"] <= result["win_rate"]["high"]
+    page = admin_client.get(f"/evaluations/{evaluation.pk}/").content.decode()
+    assert 'id="evaluation-result"' in page and "bootstrap interval over prompts" in page
 
     # The pages that show it: the lineage with each version's curve, the run with its chart.
     lineage = admin_client.get("/models/").content.decode()

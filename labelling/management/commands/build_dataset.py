@@ -31,6 +31,13 @@ class Command(BaseCommand):
         parser.add_argument("--generator-version", type=int, metavar="N", help="only completions of model version N")
         parser.add_argument("--include-flagged", action="store_true")
         parser.add_argument("--min-margin", type=float, default=0.1, help="pairs: smallest reward gap")
+        parser.add_argument(
+            "--held-out",
+            type=float,
+            default=0.0,
+            metavar="SHARE",
+            help="keep this share of prompts out (by a hash of the prompt; evaluations use them)",
+        )
         parser.add_argument("--after", help="groups created at or after (ISO date)")
         parser.add_argument("--before", help="groups created before (ISO date)")
         parser.add_argument("--compare", nargs=2, type=int, metavar=("OLD", "NEW"), help="compare two versions")
@@ -60,6 +67,7 @@ class Command(BaseCommand):
             "generator_version": o["generator_version"],
             "exclude_flagged": not o["include_flagged"],
             "min_margin": o["min_margin"],
+            "held_out": o["held_out"],
             "created_after": o["after"],
             "created_before": o["before"],
         }

@@ -1,0 +1,115 @@
+"""Evaluations over the API: compare a version with a baseline (its parent by default) on a
+prompt set, and read the comparison once both sides have run."""
+
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from ninja import Field, Path, Router, Schema, Status
+
+from labelling.api.catalogue import rubric_named
+from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, Error, admin_required
+from labelling.evaluation import selectors, services
+from labelling.models import Character, PromptSet
+from labelling.models import Evaluation as EvaluationRow
+
+router = Router(tags=["evaluations"])
+
+
+class EvaluationIn(Schema):
+    candidate: int = Field(..., ge=1, le=MAX_NUMBER, description="the version to judge")
+    baseline: int | None = Field(None, ge=1, le=MAX_NUMBER, description="default: the candidate's parent")
+    prompt_set: str | None = Field(
+        None, max_length=80, description="prompt set slug (default: the prompts the candidate's dataset held out)"
+    )
+    rubric: str = Field(..., max_length=80, description="rubric slug (latest version); it scores both sides")
+    character: str | None = Field(
+        None, max_length=80, description="whose persona leads the prompts (default: the prompt set's last run's)"
+    )
+    completions_per_prompt: int = Field(4, ge=1, le=16)
+    seed: int = Field(services.DEFAULT_SEED, ge=0, le=2**31 - 1)
+    max_tokens: int = Field(services.DEFAULT_SAMPLING["max_tokens"], ge=1, le=4096)
+
+
+class Evaluation(Schema):
+    id: int
+    candidate: int
+    baseline: int
+    prompt_set: str
+    rubric: str
+    completions_per_prompt: int
+    sampling: dict
+    candidate_run: int
+    baseline_run: int
+    judge: dict
+    status: str = Field(description="running, done or stopped (a side failed or was cancelled)")
+    result: dict | None = Field(description="the comparison once both sides have run (docs/training.md)")
+    created_at: datetime
+
+    @staticmethod
+    def resolve_candidate(obj) -> int:
+        return obj.candidate.number
+
+    @staticmethod
+    def resolve_baseline(obj) -> int:
+        return obj.baseline.number
+
+    @staticmethod
+    def resolve_prompt_set(obj) -> str:
+        return obj.prompt_set.slug
+
+    @staticmethod
+    def resolve_rubric(obj) -> str:
+        return f"{obj.rubric.slug}@v{obj.rubric.version}"
+
+    @staticmethod
+    def resolve_candidate_run(obj) -> int:
+        return obj.candidate_run_id
+
+    @staticmethod
+    def resolve_baseline_run(obj) -> int:
+        return obj.baseline_run_id
+
+    @staticmethod
+    def resolve_status(obj) -> str:
+        return selectors.evaluation_status(obj)
+
+
+@router.post("/evaluations", response={201: Evaluation, 400: Error, **ADMIN}, operation_id="evaluation_create")
+def evaluation_create(request: HttpRequest, body: EvaluationIn):
+    """Queue both sides: k completions per prompt from each version, the same seeds and sampling."""
+    admin_required(request)
+    prompt_set = None
+    if body.prompt_set is not None:
+        prompt_set = PromptSet.objects.filter(slug=body.prompt_set).first()
+        if prompt_set is None:
+            raise ValidationError({"prompt_set": f"no prompt set {body.prompt_set!r}"})
+    character = None
+    if body.character is not None:
+        character = Character.objects.filter(slug=body.character).first()
+        if character is None:
+            raise ValidationError({"character": f"no character {body.character!r}"})
+    evaluation = services.evaluation_start(
+        character=character,
+        candidate=body.candidate,
+        baseline=body.baseline,
+        prompt_set=prompt_set,
+        rubric=rubric_named(body.rubric),
+        completions_per_prompt=body.completions_per_prompt,
+        seed=body.seed,
+        sampling={"max_tokens": body.max_tokens},
+        created_by=request.user,
+    )
+    return Status(201, evaluation)
+
+
+@router.get(
+    "/evaluations/{evaluation_id}", response={200: Evaluation, 404: Error, **ADMIN}, operation_id="evaluation_detail"
+)
+def evaluation_detail(request: HttpRequest, evaluation_id: int = Path(..., ge=1, le=MAX_ID)):
+    """One evaluation; its result appears once both runs have finished. An admin's token: the
+    answers are shown with the version that wrote them (reviewers compare them blind)."""
+    admin_required(request)
+    evaluation = get_object_or_404(EvaluationRow, pk=evaluation_id)
+    return services.evaluation_finish(evaluation=evaluation)

@@ -1,0 +1,93 @@
+"""Starting an evaluation: both sides queued with the same seeds and sampling, refusals that
+name the field and create nothing; the comparison from the judges' scores once both ran."""
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+
+from labelling.evaluation import services
+from labelling.models import Evaluation, GeneratorVersion, PipelineRun, PromptSet
+from labelling.runs import services as run_services
+
+
+@pytest.fixture
+def v2(world):
+    return GeneratorVersion.objects.create(
+        number=2, parent_id=GeneratorVersion.objects.get(number=1).pk, status="ready"
+    )
+
+
+def _start(world, **kwargs):
+    return services.evaluation_start(
+        prompt_set=PromptSet.objects.get(slug="keeper"), rubric=world["rubric"], enqueue=False, **kwargs
+    )
+
+
+def test_both_sides_run_the_same_prompts_with_the_same_seed_and_sampling(world, v2):
+    evaluation = _start(world, candidate=2, completions_per_prompt=3, seed=5)
+    assert (evaluation.candidate.number, evaluation.baseline.number) == (2, 1)  # the parent by default
+    cand, base = evaluation.candidate_run, evaluation.baseline_run
+    assert (cand.params["generator_version"], base.params["generator_version"]) == (2, 1)
+    assert cand.params["sampling"] == base.params["sampling"] and cand.params["sampling"]["seed"] == 5
+    assert cand.group_size == base.group_size == 3 and cand.rubric == base.rubric == world["rubric"]
+    assert cand.character.slug == "mira"  # the prompt set's last run's character
+    assert evaluation.judge["rubric"] == "voice@v1" and len(evaluation.judge["rubric_sha256"]) == 64
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "message"),
+    [
+        ({"candidate": 7}, "candidate", "there is no version 7"),
+        ({"candidate": 1}, "baseline", "has no parent"),
+        ({"candidate": 2, "baseline": 2}, "baseline", "another version"),
+        ({"candidate": 2, "completions_per_prompt": 0}, "completions_per_prompt", "between 1 and 16"),
+    ],
+)
+def test_refusals_name_the_field_and_create_nothing(world, v2, kwargs, field, message):
+    runs = PipelineRun.objects.count()
+    with pytest.raises(ValidationError) as caught:
+        _start(world, **kwargs)
+    assert message in " ".join(caught.value.message_dict[field])
+    assert (PipelineRun.objects.count(), Evaluation.objects.count()) == (runs, 0)
+
+
+def test_the_comparison_appears_once_both_sides_finished(world, v2, admin_client):
+    evaluation = _start(world, candidate=2, completions_per_prompt=3)
+    assert services.evaluation_finish(evaluation=evaluation).result is None
+    assert "comparison appears here" in admin_client.get(f"/evaluations/{evaluation.pk}/").content.decode()
+    # Both sides "ran": copy the fixture's judged completions in (baseline) and better ones (candidate).
+    from labelling.models import Judgment
+
+    judge = run_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    for run, scores in ((evaluation.candidate_run, [5, 5, 4]), (evaluation.baseline_run, [1, 3, 5])):
+        for prompt in PromptSet.objects.get(slug="keeper").prompts.all():
+            group = run_services.group_for(run=run, prompt=prompt)
+            for index, score in enumerate(scores):
+                g = run_services.generation_record(
+                    group=group, index=index, messages=[], model_version=None, run=run, raw_text="word " * (index + 1)
+                )
+                run_services.judgment_record(
+                    generation=g,
+                    rubric=world["rubric"],
+                    source=Judgment.Source.JUDGE,
+                    scores={"voice": score},
+                    run=run,
+                    model_version=judge,
+                )
+        PipelineRun.objects.filter(pk=run.pk).update(status="succeeded")
+    evaluation.refresh_from_db()
+    result = services.evaluation_finish(evaluation=evaluation).result
+    assert (result["prompts"], result["wins"], result["losses"]) == (2, 2, 0)
+    assert result["reward"]["delta"]["estimate"] == pytest.approx((14 - 9) / 3 / 4)
+    assert set(result["criteria"]) == {"voice"}
+    page = admin_client.get(f"/evaluations/{evaluation.pk}/").content.decode()
+    assert "<strong>2</strong> won" in page and 'class="win-rate"' in page
+    models_page = admin_client.get("/models/").content.decode()
+    assert f'href="/evaluations/{evaluation.pk}/"' in models_page
+
+
+def test_the_evaluate_command_refuses_unknown_names(world, v2):
+    with pytest.raises(CommandError, match="no prompt set 'nope'"):
+        call_command("evaluate", "--candidate", "2", "--prompt-set", "nope", "--rubric", "voice")
+    with pytest.raises(CommandError, match="baseline: the baseline must be another version"):
+        call_command("evaluate", "--candidate", "2", "--baseline", "2", "--prompt-set", "keeper", "--rubric", "voice")
