@@ -13,6 +13,7 @@ from django.db.models import Avg
 
 from inference import served_versions, train_runs, version_export
 from inference.backends import reset_backend
+from inference.management.commands.evaluate import report
 from inference.model_repository import repository_versions
 from inference.tasks import execute
 from inference.triton_server import model_versions_ready
@@ -92,6 +93,7 @@ def test_grpo_trains_a_version_that_says_her_name_more_and_triton_serves_it_besi
     }
     assert made_by == {evaluation.candidate_run: {2}, evaluation.baseline_run: {1}}
     result = evaluation_services.evaluation_finish(evaluation=evaluation).result
+    print("\n".join(report(result)))  # the figures, for the record (pytest -s)
     assert result["prompts"] == 8 and len(_rewards(evaluation.candidate_run)) == 32
     assert result["reward"]["candidate"]["estimate"] > result["reward"]["baseline"]["estimate"], result["reward"]
     assert result["reward"]["delta"]["estimate"] > 0 and result["win_rate"]["estimate"] > 0.5, result
