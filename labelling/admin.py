@@ -25,6 +25,7 @@ from labelling.catalogue.schemas import RubricIn
 from labelling.datasets import selectors as dataset_selectors
 from labelling.datasets import services as dataset_services
 from labelling.datasets import storage
+from labelling.evaluation import selectors as evaluation_selectors
 from labelling.generators import services as generator_services
 from labelling.models import (
     ApiToken,
@@ -222,16 +223,24 @@ class GeneratorVersionAdmin(admin.ModelAdmin):
     list_display = ["__str__", "number", "parent", "method", "dataset_version", "status", "is_current", "created_at"]
     list_filter = ["model_name", "status", "method"]
     list_select_related = ["parent", "dataset_version"]
-    actions = ["make_current", "retire"]
+    actions = ["make_current", "make_current_anyway", "retire"]
 
     def get_readonly_fields(self, request, obj=None):
         fixed = ["is_current", "created_at", "updated_at"]
         return [*fixed, "model_name", "number", "parent", "weights_sha256"] if obj else fixed
 
     @admin.action(description="Make the selected version current (or roll back to it)")
-    def make_current(self, request, queryset):
+    def make_current(self, request, queryset, *, confirmed: bool = False):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to make current.", messages.ERROR)
+            return
+        unconfirmed = evaluation_selectors.needs_confirmation(queryset.get())
+        if unconfirmed and not confirmed:
+            self.message_user(
+                request,
+                f'{unconfirmed}. Choose "Make current although not marked better" to confirm.',
+                messages.WARNING,
+            )
             return
         try:
             version = generator_services.generator_version_make_current(version=queryset.get())
@@ -239,6 +248,10 @@ class GeneratorVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "; ".join(exc.messages), messages.ERROR)
             return
         self.message_user(request, f"{version} is current.", messages.SUCCESS)
+
+    @admin.action(description="Make current although not marked better than its parent (confirm)")
+    def make_current_anyway(self, request, queryset):
+        self.make_current(request, queryset, confirmed=True)
 
     @admin.action(description="Retire the selected versions (runs pinned to them fail)")
     def retire(self, request, queryset):

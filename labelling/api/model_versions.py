@@ -6,11 +6,12 @@ from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest
-from ninja import Path, Router, Schema, Status
+from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.pagination import paginate
 
 from labelling import errors
 from labelling.api.common import ADMIN, MAX_NUMBER, READ, Error, Pages, admin_required
+from labelling.evaluation import selectors as evaluation_selectors
 from labelling.generators import selectors as generator_selectors
 from labelling.generators import services as generator_services
 
@@ -30,6 +31,15 @@ class GeneratorVersion(Schema):
     error: str
     is_current: bool
     created_at: datetime
+    against_parent: dict | None = Field(
+        None,
+        description="its latest evaluation against its parent: win rate with its interval, prompts, reward and "
+        "per-criterion differences, and the verdict (better: the interval lies above 0.5; worse: below; undecided)",
+    )
+
+    @staticmethod
+    def resolve_against_parent(obj) -> dict | None:
+        return evaluation_selectors.figures(evaluation_selectors.against_parent([obj]).get(obj.pk))
 
     @staticmethod
     def resolve_parent(obj) -> int | None:
@@ -51,18 +61,39 @@ def model_version_list(request: HttpRequest):
     return generator_selectors.generator_versions()
 
 
+@router.get(
+    "/model-versions/{number}",
+    response={200: GeneratorVersion, 404: Error, **READ},
+    operation_id="model_version_detail",
+)
+def model_version_detail(request: HttpRequest, number: int = Path(..., ge=1, le=MAX_NUMBER)):
+    """One version, with its evaluation against its parent."""
+    version = generator_selectors.generator_versions().filter(number=number).first()
+    if version is None:
+        raise Http404(f"no model version {number}")
+    return version
+
+
 @router.post(
     "/model-versions/{number}/current",
     response={200: GeneratorVersion, 404: Error, 409: Error, **ADMIN},
     operation_id="model_version_make_current",
 )
-def model_version_make_current(request: HttpRequest, number: int = Path(..., ge=1, le=MAX_NUMBER)):
+def model_version_make_current(
+    request: HttpRequest,
+    number: int = Path(..., ge=1, le=MAX_NUMBER),
+    confirm: bool = Query(False, description="make it current although it is not marked better than its parent"),
+):
     """Make a ready version current: runs that pin no version generate with it from now on.
-    A version that is not ready is a 409 saying what it is."""
+    A version that is not ready is a 409 saying what it is; so is a version that is not marked
+    better than its parent (not evaluated, undecided or worse) unless `confirm=true`."""
     admin_required(request)
     version = generator_selectors.generator_versions().filter(number=number).first()
     if version is None:
         raise Http404(f"no model version {number}")
+    unconfirmed = evaluation_selectors.needs_confirmation(version)
+    if unconfirmed and not confirm:
+        return Status(409, {"detail": f"{unconfirmed}; send confirm=true to make it current anyway"})
     try:
         version = generator_services.generator_version_make_current(version=version)
     except ValidationError as exc:

@@ -46,9 +46,11 @@ def _side(run: PipelineRun, rubric_id: int) -> dict[int, dict]:
     sides: dict[int, dict] = defaultdict(
         lambda: {"rewards": [], "lengths": [], "criteria": defaultdict(list), "texts": []}
     )
+    unscored = 0
     for g in generations:
         if not g.judged:
-            continue  # a completion the judge could not score takes no part (the run lists it as failed)
+            unscored += 1  # the judge could not score it: it takes no part, and is counted
+            continue
         judgment = g.judged[0]
         side = sides[g.group.prompt_id]
         side["rewards"].append(judgment.overall)
@@ -58,14 +60,19 @@ def _side(run: PipelineRun, rubric_id: int) -> dict[int, dict]:
             c = s.criterion
             span = (c.scale_max - c.scale_min) or 1
             side["criteria"][c.key].append((s.score - c.scale_min) / span)
+    sides = dict(sides)
+    sides[UNSCORED] = unscored
     return sides
 
 
-def evaluation_pairs(evaluation: Evaluation) -> list[PromptPair]:
-    cand = _side(evaluation.candidate_run, evaluation.rubric_id)
-    base = _side(evaluation.baseline_run, evaluation.rubric_id)
+UNSCORED = -1  # the key under which _side counts the completions left unscored
+
+
+def evaluation_pairs(evaluation: Evaluation, cand: dict | None = None, base: dict | None = None) -> list[PromptPair]:
+    cand = cand if cand is not None else _side(evaluation.candidate_run, evaluation.rubric_id)
+    base = base if base is not None else _side(evaluation.baseline_run, evaluation.rubric_id)
     pairs = []
-    for prompt_id in sorted(set(cand) & set(base)):
+    for prompt_id in sorted((set(cand) & set(base)) - {UNSCORED}):
         c, b = cand[prompt_id], base[prompt_id]
         pairs.append(
             PromptPair(
@@ -82,14 +89,84 @@ def evaluation_pairs(evaluation: Evaluation) -> list[PromptPair]:
 
 
 def evaluation_compare(evaluation: Evaluation) -> dict:
-    """The comparison, with the worst regressions' answers side by side (the first of each side)."""
-    result = compare(evaluation_pairs(evaluation))
+    """The comparison over what succeeded, with what did not counted beside it (completions the
+    judge could not score, prompts with no scored completion on one side or both), and the
+    worst regressions' answers side by side (the first of each side)."""
     cand = _side(evaluation.candidate_run, evaluation.rubric_id)
     base = _side(evaluation.baseline_run, evaluation.rubric_id)
+    result = compare(evaluation_pairs(evaluation, cand, base))
     prompts = dict(evaluation.prompt_set.prompts.values_list("pk", "external_id"))
+    result["failures"] = {
+        "unscored_completions": {"candidate": cand[UNSCORED], "baseline": base[UNSCORED]},
+        "prompts_left_out": len(prompts) - result["prompts"],
+        "prompts_total": len(prompts),
+    }
     for row in result["worst_regressions"]:
         prompt_id = int(row["key"])
         row["prompt"] = prompts.get(prompt_id, row["key"])
         row["candidate_text"] = cand[prompt_id]["texts"][0][:2000]
         row["baseline_text"] = base[prompt_id]["texts"][0][:2000]
     return result
+
+
+def verdict(result: dict | None) -> str | None:
+    """better: the win rate's interval lies above 0.5; worse: below; undecided otherwise; None
+    without a finished comparison."""
+    if not result or not result.get("prompts"):
+        return None
+    win = result["win_rate"]
+    if win["low"] > 0.5:
+        return "better"
+    if win["high"] < 0.5:
+        return "worse"
+    return "undecided"
+
+
+def against_parent(versions) -> dict[int, Evaluation]:
+    """Each version's latest finished evaluation against its parent: {version pk: evaluation}."""
+    found: dict[int, Evaluation] = {}
+    pks = [v.pk for v in versions if v.parent_id]
+    evaluations = (
+        Evaluation.objects.filter(candidate_id__in=pks, result__isnull=False)
+        .select_related("candidate", "baseline")
+        .order_by("created_at")
+    )
+    for e in evaluations:
+        if e.baseline_id == e.candidate.parent_id:
+            found[e.candidate_id] = e  # the latest wins
+    return found
+
+
+def figures(evaluation: Evaluation | None) -> dict | None:
+    """The few numbers a lineage shows for a version's evaluation against its parent."""
+    if evaluation is None:
+        return None
+    r = evaluation.result
+    return {
+        "evaluation": evaluation.pk,
+        "baseline": evaluation.baseline.number,
+        "prompts": r["prompts"],
+        "win_rate": r["win_rate"],
+        "reward_delta": r["reward"]["delta"],
+        "reward_candidate": r["reward"]["candidate"]["estimate"],
+        "reward_baseline": r["reward"]["baseline"]["estimate"],
+        "criteria": r["criteria"],
+        "verdict": verdict(r),
+    }
+
+
+def needs_confirmation(version) -> str | None:
+    """Why making `version` current should be confirmed (it is not marked better than its
+    parent), or None (it is, or it has no parent: a rollback to the first version)."""
+    if version.parent_id is None:
+        return None
+    f = figures(against_parent([version]).get(version.pk))
+    if f is None:
+        return f"version {version.number} has not been evaluated against its parent (v{version.parent.number})"
+    if f["verdict"] != "better":
+        w = f["win_rate"]
+        return (
+            f"version {version.number} is {f['verdict']} against v{f['baseline']}: win rate {w['estimate']:.3f} "
+            f"[{w['low']:.3f}, {w['high']:.3f}] over {f['prompts']} prompts"
+        )
+    return None

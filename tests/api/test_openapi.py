@@ -32,6 +32,7 @@ OPERATIONS = {
     ("get", "/api/datasets/{dataset}/{number}"): "dataset_detail",
     ("get", "/api/datasets/{dataset}/{number}/download"): "dataset_download",
     ("get", "/api/model-versions"): "model_version_list",
+    ("get", "/api/model-versions/{number}"): "model_version_detail",
     ("post", "/api/model-versions/{number}/current"): "model_version_make_current",
     ("post", "/api/evaluations"): "evaluation_create",
     ("get", "/api/evaluations/{evaluation_id}"): "evaluation_detail",
@@ -46,6 +47,7 @@ READABLE_BY_A_REVIEWER = {
     "run_detail",
     "generation_list",
     "model_version_list",
+    "model_version_detail",
 }
 
 # Where a 404 or a 409 is possible beyond what the path's shape implies.
@@ -114,4 +116,4 @@ def test_a_reviewer_token_is_refused_exactly_where_the_document_says(client, sch
         response = client.get(url, query, headers=headers) if method == "get" else client.post(url, headers=headers)
         assert (response.status_code == 403) == ("403" in operation["responses"]), (method, path, response.status_code)
         checked += 1
-    assert checked == 15
+    assert checked == 17

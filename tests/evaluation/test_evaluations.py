@@ -84,6 +84,15 @@ def test_the_comparison_appears_once_both_sides_finished(world, v2, admin_client
     assert "<strong>2</strong> won" in page and 'class="win-rate"' in page
     models_page = admin_client.get("/models/").content.decode()
     assert f'href="/evaluations/{evaluation.pk}/"' in models_page
+    # The lineage marks it: its win rate's interval lies above 0.5.
+    assert 'class="verdict verdict-better"' in models_page and 'id="reward-by-version"' in models_page
+    from labelling.evaluation import selectors
+
+    assert selectors.needs_confirmation(v2) is None  # better: made current without a question
+    GeneratorVersion.objects.create(number=3, parent=v2, status="ready")
+    assert "has not been evaluated against its parent (v2)" in selectors.needs_confirmation(
+        GeneratorVersion.objects.get(number=3)
+    )
 
 
 def test_the_evaluate_command_refuses_unknown_names(world, v2):
@@ -91,3 +100,59 @@ def test_the_evaluate_command_refuses_unknown_names(world, v2):
         call_command("evaluate", "--candidate", "2", "--prompt-set", "nope", "--rubric", "voice")
     with pytest.raises(CommandError, match="baseline: the baseline must be another version"):
         call_command("evaluate", "--candidate", "2", "--baseline", "2", "--prompt-set", "keeper", "--rubric", "voice")
+
+
+def test_completions_the_judge_could_not_score_are_counted_not_dropped_silently(world, v2, admin_client):
+    from labelling.models import Judgment
+
+    evaluation = _start(world, candidate=2, completions_per_prompt=2)
+    judge = run_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    prompts = list(PromptSet.objects.get(slug="keeper").prompts.order_by("pk"))
+    for run in (evaluation.candidate_run, evaluation.baseline_run):
+        for n, prompt in enumerate(prompts):
+            group = run_services.group_for(run=run, prompt=prompt)
+            for index in range(2):
+                g = run_services.generation_record(
+                    group=group, index=index, messages=[], model_version=None, run=run, raw_text="an answer"
+                )
+                # The candidate's first prompt: the judge answered prose both times.
+                if run == evaluation.candidate_run and n == 0:
+                    run_services.judgment_record_failure(
+                        generation=g,
+                        rubric=world["rubric"],
+                        run=run,
+                        model_version=judge,
+                        raw_output="prose",
+                        error="unparseable",
+                    )
+                    continue
+                run_services.judgment_record(
+                    generation=g,
+                    rubric=world["rubric"],
+                    source=Judgment.Source.JUDGE,
+                    scores={"voice": 3},
+                    run=run,
+                    model_version=judge,
+                )
+        PipelineRun.objects.filter(pk=run.pk).update(status="partial")
+    evaluation.refresh_from_db()
+    result = services.evaluation_finish(evaluation=evaluation).result
+    assert result["prompts"] == 1 and result["ties"] == 1
+    assert result["failures"] == {
+        "unscored_completions": {"candidate": 2, "baseline": 0},
+        "prompts_left_out": 1,
+        "prompts_total": 2,
+    }
+    page = admin_client.get(f"/evaluations/{evaluation.pk}/").content.decode()
+    assert 'id="evaluation-failures"' in page and "1 of 2 prompts" in page
+
+
+def test_the_evaluate_command_takes_versions_as_labels(world, v2, capsys):
+    call_command("evaluate", "--candidate", "qwen3@2", "--prompt-set", "keeper", "--rubric", "voice")
+    evaluation = Evaluation.objects.get()
+    assert (evaluation.candidate.number, evaluation.baseline.number) == (2, 1)
+    assert "evaluation #" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="expected a version number"):
+        call_command("evaluate", "--candidate", "llama@2", "--prompt-set", "keeper", "--rubric", "voice")
+    with pytest.raises(CommandError, match="no such dataset version"):
+        call_command("evaluate", "--candidate", "2", "--dataset", "mira@9", "--rubric", "voice")

@@ -181,12 +181,16 @@ def test_the_current_version_cannot_be_retired(v1):
 def test_the_admin_action_makes_a_version_current(admin_client, v1):
     v2 = version(2, parent=v1)
     url = "/admin/labelling/generatorversion/"
-    assert admin_client.post(url, {"action": "make_current", "_selected_action": [v2.pk]}).status_code == 302
+    # Not marked better than its parent (never evaluated): the plain action asks to confirm.
+    asked = admin_client.post(url, {"action": "make_current", "_selected_action": [v2.pk]}, follow=True)
+    assert "has not been evaluated against its parent" in asked.content.decode()
+    assert GeneratorVersion.objects.get(is_current=True) == v1
+    assert admin_client.post(url, {"action": "make_current_anyway", "_selected_action": [v2.pk]}).status_code == 302
     assert GeneratorVersion.objects.get(is_current=True) == v2
     version(3, parent=v2, status="failed")
     three = GeneratorVersion.objects.get(number=3)
-    admin_client.post(url, {"action": "make_current", "_selected_action": [three.pk]})
-    assert GeneratorVersion.objects.get(is_current=True) == v2
+    admin_client.post(url, {"action": "make_current_anyway", "_selected_action": [three.pk]})
+    assert GeneratorVersion.objects.get(is_current=True) == v2  # not ready: refused all the same
     assert "v2" in admin_client.get(url).content.decode()
 
 
@@ -214,10 +218,13 @@ def test_only_an_admin_token_makes_a_version_current(client, admin_user, reviewe
     assert as_reviewer("post", "/model-versions/2/current").status_code == 403
     assert GeneratorVersion.objects.get(is_current=True) == v1
     assert as_admin("post", "/model-versions/9/current").status_code == 404
-    refused = as_admin("post", "/model-versions/3/current")
+    refused = as_admin("post", "/model-versions/3/current?confirm=true")
     assert refused.status_code == 409
     assert refused.json()["errors"] == {"status": "version 3 of qwen3 is training; only a ready version can be current"}
-    made = as_admin("post", "/model-versions/2/current")
+    asked = as_admin("post", "/model-versions/2/current")
+    assert asked.status_code == 409 and "send confirm=true" in asked.json()["detail"]
+    assert GeneratorVersion.objects.get(is_current=True) == v1
+    made = as_admin("post", "/model-versions/2/current?confirm=true")
     assert made.status_code == 200 and made.json()["is_current"] is True
     assert GeneratorVersion.objects.get(is_current=True).number == 2
 

@@ -3,12 +3,16 @@ by default) on a prompt set, judged on a rubric, with intervals (labelling/evalu
 
 from __future__ import annotations
 
+import argparse
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from labelling.catalogue import selectors as catalogue_selectors
+from labelling.datasets import services as dataset_services
 from labelling.evaluation import selectors, services
-from labelling.models import Character, PromptSet
+from labelling.generators.weights import GENERATOR_MODEL
+from labelling.models import Character, DatasetVersion, PromptSet
 
 
 def _interval(i: dict) -> str:
@@ -20,6 +24,7 @@ def report(result: dict) -> list[str]:
     level = f"{result['level']:.0%}"
     lines = [
         f"prompts {result['prompts']}: {result['wins']} won, {result['ties']} tied, {result['losses']} lost",
+        *_failures(result.get("failures")),
         f"win rate {_interval(result['win_rate'])} ({level} bootstrap over prompts), "
         f"sign test p = {result['sign_test_p']:.4g}",
     ]
@@ -44,15 +49,34 @@ def report(result: dict) -> list[str]:
     return lines
 
 
+def _failures(failures: dict | None) -> list[str]:
+    if not failures or not (failures["prompts_left_out"] or any(failures["unscored_completions"].values())):
+        return []
+    unscored = failures["unscored_completions"]
+    return [
+        f"left out: {failures['prompts_left_out']} of {failures['prompts_total']} prompts (no scored completion on a side); "
+        f"unscored completions: candidate {unscored['candidate']}, baseline {unscored['baseline']}"
+    ]
+
+
+def _version(text: str) -> int:
+    """A version as `2` or `qwen3@2`."""
+    name, _, number = text.rpartition("@")
+    if name not in ("", GENERATOR_MODEL) or not number.isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a version number, e.g. 2 or {GENERATOR_MODEL}@2")
+    return int(number)
+
+
 class Command(BaseCommand):
     help = "Compare a generator version with a baseline (its parent by default) on a prompt set."
 
     def add_arguments(self, parser):
-        parser.add_argument("--candidate", type=int, required=True, metavar="V")
-        parser.add_argument("--baseline", type=int, metavar="V", help="default: the candidate's parent")
+        parser.add_argument("--candidate", type=_version, required=True, metavar="V", help="2 or qwen3@2")
+        parser.add_argument("--baseline", type=_version, metavar="V", help="default: the candidate's parent")
         parser.add_argument(
             "--prompt-set", help="default: the prompts the candidate's training dataset version held out"
         )
+        parser.add_argument("--dataset", metavar="NAME@N", help="the prompts this dataset version held out")
         parser.add_argument("--rubric", required=True, help="rubric slug (its latest version); it scores both sides")
         parser.add_argument(
             "--character", help="whose persona leads the prompts (default: the prompt set's last run's)"
@@ -64,6 +88,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **o):
         prompt_set = None
+        if o["dataset"]:
+            prompt_set = self._held_out(o["dataset"])
         if o["prompt_set"]:
             prompt_set = PromptSet.objects.filter(slug=o["prompt_set"]).first()
             if prompt_set is None:
@@ -105,3 +131,13 @@ class Command(BaseCommand):
             raise CommandError(f"evaluation #{evaluation.pk} is {selectors.evaluation_status(evaluation)}")
         for line in report(evaluation.result):
             self.stdout.write(line)
+
+    def _held_out(self, text: str):
+        name, sep, number = text.rpartition("@")
+        version = DatasetVersion.objects.filter(dataset=name, number=int(number)).first() if number.isdigit() else None
+        if not sep or version is None:
+            raise CommandError(f"--dataset {text!r}: no such dataset version (NAME@N, e.g. aria@3)")
+        try:
+            return dataset_services.dataset_held_out_prompt_set(version=version)
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from exc
