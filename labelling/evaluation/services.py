@@ -106,6 +106,9 @@ def _character(prompt_set: PromptSet) -> Character:
 
 def evaluation_finish(*, evaluation: Evaluation) -> Evaluation:
     """Compute and store the comparison if both runs have finished (else leave it pending)."""
+    evaluation = Evaluation.objects.select_related(
+        "candidate", "baseline", "prompt_set", "rubric", "candidate_run", "baseline_run"
+    ).get(pk=evaluation.pk)  # the runs' status as the database holds it now
     if evaluation.result is not None or not selectors.evaluation_finished(evaluation):
         return evaluation
     result = selectors.evaluation_compare(evaluation)
