@@ -13,6 +13,7 @@ from ninja.pagination import paginate
 from labelling import errors, models
 from labelling.api.catalogue import rubric_named
 from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, READ, Error, Pages, admin_required
+from labelling.datasets import selectors as dataset_selectors
 from labelling.runs import services as run_services
 from labelling.training import services as training_services
 
@@ -121,12 +122,7 @@ def _train_create(request: HttpRequest, body: RunIn, rubric):
         raise ValidationError(
             {k: "a train run needs it" for k, v in (("dataset", body.dataset), ("method", body.method)) if v is None}
         )
-    name, sep, number = body.dataset.rpartition("@")
-    if not sep or not number.isdigit():
-        raise ValidationError({"dataset": f"{body.dataset!r}: expected NAME@N, e.g. aria@3"})
-    dataset = models.DatasetVersion.objects.filter(dataset=name, number=int(number)).first()
-    if dataset is None:
-        raise ValidationError({"dataset": f"there is no version {number} of dataset {name!r}"})
+    dataset = dataset_selectors.dataset_version_named(body.dataset)
     run, created = training_services.train_start(
         dataset_version=dataset,
         method=body.method,

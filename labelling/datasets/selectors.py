@@ -1,9 +1,11 @@
-"""Reads over frozen versions: what changed between two of them."""
+"""Reads over frozen versions: what changed between two of them, and the one a `NAME@N` names."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+
+from django.core.exceptions import ValidationError
 
 from labelling.datasets.storage import dataset_path, dataset_verify
 from labelling.models import (
@@ -30,3 +32,15 @@ def dataset_compare(old: DatasetVersion, new: DatasetVersion) -> dict:
         "changed": changed,
         "unchanged": len(a.keys() & b.keys()) - len(changed),
     }
+
+
+def dataset_version_named(text: str) -> DatasetVersion:
+    """The version `NAME@N` names (the train and evaluate commands, the API); a ValidationError
+    on `dataset` saying what is wrong otherwise."""
+    name, sep, number = (text or "").rpartition("@")
+    if not sep or not name or not number.isdigit():
+        raise ValidationError({"dataset": f"{text!r}: expected NAME@N, e.g. aria@3"})
+    version = DatasetVersion.objects.filter(dataset=name, number=int(number)).first()
+    if version is None:
+        raise ValidationError({"dataset": f"there is no version {number} of dataset {name!r}"})
+    return version

@@ -154,5 +154,5 @@ def test_the_evaluate_command_takes_versions_as_labels(world, v2, capsys):
     assert "evaluation #" in capsys.readouterr().out
     with pytest.raises(CommandError, match="expected a version number"):
         call_command("evaluate", "--candidate", "llama@2", "--prompt-set", "keeper", "--rubric", "voice")
-    with pytest.raises(CommandError, match="no such dataset version"):
+    with pytest.raises(CommandError, match="there is no version 9 of dataset 'mira'"):
         call_command("evaluate", "--candidate", "2", "--dataset", "mira@9", "--rubric", "voice")

@@ -9,10 +9,11 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from labelling.catalogue import selectors as catalogue_selectors
+from labelling.datasets import selectors as dataset_selectors
 from labelling.datasets import services as dataset_services
 from labelling.evaluation import selectors, services
 from labelling.generators.weights import GENERATOR_MODEL
-from labelling.models import Character, DatasetVersion, PromptSet
+from labelling.models import Character, PromptSet
 
 
 def _interval(i: dict) -> str:
@@ -133,11 +134,8 @@ class Command(BaseCommand):
             self.stdout.write(line)
 
     def _held_out(self, text: str):
-        name, sep, number = text.rpartition("@")
-        version = DatasetVersion.objects.filter(dataset=name, number=int(number)).first() if number.isdigit() else None
-        if not sep or version is None:
-            raise CommandError(f"--dataset {text!r}: no such dataset version (NAME@N, e.g. aria@3)")
         try:
+            version = dataset_selectors.dataset_version_named(text)
             return dataset_services.dataset_held_out_prompt_set(version=version)
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc

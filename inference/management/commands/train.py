@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from labelling.catalogue import selectors as catalogue_selectors
+from labelling.datasets import selectors as dataset_selectors
 from labelling.models import DatasetVersion, PipelineRun
 from labelling.training import selectors as training_selectors
 from labelling.training import services as training_services
@@ -89,10 +90,7 @@ class Command(BaseCommand):
             raise CommandError(f"run #{run.pk} ended {run.status}: {version.error or run.errors[-1:]}")
 
     def _dataset(self, text: str) -> DatasetVersion:
-        name, sep, number = text.rpartition("@")
-        if not sep or not name or not number.isdigit():
-            raise CommandError(f"--dataset {text!r}: expected NAME@N, e.g. aria@3")
-        version = DatasetVersion.objects.filter(dataset=name, number=int(number)).first()
-        if version is None:
-            raise CommandError(f"--dataset: there is no version {number} of dataset {name!r}")
-        return version
+        try:
+            return dataset_selectors.dataset_version_named(text)
+        except ValidationError as exc:
+            raise CommandError(f"--dataset: {' '.join(exc.messages)}") from None
