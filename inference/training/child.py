@@ -155,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         finished = train(run, rows, reward_plan, resume, cancel, events, clock)
         events.emit("finished", **finished)
         return 0
+    except ModuleNotFoundError as exc:  # `make run` installs no trainer: say what to install
+        traceback.print_exc(file=sys.stderr)
+        message = f"{exc.name} is not installed: training needs the train extra (pip install -e '.[train]')"
+        events.emit("error", error="TrainingDependencies", message=message)
+        return EXIT_FAILED
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         events.emit("error", error=type(exc).__name__, message=str(exc))
