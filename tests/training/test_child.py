@@ -6,6 +6,7 @@ DPO and SFT (with LoRA, merged), and refuses bad input before importing anything
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import queue
@@ -35,6 +36,13 @@ QUICK_S = 5.0  # bad input is refused before torch or TRL are imported
 # One torch thread per child: the tiny model's ops are too small to split, and two children
 # on two cores each spinning two threads ran GRPO 4x slower (0.8 steps/s instead of 3.4).
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _await(coroutine):
+    """Await an async reward function as TRL does: on an event loop of its own, in a thread of
+    its own (this thread may already run a loop: the browser tests' Playwright leaves one)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _config(tmp_path: Path, method: str = "grpo", **fields) -> Path:
@@ -396,7 +404,7 @@ def test_reward_weights_follow_the_rubric_and_sum_to_its_overall_score():
     prompts = [[{"role": "user", "content": "Hi"}]] * 2
     assert funcs[0](prompts=prompts, completions=completions) == [1.0, 0.0]
     assert funcs[1](prompts=prompts, completions=completions) == [1.0, 1.0]
-    assert asyncio.run(funcs[2](prompts=prompts, completions=completions)) == [1.0, 1.0]
+    assert _await(funcs[2](prompts=prompts, completions=completions)) == [1.0, 1.0]
 
 
 def test_reward_weights_given_must_match_the_functions():
@@ -445,7 +453,7 @@ def test_the_judge_reward_scores_a_batch_concurrently_and_gives_none_when_it_can
     plan = rewards.plan(rubric, triton_url="judge:8001", reward_weights=None)
     (func,) = rewards.build(plan, triton_url=None, concurrency=4, backend=judge)
     texts = ["a", "b", "fail", "c", "d", "e", "f", "g"]
-    scored = asyncio.run(func(prompts=["Hi"] * 8, completions=texts))
+    scored = _await(func(prompts=["Hi"] * 8, completions=texts))
     assert scored == [0.625] * 2 + [None] + [0.625] * 5  # (3 * 0.75 + 1 * 0.25) / 4
     assert judge.most_in_flight == 4
 
