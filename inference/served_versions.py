@@ -20,15 +20,15 @@ from labelling.generators.weights import GENERATOR_MODEL
 from labelling.models import GeneratorVersion
 
 
+def _onnx_dir(version: GeneratorVersion) -> Path:
+    if version.number == 1 and not version.method:
+        return Path(settings.GENERATOR_MODEL_DIR)  # the shipped model, or what replaces it here
+    return GeneratorVersion.path(version.onnx_dir)
+
+
 def served_dirs(model_name: str = GENERATOR_MODEL) -> dict[int, Path]:
     """{version number: ONNX folder} of every ready version."""
-    dirs = {}
-    for version in generator_selectors.generator_versions_ready(model_name):
-        if version.number == 1 and not version.method:
-            dirs[1] = Path(settings.GENERATOR_MODEL_DIR)  # the shipped model, or what replaces it here
-        else:
-            dirs[version.number] = GeneratorVersion.path(version.onnx_dir)
-    return dirs
+    return {v.number: _onnx_dir(v) for v in generator_selectors.generator_versions_ready(model_name)}
 
 
 def repository_sync() -> Path:
@@ -63,7 +63,7 @@ def current_version() -> int | None:
 
 def version_dir(number: int) -> Path:
     """The ONNX folder of a ready version (the in-process backend loads it)."""
-    dirs = served_dirs()
-    if number not in dirs:
+    version = generator_selectors.generator_versions_ready().filter(number=number).first()
+    if version is None:
         raise LookupError(f"version {number} of {GENERATOR_MODEL} is not ready")
-    return dirs[number]
+    return _onnx_dir(version)

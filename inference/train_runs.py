@@ -60,20 +60,23 @@ def execute(run_id: int) -> str:
         return "superseded"
     except TrainFailed as exc:
         log.warning("train run %s failed: %s", run_id, exc)
-        training_services.version_status(version=version, status=GeneratorVersion.Status.FAILED, error=str(exc))
-        execution.run_fail(run_id=run_id, execution=mine, error={"item": None, "error": exc.kind, "message": str(exc)})
-        return "failed"
+        return _fail(run_id, mine, version, exc.kind, str(exc))
     except Exception as exc:
         log.exception("train run %s crashed", run_id)
-        message = f"{type(exc).__name__}: {exc}"
-        training_services.version_status(version=version, status=GeneratorVersion.Status.FAILED, error=message)
-        execution.run_fail(
-            run_id=run_id, execution=mine, error={"item": None, "error": type(exc).__name__, "message": str(exc)}
-        )
-        return "failed"
+        return _fail(run_id, mine, version, type(exc).__name__, str(exc))
     finally:
         stop.set()
         beat.join(timeout=5)
+
+
+def _fail(run_id: int, mine: int, version: GeneratorVersion, kind: str, message: str) -> str:
+    """The run fails with the reason, and so does its version; a worker whose claim was taken
+    over meanwhile writes neither (the worker that took over owns both now)."""
+    if not PipelineRun.objects.filter(pk=run_id, execution=mine).exists():
+        return "superseded"
+    execution.run_fail(run_id=run_id, execution=mine, error={"item": None, "error": kind, "message": message})
+    training_services.version_status(version=version, status=GeneratorVersion.Status.FAILED, error=message)
+    return "failed"
 
 
 def _execute(run: PipelineRun, version: GeneratorVersion, mine: int, cancelled, superseded) -> str:

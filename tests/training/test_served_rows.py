@@ -26,3 +26,17 @@ def test_the_repository_holds_the_ready_versions_and_a_request_without_one_gets_
     GeneratorVersion.objects.filter(number=2).update(status="retired", is_current=False)
     served_versions.repository_sync()
     assert sorted(repository_versions(settings.TRITON_REPOSITORY)) == [1]
+
+
+def test_writing_the_repository_before_migrate_says_so(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": ""}
+    env.pop("SQLITE_PATH", None)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "triton", "--write-repository"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 1 and "run `manage.py migrate` first" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -213,3 +213,18 @@ def test_the_models_page_starts_a_train_run_and_shows_refusals_under_their_field
     assert _counts() == (1, 2)  # a double submit starts one run
     detail = admin_client.get(f"/runs/{run.pk}/").content.decode()
     assert "Trains" in detail and "No step logged yet" in detail and 'hx-trigger="every 2s"' in detail
+
+
+def test_a_worker_whose_claim_was_taken_over_fails_neither_the_run_nor_its_version(versions):
+    from inference import train_runs
+
+    run, _ = training_services.train_start(dataset_version=versions["sft"], method="sft", enqueue=False)
+    PipelineRun.objects.filter(pk=run.pk).update(status="running", execution=2)
+    version = GeneratorVersion.objects.get(train_run=run)
+    assert train_runs._fail(run.pk, 1, version, "TrainerExited", "killed") == "superseded"
+    run.refresh_from_db()
+    version.refresh_from_db()
+    assert (run.status, run.errors, version.status) == ("running", [], "training")
+    assert train_runs._fail(run.pk, 2, version, "TrainerExited", "killed") == "failed"
+    version.refresh_from_db()
+    assert version.status == "failed" and version.error == "killed"

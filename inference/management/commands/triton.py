@@ -12,6 +12,7 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from inference import served_versions
 from inference.triton_server import TritonStartError
@@ -33,10 +34,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, grpc_port: int, metrics_port: int, timeout: float, write_repository: bool, **options):
-        if write_repository:
-            self.stdout.write(str(served_versions.repository_sync()))
-            return
-        server = served_versions.managed_server()
+        try:
+            if write_repository:
+                self.stdout.write(str(served_versions.repository_sync()))
+                return
+            server = served_versions.managed_server()
+        except DatabaseError as exc:  # the versions to serve are rows: none to read yet
+            raise CommandError(f"cannot read the generator versions ({exc}): run `manage.py migrate` first") from None
         server.grpc_port, server.metrics_port = grpc_port, metrics_port or grpc_port + 1
         stopping = False
 
