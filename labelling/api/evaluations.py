@@ -76,10 +76,15 @@ class Evaluation(Schema):
         return selectors.evaluation_status(obj)
 
 
-@router.post("/evaluations", response={201: Evaluation, 400: Error, **ADMIN}, operation_id="evaluation_create")
+@router.post(
+    "/evaluations", response={201: Evaluation, 200: Evaluation, 400: Error, **ADMIN}, operation_id="evaluation_create"
+)
 def evaluation_create(request: HttpRequest, body: EvaluationIn):
-    """Queue both sides: k completions per prompt from each version, the same seeds and sampling."""
+    """Queue both sides: k completions per prompt from each version, the same seeds and sampling.
+    Send an Idempotency-Key header: the same key returns the same evaluation (200)."""
     admin_required(request)
+    key = request.headers.get("Idempotency-Key") or None
+    existed = key is not None and len(key) <= services.MAX_KEY and services.evaluation_for_key(key) is not None
     prompt_set = None
     if body.prompt_set is not None:
         prompt_set = PromptSet.objects.filter(slug=body.prompt_set).first()
@@ -100,8 +105,9 @@ def evaluation_create(request: HttpRequest, body: EvaluationIn):
         seed=body.seed,
         sampling={"max_tokens": body.max_tokens},
         created_by=request.user,
+        idempotency_key=key,
     )
-    return Status(201, evaluation)
+    return Status(200 if existed else 201, evaluation)
 
 
 @router.get(

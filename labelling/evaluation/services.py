@@ -7,7 +7,7 @@ import hashlib
 import json
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from labelling.datasets import services as dataset_services
 from labelling.evaluation import selectors
@@ -31,10 +31,19 @@ def evaluation_start(
     sampling: dict | None = None,
     created_by=None,
     enqueue: bool = True,
+    idempotency_key: str | None = None,
 ) -> Evaluation:
     """Queue both sides. The baseline defaults to the candidate's parent; the prompts, to those
     the candidate's training dataset version held out. The rubric and its judge are fixed for
-    the evaluation (recorded with a hash of the rubric's spec)."""
+    the evaluation (recorded with a hash of the rubric's spec). The same idempotency key
+    returns the evaluation it started the first time (a retry, a double submit), even when both
+    arrive at once: each side's run carries the key, and runs are unique by it."""
+    if idempotency_key:
+        if len(idempotency_key) > MAX_KEY:
+            raise ValidationError({"idempotency_key": f"at most {MAX_KEY} characters"})
+        existing = evaluation_for_key(idempotency_key)
+        if existing is not None:
+            return existing
     try:
         cand = generator_selectors.generator_version_for(candidate)
     except generator_selectors.GeneratorUnavailable as exc:
@@ -62,35 +71,50 @@ def evaluation_start(
     character = character or _character(prompt_set)
     spec = rubric.as_spec()
     the_sampling = {**DEFAULT_SAMPLING, **(sampling or {}), "seed": seed}
-    with transaction.atomic():
-        runs = {}
-        for side, version in (("candidate", cand), ("baseline", base)):
-            runs[side], _ = run_services.run_start(
-                kind=PipelineRun.Kind.GENERATE,
-                character=character,
+    try:
+        with transaction.atomic():
+            runs = {}
+            for side, version in (("candidate", cand), ("baseline", base)):
+                runs[side], _ = run_services.run_start(
+                    kind=PipelineRun.Kind.GENERATE,
+                    character=character,
+                    prompt_set=prompt_set,
+                    rubric=rubric,
+                    group_size=completions_per_prompt,
+                    params={"sampling": the_sampling, "generator_version": version.number, "evaluation_side": side},
+                    created_by=created_by,
+                    enqueue=enqueue,
+                    idempotency_key=f"{idempotency_key}/{side}" if idempotency_key else None,
+                )
+            return Evaluation.objects.create(
+                candidate=cand,
+                baseline=base,
                 prompt_set=prompt_set,
                 rubric=rubric,
-                group_size=completions_per_prompt,
-                params={"sampling": the_sampling, "generator_version": version.number, "evaluation_side": side},
+                completions_per_prompt=completions_per_prompt,
+                sampling=the_sampling,
+                candidate_run=runs["candidate"],
+                baseline_run=runs["baseline"],
+                judge={
+                    "rubric": f"{rubric.slug}@v{rubric.version}",
+                    "rubric_sha256": hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest(),
+                    "judge_model": "judge",
+                },
                 created_by=created_by,
-                enqueue=enqueue,
             )
-        return Evaluation.objects.create(
-            candidate=cand,
-            baseline=base,
-            prompt_set=prompt_set,
-            rubric=rubric,
-            completions_per_prompt=completions_per_prompt,
-            sampling=the_sampling,
-            candidate_run=runs["candidate"],
-            baseline_run=runs["baseline"],
-            judge={
-                "rubric": f"{rubric.slug}@v{rubric.version}",
-                "rubric_sha256": hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest(),
-                "judge_model": "judge",
-            },
-            created_by=created_by,
-        )
+    except IntegrityError:
+        # A concurrent request with the same key started it first: its runs and evaluation stand.
+        existing = evaluation_for_key(idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing
+
+
+MAX_KEY = 100  # runs keep 120 characters of a key, and each side adds its name
+
+
+def evaluation_for_key(idempotency_key: str) -> Evaluation | None:
+    return Evaluation.objects.filter(candidate_run__idempotency_key=f"{idempotency_key}/candidate").first()
 
 
 def _character(prompt_set: PromptSet) -> Character:

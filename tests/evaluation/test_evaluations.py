@@ -156,3 +156,32 @@ def test_the_evaluate_command_takes_versions_as_labels(world, v2, capsys):
         call_command("evaluate", "--candidate", "llama@2", "--prompt-set", "keeper", "--rubric", "voice")
     with pytest.raises(CommandError, match="there is no version 9 of dataset 'mira'"):
         call_command("evaluate", "--candidate", "2", "--dataset", "mira@9", "--rubric", "voice")
+
+
+def test_the_same_idempotency_key_starts_one_evaluation(world, v2, client, admin_user, monkeypatch):
+    from labelling.access import tokens
+
+    headers = {
+        "Authorization": f"Bearer {tokens.token_create(user=admin_user, name='t')[1]}",
+        "Idempotency-Key": "eval-1",
+    }
+    body = {"candidate": 2, "prompt_set": "keeper", "rubric": "voice", "completions_per_prompt": 2}
+    first = client.post("/api/evaluations", body, content_type="application/json", headers=headers)
+    again = client.post("/api/evaluations", body, content_type="application/json", headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200), first.content
+    assert first.json()["id"] == again.json()["id"] and Evaluation.objects.count() == 1
+    runs = PipelineRun.objects.count()
+    # Two requests at once: the second passes the first look-up before the first commits, and
+    # meets the runs' unique keys instead; it answers the evaluation the first one started.
+    found = services.evaluation_for_key
+    monkeypatch.setattr(
+        services,
+        "evaluation_for_key",
+        lambda key, calls=[]: calls.append(key) or (found(key) if len(calls) > 1 else None),
+    )
+    assert _start(world, candidate=2, idempotency_key="eval-1").pk == first.json()["id"]
+    assert (Evaluation.objects.count(), PipelineRun.objects.count()) == (1, runs)
+    too_long = client.post(
+        "/api/evaluations", body, content_type="application/json", headers={**headers, "Idempotency-Key": "k" * 101}
+    )
+    assert too_long.status_code == 400 and "idempotency_key" in too_long.json()["errors"]
