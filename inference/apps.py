@@ -11,8 +11,14 @@ class InferenceConfig(AppConfig):
         # The one seam labelling reaches the model side through: runs it starts are queued
         # on huey here (train runs on their own queue), and the dashboard's health fragment reads this backend.
         from inference.backends import get_backend
+        from inference.judging import judge_prompt_sha256
         from inference.train_queue import queue_run
         from inference.training.config import resolve
         from labelling.runs import executor
 
-        executor.register(enqueue=queue_run, health=lambda: get_backend().health(), train_params=resolve)
+        executor.register(
+            enqueue=queue_run,
+            health=lambda: get_backend().health(),
+            train_params=resolve,
+            judge_prompt_sha256=judge_prompt_sha256,
+        )

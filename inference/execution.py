@@ -8,6 +8,7 @@ user's side (`labelling.runs.services`); the huey tasks in `inference.tasks` cal
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from datetime import timedelta
@@ -18,8 +19,11 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
+from labelling.evaluation import services as evaluation_services
 from labelling.live import broadcasts
 from labelling.models import PipelineRun
+
+logger = logging.getLogger(__name__)
 
 RUN_STALE_AFTER_S = 60
 RUN_ERRORS_KEPT = 500
@@ -177,7 +181,17 @@ def run_finish(*, run_id: int, execution: int, done: int | None = None, cancelle
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "finished_at", "done_items", "failed_items"])
     transaction.on_commit(lambda: broadcasts.run_changed(run_id))
+    transaction.on_commit(lambda: _evaluation_finish(run_id))
     return run
+
+
+def _evaluation_finish(run_id: int) -> None:
+    """Finish the evaluation this run is a side of. A failure here leaves the run as it is: the
+    evaluation page and API finish it again when read."""
+    try:
+        evaluation_services.evaluation_run_finished(run_id)
+    except Exception:  # noqa: BLE001 - logged; the run's own outcome stands
+        logger.exception("finishing the evaluation of run %s failed", run_id)
 
 
 @transaction.atomic

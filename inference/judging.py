@@ -18,6 +18,7 @@ judges served elsewhere without guidance, and refuses anything else with
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -81,8 +82,10 @@ def model_criteria(rubric) -> list[dict]:
     return criteria
 
 
-def judge_messages(rubric: dict, messages: list[dict], completion: str) -> list[dict]:
-    """The chat the judge model reads: the rubric, the conversation, the reply to score."""
+def judge_messages(rubric: dict, messages: list[dict], completion: str, *, answer: str = "tags") -> list[dict]:
+    """The chat the judge model reads: the rubric, the conversation, the reply to score. The answer
+    format asked for is the tags below, or with `answer="json"` the object `judge_json_schema`
+    describes (for a judge guided by a JSON schema)."""
     criteria = model_criteria(rubric)
     lines = [f"Rubric: {rubric.get('name') or rubric.get('slug', '')}".rstrip()]
     if rubric.get("description"):
@@ -97,12 +100,30 @@ def judge_messages(rubric: dict, messages: list[dict], completion: str) -> list[
         + [f"<{c['key']}>{c['scale_min']}-{c['scale_max']}</{c['key']}>" for c in criteria]
         + ["</scores>"]
     )
+    if answer == "json":
+        scores = ", ".join(f'"{c["key"]}": {c["scale_min"]}-{c["scale_max"]}' for c in criteria)
+        answer_format = (
+            f'One JSON object: {{"rationale": "one short paragraph, at most {RATIONALE_MAX_CHARS} characters", '
+            f'"scores": {{{scores}}}}}'
+        )
     user = (
         "\n".join(lines)
         + f"\n\n# Conversation\n{conversation}\n\n# Reply to score\n{completion}\n\n"
         + f"# Answer format\n{answer_format}"
     )
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def judge_prompt_sha256(rubric: dict) -> str:
+    """A fingerprint of everything the judge is told for this rubric: the system prompt, the
+    template of its message (with placeholders for the conversation and the reply), the guidance
+    and the token budget. An evaluation records it: a change to any of them shows."""
+    payload = {
+        "messages": judge_messages(rubric, [{"role": "user", "content": "{conversation}"}], "{reply}"),
+        "guidance": judge_guidance(rubric),
+        "max_tokens": judge_max_tokens(rubric),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def judge_guidance(rubric: dict) -> str:
@@ -113,6 +134,29 @@ def judge_guidance(rubric: dict) -> str:
         for c in criteria
     )
     return f"<rationale>{RATIONALE_CHARS}{{1,{RATIONALE_MAX_CHARS}}}</rationale>\\n<scores>\\n{scores}</scores>"
+
+
+def judge_json_schema(rubric: dict) -> dict:
+    """The JSON schema of a judge's answer as an object: a rationale and an in-scale integer per
+    criterion (the parser reads it as it reads the tags)."""
+    criteria = model_criteria(rubric)
+    return {
+        "type": "object",
+        "properties": {
+            "rationale": {"type": "string"},
+            "scores": {
+                "type": "object",
+                "properties": {
+                    c["key"]: {"type": "integer", "enum": list(range(c["scale_min"], c["scale_max"] + 1))}
+                    for c in criteria
+                },
+                "required": [c["key"] for c in criteria],
+                "additionalProperties": False,
+            },
+        },
+        "required": ["rationale", "scores"],
+        "additionalProperties": False,
+    }
 
 
 def judge_max_tokens(rubric: dict) -> int:

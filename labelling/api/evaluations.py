@@ -10,7 +10,7 @@ from ninja import Field, Path, Router, Schema, Status
 
 from labelling.api.catalogue import rubric_named
 from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, Error, admin_required
-from labelling.evaluation import selectors, services
+from labelling.evaluation import pairs, selectors, services
 from labelling.models import Character, PromptSet
 from labelling.models import Evaluation as EvaluationRow
 
@@ -30,6 +30,10 @@ class EvaluationIn(Schema):
     completions_per_prompt: int = Field(4, ge=1, le=16)
     seed: int = Field(services.DEFAULT_SEED, ge=0, le=2**31 - 1)
     max_tokens: int = Field(services.DEFAULT_SAMPLING["max_tokens"], ge=1, le=4096)
+    human_pairs: int = Field(
+        0, ge=0, le=services.MAX_HUMAN_PAIRS, description="blind A/B pairs sent to reviewers once both sides have run"
+    )
+    human_overlap: int = Field(1, ge=1, le=10, description="reviewers who choose on each pair")
 
 
 class Evaluation(Schema):
@@ -45,6 +49,11 @@ class Evaluation(Schema):
     judge: dict
     status: str = Field(description="running, done or stopped (a side failed or was cancelled)")
     result: dict | None = Field(description="the comparison once both sides have run (docs/training.md)")
+    human_pairs: int
+    human: dict | None = Field(
+        description="blind A/B: pairs sent and chosen on, and once there are choices the human win rate with its "
+        "interval, agreement with the judge (same side, Cohen's kappa) and side bias, overall and per reviewer"
+    )
     created_at: datetime
 
     @staticmethod
@@ -75,16 +84,21 @@ class Evaluation(Schema):
     def resolve_status(obj) -> str:
         return selectors.evaluation_status(obj)
 
+    @staticmethod
+    def resolve_human(obj) -> dict | None:
+        return pairs.human_figures(obj)
+
 
 @router.post(
-    "/evaluations", response={201: Evaluation, 200: Evaluation, 400: Error, **ADMIN}, operation_id="evaluation_create"
+    "/evaluations",
+    response={201: Evaluation, 200: Evaluation, 400: Error, 409: Error, **ADMIN},
+    operation_id="evaluation_create",
 )
 def evaluation_create(request: HttpRequest, body: EvaluationIn):
     """Queue both sides: k completions per prompt from each version, the same seeds and sampling.
     Send an Idempotency-Key header: the same key returns the same evaluation (200)."""
     admin_required(request)
     key = request.headers.get("Idempotency-Key") or None
-    existed = key is not None and len(key) <= services.MAX_KEY and services.evaluation_for_key(key) is not None
     prompt_set = None
     if body.prompt_set is not None:
         prompt_set = PromptSet.objects.filter(slug=body.prompt_set).first()
@@ -106,8 +120,11 @@ def evaluation_create(request: HttpRequest, body: EvaluationIn):
         sampling={"max_tokens": body.max_tokens},
         created_by=request.user,
         idempotency_key=key,
+        user=request.user,
+        human_pairs=body.human_pairs,
+        human_overlap=body.human_overlap,
     )
-    return Status(200 if existed else 201, evaluation)
+    return Status(201 if evaluation.started else 200, evaluation)
 
 
 @router.get(

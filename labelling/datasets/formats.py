@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 
 from labelling.datasets.filters import DatasetFilter
 from labelling.datasets.rewards import EPS, Completion, GroupRow, iter_groups
+from labelling.evaluation import pairs
 from labelling.models import (
     DatasetVersion,
     Generation,
@@ -37,7 +38,9 @@ def rows_for(
 ) -> Iterator[dict]:
     """The format's rows for the selected groups (`groups` replaces the database read)."""
     label = f"{rubric.slug}@v{rubric.version}" if rubric else None
+    selected: set[int] = set()
     for group, completions in iter_groups(f, rubric) if groups is None else groups:
+        selected.add(group.pk)
         originals = [c for c in completions if c.generation.revision == 0]
         base = {
             "group_id": group.pk,
@@ -88,6 +91,24 @@ def rows_for(
                 }
         else:
             raise ValidationError({"kind": f"unknown format {kind!r} ({', '.join(sorted(FORMATS))})"})
+    if kind == DatasetVersion.Kind.DPO:
+        yield from _ab_pairs(selected, label)
+
+
+def _ab_pairs(selected: set[int], label: str | None) -> Iterator[dict]:
+    """Blind A/B choices on two selected completions: the one the reviewers leaned to is chosen."""
+    for chosen, rejected, margin in pairs.ab_dpo_rows(selected):
+        yield {
+            "group_id": chosen.group_id,
+            "character": chosen.group.character.slug,
+            "rubric_version": label,
+            "id": f"ab{chosen.pk}>{rejected.pk}",
+            "prompt": [{"role": m["role"], "content": m["content"]} for m in chosen.messages],
+            "chosen": [{"role": "assistant", "content": chosen.raw_text or chosen.text}],
+            "rejected": [{"role": "assistant", "content": rejected.raw_text or rejected.text}],
+            "margin": margin,
+            "origin": "ab",
+        }
 
 
 def _pairs(group: GroupRow, completions: list[Completion], base: dict, min_margin: float) -> Iterator[dict]:

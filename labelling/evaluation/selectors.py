@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from django.db.models import Prefetch
 
+from labelling.evaluation import pairs
 from labelling.evaluation.stats import PromptPair, compare
 from labelling.models import CriterionScore, Evaluation, Generation, Judgment, PipelineRun
 
@@ -152,6 +153,20 @@ def figures(evaluation: Evaluation | None) -> dict | None:
         "reward_baseline": r["reward"]["baseline"]["estimate"],
         "criteria": r["criteria"],
         "verdict": verdict(r),
+        "human": human_summary(pairs.human_figures(evaluation)),
+    }
+
+
+def human_summary(human: dict | None) -> dict | None:
+    """What a lineage shows of the blind A/B: the win rate once there are choices, the counts."""
+    if human is None:
+        return None
+    return {
+        "pairs": human["pairs"],
+        "choices": human.get("choices", 0),
+        "prompts": human.get("prompts", 0),
+        "win_rate": human.get("win_rate"),
+        "verdict": verdict({"prompts": human.get("prompts"), "win_rate": human.get("win_rate")}),
     }
 
 

@@ -3,16 +3,22 @@ prompts, seeds, sampling and rubric), and store its result once both have finish
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from labelling.datasets import services as dataset_services
-from labelling.evaluation import selectors
+from labelling.evaluation import pairs, selectors
 from labelling.generators import selectors as generator_selectors
+from labelling.generators.weights import HASHED_FILES, weights_sha256
 from labelling.models import Character, Evaluation, PipelineRun, PromptSet, Rubric
+from labelling.runs import executor, idempotency
 from labelling.runs import services as run_services
 
 DEFAULT_SEED = 1234
@@ -32,16 +38,43 @@ def evaluation_start(
     created_by=None,
     enqueue: bool = True,
     idempotency_key: str | None = None,
+    user=None,
+    human_pairs: int = 0,
+    human_overlap: int = 1,
 ) -> Evaluation:
     """Queue both sides. The baseline defaults to the candidate's parent; the prompts, to those
     the candidate's training dataset version held out. The rubric and its judge are fixed for
     the evaluation (recorded with a hash of the rubric's spec). The same idempotency key
     returns the evaluation it started the first time (a retry, a double submit), even when both
-    arrive at once: each side's run carries the key, and runs are unique by it."""
+    arrive at once: each side's run carries the key, and runs are unique by it. With `user` (the
+    key came from that user) the key is theirs alone, and reusing it for another request is
+    refused (`IdempotencyConflict`), as for runs. `evaluation.started` says whether this call
+    started it. `human_pairs`
+    blind A/B pairs (each chosen on by `human_overlap` reviewers) go to the review queue once both
+    sides have run."""
+    the_sampling = {**DEFAULT_SAMPLING, **(sampling or {}), "seed": seed}
+    request_sha256 = None
     if idempotency_key:
         if len(idempotency_key) > MAX_KEY:
-            raise ValidationError({"idempotency_key": f"at most {MAX_KEY} characters"})
-        existing = evaluation_for_key(idempotency_key)
+            raise idempotency.IdempotencyKeyInvalid(
+                {
+                    "idempotency_key": f"an evaluation's key is at most {MAX_KEY} characters (this one has {len(idempotency_key)})"
+                }
+            )
+        if user is not None:
+            request_sha256 = idempotency.fingerprint(
+                {
+                    "candidate": candidate,
+                    "baseline": baseline,
+                    "prompt_set": prompt_set and prompt_set.pk,
+                    "rubric": rubric.pk,
+                    "character": character and character.pk,
+                    "k": completions_per_prompt,
+                    "sampling": the_sampling,
+                    "human": [human_pairs, human_overlap],
+                }
+            )
+        existing = evaluation_for_key(idempotency_key, user=user, request_sha256=request_sha256)
         if existing is not None:
             return existing
     try:
@@ -68,9 +101,19 @@ def evaluation_start(
         raise ValidationError({"prompt_set": f"prompt set {prompt_set.slug} has no prompts"})
     if not 1 <= completions_per_prompt <= 16:
         raise ValidationError({"completions_per_prompt": "must be between 1 and 16"})
+    if not 0 <= human_pairs <= MAX_HUMAN_PAIRS:
+        raise ValidationError({"human_pairs": f"must be between 0 and {MAX_HUMAN_PAIRS}"})
+    if not 1 <= human_overlap <= 10:
+        raise ValidationError({"human_overlap": "must be between 1 and 10"})
     character = character or _character(prompt_set)
     spec = rubric.as_spec()
-    the_sampling = {**DEFAULT_SAMPLING, **(sampling or {}), "seed": seed}
+    judge_weights = judge_weights_sha256()
+    if judge_weights and judge_weights == cand.weights_sha256:
+        raise ValidationError(
+            {
+                "candidate": f"the judge runs version {cand.number}'s own weights: it would score itself; judge with another model"
+            }
+        )
     try:
         with transaction.atomic():
             runs = {}
@@ -81,12 +124,18 @@ def evaluation_start(
                     prompt_set=prompt_set,
                     rubric=rubric,
                     group_size=completions_per_prompt,
-                    params={"sampling": the_sampling, "generator_version": version.number, "evaluation_side": side},
+                    params={
+                        "sampling": the_sampling,
+                        "generator_version": version.number,
+                        "evaluation_side": side,
+                        **({EVALUATION_REQUEST: request_sha256} if request_sha256 else {}),
+                    },
                     created_by=created_by,
                     enqueue=enqueue,
                     idempotency_key=f"{idempotency_key}/{side}" if idempotency_key else None,
+                    user=user,
                 )
-            return Evaluation.objects.create(
+            evaluation = Evaluation.objects.create(
                 candidate=cand,
                 baseline=base,
                 prompt_set=prompt_set,
@@ -95,26 +144,66 @@ def evaluation_start(
                 sampling=the_sampling,
                 candidate_run=runs["candidate"],
                 baseline_run=runs["baseline"],
+                human_pairs=human_pairs,
+                human_overlap=human_overlap,
                 judge={
                     "rubric": f"{rubric.slug}@v{rubric.version}",
                     "rubric_sha256": hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest(),
                     "judge_model": "judge",
+                    "judge_weights_sha256": judge_weights,
+                    "judge_prompt_sha256": executor.judge_prompt_sha256(spec),
                 },
                 created_by=created_by,
             )
     except IntegrityError:
         # A concurrent request with the same key started it first: its runs and evaluation stand.
-        existing = evaluation_for_key(idempotency_key) if idempotency_key else None
+        existing = (
+            evaluation_for_key(idempotency_key, user=user, request_sha256=request_sha256) if idempotency_key else None
+        )
         if existing is None:
             raise
         return existing
+    evaluation.started = True
+    return evaluation
 
 
 MAX_KEY = 100  # runs keep 120 characters of a key, and each side adds its name
+MAX_HUMAN_PAIRS = 1000
 
 
-def evaluation_for_key(idempotency_key: str) -> Evaluation | None:
-    return Evaluation.objects.filter(candidate_run__idempotency_key=f"{idempotency_key}/candidate").first()
+def judge_weights_sha256() -> str:
+    """The fingerprint of the judge's weights (JUDGE_MODEL_DIR), hashed once per change of its files."""
+    root = Path(settings.JUDGE_MODEL_DIR)
+    stamp = tuple((root / name).stat().st_mtime_ns if (root / name).is_file() else 0 for name in HASHED_FILES)
+    return _weights_sha256(str(root), stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _weights_sha256(root: str, stamp: tuple) -> str:
+    return weights_sha256(Path(root))
+
+
+EVALUATION_REQUEST = "evaluation_request_sha256"  # a side's params key: the evaluation request's fingerprint
+
+
+def evaluation_for_key(idempotency_key: str, *, user=None, request_sha256: str | None = None) -> Evaluation | None:
+    """The evaluation started under this key (by this user), `started` False; one started for
+    another request is a conflict."""
+    stored = idempotency.key_stored(f"{idempotency_key}/candidate", user)
+    evaluation = (
+        Evaluation.objects.filter(candidate_run__idempotency_key=stored).select_related("candidate_run").first()
+    )
+    if evaluation is None:
+        return None
+    if request_sha256 is not None and (evaluation.candidate_run.params or {}).get(EVALUATION_REQUEST) != request_sha256:
+        raise idempotency.IdempotencyConflict(
+            {
+                "idempotency_key": f"this key was already used for another request (evaluation #{evaluation.pk}); "
+                "send a new key for a new request, or the same request to get that evaluation"
+            }
+        )
+    evaluation.started = False
+    return evaluation
 
 
 def _character(prompt_set: PromptSet) -> Character:
@@ -128,14 +217,26 @@ def _character(prompt_set: PromptSet) -> Character:
     return run.character
 
 
+def evaluation_run_finished(run_id: int) -> None:
+    """A run finished: finish the evaluation it is a side of, if any (the worker calls this, so
+    the comparison and the blind pairs are there without anyone opening the page)."""
+    evaluation = Evaluation.objects.filter(Q(candidate_run_id=run_id) | Q(baseline_run_id=run_id)).first()
+    if evaluation is not None:
+        evaluation_finish(evaluation=evaluation)
+
+
 def evaluation_finish(*, evaluation: Evaluation) -> Evaluation:
-    """Compute and store the comparison if both runs have finished (else leave it pending)."""
+    """Compute and store the comparison if both runs have finished (else leave it pending), and
+    send its blind A/B pairs to the review queue (once, however many callers race here)."""
     evaluation = Evaluation.objects.select_related(
         "candidate", "baseline", "prompt_set", "rubric", "candidate_run", "baseline_run"
     ).get(pk=evaluation.pk)  # the runs' status as the database holds it now
-    if evaluation.result is not None or not selectors.evaluation_finished(evaluation):
+    if not selectors.evaluation_finished(evaluation):
         return evaluation
-    result = selectors.evaluation_compare(evaluation)
-    Evaluation.objects.filter(pk=evaluation.pk, result__isnull=True).update(result=result)
-    evaluation.refresh_from_db()
+    if evaluation.result is None:
+        result = selectors.evaluation_compare(evaluation)
+        Evaluation.objects.filter(pk=evaluation.pk, result__isnull=True).update(result=result)
+        evaluation.refresh_from_db()
+    if evaluation.human_pairs and not evaluation.pairs.exists():
+        pairs.pairs_create(evaluation)
     return evaluation

@@ -177,3 +177,85 @@ def compare(pairs: Sequence[PromptPair], *, level: float = 0.95, tie_eps: float 
         ],
         "level": level,
     }
+
+
+# --- blind human A/B ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HumanChoice:
+    """One reviewer's choice on one A/B pair: `outcome` for the candidate (1 won, 0 lost, 1/2 a
+    tie or both bad), which side the candidate was shown on, and the judge's outcome on the same
+    two completions (None when the judge did not score both)."""
+
+    prompt: str
+    reviewer: str
+    outcome: float
+    candidate_left: bool
+    both_bad: bool = False
+    judge: float | None = None
+
+
+def _side_of(outcome_value: float) -> str:
+    return "candidate" if outcome_value > 0.5 else "baseline" if outcome_value < 0.5 else "tie"
+
+
+def cohen_kappa(labels: Sequence[tuple[str, str]]) -> float | None:
+    """Cohen's kappa of two raters over the same items: (p_o - p_e) / (1 - p_e). None with no
+    items, or when chance agreement is certain (both raters always gave one and the same label)."""
+    n = len(labels)
+    if not n:
+        return None
+    observed = sum(a == b for a, b in labels) / n
+    kinds = {a for a, _ in labels} | {b for _, b in labels}
+    expected = sum((sum(a == k for a, _ in labels) / n) * (sum(b == k for _, b in labels) / n) for k in kinds)
+    if expected >= 1:
+        return None
+    return (observed - expected) / (1 - expected)
+
+
+def _side_bias(choices: Sequence[HumanChoice]) -> dict:
+    """How often the left answer won among decisive choices, with a sign test against 1/2."""
+    decisive = [c for c in choices if c.outcome != 0.5]
+    left = sum(1 for c in decisive if (c.outcome == 1.0) == c.candidate_left)
+    return {
+        "decisive": len(decisive),
+        "left_wins": left,
+        "left_share": left / len(decisive) if decisive else None,
+        "p": sign_test(left, len(decisive) - left),
+    }
+
+
+def human_compare(choices: Sequence[HumanChoice], *, level: float = 0.95) -> dict:
+    """The human side of an evaluation, the prompt as the unit of analysis (a prompt's choices,
+    over its pairs and reviewers, averaged into one outcome): the win rate with its bootstrap
+    interval, the choices' counts, agreement with the judge (the same side, and Cohen's kappa over
+    candidate / tie / baseline), and side bias overall and per reviewer."""
+    by_prompt: dict[str, list[float]] = {}
+    for c in choices:
+        by_prompt.setdefault(c.prompt, []).append(c.outcome)
+    outcomes = [_mean(v) for v in by_prompt.values()]
+    wins = sum(1 for c in choices if c.outcome == 1.0)
+    losses = sum(1 for c in choices if c.outcome == 0.0)
+    both_bad = sum(1 for c in choices if c.both_bad)
+    judged = [(_side_of(c.outcome), _side_of(c.judge)) for c in choices if c.judge is not None]
+    reviewers = sorted({c.reviewer for c in choices})
+    return {
+        "choices": len(choices),
+        "prompts": len(by_prompt),
+        "wins": wins,
+        "ties": len(choices) - wins - losses - both_bad,
+        "both_bad": both_bad,
+        "losses": losses,
+        "win_rate": bootstrap(outcomes, level=level).as_dict(),
+        "decisive_win_rate": wins / (wins + losses) if wins + losses else None,
+        "sign_test_p": sign_test(wins, losses),
+        "judge_agreement": {
+            "choices": len(judged),
+            "same_side": sum(h == j for h, j in judged) / len(judged) if judged else None,
+            "kappa": cohen_kappa(judged),
+        },
+        "side_bias": _side_bias(choices),
+        "side_bias_by_reviewer": {r: _side_bias([c for c in choices if c.reviewer == r]) for r in reviewers},
+        "level": level,
+    }

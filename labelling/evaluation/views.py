@@ -1,15 +1,21 @@
 """The evaluation page (admins): the candidate against the baseline, with intervals, length
-effects and the worst regressions side by side."""
+effects and the worst regressions side by side, and the blind A/B figures; and the blind A/B
+review itself (reviewers): two answers, A and B, chosen from the keyboard."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+import uuid
 
-from labelling.access.decorators import admin_required
-from labelling.evaluation import selectors, services
-from labelling.models import Evaluation
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET, require_POST
+
+from labelling import errors
+from labelling.access.decorators import admin_required, reviewer_required
+from labelling.evaluation import pairs, selectors, services
+from labelling.models import Evaluation, PairChoice
+from labelling.review.services import ReviewRefused
 
 
 @require_GET
@@ -25,5 +31,77 @@ def evaluation_detail(request: HttpRequest, evaluation_id: int) -> HttpResponse:
     return render(
         request,
         "evaluation/detail.html",
-        {"evaluation": evaluation, "status": selectors.evaluation_status(evaluation), "r": evaluation.result},
+        {
+            "evaluation": evaluation,
+            "status": selectors.evaluation_status(evaluation),
+            "r": evaluation.result,
+            "h": pairs.human_figures(evaluation),
+        },
     )
+
+
+# --- blind A/B review (reviewers) ---------------------------------------------------------
+
+
+@require_GET
+@reviewer_required
+def ab_queue(request: HttpRequest) -> HttpResponse:
+    """The pair this reviewer holds, else the next open one."""
+    return _ab_panel(request, pairs.pair_claim_next(reviewer=request.user))
+
+
+@require_POST
+@reviewer_required
+def ab_choose(request: HttpRequest, choice_id: int) -> HttpResponse:
+    try:
+        submission_id = uuid.UUID(request.POST.get("submission_id", ""))
+    except ValueError:
+        return errors.refusal("submission_id: missing or not a UUID", 400)
+    try:
+        pairs.pair_choose(
+            choice_id=choice_id,
+            reviewer=request.user,
+            choice=request.POST.get("choice", ""),
+            submission_id=submission_id,
+        )
+    except PairChoice.DoesNotExist:
+        raise Http404("No such pair.") from None
+    except ValidationError as exc:
+        return errors.refusal(errors.validation_text(exc), 400)
+    except ReviewRefused as exc:
+        return errors.refusal(exc.message, exc.status)
+    revealed = pairs.pair_hold(reviewer=request.user, choice_id=choice_id)
+    return _ab_panel(request, pairs.pair_claim_next(reviewer=request.user), revealed=revealed)
+
+
+@require_POST
+@reviewer_required
+def ab_skip(request: HttpRequest, choice_id: int) -> HttpResponse:
+    try:
+        pairs.pair_skip(choice_id=choice_id, reviewer=request.user)
+    except ReviewRefused as exc:
+        return errors.refusal(exc.message, exc.status)
+    return _ab_panel(request, pairs.pair_claim_next(reviewer=request.user))
+
+
+def _ab_panel(request: HttpRequest, hold: PairChoice | None, revealed: PairChoice | None = None) -> HttpResponse:
+    """The pair on screen (answers only: no version until chosen), and the versions of the pair
+    just chosen on, revealed."""
+    context = {
+        "shown": pairs.pair_shown(hold) if hold else None,
+        "open": pairs.pairs_open_count(reviewer=request.user),
+        "submission_id": uuid.uuid4(),
+        "revealed": _revealed(revealed) if revealed else None,
+    }
+    template = "evaluation/pairs.html#ab-panel" if request.htmx else "evaluation/pairs.html"
+    return render(request, template, context)
+
+
+def _revealed(hold: PairChoice) -> dict:
+    evaluation = hold.pair.evaluation
+    candidate, baseline = f"v{evaluation.candidate.number}", f"v{evaluation.baseline.number}"
+    return {
+        "choice": hold.get_choice_display(),
+        "left": candidate if hold.candidate_left else baseline,
+        "right": baseline if hold.candidate_left else candidate,
+    }

@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 _enqueue: Callable[[int], object] | None = None
 _health: Callable[[], dict] | None = None
 _train_params: Callable[[str, dict], dict] | None = None
+_judge_prompt_sha256: Callable[[dict], str] | None = None
 
 
 def register(
@@ -21,9 +22,10 @@ def register(
     enqueue: Callable[[int], object],
     health: Callable[[], dict],
     train_params: Callable[[str, dict], dict] | None = None,
+    judge_prompt_sha256: Callable[[dict], str] | None = None,
 ) -> None:
-    global _enqueue, _health, _train_params
-    _enqueue, _health, _train_params = enqueue, health, train_params
+    global _enqueue, _health, _train_params, _judge_prompt_sha256
+    _enqueue, _health, _train_params, _judge_prompt_sha256 = enqueue, health, train_params, judge_prompt_sha256
 
 
 def _registered(hook):
@@ -46,3 +48,8 @@ def train_params(method: str, params: dict) -> dict:
     """A train run's settings with the trainer's defaults filled in; ValueError naming what is
     wrong (an unknown key, a value out of range)."""
     return _registered(_train_params)(method, params)
+
+
+def judge_prompt_sha256(rubric_spec: dict) -> str:
+    """The sha256 of everything the judge is told for this rubric (prompt, template, guidance)."""
+    return _registered(_judge_prompt_sha256)(rubric_spec)

@@ -177,11 +177,30 @@ def test_the_same_idempotency_key_starts_one_evaluation(world, v2, client, admin
     monkeypatch.setattr(
         services,
         "evaluation_for_key",
-        lambda key, calls=[]: calls.append(key) or (found(key) if len(calls) > 1 else None),
+        lambda key, calls=[], **kw: calls.append(key) or (found(key, **kw) if len(calls) > 1 else None),
     )
-    assert _start(world, candidate=2, idempotency_key="eval-1").pk == first.json()["id"]
+    again = _start(world, candidate=2, completions_per_prompt=2, idempotency_key="eval-1", user=admin_user)
+    assert again.pk == first.json()["id"] and again.started is False
     assert (Evaluation.objects.count(), PipelineRun.objects.count()) == (1, runs)
     too_long = client.post(
         "/api/evaluations", body, content_type="application/json", headers={**headers, "Idempotency-Key": "k" * 101}
     )
-    assert too_long.status_code == 400 and "idempotency_key" in too_long.json()["errors"]
+    assert too_long.status_code == 422 and "idempotency_key" in too_long.json()["errors"]
+    other = client.post(
+        "/api/evaluations", {**body, "completions_per_prompt": 3}, content_type="application/json", headers=headers
+    )
+    assert other.status_code == 409 and "another request" in other.json()["detail"]
+
+
+def test_the_judge_is_fingerprinted_and_never_the_candidate_itself(world, v2, settings):
+    from labelling.generators.weights import SHIPPED_ONNX_DIR
+
+    settings.JUDGE_MODEL_DIR = settings.BASE_DIR / SHIPPED_ONNX_DIR  # the judge runs version 1's weights
+    evaluation = _start(world, candidate=2)
+    judge = evaluation.judge
+    assert judge["judge_weights_sha256"] == GeneratorVersion.objects.get(number=1).weights_sha256 != ""
+    assert len(judge["judge_prompt_sha256"]) == 64
+    world["rubric"].criteria.update(description="Sounds like Mira, reworded")
+    assert _start(world, candidate=2).judge["judge_prompt_sha256"] != judge["judge_prompt_sha256"]
+    with pytest.raises(ValidationError, match="it would score itself"):
+        _start(world, candidate=1, baseline=2)

@@ -1,6 +1,10 @@
 """Real processes for pipeline runs: a huey consumer (a subprocess on the test's own
-database and queue) talking to the real tritonserver."""
+database and queue) talking to the real tritonserver; the docs' API scripts, run as written."""
 
+import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -80,3 +84,25 @@ def wait_until(predicate, timeout_s: float = 60, what: str = "condition") -> Non
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def python_block(doc: Path) -> str:
+    """The one ```python block of a page."""
+    blocks = re.findall(r"^```python\n(.*?)^```$", doc.read_text(), re.S | re.M)
+    assert len(blocks) == 1, f"{doc.name} has {len(blocks)} python blocks"
+    return blocks[0]
+
+
+def run_script(code: str, *, url: str, token: str, cwd: Path, logs: list[Path]) -> str:
+    """The script in a fresh interpreter, as a user runs it; its output, or a failure with the workers' logs."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "SHAPING_URL": url, "SHAPING_TOKEN": token},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    tails = "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for log in logs if log.exists())
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{tails}"
+    return done.stdout

@@ -10,8 +10,33 @@ from labelling.models import Generation, Judgment
 from labelling.review import selectors as review_selectors
 from labelling.review import services as review_services
 from tests.characters.test_puzzles import SAMPLE
-from tests.pipelines.test_api_loop import CONTENT
 from tests.review.conftest import review_form
+
+# Mira, her rubric and a prompt set, as an import file.
+CONTENT = "\n".join(
+    json.dumps(line)
+    for line in [
+        {"kind": "character", "slug": "mira", "name": "Mira", "persona": "Mira keeps a lighthouse: wry, precise."},
+        {
+            "kind": "rubric",
+            "slug": "voice",
+            "name": "Voice",
+            "criteria": [
+                {"key": "in_character", "description": "Sounds like Mira", "scale_min": 1, "scale_max": 5},
+                {"key": "helpful", "description": "Answers the question", "scale_min": 1, "scale_max": 5},
+            ],
+        },
+        {
+            "kind": "prompt_set",
+            "slug": "keeper",
+            "name": "Keeper",
+            "prompts": [
+                {"id": f"q{i}", "messages": [{"role": "user", "content": f"Question {i}: what do you see tonight?"}]}
+                for i in range(3)
+            ],
+        },
+    ]
+)
 
 
 def test_puzzles_go_through_generate_judge_review_into_a_dataset(client, admin_user, reviewer, consumer, media):

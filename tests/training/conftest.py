@@ -1,12 +1,18 @@
 """A character who should say her name, a rubric that rewards it by rule, prompt sets to train
-and to hold out, and dataset versions built the way a user builds them."""
+and to hold out, dataset versions built the way a user builds them, and a tritonserver that
+serves every ready version of the generator."""
 
 import pytest
 
+from inference import served_versions
+from inference.backends import reset_backend
 from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
 from labelling.datasets import services as dataset_services
 from labelling.models import DatasetVersion, GeneratorVersion, PipelineRun
+from tests.triton_fixture import start_triton
+
+TRAIN_WORKER = ("run_train_worker",)  # the training consumer's command (tests.pipelines.conftest.Consumer)
 
 # A substring, not a whole word: the tiny model's random weights tend to run "Aria" into the
 # next token, so a whole-word rule would hardly ever fire for it (and barely move in training).
@@ -79,3 +85,18 @@ def dataset(kind: str, run: PipelineRun, name: str = "aria-loop") -> DatasetVers
 
 def shipped() -> GeneratorVersion:
     return GeneratorVersion.objects.get(number=1)
+
+
+@pytest.fixture
+def versioned_triton(tmp_path, settings, media):
+    """A tritonserver on the generated repository (what `serve` runs), version 1 in it."""
+    settings.TRITON_REPOSITORY = tmp_path / "repository"
+    settings.DATA_DIR = tmp_path / "data"
+    settings.INFERENCE_BACKEND = "triton"
+    served_versions.repository_sync()
+    server = start_triton(tmp_path / "triton", model_repository=settings.TRITON_REPOSITORY, explicit=True)
+    settings.TRITON_URL = server.url
+    reset_backend()
+    yield server
+    reset_backend()  # its open streams first: the server waits for them before it stops
+    server.stop()

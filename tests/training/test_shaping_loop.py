@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from django.db.models import Avg
 
-from inference import served_versions, train_runs, version_export
-from inference.backends import reset_backend
+from inference import train_runs, version_export
 from inference.management.commands.evaluate import report
 from inference.model_repository import repository_versions
 from inference.tasks import execute
@@ -24,27 +23,9 @@ from labelling.runs import services as run_services
 from labelling.training import selectors as training_selectors
 from labelling.training import services as training_services
 from tests.pipelines.conftest import Consumer, wait_for, wait_until, worker_env
-from tests.training.conftest import dataset, generated
-from tests.triton_fixture import start_triton
-
-TRAIN_WORKER = ("run_train_worker",)
+from tests.training.conftest import TRAIN_WORKER, dataset, generated
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def versioned_triton(tmp_path, settings, media):
-    """A tritonserver on the generated repository (what `serve` runs), version 1 in it."""
-    settings.TRITON_REPOSITORY = tmp_path / "repository"
-    settings.DATA_DIR = tmp_path / "data"
-    settings.INFERENCE_BACKEND = "triton"
-    served_versions.repository_sync()
-    server = start_triton(tmp_path / "triton", model_repository=settings.TRITON_REPOSITORY, explicit=True)
-    settings.TRITON_URL = server.url
-    reset_backend()
-    yield server
-    reset_backend()  # its open streams first: the server waits for them before it stops
-    server.stop()
 
 
 def _rewards(run: PipelineRun) -> list[float]:

@@ -67,6 +67,25 @@ def test_the_same_idempotency_key_returns_the_same_run(versions):
     assert GeneratorVersion.objects.filter(method="sft").count() == 1
 
 
+def test_a_users_key_is_their_own_and_bound_to_the_request(versions, admin_user):
+    from labelling.access.roles import ADMIN
+    from labelling.runs.idempotency import IdempotencyConflict
+    from tests.conftest import _make_user
+
+    def start(user, **params):
+        return training_services.train_start(
+            dataset_version=versions["sft"], method="sft", params=params, idempotency_key="k1", user=user, enqueue=False
+        )
+
+    mine, _ = start(admin_user)
+    theirs, created = start(_make_user("grace", ADMIN))
+    assert created and theirs.pk != mine.pk
+    assert start(admin_user)[0].pk == mine.pk
+    with pytest.raises(IdempotencyConflict, match="already used for another request"):
+        start(admin_user, steps=2)
+    assert _counts() == (2, 3)
+
+
 def test_a_dataset_of_the_wrong_kind_is_refused(versions):
     message = _refused("dataset", dataset_version=versions["dpo"], method="grpo")
     assert "is a dpo version; grpo trains on a grpo_prompts version" in message

@@ -85,6 +85,10 @@ class Command(BaseCommand):
         parser.add_argument("--k", type=int, default=4, help="completions per prompt and version")
         parser.add_argument("--seed", type=int, default=services.DEFAULT_SEED)
         parser.add_argument("--max-tokens", type=int, default=services.DEFAULT_SAMPLING["max_tokens"])
+        parser.add_argument(
+            "--human-pairs", type=int, default=0, metavar="N", help="blind A/B pairs to send to reviewers (default 0)"
+        )
+        parser.add_argument("--human-overlap", type=int, default=1, metavar="R", help="reviewers per blind pair")
         parser.add_argument("--wait", action="store_true", help="generate and judge here, then print the comparison")
 
     def handle(self, *args, **o):
@@ -114,6 +118,8 @@ class Command(BaseCommand):
                 seed=o["seed"],
                 sampling={"max_tokens": o["max_tokens"]},
                 enqueue=not o["wait"],
+                human_pairs=o["human_pairs"],
+                human_overlap=o["human_overlap"],
             )
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
@@ -132,6 +138,9 @@ class Command(BaseCommand):
             raise CommandError(f"evaluation #{evaluation.pk} is {selectors.evaluation_status(evaluation)}")
         for line in report(evaluation.result):
             self.stdout.write(line)
+        if evaluation.human_pairs:
+            sent = evaluation.pairs.count()
+            self.stdout.write(f"blind A/B: {sent} pairs sent to reviewers (/review/ab/)")
 
     def _held_out(self, text: str):
         try:
