@@ -162,6 +162,7 @@ def measure(args):
     from django.test import Client
 
     from inference import tasks
+    from labelling.access.roles import ADMIN, ensure_roles
     from labelling.live import broadcasts
     from labelling.models import PipelineRun
     from labelling.runs import services as run_services
@@ -178,6 +179,7 @@ def measure(args):
         params={"sampling": {"max_tokens": args.max_tokens}, "workers": args.workers},
     )
     user = get_user_model().objects.create_user(username="live")
+    user.groups.add(ensure_roles()[ADMIN])  # a run's stream is for admins, as its page is
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()

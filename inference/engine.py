@@ -15,7 +15,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -189,8 +189,18 @@ class Engine:
                 f"max_tokens {params.max_tokens} does not fit: the prompt is {len(tokens)} tokens "
                 f"and the context is {self.context_length}"
             )
-        generator = self._generator(tokens, params)
-        return self._decode_loop(generator, len(tokens), params, on_step, is_cancelled)
+        if params.guidance_type and params.n > 1:
+            # onnxruntime-genai 0.18 fails a guided batch as soon as one sequence's grammar has
+            # finished while another's has not ("compute_mask() called after stop"), so each
+            # guided sequence decodes on a generator of its own (seeded seed + its index), the
+            # generators stepped in turn.
+            lanes = [
+                self._generator(tokens, replace(params, n=1, seed=None if params.seed is None else params.seed + i))
+                for i in range(params.n)
+            ]
+        else:
+            lanes = [self._generator(tokens, params)]
+        return self._decode_loop(lanes, len(tokens), params, on_step, is_cancelled)
 
     def _generator(self, tokens: np.ndarray, params: SamplingParams):
         og = self.og
@@ -218,8 +228,12 @@ class Engine:
             raise InvalidRequest(f"guidance: {exc}") from None
         return generator
 
-    def _decode_loop(self, generator, prompt_tokens: int, params: SamplingParams, on_step, is_cancelled):
+    def _decode_loop(self, lanes: list, prompt_tokens: int, params: SamplingParams, on_step, is_cancelled):
+        """Decode every sequence to its end. `lanes` are generators sharing the n sequences in
+        order (one generator of n, or n generators of one); each takes a step while one of its
+        sequences is unfinished."""
         n = params.n
+        rows = n // len(lanes)
         streams = [self.tokenizer.create_stream() for _ in range(n)]
         texts = [""] * n
         counts = [0] * n
@@ -228,28 +242,33 @@ class Engine:
             if is_cancelled():
                 finish = [f or "cancelled" for f in finish]
                 break
-            if generator.is_done():
-                finish = [f or "length" for f in finish]
-                break
-            generator.generate_next_token()
-            next_tokens = generator.get_next_tokens()
             pieces = {}
-            for i in range(n):
-                if finish[i]:
+            for lane, generator in enumerate(lanes):
+                mine = range(lane * rows, (lane + 1) * rows)
+                if all(finish[i] for i in mine):
                     continue
-                token = int(next_tokens[i])
-                counts[i] += 1
-                if token in self.eos_ids:
-                    finish[i] = "stop"
+                if generator.is_done():
+                    for i in mine:
+                        finish[i] = finish[i] or "length"
                     continue
-                piece = streams[i].decode(token)
-                texts[i], piece, stopped = self._apply_stop(texts[i], piece, params.stop)
-                if piece:
-                    pieces[i] = piece
-                if stopped:
-                    finish[i] = "stop"
-                elif counts[i] >= params.max_tokens:
-                    finish[i] = "length"
+                generator.generate_next_token()
+                next_tokens = generator.get_next_tokens()
+                for row, i in enumerate(mine):
+                    if finish[i]:
+                        continue
+                    token = int(next_tokens[row])
+                    counts[i] += 1
+                    if token in self.eos_ids:
+                        finish[i] = "stop"
+                        continue
+                    piece = streams[i].decode(token)
+                    texts[i], piece, stopped = self._apply_stop(texts[i], piece, params.stop)
+                    if piece:
+                        pieces[i] = piece
+                    if stopped:
+                        finish[i] = "stop"
+                    elif counts[i] >= params.max_tokens:
+                        finish[i] = "length"
             if pieces and on_step:
                 on_step(pieces)
         return [Completion(i, texts[i], finish[i], prompt_tokens, counts[i]) for i in range(n)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
@@ -20,7 +21,7 @@ from labelling import rules, scoring
 from labelling.access import tokens
 from labelling.catalogue import selectors as catalogue_selectors
 from labelling.catalogue import services as catalogue_services
-from labelling.catalogue.importers import ImportFailed, import_text
+from labelling.catalogue.importers import ImportFailed, import_size_check, import_text
 from labelling.catalogue.schemas import RubricIn
 from labelling.datasets import selectors as dataset_selectors
 from labelling.datasets import services as dataset_services
@@ -79,6 +80,7 @@ class ImportMixin:
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
+                import_size_check(upload.name, upload.size)  # before reading it
                 text = upload.read().decode("utf-8")
                 summary = import_text(upload.name, text, default_prompt_set=form.cleaned_data["prompt_set"] or None)
             except UnicodeDecodeError:
@@ -99,8 +101,22 @@ class ImportMixin:
         return TemplateResponse(request, "admin/labelling/import.html", context)
 
 
+class CharacterForm(forms.ModelForm):
+    """A character as the admin edits it: a new portrait is checked (file size, pixels, readable)
+    before anything is saved."""
+
+    def clean_portrait(self):
+        portrait = self.cleaned_data.get("portrait")
+        if isinstance(portrait, UploadedFile):
+            catalogue_services.portrait_size_check(portrait.size)  # before reading it
+            catalogue_services.portrait_open(portrait.read())
+            portrait.seek(0)
+        return portrait
+
+
 @admin.register(Character)
 class CharacterAdmin(ImportMixin, admin.ModelAdmin):
+    form = CharacterForm
     list_display = ["name", "slug", "thumbnail", "updated_at"]
     search_fields = ["name", "slug", "persona"]
     prepopulated_fields = {"slug": ["name"]}

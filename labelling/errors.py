@@ -1,7 +1,10 @@
 """A refusal (Django's ValidationError from a service) as field messages or one line of text:
-the one shape the API, the review views and the run forms all answer with."""
+the one shape the API, the review views and the run forms all answer with; and a backend's
+error made fit for reviewers (no internal addresses)."""
 
 from __future__ import annotations
+
+import re
 
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
@@ -22,3 +25,23 @@ def validation_text(exc: ValidationError) -> str:
 def refusal(message: str, status: int) -> HttpResponse:
     """A 4xx with a plain-text reason; review.js shows it above the form."""
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+# Where things live inside the deployment, each replaced whole.
+_ADDRESS = re.compile(
+    "|".join(
+        (
+            r"[a-zA-Z][a-zA-Z0-9+.-]*://\S*[^\s.,;:)'\"]",  # a URL: grpc://, http:// (not its closing punctuation)
+            r"\b(?:ipv4|ipv6|unix|dns):\S*[^\s.,;:)'\"]",  # a gRPC target: ipv4:10.0.0.5:8001
+            r"\[[0-9a-fA-F:.]+\]:\d{1,5}\b",  # [IPv6]:port
+            r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b",  # an IPv4 address, with its port
+            r"\b[a-zA-Z0-9.-]*[a-zA-Z][a-zA-Z0-9.-]*:\d{1,5}(?!\.?\w)",  # host:port (not a tag: qwen3:0.6b)
+            r"(?<![\w.~/-])/[^\s'\",;)]*[^\s'\",;):.]",  # an absolute path (not its closing punctuation)
+        )
+    )
+)
+
+
+def without_addresses(text: str) -> str:
+    """A backend's message with every internal address in it replaced by "[address]"."""
+    return _ADDRESS.sub("[address]", text or "")

@@ -15,6 +15,7 @@ from django.utils._os import safe_join
 from django.views.decorators.http import require_GET
 from huey.contrib.djhuey import HUEY
 
+from labelling import errors
 from labelling.access import roles
 from labelling.access.decorators import reviewer_required
 from labelling.catalogue import selectors as catalogue_selectors
@@ -25,14 +26,16 @@ from labelling.runs import selectors as run_selectors
 
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
+    """Runs, counts and characters for users with a role; a signed-in user in no role is told
+    to ask an admin for one (and sees nothing else, like the live feed refuses them)."""
+    if roles.user_role(request.user) is None:
+        return render(request, "dashboard.html", {"no_role": True})
     context = {
         "counts": run_selectors.dashboard_counts(),
         "runs": run_selectors.recent_runs()[:10],
         "characters": catalogue_selectors.characters_with_counts(),
         "is_admin": roles.is_admin(request.user),
-        "queue_count": (
-            review_selectors.review_queue(reviewer=request.user).count() if roles.user_role(request.user) else None
-        ),
+        "queue_count": review_selectors.review_queue(reviewer=request.user).count(),
     }
     return render(request, "dashboard.html", context)
 
@@ -95,6 +98,17 @@ def media(request: HttpRequest, path: str) -> FileResponse:
 
 
 @require_GET
+@reviewer_required
 def inference_health(request: HttpRequest) -> HttpResponse:
-    """A small partial the dashboard polls: is the backend up, is each model ready."""
-    return render(request, "partials/inference_health.html", {"health": executor.health()})
+    """A small partial the dashboard polls: is the backend up, is each model ready. Where the
+    backend lives (its address, its model folders) is for admins: a reviewer sees whether it is
+    up, with any address taken out of the reason."""
+    health = executor.health()
+    if not roles.is_admin(request.user):
+        health = {
+            "backend": health.backend,
+            "ready": health.ready,
+            "models": health.models,
+            "detail": errors.without_addresses(health.detail),
+        }
+    return render(request, "partials/inference_health.html", {"health": health})

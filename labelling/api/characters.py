@@ -12,6 +12,7 @@ from labelling.api.common import ADMIN, MAX_ID, Error, admin_required
 from labelling.api.runs import Run
 from labelling.catalogue import architext
 from labelling.characters import services as character_services
+from labelling.characters.sheets import SHEET_MAX_TOKENS
 
 router = Router(tags=["characters"])
 
@@ -19,7 +20,9 @@ router = Router(tags=["characters"])
 class SheetsIn(Schema):
     concept: str = Field(..., min_length=1, max_length=2000, description="what kind of character to design")
     count: int = Field(4, ge=1, le=16, description="sheets to generate (one GRPO group)")
-    max_tokens: int = Field(2048, ge=64, le=8192)
+    max_tokens: int = Field(
+        SHEET_MAX_TOKENS, ge=SHEET_MAX_TOKENS, le=8192, description="the least lets the longest guided sheet close"
+    )
     rubric: str | None = Field(None, description="rubric slug to judge the sheets with (coherence)")
 
 
@@ -33,9 +36,10 @@ class PuzzlesIn(Schema):
     prompt_set: str = Field(..., min_length=1, max_length=80, description="slug of the new prompt set")
 
 
-@router.post("/sheets", response={201: Run, 200: Run, 400: Error, **ADMIN}, operation_id="sheet_generate")
+@router.post("/sheets", response={201: Run, 200: Run, 400: Error, 409: Error, **ADMIN}, operation_id="sheet_generate")
 def sheet_generate(request: HttpRequest, body: SheetsIn):
-    """Queue a run generating character sheets under the sheet's JSON schema (Idempotency-Key as for runs)."""
+    """Queue a run generating character sheets under the sheet's JSON schema (Idempotency-Key as for
+    runs: the same key and body return the same run, 200; the same key with another body is a 409)."""
     admin_required(request)
     run, created = character_services.sheet_run_start(
         concept=body.concept,
@@ -44,6 +48,7 @@ def sheet_generate(request: HttpRequest, body: SheetsIn):
         rubric=rubric_named(body.rubric),
         created_by=request.user,
         idempotency_key=request.headers.get("Idempotency-Key") or None,
+        user=request.user,
     )
     return Status(201 if created else 200, run)
 

@@ -2,7 +2,8 @@
 pagination, the one error schema and the response maps built from it, the exception
 handlers that turn a refusal into that schema, and the JSON 404 for any other path."""
 
-from django.core.exceptions import ValidationError
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, NinjaAPI, Router, Schema, Status
 from ninja.errors import HttpError
@@ -20,13 +21,16 @@ MAX_NUMBER = 2**31 - 1  # the same for a version number (a rubric's or a dataset
 
 
 class TokenAuth(HttpBearer):
-    """`Authorization: Bearer shp_...`: the token's user becomes `request.user`."""
+    """`Authorization: Bearer shp_...`: the token's user becomes `request.user`. A token sees no
+    more than its user does in the browser: a user in no role sees nothing (403 everywhere)."""
 
     def authenticate(self, request: HttpRequest, token: str):
         row = tokens.token_authenticate(token)
         if row is None:
             return None
         request.user = row.user
+        if roles.user_role(row.user) is None:
+            raise HttpError(403, "this token's user has no role: ask an admin to make them a reviewer")
         return row
 
 
@@ -34,6 +38,12 @@ def admin_required(request: HttpRequest) -> None:
     """A reviewer's token reads; writes, judgments and datasets need an admin's."""
     if not roles.is_admin(request.user):
         raise HttpError(403, "this needs an admin's token")
+
+
+def reviewer_required(request: HttpRequest) -> None:
+    """Reviewing needs a role: a reviewer's or an admin's token, not one of a user in no role."""
+    if roles.user_role(request.user) is None:
+        raise HttpError(403, "this needs a reviewer's or an admin's token")
 
 
 class Pages(LimitOffsetPagination):
@@ -50,10 +60,11 @@ class Error(Schema):
     errors: dict[str, str] = {}
 
 
-# What any operation may answer besides success: a missing or wrong token, a value of the
-# wrong type in the path, query or body; ADMIN adds the refusal of a reviewer's token.
-READ = {401: Error, 422: Error}
-ADMIN = {**READ, 403: Error}
+# What any operation may answer besides success: a missing or wrong token (401), a token whose
+# user has no role (403), a value of the wrong type in the path, query or body (422). ADMIN is
+# the same map: there, a reviewer's token is refused with the same 403.
+READ = {401: Error, 403: Error, 422: Error}
+ADMIN = READ
 
 
 # --- exception handlers (shaping_web/api.py registers them, binding `api`) --------------------
@@ -62,6 +73,25 @@ ADMIN = {**READ, 403: Error}
 def refused(request: HttpRequest, exc: ValidationError, *, api: NinjaAPI) -> HttpResponse:
     """A service refusing a well-formed request (an unknown slug, a score off its scale): 400."""
     body = {"detail": errors.validation_text(exc), "errors": errors.validation_fields(exc)}
+    return api.create_response(request, body, status=400)
+
+
+def key_malformed(request: HttpRequest, exc: ValidationError, *, api: NinjaAPI) -> HttpResponse:
+    """An Idempotency-Key header no run can carry (too long): 422, like any malformed value."""
+    body = {"detail": errors.validation_text(exc), "errors": errors.validation_fields(exc)}
+    return api.create_response(request, body, status=422)
+
+
+def key_conflict(request: HttpRequest, exc: ValidationError, *, api: NinjaAPI) -> HttpResponse:
+    """An Idempotency-Key this user already sent with a different request: 409."""
+    body = {"detail": errors.validation_text(exc), "errors": errors.validation_fields(exc)}
+    return api.create_response(request, body, status=409)
+
+
+def body_too_big(request: HttpRequest, exc: RequestDataTooBig, *, api: NinjaAPI) -> HttpResponse:
+    """A body past settings.DATA_UPLOAD_MAX_MEMORY_SIZE (a huge import, say): 400, in JSON."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    body = {"detail": f"the request body is over {limit} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)", "errors": {}}
     return api.create_response(request, body, status=400)
 
 

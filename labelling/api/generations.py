@@ -8,7 +8,7 @@ from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import paginate
 
 from labelling import models
-from labelling.api.common import ADMIN, MAX_ID, READ, Error, Pages, admin_required
+from labelling.api.common import ADMIN, MAX_ID, Error, Pages, admin_required
 from labelling.catalogue.importers import import_objects
 from labelling.catalogue.schemas import GroupIn
 
@@ -45,13 +45,16 @@ def generation_push(request: HttpRequest, body: GenerationsIn):
     return Status(201, {"run_id": summary.run_id, "groups": summary.groups})
 
 
-@router.get("/generations", response={200: list[Generation], **READ}, operation_id="generation_list")
+@router.get("/generations", response={200: list[Generation], **ADMIN}, operation_id="generation_list")
 @paginate(Pages)
 def generation_list(
     request: HttpRequest,
     run: int | None = Query(None, ge=1, le=MAX_ID),
     group: int | None = Query(None, ge=1, le=MAX_ID),
 ):
+    """Completions with their thinking and revision links (an admin's token: a reviewer sees the
+    completions of the group they hold, through the review endpoints)."""
+    admin_required(request)
     rows = models.Generation.objects.order_by("id")
     if run is not None:
         rows = rows.filter(group__run_id=run)

@@ -10,7 +10,7 @@ from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.pagination import paginate
 
 from labelling import errors
-from labelling.api.common import ADMIN, MAX_NUMBER, READ, Error, Pages, admin_required
+from labelling.api.common import ADMIN, MAX_NUMBER, Error, Pages, admin_required
 from labelling.evaluation import selectors as evaluation_selectors
 from labelling.generators import selectors as generator_selectors
 from labelling.generators import services as generator_services
@@ -54,20 +54,23 @@ class GeneratorVersion(Schema):
         return obj.dataset_version.number if obj.dataset_version_id else None
 
 
-@router.get("/model-versions", response={200: list[GeneratorVersion], **READ}, operation_id="model_version_list")
+@router.get("/model-versions", response={200: list[GeneratorVersion], **ADMIN}, operation_id="model_version_list")
 @paginate(Pages)
 def model_version_list(request: HttpRequest):
-    """Every version of the generator, oldest first: parent, dataset version, method, status."""
+    """Every version of the generator, oldest first: parent, dataset version, method, status (an
+    admin's token, as the Model versions page is an admin's)."""
+    admin_required(request)
     return generator_selectors.generator_versions()
 
 
 @router.get(
     "/model-versions/{number}",
-    response={200: GeneratorVersion, 404: Error, **READ},
+    response={200: GeneratorVersion, 404: Error, **ADMIN},
     operation_id="model_version_detail",
 )
 def model_version_detail(request: HttpRequest, number: int = Path(..., ge=1, le=MAX_NUMBER)):
-    """One version, with its evaluation against its parent."""
+    """One version, with its evaluation against its parent (an admin's token)."""
+    admin_required(request)
     version = generator_selectors.generator_versions().filter(number=number).first()
     if version is None:
         raise Http404(f"no model version {number}")

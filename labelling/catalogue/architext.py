@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from labelling.catalogue import services as catalogue_services
-from labelling.catalogue.importers import ImportFailed, Problem, jsonl_values
+from labelling.catalogue.importers import ImportFailed, Problem, import_size_check, jsonl_values
 from labelling.catalogue.schemas import PromptIn, PromptSetIn
 from labelling.models import PromptSet
 
@@ -169,6 +169,7 @@ def decision_prompt(puzzle: Puzzle) -> str:
 @transaction.atomic
 def puzzles_import(name: str, text: str, *, prompt_set: str) -> PromptSet:
     """Parse the rows (all or nothing) and write one decision prompt per puzzle into a new prompt set."""
+    import_size_check(name, len(text.encode("utf-8")))
     puzzles = parse_puzzles(name, text)
     if PromptSet.objects.filter(slug=prompt_set).exists():
         raise ImportFailed([Problem(name, None, "prompt_set", f"a prompt set with slug {prompt_set!r} already exists")])

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from django.conf import settings
 from django.db import transaction
 from pydantic import BaseModel, ValidationError
 
@@ -164,13 +165,22 @@ def _read_jsonl(name: str, text: str, default_prompt_set: str | None) -> Iterato
 
 
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that also hands back the node tree, for line numbers."""
+    """SafeLoader that also hands back the node tree, for line numbers, and refuses anchors and
+    aliases (`&a` / `*a`): even a safe loader expands them, and a few lines of nested aliases
+    expand to gigabytes. No import format needs them."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            kind = "aliases (*name)" if isinstance(event, yaml.AliasEvent) else "anchors (&name)"
+            raise yaml.composer.ComposerError(None, None, f"{kind} are not accepted in imports", event.start_mark)
+        return super().compose_node(parent, index)
 
 
 def _read_document(name: str, text: str) -> Iterator[_Raw | Problem]:
     try:
         root = yaml.compose(text, Loader=_LineLoader)
-        value = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
+        value = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -447,7 +457,24 @@ def import_objects(name: str, kind: str, values: list[dict]) -> ImportSummary:
     return apply(records, source=name)
 
 
+def import_size_check(name: str, size: int) -> None:
+    """An import file is at most settings.IMPORT_MAX_BYTES (a form checks before reading it)."""
+    if size > settings.IMPORT_MAX_BYTES:
+        raise ImportFailed(
+            [
+                Problem(
+                    name,
+                    None,
+                    "",
+                    f"the file is {size} bytes; an import is at most {settings.IMPORT_MAX_BYTES} bytes "
+                    "(IMPORT_MAX_BYTES): split it into several files",
+                )
+            ]
+        )
+
+
 def import_text(name: str, text: str, *, default_prompt_set: str | None = None) -> ImportSummary:
+    import_size_check(name, len(text.encode("utf-8")))
     records = parse_file(name, text, default_prompt_set=default_prompt_set)
     return apply(records, source=name)
 

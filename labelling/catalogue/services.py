@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -22,14 +23,45 @@ def character_create(*, data: CharacterIn) -> Character:
     return Character.objects.create(**data.model_dump())
 
 
+def portrait_size_check(size: int) -> None:
+    """A portrait's file is at most settings.PORTRAIT_MAX_BYTES (checked before it is read)."""
+    if size > settings.PORTRAIT_MAX_BYTES:
+        raise ValidationError(
+            f"the picture is {size} bytes; a portrait is at most {settings.PORTRAIT_MAX_BYTES} bytes "
+            "(PORTRAIT_MAX_BYTES)"
+        )
+
+
+def portrait_open(content: bytes) -> Image.Image:
+    """The picture a portrait upload holds, refused (ValidationError) when its file is too big,
+    it has more than settings.PORTRAIT_MAX_PIXELS pixels (read from its header, before any
+    decoding: a small file can decode to gigabytes), or Pillow cannot read it."""
+    portrait_size_check(len(content))
+    try:
+        image = Image.open(io.BytesIO(content))
+    except Image.DecompressionBombError:
+        image = None
+    except Exception as exc:
+        raise ValidationError(f"not an image Pillow can read ({exc})") from exc
+    if image is None or image.width * image.height > settings.PORTRAIT_MAX_PIXELS:
+        size = f"{image.width}×{image.height} pixels" if image else "a picture of too many pixels"
+        raise ValidationError(
+            f"{size}; a portrait has at most {settings.PORTRAIT_MAX_PIXELS} pixels (PORTRAIT_MAX_PIXELS)"
+        )
+    try:
+        image.load()
+    except Exception as exc:
+        raise ValidationError(f"not an image Pillow can read ({exc})") from exc
+    return image
+
+
 @transaction.atomic
 def character_set_portrait(*, character: Character, filename: str, content: bytes) -> Character:
     """Store a portrait and a square thumbnail made from it (Pillow)."""
     try:
-        image = Image.open(io.BytesIO(content))
-        image.load()
-    except Exception as exc:
-        raise ValidationError(f"portrait: not an image Pillow can read ({exc})") from exc
+        image = portrait_open(content)
+    except ValidationError as exc:
+        raise ValidationError({"portrait": exc.messages}) from None
     thumb = image.convert("RGB")
     thumb.thumbnail(THUMBNAIL_SIZE)
     buffer = io.BytesIO()

@@ -14,7 +14,13 @@ from pydantic import ValidationError as Invalid
 from labelling.catalogue.schemas import CharacterIn, PromptIn
 from labelling.catalogue.services import prompts_add
 from labelling.characters.appearance import build_glb
-from labelling.characters.sheets import SHEET_INSTRUCTION, CharacterSheet, sheet_problems, sheet_schema
+from labelling.characters.sheets import (
+    SHEET_INSTRUCTION,
+    SHEET_MAX_TOKENS,
+    CharacterSheet,
+    sheet_guidance,
+    sheet_problems,
+)
 from labelling.models import Character, Generation, PipelineRun, PromptSet, Rubric
 from labelling.runs.services import run_start
 
@@ -25,17 +31,23 @@ def sheet_run_start(
     *,
     concept: str,
     count: int = 4,
-    max_tokens: int = 2048,
+    max_tokens: int = SHEET_MAX_TOKENS,
     rubric: Rubric | None = None,
     created_by=None,
     idempotency_key: str | None = None,
+    user=None,
     enqueue: bool = True,
 ) -> tuple[PipelineRun, bool]:
     """A generate run making `count` character sheets for a concept, decoded under the
-    sheet's JSON schema so each one parses (on a backend that honours guidance)."""
+    sheet's JSON schema so each one parses (on a backend that honours guidance). The
+    idempotency key is scoped to `user` as `run_start` scopes it."""
     concept = concept.strip()
     if not concept:
         raise ValidationError({"concept": "describe the character to design"})
+    if max_tokens < SHEET_MAX_TOKENS:
+        raise ValidationError(
+            {"max_tokens": f"a sheet may need {SHEET_MAX_TOKENS} tokens to close: ask for at least that many"}
+        )
     with transaction.atomic():
         designer, _ = Character.objects.get_or_create(
             slug=SHEET_DESIGNER,
@@ -65,6 +77,7 @@ def sheet_run_start(
             group_size=count,
             created_by=created_by,
             idempotency_key=idempotency_key,
+            user=user,
             enqueue=enqueue,
             params={
                 "output": "sheet",
@@ -72,7 +85,7 @@ def sheet_run_start(
                 "sampling": {
                     "max_tokens": max_tokens,
                     "guidance_type": "json_schema",
-                    "guidance": json.dumps(sheet_schema()),
+                    "guidance": json.dumps(sheet_guidance()),
                 },
             },
         )

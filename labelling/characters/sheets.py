@@ -8,6 +8,8 @@ shows the schema and an example.
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
@@ -87,6 +89,91 @@ def sheet_schema() -> dict:
     schema = CharacterSheet.model_json_schema()
     schema["$comment"] = f"Shaping character sheet, schema version {SCHEMA_VERSION}"
     return schema
+
+
+# A guided decode writes a sheet from a stricter schema than the one sheets are checked
+# against, so that the longest sheet it allows fits the token budget even when the model never
+# chooses to end a string (a random-weight model does not): every string printable ASCII without
+# a quote or a backslash (one byte, one token at most, no escapes), with a length cap per field;
+# every array at most GUIDED_ITEMS long; proportions in steps of 0.05; no whitespace between
+# tokens. What it writes always validates against CharacterSheet.
+GUIDED_CHARS = r"[ !#-\[\]-~]"
+GUIDED_STRING = {"name": 48, "concept": 160, "temperament": 40, "values": 30, "backstory": 400}
+GUIDED_TEXT = 120  # every other string
+GUIDED_ITEMS = 3
+GUIDED_STEP = 0.05
+
+
+def sheet_guidance() -> dict:
+    """The JSON schema a generator decodes sheets under (see GUIDED_CHARS above)."""
+    schema = copy.deepcopy(sheet_schema())
+    _tighten(schema, None)
+    schema["x-guidance"] = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
+    return schema
+
+
+def _tighten(node, name: str | None) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _tighten(item, name)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    if kind == "string" and "enum" not in node and "pattern" not in node:
+        top = min(node.pop("maxLength", GUIDED_TEXT), GUIDED_STRING.get(name, GUIDED_TEXT))
+        node["pattern"] = f"^{GUIDED_CHARS}{{{node.pop('minLength', 0)},{top}}}$"
+    elif kind == "number":
+        low, high = node.pop("minimum"), node.pop("maximum")
+        steps = round((high - low) / GUIDED_STEP)
+        node["enum"] = [
+            round(low + i * GUIDED_STEP, 2) for i in range(steps + 1) if low + i * GUIDED_STEP <= high + 1e-9
+        ]
+    elif kind == "array":
+        node["maxItems"] = min(node.get("maxItems", GUIDED_ITEMS), GUIDED_ITEMS)
+    for key, child in node.items():
+        if key == "properties":
+            for prop, sub in child.items():
+                _tighten(sub, prop)
+        elif key == "items":
+            _tighten(child, name)
+        elif key == "$defs":
+            for sub in child.values():
+                _tighten(sub, None)
+
+
+def guided_sheet_max_bytes(schema: dict | None = None) -> int:
+    """The longest sheet `sheet_guidance` allows, in bytes (each character one byte): a decode
+    under it closes within this many tokens, since every token writes at least one byte."""
+    schema = schema or sheet_guidance()
+    defs = schema.get("$defs", {})
+
+    def longest(node: dict) -> int:
+        if "$ref" in node:
+            return longest(defs[node["$ref"].rsplit("/", 1)[1]])
+        if "enum" in node:
+            return max(len(json.dumps(v)) for v in node["enum"])
+        kind = node.get("type")
+        if kind == "object":
+            props = node["properties"]
+            return 1 + sum(len(json.dumps(k)) + 1 + longest(v) + 1 for k, v in props.items())
+        if kind == "array":
+            n = node["maxItems"]
+            return 2 + n * longest(node["items"]) + max(n - 1, 0)
+        if kind == "string":
+            if node["pattern"].startswith(f"^{GUIDED_CHARS}"):
+                return 2 + int(node["pattern"].rsplit(",", 1)[1].split("}")[0])
+            return 2 + len(node["pattern"])  # a fixed-shape pattern (a colour): no longer than itself
+        if kind == "integer":
+            return max(len(str(node["minimum"])), len(str(node["maximum"])))
+        raise ValueError(f"no bound for {node}")
+
+    return longest(schema)
+
+
+# The budget a sheet run asks for by default, and the least it may: the longest guided sheet
+# and its end-of-turn token, with room to spare.
+SHEET_MAX_TOKENS = guided_sheet_max_bytes() + 8
 
 
 def sheet_problems(text: str) -> list[str]:

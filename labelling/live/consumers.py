@@ -1,35 +1,65 @@
 """Websocket consumers: push server-rendered partials that htmx's ws extension swaps in."""
 
 import asyncio
+import re
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from labelling.access import roles
 from labelling.live.broadcasts import DASHBOARD_GROUP, register_web_loop, review_group, run_group
+
+# Close codes (4000-4999 are the application's): the browser sees why, nothing is logged.
+NOT_SIGNED_IN = 4401
+NO_ROLE = 4403
+MALFORMED = 4400
+NO_SUCH_PATH = 4404
+_MALFORMED = object()  # what _query_id answers for a parameter that is not one id
+
+# An id is a positive integer in the database's range (a longer one would overflow the query).
+_ID = re.compile(r"[1-9][0-9]{0,17}")
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
-    """One socket per open page. Joins the dashboard group, a run's group when the page
-    asks (?run=ID), and a review group's (?group=ID) when the user holds that group.
-    Only signed-in users may connect."""
+    """One socket per open page, joining only what its user may see over HTTP:
+
+    - the dashboard feed: any user with a role (the dashboard shows runs only to them);
+    - a run's stream and rows (?run=ID): admins, like the run's page; for anyone else the
+      parameter joins nothing (the review page asks for it; the rest of its socket stands);
+    - a review group's notices (?group=ID): the reviewer holding that group.
+
+    A socket without a signed-in user closes with 4401, one whose user has no role with 4403,
+    and one whose run or group id is not a positive integer with 4400. The socket only
+    pushes: a message from the client closes it with 4400."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=4401)
+            await self.close(code=NOT_SIGNED_IN)
+            return
+        role = await database_sync_to_async(roles.user_role)(user)
+        if role is None:
+            await self.close(code=NO_ROLE)
+            return
+        run_id, group_id = _query_id(self.scope, "run"), _query_id(self.scope, "group")
+        if run_id is _MALFORMED or group_id is _MALFORMED:
+            await self.close(code=MALFORMED)
             return
         # Workers running as threads of this process publish through this loop.
         register_web_loop(asyncio.get_running_loop())
         self.groups_joined = [DASHBOARD_GROUP]
-        run_id = _query_param(self.scope, "run")
-        if run_id and run_id.isdigit():
-            self.groups_joined.append(run_group(int(run_id)))
-        group_id = _query_param(self.scope, "group")
-        if group_id and group_id.isdigit() and await _holds(user, int(group_id)):
-            self.groups_joined.append(review_group(int(group_id)))
+        if run_id is not None and role == roles.ADMIN:
+            self.groups_joined.append(run_group(run_id))
+        if group_id is not None and await _holds(user, group_id):
+            self.groups_joined.append(review_group(group_id))
         for name in self.groups_joined:
             await self.channel_layer.group_add(name, self.channel_name)
         await self.accept()
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        """Pages never send on this socket: anything sent is not ours to read."""
+        await self.close(code=MALFORMED)
 
     async def disconnect(self, code: int) -> None:
         for name in getattr(self, "groups_joined", []):
@@ -40,6 +70,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.send(text_data=event["html"])
 
 
+class UnknownPathConsumer(AsyncJsonWebsocketConsumer):
+    """Any other websocket path: closed with 4404, as an unknown page is a 404."""
+
+    async def connect(self) -> None:
+        await self.close(code=NO_SUCH_PATH)
+
+
 @database_sync_to_async
 def _holds(user, group_id: int) -> bool:
     from labelling.models import Assignment
@@ -47,8 +84,14 @@ def _holds(user, group_id: int) -> bool:
     return Assignment.objects.filter(group_id=group_id, reviewer=user, status=Assignment.Status.ACTIVE).exists()
 
 
-def _query_param(scope: dict, name: str) -> str | None:
-    from urllib.parse import parse_qs
-
-    values = parse_qs(scope.get("query_string", b"").decode()).get(name)
-    return values[0] if values else None
+def _query_id(scope: dict, name: str) -> int | None | object:
+    """The id a query parameter names: None when absent, _MALFORMED when it is not one id."""
+    try:
+        values = parse_qs(scope.get("query_string", b"").decode("ascii"), keep_blank_values=True).get(name)
+    except UnicodeDecodeError:
+        return _MALFORMED
+    if values is None:
+        return None
+    if len(values) != 1 or not _ID.fullmatch(values[0]):
+        return _MALFORMED
+    return int(values[0])

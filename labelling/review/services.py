@@ -164,6 +164,14 @@ def _check_submission(submission: ReviewSubmission, shown: list[int], *, scored:
             raise ValidationError({"rank": f"ranks run from 1 to {len(known)}"})
     if submission.preference is not None and submission.preference not in PREFERENCES:
         raise ValidationError({"preference": f"one of {', '.join(PREFERENCES)}"})
+    longest = max((len(text) for text in submission.critiques.values()), default=0)
+    if longest > settings.REVIEW_CRITIQUE_MAX_CHARS:
+        raise ValidationError(
+            {
+                "critique": f"a critique is at most {settings.REVIEW_CRITIQUE_MAX_CHARS} characters "
+                f"(REVIEW_CRITIQUE_MAX_CHARS); one has {longest}"
+            }
+        )
 
 
 def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission) -> bool:
@@ -286,6 +294,13 @@ def generation_rewrite(*, assignment_id: int, reviewer, generation_id: int, text
         raise ValidationError({"generation": "not a completion of this group"})
     if not text.strip():
         raise ValidationError({"text": "a rewrite cannot be empty"})
+    if len(text) > settings.REVIEW_REWRITE_MAX_CHARS:
+        raise ValidationError(
+            {
+                "text": f"a rewrite is at most {settings.REVIEW_REWRITE_MAX_CHARS} characters "
+                f"(REVIEW_REWRITE_MAX_CHARS); this one has {len(text)}"
+            }
+        )
     return generation_record(
         group=assignment.group,
         index=original.index,

@@ -14,7 +14,7 @@ from labelling.datasets.storage import DatasetCorrupt, dataset_verify
 from labelling.generators import selectors as generator_selectors
 from labelling.live import broadcasts
 from labelling.models import DatasetVersion, GeneratorVersion, PipelineRun, Rubric, TrainingStep
-from labelling.runs import executor
+from labelling.runs import executor, idempotency
 
 # The dataset kind each method trains on (TRL's GRPOTrainer wants prompts only: it generates).
 METHOD_KINDS = {
@@ -38,6 +38,7 @@ def train_start(
     rubric: Rubric | None = None,
     created_by=None,
     idempotency_key: str | None = None,
+    user=None,
     enqueue: bool = True,
 ) -> tuple[PipelineRun, bool]:
     """Queue a train run and register the version it will make (status training).
@@ -46,9 +47,23 @@ def train_start(
     creates nothing: the method against the dataset version's kind, its file against its
     sha256, the version trained from (ready, with Hugging Face weights), the training settings
     (defaults recorded), and for GRPO a rubric with a criterion a reward can use. The same
-    idempotency key returns the run it created the first time (created=False)."""
+    idempotency key returns the run it created the first time (created=False); with `user` it
+    is scoped to that user and the request, as `run_start` scopes it."""
+    stored_key = request_sha256 = None
     if idempotency_key:
-        existing = PipelineRun.objects.filter(idempotency_key=idempotency_key).first()
+        stored_key = idempotency.key_stored(idempotency_key, user)
+        if user is not None:
+            request_sha256 = idempotency.fingerprint(
+                {
+                    "kind": PipelineRun.Kind.TRAIN,
+                    "dataset_version": dataset_version.pk,
+                    "method": method,
+                    "params": dict(params or {}),
+                    "from_version": from_version,
+                    "rubric": rubric and rubric.pk,
+                }
+            )
+        existing = idempotency.run_for_key(stored_key, request_sha256=request_sha256)
         if existing is not None:
             return existing, False
     if method not in METHOD_KINDS:
@@ -88,6 +103,7 @@ def train_start(
         "from_version": parent.number,
         "training": training,
         **({"rubric_spec": spec} if spec else {}),
+        **({idempotency.FINGERPRINT: request_sha256} if request_sha256 else {}),
     }
     for _ in range(5):  # a concurrent train run may take the number: take the next
         try:
@@ -101,7 +117,7 @@ def train_start(
                     rubric=rubric,
                     total_items=training["steps"],
                     created_by=created_by,
-                    idempotency_key=idempotency_key,
+                    idempotency_key=stored_key,
                 )
                 root = version_root(parent.model_name, number)
                 GeneratorVersion.objects.create(
@@ -117,7 +133,7 @@ def train_start(
                     train_run=run,
                 )
         except IntegrityError:
-            if idempotency_key and (existing := PipelineRun.objects.filter(idempotency_key=idempotency_key).first()):
+            if stored_key and (existing := idempotency.run_for_key(stored_key, request_sha256=request_sha256)):
                 return existing, False  # a concurrent request with the same key made it first
             continue
         break

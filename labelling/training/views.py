@@ -13,6 +13,7 @@ from labelling import errors
 from labelling.access.decorators import admin_required
 from labelling.generators import views as generator_views
 from labelling.models import DatasetVersion, PipelineRun
+from labelling.runs import idempotency
 from labelling.training import charts, selectors, services
 
 
@@ -59,8 +60,12 @@ def train_new(request: HttpRequest) -> HttpResponse:
             from_version=int(from_version) if from_version else None,
             created_by=request.user,
             idempotency_key=form.get("idempotency_key") or None,
+            user=request.user,
         )
     except ValidationError as exc:
+        if isinstance(exc, idempotency.IdempotencyConflict):
+            form = form.copy()
+            form["idempotency_key"] = ""  # the page gets a fresh key: sent again, it is a new run
         return generator_views.model_versions_page(
             request, train_form=form, train_errors=errors.validation_fields(exc), status=400
         )

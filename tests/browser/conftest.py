@@ -121,10 +121,17 @@ def browser():
 
 @pytest.fixture
 def sign_in(browser, live_app):
-    contexts = []
+    """A page signed in as a user. Every page of the test runs under the app's
+    Content-Security-Policy: a violation the browser reports fails the test."""
+    contexts, violations = [], []
+
+    def on_console(message):
+        if "Content Security Policy" in message.text:
+            violations.append(f"{message.page.url if message.page else '?'}: {message.text}")
 
     def open_as(username: str):
         context = browser.new_context(base_url=live_app.url)
+        context.on("console", on_console)
         contexts.append(context)
         page = context.new_page()
         page.goto("/accounts/login/")
@@ -137,3 +144,4 @@ def sign_in(browser, live_app):
     yield open_as
     for context in contexts:
         context.close()
+    assert violations == [], "the Content-Security-Policy blocked something:\n" + "\n".join(violations)

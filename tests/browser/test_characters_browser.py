@@ -2,7 +2,6 @@
 rendered in 3D, an admin promotes one from the review page, and the character page shows
 the stored figure."""
 
-import json
 import textwrap
 
 from playwright.sync_api import expect
@@ -34,7 +33,8 @@ def _figure_loaded(page, selector: str) -> None:
     """model-viewer fetched, parsed and shows the .glb (`modelIsVisible` turns true) once scrolled
     into view (it loads lazily, as a reader reaches it)."""
     page.locator(selector).scroll_into_view_if_needed()
-    page.wait_for_function(f"document.querySelector({json.dumps(selector)})?.modelIsVisible === true", timeout=30_000)
+    # A locator assertion, not wait_for_function: the page's CSP forbids evaluating strings.
+    expect(page.locator(selector)).to_have_js_property("modelIsVisible", True, timeout=30_000)
 
 
 def test_a_sheet_group_shows_cards_with_3d_figures_and_an_admin_promotes_one(sign_in, live_app):

@@ -59,10 +59,8 @@ def rate_and_submit(page) -> int:
         page.keyboard.press("3")
     page.keyboard.press("Enter")
     expect(page.locator("#review-form")).not_to_have_attribute("data-assignment", "", timeout=10_000)
-    page.wait_for_function(
-        "g => !document.querySelector('.lease') || !document.querySelector('.lease').textContent.includes('group #' + g + ' ')",
-        arg=group,
-    )
+    # A locator assertion, not wait_for_function: the page's CSP forbids evaluating strings.
+    expect(page.locator(".lease", has_text=f"group #{group} ")).to_have_count(0)
     return group
 
 

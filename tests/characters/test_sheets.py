@@ -208,3 +208,37 @@ def test_media_serves_figures_to_reviewers_but_never_dataset_files(sheet_group, 
     ):
         assert reviewer_client.get(f"/media/{path}").status_code == 404, path
     assert Client().get(f"/media/{character.appearance_model.name}").status_code == 302  # signed out: to the login
+
+
+def _maximal(node: dict, defs: dict):
+    """The longest value the guidance schema allows: every string at its cap, every array full,
+    every optional key present."""
+    if "$ref" in node:
+        return _maximal(defs[node["$ref"].rsplit("/", 1)[1]], defs)
+    if "enum" in node:
+        return max(node["enum"], key=lambda v: len(json.dumps(v)))
+    kind = node["type"]
+    if kind == "object":
+        return {k: _maximal(v, defs) for k, v in node["properties"].items()}
+    if kind == "array":
+        return [_maximal(node["items"], defs) for _ in range(node["maxItems"])]
+    if kind == "integer":
+        return node["maximum"]
+    if node["pattern"].startswith("^#"):
+        return "#a0a0a0"
+    return "x" * int(node["pattern"].rsplit(",", 1)[1].split("}")[0])
+
+
+def test_the_longest_guided_sheet_fits_the_budget_and_still_validates():
+    from labelling.characters.sheets import SHEET_MAX_TOKENS, guided_sheet_max_bytes, sheet_guidance
+
+    guidance = sheet_guidance()
+    longest = _maximal(guidance, guidance["$defs"])
+    text = json.dumps(longest, separators=(",", ":"))
+    assert sheet_problems(text) == []  # what guidance allows, the validator accepts
+    assert len(text.encode()) <= guided_sheet_max_bytes() < SHEET_MAX_TOKENS
+    # Every string and array is bounded, and no separator admits whitespace.
+    dumped = json.dumps(guidance)
+    assert '"maxLength"' not in dumped and guidance["x-guidance"]["whitespace_flexible"] is False
+    for name in ("name", "concept", "backstory"):
+        assert guidance["properties"][name]["pattern"].endswith("}$")

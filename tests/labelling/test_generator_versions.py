@@ -202,9 +202,10 @@ def _api(client, user):
     return lambda method, path: getattr(client, method)(f"/api{path}", headers=headers)
 
 
-def test_any_token_lists_the_versions_with_their_lineage(client, reviewer, v1):
+def test_an_admins_token_lists_the_versions_with_their_lineage(client, admin_user, reviewer, v1):
     version(2, parent=v1)
-    body = _api(client, reviewer)("get", "/model-versions").json()
+    assert _api(client, reviewer)("get", "/model-versions").status_code == 403  # as the Models page
+    body = _api(client, admin_user)("get", "/model-versions").json()
     assert [(v["number"], v["parent"], v["method"], v["is_current"]) for v in body["items"]] == [
         (1, None, "", True),
         (2, 1, "grpo", False),

@@ -111,7 +111,7 @@ def test_an_admin_designs_characters_from_a_concept(admin_client, demo_rows, dja
     data = {
         "concept": "a cartographer who is afraid of heights",
         "count": "3",
-        "sheet_max_tokens": "512",
+        "sheet_max_tokens": "4000",
         "sheet_rubric": rubric.pk,
         "idempotency_key": "sheets-1",
     }
@@ -121,7 +121,7 @@ def test_an_admin_designs_characters_from_a_concept(admin_client, demo_rows, dja
     run = PipelineRun.objects.get(params__output="sheet")
     assert first.status_code == again.status_code == 302 and first.url == reverse("run_detail", args=[run.pk])
     assert run.group_size == 3 and run.rubric == rubric and run.params["sampling"]["guidance_type"] == "json_schema"
-    assert run.params["sampling"]["max_tokens"] == 512
+    assert run.params["sampling"]["max_tokens"] == 4000
 
 
 @pytest.mark.parametrize(
@@ -130,10 +130,11 @@ def test_an_admin_designs_characters_from_a_concept(admin_client, demo_rows, dja
         ({"concept": "  "}, "describe the character"),
         ({"count": "40"}, "between 1 and 16"),
         ({"sheet_rubric": "999999"}, "no such rubric"),
+        ({"sheet_max_tokens": "512"}, "between"),  # too few for the longest guided sheet to close
     ],
 )
 def test_a_bad_design_form_says_what_is_wrong_and_starts_nothing(admin_client, demo, change, message):
-    data = {"concept": "a baker", "count": "2", "sheet_max_tokens": "512", **change}
+    data = {"concept": "a baker", "count": "2", "sheet_max_tokens": "4000", **change}
     response = admin_client.post(reverse("sheet_run_new"), data)
     assert response.status_code == 400 and message in response.content.decode()
     assert not PipelineRun.objects.filter(params__output="sheet").exists()

@@ -31,7 +31,10 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args, password: str | None, **options):
         if password is None and not settings.ALLOW_DEMO_PASSWORD:
-            raise CommandError("with DEBUG off, pass --password: the default demo password is public")
+            raise CommandError(
+                "the demo's default password is public: it is only for a DEBUG run serving this machine "
+                "(ALLOW_DEMO_PASSWORD); pass --password"
+            )
         password = password or DEMO_PASSWORD
         groups = ensure_roles()
         User = get_user_model()

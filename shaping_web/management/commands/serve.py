@@ -10,6 +10,8 @@ own process, as in production. Either way a child that dies (tritonserver, the h
 consumer, the web server) is logged and started again with a growing backoff
 (`shaping_web.supervisor`): a dead background worker never takes the site down. Ctrl-C
 or SIGTERM stops everything.
+
+With DEBUG on it refuses to listen on anything but a loopback address (`shaping_web.safety`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import signal
 import sys
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from inference import served_versions
 from inference.triton_server import TritonProcess
 from labelling.management.commands.seed_demo import DEMO_PASSWORD, DEMO_USERS
+from shaping_web.safety import debug_bind_problem
 from shaping_web.supervisor import Child, Supervisor, TritonChild
 
 
@@ -35,6 +38,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-triton", action="store_true", help="Do not start the bundled Triton server.")
 
     def handle(self, *args, host: str, port: int, no_triton: bool, **options):
+        if problem := debug_bind_problem(settings.DEBUG, host):
+            raise CommandError(problem)
         children: list[Child] = []
         if settings.TRITON_MANAGED and not no_triton:
             children.append(TritonChild(_triton_server(), prepare=served_versions.repository_sync))

@@ -1,0 +1,181 @@
+"""Production fails closed: DEBUG serves this machine only. Settings refuse DEBUG with a
+non-loopback ALLOWED_HOSTS, `serve` refuses to listen beyond loopback with DEBUG on, the ASGI
+application refuses connections that arrive on another address, and the demo's public password
+is only ever set for a DEBUG run."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from asgiref.sync import async_to_sync
+from asgiref.testing import ApplicationCommunicator
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from shaping_web.asgi import application
+from shaping_web.safety import is_loopback
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "k" * 60 + "-production-secret-for-the-check"
+
+
+def manage(*args: str, timeout: int = 60, **env: str) -> subprocess.CompletedProcess:
+    """manage.py in a process of its own (its own settings), killed whole if it outlives `timeout`."""
+    full_env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "REDIS_URL"}}
+    full_env.update(env)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        raise AssertionError(f"manage.py {' '.join(args)} was still running after {timeout}s:\n{out}{err}") from None
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("localhost", True),
+        ("[::1]", True),
+        ("::1", True),
+        ("0.0.0.0", False),  # noqa: S104 - what is refused
+        ("::", False),
+        ("10.0.0.5", False),
+        ("shaping.example.org", False),
+        (".example.org", False),
+        ("*", False),
+    ],
+)
+def test_loopback_is_only_what_reaches_this_machine_alone(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hosts", ["shaping.example.org", "127.0.0.1,*", "10.0.0.5"])
+def test_debug_with_a_non_loopback_allowed_host_refuses_to_start(hosts):
+    result = manage("check", DEBUG="1", ALLOWED_HOSTS=hosts)
+    assert result.returncode != 0
+    assert "DEBUG is on and ALLOWED_HOSTS allows" in result.stderr and "Set DEBUG=0" in result.stderr
+
+
+def test_debug_with_loopback_hosts_starts():
+    result = manage("check", DEBUG="1", ALLOWED_HOSTS="127.0.0.1,localhost,[::1]")
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_demo_password_cannot_be_allowed_outside_debug():
+    result = manage("check", DEBUG="0", SECRET_KEY=SECRET, ALLOWED_HOSTS="shaping.example.org", ALLOW_DEMO_PASSWORD="1")
+    assert result.returncode != 0 and "ALLOW_DEMO_PASSWORD=1 with DEBUG off" in result.stderr
+
+
+# --- serve -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])  # noqa: S104 - what is refused
+def test_serve_refuses_to_listen_beyond_loopback_with_debug_on(host):
+    result = manage("serve", "--host", host, "--port", str(free_port()), "--no-triton", DEBUG="1")
+    assert result.returncode != 0
+    assert f"the server would listen on {host}" in result.stderr and "Shaping is starting" not in result.stdout
+
+
+# --- the ASGI application, however it is served ------------------------------------------
+
+
+def asgi(scope: dict, *events: dict) -> list[dict]:
+    """What the application answers to one connection (its scope and the events it is sent)."""
+
+    async def go():
+        communicator = ApplicationCommunicator(application, scope)
+        for event in events:
+            await communicator.send_input(event)
+        answers = [await communicator.receive_output(timeout=10)]
+        while answers[-1]["type"] == "http.response.start" or answers[-1].get("more_body"):
+            answers.append(await communicator.receive_output(timeout=10))
+        await communicator.wait(timeout=10)
+        return answers
+
+    return async_to_sync(go)()
+
+
+def http_scope(server: tuple[str, int]) -> dict:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/healthz",
+        "raw_path": b"/healthz",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("10.9.8.7", 51000),
+        "server": server,
+    }
+
+
+REQUEST = {"type": "http.request", "body": b"", "more_body": False}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_debug_on_a_connection_to_a_non_loopback_address_is_refused(settings):
+    settings.DEBUG = True
+    start, body = asgi(http_scope(("10.0.0.5", 8000)), REQUEST)
+    assert start["status"] == 403 and b"loopback" in body["body"]
+    closed = asgi(
+        {**http_scope(("10.0.0.5", 8000)), "type": "websocket", "path": "/ws/live/"}, {"type": "websocket.connect"}
+    )
+    assert closed == [{"type": "websocket.close", "code": 4403}]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_debug_on_a_loopback_connection_is_served(settings):
+    settings.DEBUG = True
+    start, body = asgi(http_scope(("127.0.0.1", 8000)), REQUEST)
+    assert start["status"] == 200 and body["body"] == b'{"ok": true}'
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_debug_off_any_address_is_served(settings):
+    settings.DEBUG = False
+    start, _ = asgi(http_scope(("10.0.0.5", 8000)), REQUEST)
+    assert start["status"] == 200
+
+
+# --- the demo's password ------------------------------------------------------------------
+
+
+def test_seed_demo_refuses_the_public_password_where_it_is_not_allowed(db, settings):
+    settings.ALLOW_DEMO_PASSWORD = False
+    with pytest.raises(CommandError, match="pass --password"):
+        call_command("seed_demo", verbosity=0)
+    assert not get_user_model().objects.exists()
+
+
+def test_seed_demo_takes_another_password_anywhere(db, settings):
+    settings.ALLOW_DEMO_PASSWORD = False
+    call_command("seed_demo", "--password", "a-long-private-password-7", verbosity=0)
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.check_password("a-long-private-password-7") and not admin.check_password("shaping-demo")
