@@ -15,6 +15,11 @@ class BackendUnavailable(InferenceError):
     """The backend could not be reached or timed out: transient, worth retrying."""
 
 
+class BackendRefused(InferenceError):
+    """The server refused us as configured: a wrong API key, no permission, no such model.
+    Retrying will not help; the endpoint's settings must change."""
+
+
 class ModelNotReady(InferenceError):
     """The server answers but the model is not loaded or its instance crashed."""
 

@@ -16,7 +16,9 @@ from typing import Any
 
 from django.db import IntegrityError
 
+from inference.backends import endpoint_named
 from inference.backends.base import GenerateRequest, JudgeRequest
+from inference.backends.openai import capabilities_of
 from inference.dispatch import Call, Task, Throttle
 from inference.engine import SamplingParams
 from inference.errors import IncompleteBatch, InferenceError, JudgeOutputError
@@ -148,7 +150,11 @@ class RunContext:
     A run that generates records the exact generator version it generates with: the one its
     params pin (run_start pins one), else the current one. A version that is gone or no longer
     ready raises GeneratorUnavailable, and the run fails saying so. Every generate request names
-    that version, so Triton answers from its weights whichever versions it serves beside it."""
+    that version, so Triton answers from its weights whichever versions it serves beside it.
+
+    A run whose params name `generator_endpoint` / `judge_endpoint` (OpenAI-compatible servers
+    in the settings) generates / judges there: its ModelVersion rows record the endpoint's name,
+    its served model and the sampling; an endpoint no longer configured fails the run saying so."""
 
     def __init__(self, run: PipelineRun, backend_name: str):
         self.run = run
@@ -160,12 +166,19 @@ class RunContext:
         self.max_rounds = int(self.params.get("max_rounds", 1))
         self.generator_version: GeneratorVersion | None = None
         self.generator: ModelVersion | None = None
-        if run.kind in run_services.GENERATING:
+        generator_endpoint = self.params.get("generator_endpoint")
+        judge_endpoint = self.params.get("judge_endpoint")
+        if run.kind in run_services.GENERATING and generator_endpoint:
+            self.generator = _endpoint_model_version(generator_endpoint, self.sampling)
+        elif run.kind in run_services.GENERATING:
             self.generator_version = generator_selectors.generator_version_for(self.params.get("generator_version"))
             self.generator = run_services.model_version_get_or_create(
                 backend=backend_name, sampling=self.sampling, generator=self.generator_version
             )
-        self.judge = run_services.model_version_get_or_create(backend=backend_name, model_name="judge")
+        if judge_endpoint:
+            self.judge = _endpoint_model_version(judge_endpoint, JUDGE_SAMPLING, judge=True)
+        else:
+            self.judge = run_services.model_version_get_or_create(backend=backend_name, model_name="judge")
 
     @property
     def model_version(self) -> int | None:
@@ -174,6 +187,21 @@ class RunContext:
     @property
     def judges(self) -> bool:
         return self.rubric is not None
+
+
+# What the judge is asked with (inference.judging): greedy, under the guidance its backend offers.
+JUDGE_SAMPLING = {"temperature": 0.0, "top_p": 1.0}
+
+
+def _endpoint_model_version(name: str, sampling: dict, *, judge: bool = False) -> ModelVersion:
+    """The row of what an OpenAI-compatible endpoint makes: its name, its served model, the sampling
+    (for a judge, also how its answer is constrained: the guidance it declares, or none)."""
+    endpoint = endpoint_named(name)
+    if judge:
+        sampling = {**sampling, "guidance": capabilities_of(endpoint).judge_guidance or "none"}
+    return run_services.model_version_get_or_create(
+        backend="openai", endpoint=name, model_name=endpoint.model, sampling=sampling
+    )
 
 
 def run_items(ctx: RunContext) -> tuple[int, Iterator[tuple[Any, Callable[[], Task]]]]:

@@ -12,7 +12,7 @@ from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
 
 from inference import execution
-from inference.backends import get_backend
+from inference.backends import backends_for_run, get_backend
 from inference.dispatch import TaskManager
 from inference.pipelines import RunContext, run_items
 from inference.train_queue import queue_run
@@ -36,12 +36,13 @@ def execute_run(run_id: int) -> str:
 
 def execute(run_id: int, backend=None) -> str:
     """Run every missing item of a run. Safe to call twice, at once or one after the other:
-    only one caller claims it, and a caller whose claim is taken over stops writing."""
+    only one caller claims it, and a caller whose claim is taken over stops writing. It generates
+    and judges through the backends the run's params name (`generator_endpoint`, `judge_endpoint`),
+    the default backend otherwise."""
     run = execution.run_claim(run_id=run_id, stale_after_s=settings.RUN_STALE_AFTER_S)
     if run is None:
         return "not claimed"
     mine = run.execution
-    backend = backend or get_backend()
     cancelled, superseded, stop = threading.Event(), threading.Event(), threading.Event()
     beat = threading.Thread(
         target=execution.heartbeat_loop, args=(run_id, mine, cancelled, superseded, stop), daemon=True
@@ -50,6 +51,8 @@ def execute(run_id: int, backend=None) -> str:
     try:
         try:
             ctx = RunContext(run, settings.INFERENCE_BACKEND)
+            # `backend` (tests) serves both sides; else what the run names, the default otherwise.
+            backend = backend or backends_for_run(run.params or {})
             total, items = run_items(ctx)
             items = list(items)
         except Exception as exc:

@@ -167,15 +167,20 @@ class Prompt(models.Model):
 
 
 class ModelVersion(models.Model):
-    """What produced a text: backend, served model name + version, sampling."""
+    """What produced a text: backend (and for an OpenAI-compatible server, the endpoint's name in
+    the settings), served model name + version, sampling."""
 
     BACKENDS = [
         ("triton", "Triton"),
         ("inprocess", "In-process"),
+        ("openai", "OpenAI-compatible endpoint"),
         ("external", "External"),
         ("human", "Human"),
     ]
     backend = models.CharField(max_length=20, choices=BACKENDS)
+    endpoint = models.CharField(
+        max_length=40, blank=True, help_text="For the openai backend: the endpoint's name (OPENAI_ENDPOINTS)."
+    )
     model_name = models.CharField(max_length=120)
     model_version = models.CharField(
         max_length=60, blank=True, help_text="For a generator version: its number, as text."
@@ -685,6 +690,10 @@ class Evaluation(models.Model):
         default=dict, blank=True, help_text="What scored it: the rubric version and the sha256 of its spec, the judge."
     )
     result = models.JSONField(null=True, blank=True, help_text="The comparison, once both runs have finished.")
+    human_pairs = models.PositiveSmallIntegerField(
+        default=0, help_text="Blind A/B pairs sent to reviewers once both sides have run (0: none)."
+    )
+    human_overlap = models.PositiveSmallIntegerField(default=1, help_text="How many reviewers choose on each pair.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -692,10 +701,96 @@ class Evaluation(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=~Q(candidate=F("baseline")), name="evaluation_two_versions"),
+            models.CheckConstraint(condition=Q(human_overlap__gte=1), name="evaluation_overlap_positive"),
         ]
 
     def __str__(self) -> str:
         return f"evaluation #{self.pk}: v{self.candidate.number} vs v{self.baseline.number}"
+
+
+# A pair the blind A/B queue may offer: choices still wanted.
+OPEN_PAIR = Q(choice_count__lt=F("overlap_target"))
+
+
+class ABPair(models.Model):
+    """One blind comparison an evaluation sends to reviewers: a completion of the candidate and
+    the baseline's completion of the same prompt with the same seed (slot). Reviewers see the two
+    answers in a shuffled order and never the versions until they have chosen."""
+
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="pairs")
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="ab_pairs")
+    candidate = models.ForeignKey(Generation, on_delete=models.PROTECT, related_name="ab_pairs_as_candidate")
+    baseline = models.ForeignKey(Generation, on_delete=models.PROTECT, related_name="ab_pairs_as_baseline")
+    overlap_target = models.PositiveSmallIntegerField(default=1)
+    choice_count = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["evaluation", "candidate"], name="ab_pair_once_per_completion"),
+            models.CheckConstraint(condition=~Q(candidate=F("baseline")), name="ab_pair_two_completions"),
+        ]
+        indexes = [models.Index(fields=["created_at", "id"], name="ab_pair_open", condition=OPEN_PAIR)]
+
+    def __str__(self) -> str:
+        return f"A/B pair #{self.pk} of evaluation #{self.evaluation_id}"
+
+
+class PairChoice(models.Model):
+    """A reviewer's seat on an A/B pair under a lease (as Assignment is for a group) and, once
+    submitted, their choice. Which version was shown on the left is recorded, so side bias can be
+    measured and the choice read as a win, tie or loss of the candidate."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        SUBMITTED = "submitted"
+        SKIPPED = "skipped"
+
+    class Choice(models.TextChoices):
+        LEFT = "left", "the left answer"
+        RIGHT = "right", "the right answer"
+        TIE = "tie", "a tie"
+        BOTH_BAD = "both_bad", "both bad"
+
+    pair = models.ForeignKey(ABPair, on_delete=models.CASCADE, related_name="choices")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pair_choices")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    leased_until = models.DateTimeField()
+    candidate_left = models.BooleanField(help_text="The candidate's answer was shown on the left.")
+    choice = models.CharField(max_length=10, choices=Choice.choices, blank=True)
+    submission_id = models.UUIDField(null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["pair", "reviewer"], name="pair_choice_once_per_reviewer"),
+            models.CheckConstraint(
+                condition=Q(status="submitted", submission_id__isnull=False) & ~Q(choice="")
+                | ~Q(status="submitted") & Q(choice=""),
+                name="pair_choice_submitted_has_choice",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["pair", "status", "leased_until"], name="pair_choice_pair_lease"),
+            models.Index(fields=["reviewer", "status"], name="pair_choice_reviewer_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer} on A/B pair {self.pair_id} ({self.status})"
+
+    @property
+    def candidate_outcome(self) -> float | None:
+        """1 when the reviewer preferred the candidate, 0 the baseline, 1/2 for a tie or both bad."""
+        if self.choice in (self.Choice.TIE, self.Choice.BOTH_BAD):
+            return 0.5
+        if self.choice == self.Choice.LEFT:
+            return 1.0 if self.candidate_left else 0.0
+        if self.choice == self.Choice.RIGHT:
+            return 0.0 if self.candidate_left else 1.0
+        return None
 
 
 class ApiToken(models.Model):

@@ -7,7 +7,7 @@ JSON: {"detail": "...", "errors": {"field": "message"}}. Lists paginate with ?li
 
 from functools import partial
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import RequestDataTooBig, ValidationError
 from ninja import NinjaAPI
 from ninja.errors import ValidationError as BodyInvalid
 
@@ -20,10 +20,13 @@ from labelling.api import (
     generations,
     judgments,
     model_versions,
+    pairs,
+    review,
     runs,
 )
 from labelling.catalogue.importers import ImportFailed
 from labelling.datasets.storage import DatasetCorrupt
+from labelling.runs.idempotency import IdempotencyConflict, IdempotencyKeyInvalid
 
 api = NinjaAPI(title="Shaping API", version="1", auth=common.TokenAuth(), urls_namespace="api")
 
@@ -31,6 +34,10 @@ api.add_exception_handler(ValidationError, partial(common.refused, api=api))
 api.add_exception_handler(BodyInvalid, partial(common.malformed, api=api))
 api.add_exception_handler(ImportFailed, partial(common.import_refused, api=api))
 api.add_exception_handler(DatasetCorrupt, partial(common.dataset_corrupt, api=api))
+# Refusals of an Idempotency-Key (ValidationErrors, answered with their own statuses).
+api.add_exception_handler(IdempotencyKeyInvalid, partial(common.key_malformed, api=api))
+api.add_exception_handler(IdempotencyConflict, partial(common.key_conflict, api=api))
+api.add_exception_handler(RequestDataTooBig, partial(common.body_too_big, api=api))
 
 # Each router spells out its full paths (/runs/{run_id}), so all mount at the root.
 for router in (
@@ -42,6 +49,8 @@ for router in (
     datasets.router,
     model_versions.router,
     evaluations.router,
+    review.router,
+    pairs.router,
     common.fallback,  # last: it answers any path the routers above do not claim
 ):
     api.add_router("", router)

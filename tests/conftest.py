@@ -17,7 +17,7 @@ from labelling.generators import services as generator_services
 from labelling.models import Judgment
 from labelling.runs import services as run_services
 
-pytest_plugins = ["tests.triton_fixture"]
+pytest_plugins = ["tests.triton_fixture", "tests.openai_fixture"]
 
 PASSWORD = "correct-horse-battery"
 
@@ -31,8 +31,10 @@ MARKER_FIXTURES = {
     "triton": {"triton_server", "triton_url"},
     # tests/browser/conftest.py: Debian's chromium and the app as `manage.py serve` runs it.
     "browser": {"browser", "live_app", "sign_in"},
-    # tests/pipelines/conftest.py: a real huey consumer subprocess, waited on while it works.
-    "slow": {"consumer"},
+    # tests/pipelines/conftest.py: a real huey consumer subprocess, waited on while it works;
+    # tests/openai_fixture.py: a real `transformers serve` (a backend case asking for it at run
+    # time carries the marker itself, as the triton case does).
+    "slow": {"consumer", "transformers_serve"},
 }
 
 

@@ -1,4 +1,5 @@
-"""Pick the backend the settings ask for; one instance per process.
+"""Pick the backend the settings ask for; one instance per process, and one per OpenAI-compatible
+endpoint a run names (`backend_for`).
 
 `generator_dirs` (version number -> that version's ONNX folder) is how the in-process
 backend serves requests that name a generator version; Triton ignores it (the server serves
@@ -14,6 +15,7 @@ from pathlib import Path
 from inference.backends.base import Backend
 
 _backend: Backend | None = None
+_endpoints: dict[str, Backend] = {}
 _lock = threading.Lock()
 
 
@@ -53,10 +55,63 @@ def get_backend(*, generator_dirs: Callable[[int], Path] | None = None) -> Backe
         return _backend
 
 
+def endpoint_named(name: str):
+    """The settings' OpenAI-compatible endpoint of that name; LookupError naming those there are."""
+    from django.conf import settings
+
+    endpoint = settings.OPENAI_ENDPOINTS.get(name)
+    if endpoint is None:
+        configured = ", ".join(sorted(settings.OPENAI_ENDPOINTS)) or "none"
+        raise LookupError(f"no endpoint {name!r} is configured (OPENAI_ENDPOINTS: {configured})")
+    return endpoint
+
+
+def backend_for(endpoint: str | None) -> Backend:
+    """The backend of an endpoint a run names (one per name per process: its client, connections
+    and concurrency limit are shared by every run); None: the default backend."""
+    if not endpoint:
+        return get_backend()
+    with _lock:
+        if endpoint not in _endpoints:
+            from inference.backends.openai import OpenAIBackend
+
+            _endpoints[endpoint] = OpenAIBackend(endpoint_named(endpoint))
+        return _endpoints[endpoint]
+
+
+class RunBackends:
+    """A run's two backends behind the one interface the task manager drives: it generates
+    through one and judges through the other."""
+
+    def __init__(self, generator: Backend, judge: Backend):
+        self.generator, self.judge_backend = generator, judge
+        self.name = generator.name if generator is judge else f"{generator.name}+{judge.name}"
+        self.capabilities = generator.capabilities
+
+    def generate(self, request, on_delta=None):
+        return self.generator.generate(request, on_delta=on_delta)
+
+    def judge(self, request):
+        return self.judge_backend.judge(request)
+
+    def health(self):
+        return self.generator.health()
+
+    def close(self) -> None:
+        """Nothing: both are shared (`backend_for`)."""
+
+
+def backends_for_run(params: dict) -> RunBackends:
+    """The backends a run's params name: `generator_endpoint`, `judge_endpoint` (absent: the default)."""
+    return RunBackends(backend_for(params.get("generator_endpoint")), backend_for(params.get("judge_endpoint")))
+
+
 def reset_backend() -> None:
-    """Forget the shared backend (settings changed, tests)."""
+    """Forget the shared backends (settings changed, tests)."""
     global _backend
     with _lock:
-        if _backend is not None:
-            _backend.close()
+        for backend in [_backend, *_endpoints.values()]:
+            if backend is not None:
+                backend.close()
         _backend = None
+        _endpoints.clear()

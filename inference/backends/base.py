@@ -1,8 +1,9 @@
 """The backend interface every pipeline talks to, and the requests it takes.
 
-Two implementations: `TritonBackend` (tritonclient gRPC against the bundled CPU
-server or NVIDIA's container) and `InProcessBackend` (the same engine code in this
-process). Both raise the errors of `inference.errors`.
+Three implementations: `TritonBackend` (tritonclient gRPC against the bundled CPU
+server or NVIDIA's container), `InProcessBackend` (the same engine code in this
+process) and `OpenAIBackend` (an OpenAI-compatible server named in the settings). All
+raise the errors of `inference.errors`, and each declares what it can do (`Capabilities`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from inference.engine import Completion, SamplingParams
+from inference.engine import GUIDANCE_TYPES, Completion, SamplingParams
 from inference.judging import JudgeResult
 
 OnDelta = Callable[[int, str], None]  # (index in the group, new text)
@@ -71,8 +72,32 @@ class Health:
         return {**asdict(self), "ready": self.ready}
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend does, declared: a request for what it cannot do is refused (InvalidRequest)
+    or documented as the server's own business, never dropped silently. The defaults are the
+    engine's (Triton, in process); an OpenAI-compatible endpoint has what its settings declare."""
+
+    # A group of n completions is one request (the server's n); else n requests.
+    group_in_one_request: bool = True
+    # The guidance types `generate` takes (inference.engine.GUIDANCE_TYPES).
+    guidance: frozenset[str] = frozenset(GUIDANCE_TYPES)
+    # How the judge's answer is constrained ("regex", "json_schema"); None: free text, parsed.
+    judge_guidance: str | None = "regex"
+    # enable_thinking is honoured per request (else the server's chat template decides).
+    thinking: bool = True
+    top_k: bool = True
+    # The same seed gives the same texts.
+    reproducible: bool = True
+    # It runs inference.engine: for a seed, the texts are the in-process backend's.
+    engine: bool = True
+    # A request too long for the model's context is refused before anything is generated.
+    checks_context: bool = True
+
+
 class Backend(Protocol):
     name: str
+    capabilities: Capabilities
 
     def generate(self, request: GenerateRequest, on_delta: OnDelta | None = None) -> list[Completion]: ...
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from inference.backends.base import (
     GENERATOR_MODEL,
     JUDGE_MODEL,
+    Capabilities,
     GenerateRequest,
     Health,
     JudgeRequest,
@@ -32,6 +33,7 @@ from inference.judging import JudgeResult, run_judge
 
 class InProcessBackend:
     name = "inprocess"
+    capabilities = Capabilities()
 
     def __init__(
         self,

@@ -26,6 +26,7 @@ import numpy as np
 from inference.backends.base import (
     GENERATOR_MODEL,
     JUDGE_MODEL,
+    Capabilities,
     GenerateRequest,
     Health,
     JudgeRequest,
@@ -47,6 +48,7 @@ TRANSIENT_STATUSES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", 
 
 class TritonBackend:
     name = "triton"
+    capabilities = Capabilities()
 
     def __init__(
         self,

@@ -1,19 +1,23 @@
 """Pipeline runs over the API: queue one (idempotent under an Idempotency-Key), list them,
-follow one's progress, cancel or resume it. Running them is `inference`'s job, behind run_start."""
+follow one's progress, cancel or resume it. Running them is `inference`'s job, behind run_start.
+A train run trains a new model version; an evaluate run starts an evaluation (two generate runs)
+and answers its candidate's run."""
 
 from datetime import datetime
 from typing import Any, Literal
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Field, Path, Router, Schema, Status
 from ninja.pagination import paginate
 
 from labelling import errors, models
+from labelling.access import roles
 from labelling.api.catalogue import rubric_named
 from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, READ, Error, Pages, admin_required
 from labelling.datasets import selectors as dataset_selectors
+from labelling.evaluation import services as evaluation_services
 from labelling.runs import services as run_services
 from labelling.training import services as training_services
 
@@ -21,12 +25,16 @@ router = Router(tags=["runs"])
 
 
 class RunIn(Schema):
-    kind: Literal["generate", "judge", "revise", "train"]
-    character: str | None = Field(None, description="character slug (generate)")
-    prompt_set: str | None = Field(None, description="prompt set slug (generate)")
-    rubric: str | None = Field(None, description="rubric slug, latest version (judges each completion)")
+    kind: Literal["generate", "judge", "revise", "train", "evaluate"]
+    character: str | None = Field(None, description="character slug (generate; evaluate: default the prompt set's)")
+    prompt_set: str | None = Field(
+        None, description="prompt set slug (generate; evaluate: default the prompts the candidate's dataset held out)"
+    )
+    rubric: str | None = Field(
+        None, description="rubric slug, latest version (judges each completion; evaluate: required)"
+    )
     source_run: int | None = Field(None, ge=1, le=MAX_ID, description="the run whose completions to judge / revise")
-    group_size: int = Field(4, ge=1, le=16)
+    group_size: int = Field(4, ge=1, le=16, description="completions per prompt (evaluate: per prompt and side)")
     max_tokens: int = Field(128, ge=1, le=4096)
     revise: bool = False
     revise_threshold: float = Field(0.5, ge=0, le=1)
@@ -36,6 +44,18 @@ class RunIn(Schema):
         ge=1,
         le=MAX_NUMBER,
         description="generate / revise with this ready model version (default: the current one)",
+    )
+    generator_endpoint: str | None = Field(
+        None,
+        max_length=40,
+        description="generate / revise through this OpenAI-compatible endpoint, by its name in the settings "
+        "(OPENAI_ENDPOINTS; default: the bundled backend)",
+    )
+    judge_endpoint: str | None = Field(
+        None,
+        max_length=40,
+        description="judge through this OpenAI-compatible endpoint, by its name in the settings "
+        "(OPENAI_ENDPOINTS; default: the bundled backend)",
     )
     dataset: str | None = Field(
         None, max_length=120, description="train: the dataset version, NAME@N (grpo_prompts, dpo or sft)"
@@ -49,6 +69,19 @@ class RunIn(Schema):
         description="train: settings over the method's defaults (steps, learning_rate, beta, num_generations, "
         "loss_type, scale_rewards, reward_weights, lora, ...); the run records them all",
     )
+    candidate: int | None = Field(None, ge=1, le=MAX_NUMBER, description="evaluate: the model version to judge")
+    baseline: int | None = Field(
+        None, ge=1, le=MAX_NUMBER, description="evaluate: the version to compare with (default: the candidate's parent)"
+    )
+    seed: int | None = Field(
+        None, ge=0, le=2**31 - 1, description=f"evaluate: both sides' seed (default {evaluation_services.DEFAULT_SEED})"
+    )
+    human_pairs: int = Field(
+        0,
+        ge=0,
+        le=evaluation_services.MAX_HUMAN_PAIRS,
+        description="evaluate: pairs of answers (one from each side) queued for reviewers to compare blind",
+    )
 
 
 class Run(Schema):
@@ -61,18 +94,51 @@ class Run(Schema):
     progress_percent: int
     errors: list[dict]
     generator_version: int | None = Field(None, description="the model version it generates with")
+    generator_endpoint: str | None = Field(None, description="the endpoint it generates through (none: bundled)")
+    judge_endpoint: str | None = Field(None, description="the endpoint it judges through (none: bundled)")
     created_at: datetime
     finished_at: datetime | None
 
     trains_version: int | None = Field(None, description="train: the model version it makes")
+    evaluation: int | None = Field(None, description="the evaluation it is a side of (either side)")
+
+    @staticmethod
+    def resolve_errors(obj, context) -> list[dict]:
+        """What failed; where things live (addresses) only for an admin's token, as only admins
+        see a run's page."""
+        request = (context or {}).get("request")
+        if request is not None and roles.is_admin(request.user):
+            return obj.errors
+        return [{**e, "message": errors.without_addresses(str(e.get("message", "")))} for e in obj.errors]
 
     @staticmethod
     def resolve_generator_version(obj) -> int | None:
         return (obj.params or {}).get("generator_version")
 
     @staticmethod
+    def resolve_generator_endpoint(obj) -> str | None:
+        return (obj.params or {}).get("generator_endpoint")
+
+    @staticmethod
+    def resolve_judge_endpoint(obj) -> str | None:
+        return (obj.params or {}).get("judge_endpoint")
+
+    @staticmethod
     def resolve_trains_version(obj) -> int | None:
         return (obj.params or {}).get("version") if obj.kind == models.PipelineRun.Kind.TRAIN else None
+
+    @staticmethod
+    def resolve_evaluation(obj) -> int | None:
+        for side in ("evaluation_as_candidate", "evaluation_as_baseline"):
+            try:
+                return getattr(obj, side).pk
+            except ObjectDoesNotExist:  # not that side of any evaluation
+                continue
+        return None
+
+
+# What Run reads besides the run's own row: the evaluation it belongs to, if any.
+RUN_RELATED = ("evaluation_as_candidate", "evaluation_as_baseline")
 
 
 def _slug(model, slug: str | None, field: str):
@@ -85,13 +151,15 @@ def _slug(model, slug: str | None, field: str):
     return row
 
 
-@router.post("/runs", response={201: Run, 200: Run, 400: Error, **ADMIN}, operation_id="run_create")
+@router.post("/runs", response={201: Run, 200: Run, 400: Error, 409: Error, **ADMIN}, operation_id="run_create")
 def run_create(request: HttpRequest, body: RunIn):
     """Queue a run. Send an Idempotency-Key header: the same key returns the same run (200)."""
     admin_required(request)
     rubric = rubric_named(body.rubric)
     if body.kind == "train":
         return _train_create(request, body, rubric)
+    if body.kind == "evaluate":
+        return _evaluate_create(request, body, rubric)
     source = None
     if body.source_run is not None:
         source = models.PipelineRun.objects.filter(pk=body.source_run).first()
@@ -106,12 +174,14 @@ def run_create(request: HttpRequest, body: RunIn):
         group_size=body.group_size,
         created_by=request.user,
         idempotency_key=request.headers.get("Idempotency-Key") or None,
+        user=request.user,
         params={
             "sampling": {"max_tokens": body.max_tokens},
             "revise": body.revise,
             "revise_threshold": body.revise_threshold,
             "max_rounds": body.max_rounds,
             **({"generator_version": body.generator_version} if body.generator_version is not None else {}),
+            **{f: getattr(body, f) for f in run_services.ENDPOINT_FIELDS if getattr(body, f) is not None},
         },
     )
     return Status(201 if created else 200, run)
@@ -131,19 +201,48 @@ def _train_create(request: HttpRequest, body: RunIn, rubric):
         rubric=rubric,
         created_by=request.user,
         idempotency_key=request.headers.get("Idempotency-Key") or None,
+        user=request.user,
     )
     return Status(201 if created else 200, run)
+
+
+def _evaluate_create(request: HttpRequest, body: RunIn, rubric):
+    """An evaluation (labelling.evaluation): answered by its candidate's run, whose `evaluation`
+    names it. The same Idempotency-Key returns the same evaluation (200)."""
+    if body.candidate is None or rubric is None:
+        raise ValidationError(
+            {k: "an evaluate run needs it" for k, v in (("candidate", body.candidate), ("rubric", rubric)) if v is None}
+        )
+    key = request.headers.get("Idempotency-Key") or None
+    evaluation = evaluation_services.evaluation_start(
+        candidate=body.candidate,
+        rubric=rubric,
+        prompt_set=_slug(models.PromptSet, body.prompt_set, "prompt_set"),
+        baseline=body.baseline,
+        character=_slug(models.Character, body.character, "character"),
+        completions_per_prompt=body.group_size,
+        seed=body.seed if body.seed is not None else evaluation_services.DEFAULT_SEED,
+        sampling={"max_tokens": body.max_tokens},
+        created_by=request.user,
+        idempotency_key=key,
+        user=request.user,
+        human_pairs=body.human_pairs,
+    )
+    return Status(
+        201 if evaluation.started else 200,
+        models.PipelineRun.objects.select_related(*RUN_RELATED).get(pk=evaluation.candidate_run_id),
+    )
 
 
 @router.get("/runs", response={200: list[Run], **READ}, operation_id="run_list")
 @paginate(Pages)
 def run_list(request: HttpRequest):
-    return models.PipelineRun.objects.order_by("-id")
+    return models.PipelineRun.objects.select_related(*RUN_RELATED).order_by("-id")
 
 
 @router.get("/runs/{run_id}", response={200: Run, 404: Error, **READ}, operation_id="run_detail")
 def run_detail(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)):
-    return get_object_or_404(models.PipelineRun, pk=run_id)
+    return get_object_or_404(models.PipelineRun.objects.select_related(*RUN_RELATED), pk=run_id)
 
 
 @router.post("/runs/{run_id}/cancel", response={200: Run, 404: Error, **ADMIN}, operation_id="run_cancel")

@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -35,7 +36,7 @@ from labelling.models import (
     Rubric,
 )
 from labelling.review.queue import group_queue_refresh
-from labelling.runs import executor, thinktags
+from labelling.runs import executor, idempotency, thinktags
 
 
 def model_version_get_or_create(
@@ -45,19 +46,24 @@ def model_version_get_or_create(
     model_version: str = "",
     sampling: Mapping | None = None,
     generator: GeneratorVersion | None = None,
+    endpoint: str = "",
 ) -> ModelVersion:
     """The row for one setup. With a generator version, its model name and number are the row's
-    (and the version's id joins the key); without one the key is what it always was."""
+    (and the version's id joins the key); with an endpoint (an OpenAI-compatible server named in
+    the settings) its name joins the key; without either the key is what it always was."""
     sampling = dict(sampling or {})
     fields = [backend, model_name, model_version, sampling]
     if generator is not None:
         model_name, model_version = generator.model_name, str(generator.number)
         fields = [backend, model_name, model_version, sampling, {"generator": generator.pk}]
+    if endpoint:
+        fields = [*fields, {"endpoint": endpoint}]
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
     row, _ = ModelVersion.objects.get_or_create(
         key=key,
         defaults={
             "backend": backend,
+            "endpoint": endpoint,
             "model_name": model_name,
             "model_version": model_version,
             "sampling": sampling,
@@ -281,6 +287,7 @@ def run_start(
     group_size: int = 4,
     created_by=None,
     idempotency_key: str | None = None,
+    user=None,
     enqueue: bool = True,
 ) -> tuple[PipelineRun, bool]:
     """Create a queued run and enqueue it once the row is committed.
@@ -289,15 +296,34 @@ def run_start(
     `params["generator_version"]` numbers, else the current one, whose number is then written
     into its params (a resume generates with the same weights, whatever is current by then).
 
-    The same idempotency key returns the run it created the first time (created=False).
+    The same idempotency key returns the run it created the first time (created=False). With
+    `user` (the key came from that user: the API, a form) the key is that user's alone, and
+    reusing it for a different request is refused (`idempotency.IdempotencyConflict`); a key
+    over `idempotency.MAX_LENGTH` characters is refused (`IdempotencyKeyInvalid`).
     """
+    params = dict(params or {})
+    stored_key = request_sha256 = None
     if idempotency_key:
-        existing = PipelineRun.objects.filter(idempotency_key=idempotency_key).first()
+        stored_key = idempotency.key_stored(idempotency_key, user)
+        if user is not None:
+            request_sha256 = idempotency.fingerprint(
+                {
+                    "kind": kind,
+                    "character": character and character.pk,
+                    "prompt_set": prompt_set and prompt_set.pk,
+                    "rubric": rubric and rubric.pk,
+                    "source_run": source_run and source_run.pk,
+                    "group_size": group_size,
+                    "params": params,
+                }
+            )
+            params[idempotency.FINGERPRINT] = request_sha256
+        existing = idempotency.run_for_key(stored_key, request_sha256=request_sha256)
         if existing is not None:
             return existing, False
     _run_check(kind=kind, character=character, prompt_set=prompt_set, rubric=rubric, source_run=source_run)
-    params = dict(params or {})
-    if kind in GENERATING:
+    _endpoints_check(params)
+    if kind in GENERATING and not params.get("generator_endpoint"):
         params["generator_version"] = generator_selectors.generator_version_checked(
             params.get("generator_version")
         ).number
@@ -312,13 +338,16 @@ def run_start(
                 source_run=source_run,
                 group_size=group_size,
                 created_by=created_by,
-                idempotency_key=idempotency_key,
+                idempotency_key=stored_key,
             )
     except IntegrityError:
-        if not idempotency_key:
+        if not stored_key:
             raise
         # A concurrent request with the same key created it first: that run is the answer.
-        return PipelineRun.objects.get(idempotency_key=idempotency_key), False
+        existing = idempotency.run_for_key(stored_key, request_sha256=request_sha256)
+        if existing is None:
+            raise
+        return existing, False
     if enqueue:
         transaction.on_commit(lambda: executor.enqueue(run.pk))
     transaction.on_commit(lambda: broadcasts.run_changed(run.pk))
@@ -340,6 +369,25 @@ def _run_check(*, kind, character, prompt_set, rubric, source_run) -> None:
     missing = [name for name, value in needs.items() if value is None]
     if missing:
         raise ValidationError({name: f"a {kind} run needs a {name.replace('_', ' ')}" for name in missing})
+
+
+ENDPOINT_FIELDS = ("generator_endpoint", "judge_endpoint")
+
+
+def _endpoints_check(params: Mapping) -> None:
+    """A run names OpenAI-compatible endpoints by their names in the settings (never an address);
+    an unknown name is refused naming the field and the names there are. A run that generates
+    through an endpoint pins no generator version (those are Triton's)."""
+    configured = settings.OPENAI_ENDPOINTS
+    for field in ENDPOINT_FIELDS:
+        name = params.get(field)
+        if name is not None and name not in configured:
+            names = ", ".join(sorted(configured)) or "none are configured"
+            raise ValidationError({field: f"no endpoint {name!r} (configured: {names})"})
+    if params.get("generator_endpoint") and params.get("generator_version") is not None:
+        raise ValidationError(
+            {"generator_version": "a run that generates through an endpoint serves no generator version of ours"}
+        )
 
 
 def run_resume(*, run: PipelineRun) -> PipelineRun:

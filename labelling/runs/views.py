@@ -4,6 +4,7 @@ Starting and steering runs is for admins."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -14,11 +15,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from labelling import errors
 from labelling.access.decorators import admin_required
 from labelling.catalogue import architext
-from labelling.catalogue.importers import ImportFailed
+from labelling.catalogue.importers import ImportFailed, import_size_check
 from labelling.characters import services as character_services
+from labelling.characters.sheets import SHEET_MAX_TOKENS
 from labelling.generators import selectors as generator_selectors
 from labelling.models import Character, PipelineRun, PromptSet, Rubric
-from labelling.runs import services
+from labelling.runs import idempotency, services
 from labelling.training import views as training_views
 
 KINDS = [(k.value, k.label) for k in (PipelineRun.Kind.GENERATE, PipelineRun.Kind.JUDGE, PipelineRun.Kind.REVISE)]
@@ -35,6 +37,8 @@ def run_new(request: HttpRequest) -> HttpResponse:
             run = _start(form, request.user)
         except ValidationError as exc:
             errors = _errors(exc)
+            if isinstance(exc, idempotency.IdempotencyConflict):
+                form["idempotency_key"] = ""  # the page gets a fresh key: sent again, it is a new run
         else:
             messages.success(request, f"Run #{run.pk} queued.")
             return redirect("run_detail", run_id=run.pk)
@@ -47,7 +51,7 @@ def sheet_run_new(request: HttpRequest) -> HttpResponse:
     """Design characters: a run generating character sheets for a concept."""
     form = {**SHEET_DEFAULTS, **request.POST.dict()}
     try:
-        numbers = _numbers(form, (("count", int, 1, 16), ("sheet_max_tokens", int, 64, 8192)))
+        numbers = _numbers(form, (("count", int, 1, 16), ("sheet_max_tokens", int, SHEET_MAX_TOKENS, 8192)))
         rubric = _pick(form, Rubric, "sheet_rubric")
         run, _ = character_services.sheet_run_start(
             concept=form.get("concept", ""),
@@ -56,8 +60,11 @@ def sheet_run_new(request: HttpRequest) -> HttpResponse:
             rubric=rubric,
             created_by=request.user,
             idempotency_key=form.get("idempotency_key") or None,
+            user=request.user,
         )
     except ValidationError as exc:
+        if isinstance(exc, idempotency.IdempotencyConflict):
+            form["idempotency_key"] = ""  # the page gets a fresh key: sent again, it is a new run
         return _new_page(request, sheet_form=form, sheet_errors=_errors(exc))
     messages.success(request, f"Run #{run.pk} queued: {numbers['count']} character sheets.")
     return redirect("run_detail", run_id=run.pk)
@@ -72,6 +79,7 @@ def puzzles_new(request: HttpRequest) -> HttpResponse:
     try:
         if upload is None:
             raise ValidationError({"puzzles": "choose an Architext JSONL file"})
+        import_size_check(upload.name, upload.size)  # before reading it
         try:
             text = upload.read().decode("utf-8")
         except UnicodeDecodeError:
@@ -86,7 +94,7 @@ def puzzles_new(request: HttpRequest) -> HttpResponse:
 
 
 RUN_DEFAULTS = {"kind": "generate", "group_size": "4", "max_tokens": "128", "threshold": "0.5", "max_rounds": "1"}
-SHEET_DEFAULTS = {"count": "4", "sheet_max_tokens": "2048"}
+SHEET_DEFAULTS = {"count": "4", "sheet_max_tokens": str(SHEET_MAX_TOKENS)}
 
 
 def _new_page(request: HttpRequest, *, form: dict | None = None, errors: dict | None = None, **forms) -> HttpResponse:
@@ -97,6 +105,7 @@ def _new_page(request: HttpRequest, *, form: dict | None = None, errors: dict | 
         "errors": errors or {},
         "sheet_form": SHEET_DEFAULTS,
         "sheet_errors": {},
+        "sheet_min_tokens": SHEET_MAX_TOKENS,
         "puzzle_form": {},
         "puzzle_errors": {},
         **forms,
@@ -106,6 +115,7 @@ def _new_page(request: HttpRequest, *, form: dict | None = None, errors: dict | 
         "rubrics": Rubric.objects.order_by("slug", "-version"),
         "source_runs": PipelineRun.objects.filter(kind=PipelineRun.Kind.GENERATE).order_by("-created_at")[:50],
         "generator_versions": generator_selectors.generator_versions_ready(),
+        "endpoints": sorted(settings.OPENAI_ENDPOINTS),
     }
     return render(request, "runs/new.html", context, status=400 if failed else 200)
 
@@ -151,6 +161,9 @@ def _start(form: dict, user) -> PipelineRun:
         if not form["generator_version"].isdigit():
             raise ValidationError({"generator_version": "a version number is required"})
         pinned["generator_version"] = int(form["generator_version"])
+    for field in services.ENDPOINT_FIELDS:  # empty: the bundled backend
+        if form.get(field):
+            pinned[field] = form[field]
     run, _ = services.run_start(
         kind=form.get("kind", ""),
         character=_pick(form, Character, "character"),
@@ -167,6 +180,7 @@ def _start(form: dict, user) -> PipelineRun:
         },
         created_by=user,
         idempotency_key=form.get("idempotency_key") or None,
+        user=user,
     )
     return run
 

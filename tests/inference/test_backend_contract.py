@@ -1,18 +1,25 @@
-"""One contract, two backends: the real bundled tritonserver and the in-process engine.
+"""One contract, three backends: the real bundled tritonserver, the in-process engine, and the
+openai backend against a real OpenAI-compatible server (`transformers serve` on the same tiny
+model's Hugging Face weights: tests/openai_fixture.py).
 
-Both run the same engine code, so with the same seed they must give the same texts.
+Triton and in-process run the same engine code, so with the same seed they give the same texts.
+What a backend cannot do it declares (`backend.capabilities`): each test that needs a capability
+checks it where declared and, where not, that the backend says so and refuses rather than
+pretending (a declared absence is asserted, never skipped).
 """
 
 import json
 import re
 
+import openai
 import pytest
 
 from inference.backends.base import GenerateRequest, JudgeRequest
 from inference.backends.inprocess import InProcessBackend
+from inference.backends.openai import OpenAIBackend
 from inference.backends.triton import TritonBackend
 from inference.engine import SamplingParams
-from inference.errors import InvalidRequest
+from inference.errors import BackendRefused, InvalidRequest, JudgeOutputError
 from tests.triton_fixture import TINY_MODEL
 
 MESSAGES = [
@@ -26,6 +33,12 @@ RUBRIC = {
         {"key": "helpful", "description": "Answers", "scale_min": 1, "scale_max": 3, "levels": {"1": "no", "3": "yes"}},
     ],
 }
+SCHEMA = {
+    "type": "object",
+    "properties": {"mood": {"enum": ["calm", "stormy"]}},
+    "required": ["mood"],
+    "additionalProperties": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +48,23 @@ def inprocess():
     backend.close()
 
 
-# The triton case asks for the server only once it runs (getfixturevalue), which
-# tests/conftest.py cannot see at collection: it carries its marker here.
-@pytest.fixture(params=[pytest.param("triton", marks=pytest.mark.triton), "inprocess"])
+# The triton and openai cases ask for their servers only once they run (getfixturevalue), which
+# tests/conftest.py cannot see at collection: they carry their markers here.
+@pytest.fixture(
+    params=[
+        pytest.param("triton", marks=pytest.mark.triton),
+        "inprocess",
+        pytest.param("openai", marks=pytest.mark.slow),
+    ]
+)
 def backend(request, inprocess):
     if request.param == "inprocess":
         yield inprocess
         return
-    backend = TritonBackend(request.getfixturevalue("triton_url"), timeout_s=60)
+    if request.param == "openai":
+        backend = OpenAIBackend(request.getfixturevalue("transformers_serve").endpoint())
+    else:
+        backend = TritonBackend(request.getfixturevalue("triton_url"), timeout_s=60)
     yield backend
     backend.close()
 
@@ -71,55 +93,96 @@ def test_streamed_pieces_add_up_to_the_final_texts(backend):
     assert {i: pieces.get(i, "") for i in range(3)} == {c.index: c.text for c in completions}
 
 
-def test_both_backends_agree_for_the_same_seed(backend, inprocess):
+def test_the_same_seed_gives_the_same_texts_where_declared(backend):
+    if not backend.capabilities.reproducible:
+        assert isinstance(backend, OpenAIBackend) and "seed" not in backend.endpoint.capabilities
+        return
+    assert [c.text for c in generate(backend, n=2, max_tokens=10, seed=11)] == [
+        c.text for c in generate(backend, n=2, max_tokens=10, seed=11)
+    ]
+
+
+def test_engine_backends_agree_for_the_same_seed(backend, inprocess):
+    if not backend.capabilities.engine:  # another runtime: its texts are its own
+        assert isinstance(backend, OpenAIBackend)
+        return
     ours = generate(backend, n=2, max_tokens=10, seed=11)
     reference = generate(inprocess, n=2, max_tokens=10, seed=11)
     assert [c.text for c in ours] == [c.text for c in reference]
 
 
+def test_the_declared_n_is_what_the_server_does(backend):
+    """Measured, not assumed: a request for n=3 answered with 3 choices (or with one)."""
+    if not isinstance(backend, OpenAIBackend):
+        assert backend.capabilities.group_in_one_request  # the engine batches a group
+        return
+    endpoint = backend.endpoint
+    client = openai.OpenAI(base_url=endpoint.url, api_key="none")
+    answer = client.chat.completions.create(
+        model=endpoint.model, messages=MESSAGES, n=3, max_tokens=4, extra_body={"generation_config": "{}"}
+    )
+    assert len(answer.choices) == (3 if backend.capabilities.group_in_one_request else 1)
+
+
 def test_stop_strings_end_a_completion(backend):
-    free = generate(backend, n=1, max_tokens=24, seed=5)[0].text
-    assert len(free) > 4
-    stop = free[2:4]
-    (stopped,) = generate(backend, n=1, max_tokens=24, seed=5, stop=[stop])
-    assert stopped.text == free[: free.index(stop)]
-    assert stopped.finish_reason == "stop"
+    if backend.capabilities.reproducible:  # cut where the same text, unstopped, has the string
+        free = generate(backend, n=1, max_tokens=24, seed=5)[0].text
+        assert len(free) > 4
+        stop = free[2:4]
+        (stopped,) = generate(backend, n=1, max_tokens=24, seed=5, stop=[stop])
+        assert stopped.text == free[: free.index(stop)]
+        assert stopped.finish_reason == "stop"
+        return
+    for c in generate(backend, n=4, max_tokens=24, seed=5, stop=["e", "a"]):
+        assert "e" not in c.text and "a" not in c.text
+        assert c.finish_reason == "stop" or c.completion_tokens == 24
 
 
 def test_regex_guidance_constrains_random_weights(backend):
-    (c,) = generate(backend, max_tokens=16, seed=1, guidance_type="regex", guidance=r"<score>[1-5]</score>")
+    guidance = {"guidance_type": "regex", "guidance": r"<score>[1-5]</score>"}
+    if "regex" not in backend.capabilities.guidance:
+        with pytest.raises(InvalidRequest, match="offers no regex guidance"):
+            generate(backend, max_tokens=16, seed=1, **guidance)
+        return
+    (c,) = generate(backend, max_tokens=16, seed=1, **guidance)
     assert re.fullmatch(r"<score>[1-5]</score>", c.text)
 
 
 def test_json_schema_guidance_gives_valid_json(backend):
-    schema = {
-        "type": "object",
-        "properties": {"mood": {"enum": ["calm", "stormy"]}},
-        "required": ["mood"],
-        "additionalProperties": False,
-    }
-    (c,) = generate(backend, max_tokens=40, seed=2, guidance_type="json_schema", guidance=json.dumps(schema))
+    guidance = {"guidance_type": "json_schema", "guidance": json.dumps(SCHEMA)}
+    if "json_schema" not in backend.capabilities.guidance:
+        with pytest.raises(InvalidRequest, match="offers no json_schema guidance"):
+            generate(backend, max_tokens=40, seed=2, **guidance)
+        return
+    (c,) = generate(backend, max_tokens=40, seed=2, **guidance)
     assert json.loads(c.text)["mood"] in {"calm", "stormy"}
 
 
 def test_judge_scores_every_criterion_in_scale(backend):
-    result = backend.judge(JudgeRequest(rubric=RUBRIC, messages=MESSAGES, completion="Due north, captain.", seed=1))
+    request = JudgeRequest(rubric=RUBRIC, messages=MESSAGES, completion="Due north, captain.", seed=1)
+    if backend.capabilities.judge_guidance is None:
+        # Free text from random weights: it will not parse, and the raw answer comes back with
+        # the error, to be recorded as a failed judgment.
+        with pytest.raises(JudgeOutputError, match="gave no score") as caught:
+            backend.judge(request)
+        assert caught.value.raw
+        return
+    result = backend.judge(request)
     assert set(result.scores) == {"in_character", "helpful"}
     assert 1 <= result.scores["in_character"] <= 5
     assert 1 <= result.scores["helpful"] <= 3
     assert "<scores>" in result.raw
 
 
-@pytest.mark.parametrize(
-    ("request_", "message"),
-    [
-        (GenerateRequest(messages=[], params=SamplingParams()), "messages"),
-        (GenerateRequest(messages=MESSAGES, params=SamplingParams(max_tokens=10**6)), "does not fit"),
-    ],
-)
-def test_bad_generate_requests_are_refused_and_the_server_goes_on(backend, request_, message):
-    with pytest.raises(InvalidRequest, match=message):
-        backend.generate(request_)
+def test_bad_generate_requests_are_refused_and_the_server_goes_on(backend):
+    with pytest.raises(InvalidRequest, match="messages"):
+        backend.generate(GenerateRequest(messages=[], params=SamplingParams()))
+    too_long = GenerateRequest(messages=MESSAGES, params=SamplingParams(max_tokens=10**6))
+    if backend.capabilities.checks_context:
+        with pytest.raises(InvalidRequest, match="does not fit"):
+            backend.generate(too_long)
+    else:  # the server's own business (a real one refuses or truncates): not sent here
+        assert isinstance(backend, OpenAIBackend)
     assert generate(backend, max_tokens=4, seed=1)[0].completion_tokens >= 1
 
 
@@ -131,4 +194,15 @@ def test_a_rubric_without_criteria_is_refused(backend):
 def test_health_reports_each_model(backend):
     health = backend.health()
     assert health.ready
-    assert health.models == {"qwen3": True, "judge": True}
+    expected = [backend.endpoint.model] if isinstance(backend, OpenAIBackend) else ["qwen3", "judge"]
+    assert health.models == dict.fromkeys(expected, True)
+
+
+def test_an_unknown_model_name_is_refused_by_the_server(transformers_serve):
+    backend = OpenAIBackend(transformers_serve.endpoint(model="no-such-model"))
+    try:
+        with pytest.raises(BackendRefused, match="'no-such-model'.*does not serve this model"):
+            generate(backend, max_tokens=4)
+        assert not backend.health().ready
+    finally:
+        backend.close()

@@ -4,6 +4,8 @@ The first thing to run to see that inference works:
 
     python manage.py generate "Where are we headed?" --n 4 --stream
     python manage.py generate "North, past the reef." --model judge --rubric aria-voice
+
+`--endpoint NAME` asks an OpenAI-compatible endpoint of the settings (OPENAI_ENDPOINTS) instead.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.backends import get_backend
+from inference.backends import backend_for
 from inference.backends.base import GenerateRequest, JudgeRequest
 from inference.engine import SamplingParams
 from inference.errors import InferenceError
@@ -50,10 +52,14 @@ class Command(BaseCommand):
         parser.add_argument("--character", help="character slug: its persona as the system message")
         parser.add_argument("--rubric", help="rubric slug for --model judge (default: a one-criterion check)")
         parser.add_argument("--prompt", default="Say something in character.", help="the user turn, for --model judge")
+        parser.add_argument("--endpoint", metavar="NAME", help="an OpenAI-compatible endpoint (OPENAI_ENDPOINTS)")
 
     def handle(self, *args, **o):
         messages = self._messages(o)
-        backend = get_backend()
+        try:
+            backend = backend_for(o["endpoint"])
+        except LookupError as exc:
+            raise CommandError(f"--endpoint: {exc.args[0]}") from None
         try:
             if o["model"] == "judge":
                 self._judge(backend, o, messages)

@@ -31,6 +31,14 @@ class Command(BaseCommand):
             metavar="N",
             help="generate / revise with model version N (a ready one; default: the current one)",
         )
+        parser.add_argument(
+            "--generator-endpoint",
+            metavar="NAME",
+            help="generate / revise through this OpenAI-compatible endpoint (a name in OPENAI_ENDPOINTS)",
+        )
+        parser.add_argument(
+            "--judge-endpoint", metavar="NAME", help="judge through this OpenAI-compatible endpoint (OPENAI_ENDPOINTS)"
+        )
         parser.add_argument("--wait", action="store_true", help="run it here, in this process, instead of queueing")
         parser.add_argument("--resume", type=int, metavar="RUN_ID", help="queue a failed / partial / stuck run again")
         parser.add_argument("--cancel", type=int, metavar="RUN_ID")
@@ -73,6 +81,9 @@ class Command(BaseCommand):
             params["workers"] = o["workers"]
         if o["generator_version"] is not None:
             params["generator_version"] = o["generator_version"]
+        for field in run_services.ENDPOINT_FIELDS:
+            if o[field] is not None:
+                params[field] = o[field]
         rubric = None
         if o["rubric"]:
             rubric = catalogue_selectors.rubric_latest(o["rubric"])
