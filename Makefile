@@ -70,9 +70,12 @@ bench: install-test ## benchmarks (see docs/benchmarks.md); the batching one wan
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_live.py
 	$(PY) bench/bench_review.py
+	$(PY) bench/bench_http_path.py
+	$(PY) bench/bench_load.py
 	$(PY) bench/bench_export.py
 	$(PY) bench/bench_faults.py
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_openai.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache node_modules

@@ -67,35 +67,6 @@ def _review_rounds(users, rounds: int, out: dict, errors: list) -> None:
                 return
 
 
-def forget_reviews(users) -> None:
-    """Take back what the bench reviewers did in an earlier run: their judgments, their
-    seats, and the review counts and queue buckets of the groups they touched."""
-    from django.db import transaction
-    from django.db.models import Count, OuterRef, Q, Subquery
-    from django.db.models.functions import Coalesce
-
-    from labelling.models import Assignment, Group, Judgment
-    from labelling.review import queue
-
-    with transaction.atomic():
-        touched = list(
-            set(Assignment.objects.filter(reviewer__in=users).values_list("group_id", flat=True))
-            | set(Judgment.objects.filter(reviewer__in=users).values_list("generation__group_id", flat=True))
-        )
-        Judgment.objects.filter(reviewer__in=users).delete()
-        Assignment.objects.filter(reviewer__in=users).delete()
-        submitted = (
-            Assignment.objects.filter(group=OuterRef("pk"))
-            .values("group")
-            .annotate(n=Count("pk", filter=Q(status=Assignment.Status.SUBMITTED)))
-            .values("n")
-        )
-        for start in range(0, len(touched), 500):
-            chunk = touched[start : start + 500]
-            Group.objects.filter(pk__in=chunk).update(review_count=Coalesce(Subquery(submitted), 0))
-            queue.groups_queue_refresh(chunk)
-
-
 def child(groups: int, rounds: int, database_url: str | None) -> None:
     data_dir = fill.ROOT / "data" / (f"bench-review-{groups}-pg" if database_url else f"bench-review-{groups}")
     if database_url:  # a database per size (created when missing), kept between runs like SQLite's files
@@ -122,7 +93,7 @@ def child(groups: int, rounds: int, database_url: str | None) -> None:
         user, _ = get_user_model().objects.get_or_create(username=f"bench-reviewer-{i}")
         user.groups.add(ensure_roles()[REVIEWER])
         users.append(user)
-    forget_reviews(users)  # each run starts from the filled database, not from the last run's reviews
+    fill.forget_reviews(users)  # each run starts from the filled database, not from the last run's reviews
     out = {"next": [], "submit": [], "floor": []}
     errors: list[str] = []
     _review_rounds(users, rounds, out, errors)

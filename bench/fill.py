@@ -199,6 +199,35 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
     return counts
 
 
+def forget_reviews(users) -> None:
+    """Take back what the bench reviewers did in an earlier run: their judgments, their
+    seats, and the review counts and queue buckets of the groups they touched."""
+    from django.db import transaction
+    from django.db.models import Count, OuterRef, Q, Subquery
+    from django.db.models.functions import Coalesce
+
+    from labelling.models import Assignment, Group, Judgment
+    from labelling.review import queue
+
+    with transaction.atomic():
+        touched = list(
+            set(Assignment.objects.filter(reviewer__in=users).values_list("group_id", flat=True))
+            | set(Judgment.objects.filter(reviewer__in=users).values_list("generation__group_id", flat=True))
+        )
+        Judgment.objects.filter(reviewer__in=users).delete()
+        Assignment.objects.filter(reviewer__in=users).delete()
+        submitted = (
+            Assignment.objects.filter(group=OuterRef("pk"))
+            .values("group")
+            .annotate(n=Count("pk", filter=Q(status=Assignment.Status.SUBMITTED)))
+            .values("n")
+        )
+        for start in range(0, len(touched), 500):
+            chunk = touched[start : start + 500]
+            Group.objects.filter(pk__in=chunk).update(review_count=Coalesce(Subquery(submitted), 0))
+            queue.groups_queue_refresh(chunk)
+
+
 def postgres_database(url: str) -> str:
     """Create the database `url` names if it is missing; returns the URL."""
     import psycopg

@@ -13,6 +13,9 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from inference.endpoints import EndpointConfigError, endpoints_from_env
+from shaping_web.safety import debug_hosts_problem
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -78,6 +81,10 @@ if not SECRET_KEY:
     SECRET_KEY = "django-insecure-embedded-default-for-local-use-only-" + "x" * 16  # noqa: S105
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
+# DEBUG shows tracebacks and settings, and allows the demo's public password: it serves this
+# machine only (`manage.py serve` and the ASGI application check the address they listen on).
+if _debug_exposed := debug_hosts_problem(DEBUG, ALLOWED_HOSTS):
+    raise ImproperlyConfigured(_debug_exposed)
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -90,6 +97,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "ninja",  # the API docs page from its own static files, not a CDN
     "channels",
     "huey.contrib.djhuey",
     "shaping_web",
@@ -99,6 +107,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "shaping_web.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -110,6 +119,25 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
+
+# Behind escaping, a second line of defence: scripts only from this site's own files (no inline
+# script, no eval; WebAssembly may compile: model-viewer's mesh decoder, for the 3D figures),
+# styles from them plus style attributes (a sheet's colour swatches; htmx's indicator style),
+# pictures also from data: and blob: URLs (the figures' textures), and connections to this
+# site and its websockets.
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self' 'wasm-unsafe-eval'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "connect-src 'self' ws: wss:",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    )
+)
 
 ROOT_URLCONF = "shaping_web.urls"
 WSGI_APPLICATION = "shaping_web.wsgi.application"
@@ -133,8 +161,16 @@ TEMPLATES = [
 
 # --- database -----------------------------------------------------------------
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
+# Each web thread (WEB_THREADS, shaping_web/handlers.py) and huey worker keeps its connection
+# between requests and tasks, checked before it is reused: opening one costs more than most
+# pages (about 1 ms for SQLite, which reads the schema again, several for PostgreSQL).
+CONN_MAX_AGE = envint("CONN_MAX_AGE", 600, minimum=0)
+# Requests served at once by a web process; more wait for a thread, in arrival order. SQLite
+# takes one writer at a time: a few threads keep the queue in the app, fair, rather than at
+# the database's lock, whose waiters give up after busy_timeout (a 500).
+WEB_THREADS = envint("WEB_THREADS", 16 if DATABASE_URL else 4, minimum=1)
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)}
 else:
     DATABASES = {
         "default": {
@@ -151,6 +187,8 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },
+            "CONN_MAX_AGE": CONN_MAX_AGE,
+            "CONN_HEALTH_CHECKS": True,
         }
     }
     if DATABASES["default"]["NAME"] != ":memory:":
@@ -203,6 +241,12 @@ JUDGE_MODEL_DIR = envpath("JUDGE_MODEL_DIR", GENERATOR_MODEL_DIR)
 # A Triton that runs elsewhere must see the same folder (a shared models volume) to load the
 # versions trained here.
 TRITON_REPOSITORY = envpath("TRITON_REPOSITORY", DATA_DIR / "triton" / "repository")
+# OpenAI-compatible servers (vLLM, TGI, transformers serve, a hosted API) by name: a run may
+# generate through one and judge through another (inference/endpoints.py names the variables).
+try:
+    OPENAI_ENDPOINTS = endpoints_from_env(os.environ, default_timeout_s=INFERENCE_TIMEOUT_S)
+except EndpointConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 
 # --- training -----------------------------------------------------------------
 # Train runs at once per training consumer (`manage.py run_train_worker`; their own queue).
@@ -222,9 +266,25 @@ VERSION_LOAD_TIMEOUT_S = envfloat("VERSION_LOAD_TIMEOUT_S", 300.0)
 REVIEW_LEASE_MINUTES = envint("REVIEW_LEASE_MINUTES", 30, minimum=1)
 REVIEW_UNDO_MINUTES = envint("REVIEW_UNDO_MINUTES", 30, minimum=0)
 
+# --- limits on what a user sends (each refusal names its setting) ----------------
+# A reviewer's critique of one completion, and a reviewer's rewrite of one, in characters.
+REVIEW_CRITIQUE_MAX_CHARS = envint("REVIEW_CRITIQUE_MAX_CHARS", 5_000, minimum=1)
+REVIEW_REWRITE_MAX_CHARS = envint("REVIEW_REWRITE_MAX_CHARS", 50_000, minimum=1)
+# A character's portrait: its file, and its pixels (read from the header before decoding).
+PORTRAIT_MAX_BYTES = envint("PORTRAIT_MAX_BYTES", 5 * 1024 * 1024, minimum=1)
+PORTRAIT_MAX_PIXELS = envint("PORTRAIT_MAX_PIXELS", 25_000_000, minimum=1)
+# One import file (admin, API, CLI; puzzle files too). YAML imports refuse anchors and aliases.
+IMPORT_MAX_BYTES = envint("IMPORT_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
+
 # --- auth ---------------------------------------------------------------------
-# `seed_demo` may create users with the public demo password only where this is on.
+# `seed_demo` may create users with the public demo password only where this is on: a DEBUG
+# run, which serves this machine alone (above). ALLOW_DEMO_PASSWORD=0 turns it off there too.
 ALLOW_DEMO_PASSWORD = envbool("ALLOW_DEMO_PASSWORD", DEBUG)
+if ALLOW_DEMO_PASSWORD and not DEBUG:
+    raise ImproperlyConfigured(
+        "ALLOW_DEMO_PASSWORD=1 with DEBUG off: the demo's password is public, so it is only for a "
+        "DEBUG run serving this machine; seed_demo --password sets another"
+    )
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -279,7 +339,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # The openai client's HTTP library logs every request at INFO: one line per completion.
+    "loggers": {name: {"level": "WARNING"} for name in ("django.db.backends", "httpx", "httpx2")},
 }
 
 # --- pipelines ------------------------------------------------------------------

@@ -111,7 +111,10 @@ def _policy(request: HttpRequest) -> str:
     """The queue order the reviewer picked (?policy=), remembered for the session."""
     asked = request.GET.get("policy") or request.POST.get("policy")
     if asked in selectors.QUEUE_POLICIES:
-        request.session["review_policy"] = asked
+        # Every submit posts the policy: the session is written (a write transaction) only
+        # when it changes.
+        if request.session.get("review_policy") != asked:
+            request.session["review_policy"] = asked
         return asked
     remembered = request.session.get("review_policy")
     return remembered if remembered in selectors.QUEUE_POLICIES else selectors.DEFAULT_POLICY

@@ -1,0 +1,91 @@
+"""The ASGI handler for the app's pages and API: Django's, with the synchronous middleware
+chain run in one hop on a fixed set of worker threads that keep their database connections.
+
+Every view of this app is synchronous. Django's own ASGI handler builds the middleware chain
+for async: each middleware that can run either way (nearly all) then runs its
+process_request / process_response through a hop of its own to a thread (16 hops per request
+here, each a wake-up of another thread that waits for the GIL when a huey worker or the
+event loop holds it), and each request gets a new thread, so a new database connection
+(persistent connections cannot help: the thread that opened one is gone after its request).
+Here the chain is built synchronously, as under WSGI, and a request borrows one of
+`WEB_THREADS` threads for all its synchronous work (the request_started signal, the chain,
+closing the response and request_finished): three hops, and each thread keeps its connection
+for `CONN_MAX_AGE`, as under a threaded WSGI server. At most `WEB_THREADS` requests run at
+once; more wait for a thread in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.core.handlers.asgi import ASGIHandler
+
+
+class ThreadLeases:
+    """Single-thread executors lent one request at a time. Not bound to an event loop: a
+    waiter is woken on its own loop."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._idle: deque[ThreadPoolExecutor] = deque()
+        self._made = 0
+        self._waiters: deque[asyncio.Future] = deque()
+
+    async def borrow(self) -> ThreadPoolExecutor:
+        if self._idle:
+            return self._idle.popleft()
+        if self._made < self.size:
+            self._made += 1
+            return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"web-{self._made}")
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed over just as it was cancelled
+                self.give_back(waiter.result())
+            raise
+
+    def give_back(self, executor: ThreadPoolExecutor) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.get_loop().call_soon_threadsafe(self._hand_over, waiter, executor)
+                return
+        self._idle.append(executor)
+
+    def _hand_over(self, waiter: asyncio.Future, executor: ThreadPoolExecutor) -> None:
+        if waiter.done():  # cancelled meanwhile: the next waiter, or idle
+            self.give_back(executor)
+        else:
+            waiter.set_result(executor)
+
+
+class SyncASGIHandler(ASGIHandler):
+    """Django's ASGI handler (request parsing, disconnects, streaming, signals) around the
+    synchronous middleware chain, on `threads` worker threads."""
+
+    def __init__(self, threads: int):
+        self.leases = ThreadLeases(threads)
+        super().__init__()
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        super().load_middleware(is_async=False)  # as WSGI builds it: no hop between middleware
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        executor = await self.leases.borrow()
+        try:
+            # Every thread-sensitive call of this request (signals, the chain, closing the
+            # response) runs on the borrowed thread, which keeps its database connection.
+            async with ThreadSensitiveContext(executor=executor):
+                await self.handle(scope, receive, send)
+        finally:
+            self.leases.give_back(executor)
+
+    async def get_response_async(self, request):
+        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
