@@ -117,7 +117,10 @@ def judge_messages(rubric: dict, messages: list[dict], completion: str, *, answe
 def judge_prompt_sha256(rubric: dict) -> str:
     """A fingerprint of everything the judge is told for this rubric: the system prompt, the
     template of its message (with placeholders for the conversation and the reply), the guidance
-    and the token budget. An evaluation records it: a change to any of them shows."""
+    and the token budget. An evaluation records it: a change to any of them shows. "" for a
+    rubric of rule criteria only: the judge is never asked."""
+    if all(c.get("rule") is not None for c in rubric.get("criteria", [])):
+        return ""
     payload = {
         "messages": judge_messages(rubric, [{"role": "user", "content": "{conversation}"}], "{reply}"),
         "guidance": judge_guidance(rubric),

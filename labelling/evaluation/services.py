@@ -107,7 +107,8 @@ def evaluation_start(
         raise ValidationError({"human_overlap": "must be between 1 and 10"})
     character = character or _character(prompt_set)
     spec = rubric.as_spec()
-    judge_weights = judge_weights_sha256()
+    judge_prompt = executor.judge_prompt_sha256(spec)  # "" when only rules score: no judge is asked
+    judge_weights = judge_weights_sha256() if judge_prompt else ""
     if judge_weights and judge_weights == cand.weights_sha256:
         raise ValidationError(
             {
@@ -151,7 +152,7 @@ def evaluation_start(
                     "rubric_sha256": hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest(),
                     "judge_model": "judge",
                     "judge_weights_sha256": judge_weights,
-                    "judge_prompt_sha256": executor.judge_prompt_sha256(spec),
+                    "judge_prompt_sha256": judge_prompt,
                 },
                 created_by=created_by,
             )

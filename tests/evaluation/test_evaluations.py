@@ -204,3 +204,11 @@ def test_the_judge_is_fingerprinted_and_never_the_candidate_itself(world, v2, se
     assert _start(world, candidate=2).judge["judge_prompt_sha256"] != judge["judge_prompt_sha256"]
     with pytest.raises(ValidationError, match="it would score itself"):
         _start(world, candidate=1, baseline=2)
+
+
+def test_a_rubric_of_rules_only_asks_no_judge_so_none_is_fingerprinted(world, v2):
+    from labelling.models import Criterion
+
+    Criterion.objects.filter(rubric=world["rubric"]).update(rule={"kind": "regex", "pattern": "Mira"})
+    judge = _start(world, candidate=2).judge
+    assert (judge["judge_prompt_sha256"], judge["judge_weights_sha256"]) == ("", "")
