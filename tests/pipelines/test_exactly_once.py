@@ -104,8 +104,10 @@ def test_the_run_page_offers_resume_only_when_it_would_be_taken(admin_client, st
 def test_a_resume_from_the_cli_while_the_run_runs_is_refused_and_it_runs_once(story, consumer, triton_url):
     """The reported case: a generate + judge run resumed from the CLI while it ran ran twice
     (done 9 of 6, 24 duplicate judge judgments). Now the CLI says no and the run runs once."""
-    character, prompt_set, rubric = story(6)
-    run = start(character, prompt_set, rubric, group_size=8, max_tokens=48, workers=1)
+    # Long enough (12 prompts x 8 x 128 tokens) that the run is still going when the CLI, a fresh
+    # Django process, gets to look at it, even on a busy machine.
+    character, prompt_set, rubric = story(12)
+    run = start(character, prompt_set, rubric, group_size=8, max_tokens=128, workers=1)
     wait_until(lambda: PipelineRun.objects.get(pk=run.pk).done_items >= 1, what="the run to be under way")
     resume = subprocess.run(
         [sys.executable, "manage.py", "start_run", "--resume", str(run.pk)],
@@ -119,11 +121,11 @@ def test_a_resume_from_the_cli_while_the_run_runs_is_refused_and_it_runs_once(st
     assert f"run #{run.pk} is running (its worker is alive)" in resume.stderr
     run = wait_for(run, FINAL, log=consumer.log)
     assert run.status == PipelineRun.Status.SUCCEEDED, run.errors
-    assert (run.done_items, run.failed_items, run.total_items) == (6, 0, 6)
+    assert (run.done_items, run.failed_items, run.total_items) == (12, 0, 12)
     assert run.execution == 1
     # Every slot once, one judge judgment per completion (a judge answer that would not parse
     # counts: it is recorded as failed, never dropped), counters equal to what is stored.
-    assert violations(run, prompts=6, group_size=8) == []
+    assert violations(run, prompts=12, group_size=8) == []
 
 
 # --- claims ------------------------------------------------------------------------------
