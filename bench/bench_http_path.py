@@ -10,7 +10,7 @@ process, against the same database. A trivial page (/healthz) is the floor of ea
 The two paths take turns, request by request, so the machine's other work falls on both.
 
     python bench/bench_http_path.py [--groups 100000] [--rounds 300]
-    python bench/bench_http_path.py --database-url postgres://postgres@127.0.0.1:5432/bench_review \\
+    python bench/bench_http_path.py --database-url postgres://postgres@127.0.0.1:5432/load_review \\
         --redis-url redis://127.0.0.1:6379/12
 """
 

@@ -60,10 +60,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--groups", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=50, help="reviewers in the main phase")
-    parser.add_argument("--seconds", type=int, default=180, help="length of the main phase")
+    parser.add_argument("--seconds", type=int, default=180, help="length of the main phase (0: none)")
     parser.add_argument("--steps", default="10,25,50,100,150", help="reviewers per saturation step ('' for none)")
     parser.add_argument("--step-seconds", type=int, default=60)
     parser.add_argument("--think", default="5,15", help="seconds a reviewer spends on a group: min,max")
+    parser.add_argument("--no-stream", action="store_true", help="no generate run meanwhile (the web alone)")
     parser.add_argument("--database-url", help="PostgreSQL base URL (the database NAME_GROUPS); SQLite otherwise")
     parser.add_argument("--redis-url", help="with --database-url: huey and the channel layer on Redis")
     args = parser.parse_args()
@@ -89,9 +90,10 @@ def main() -> None:
     app = harness.App(env, out_dir / "serve.log").start()
     rows, acked = [], []
     try:
-        phases = [("main", args.users, args.seconds)] + [("step", n, args.step_seconds) for n in steps]
+        phases = [("main", args.users, args.seconds)] if args.seconds else []
+        phases += [("step", n, args.step_seconds) for n in steps]
         for phase, users, seconds in phases:
-            run = app.stream_start()  # a fresh run each phase: it streams for the whole phase
+            run = None if args.no_stream else app.stream_start()  # a fresh run each phase, streaming throughout
             print(f"{phase}: {users} reviewers for {seconds} s, run #{run} streaming", file=sys.stderr, flush=True)
             result = harness.run_locust(
                 app.url,
@@ -103,7 +105,8 @@ def main() -> None:
                 watch_run=run,
                 tag=f"-{phase}",
             )
-            app.stream_cancel(run)
+            if run:
+                app.stream_cancel(run)
             rows.append(_row(phase, result))
             acked += result.acked
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -112,7 +115,10 @@ def main() -> None:
         app.stop()
     ledger = harness.reconcile(acked, harness.ledger(env))
     backend = "PostgreSQL + Redis" if database_url else "SQLite"
-    print(f"\n{args.groups:,} groups, {backend}, think {think[0]:g}-{think[1]:g} s, ms as locust measured them\n")
+    stream = "no run" if args.no_stream else "a generate run streaming"
+    print(
+        f"\n{args.groups:,} groups, {backend}, {stream}, think {think[0]:g}-{think[1]:g} s, ms as locust measured them\n"
+    )
     print(
         f"{'phase':<6} {'reviewers':>9} {'s':>4} {'requests':>8} {'5xx':>4} {'acked':>6} {'again':>5} "
         f"{'next p50':>8} {'p95':>6} {'submit p50':>10} {'p95':>6} {'frames':>6}"

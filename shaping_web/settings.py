@@ -164,7 +164,7 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "")
 # Each web thread (WEB_THREADS, shaping_web/handlers.py) and huey worker keeps its connection
 # between requests and tasks, checked before it is reused: opening one costs more than most
 # pages (about 1 ms for SQLite, which reads the schema again, several for PostgreSQL).
-CONN_MAX_AGE = envint("CONN_MAX_AGE", 600, minimum=0)
+CONN_MAX_AGE = envint("CONN_MAX_AGE", 60, minimum=0)
 # Requests served at once by a web process; more wait for a thread, in arrival order. SQLite
 # takes one writer at a time: a few threads keep the queue in the app, fair, rather than at
 # the database's lock, whose waiters give up after busy_timeout (a 500).

@@ -44,7 +44,7 @@ def app_env(
     tritonserver started by `serve` unless `triton_url`. `debug`: DEBUG on instead, as the
     browser tests run the app (static files from their folders: no collectstatic to wait for)."""
     env = dict(os.environ)
-    for name_ in (
+    for variable in (
         "DATABASE_URL",
         "REDIS_URL",
         "TRITON_URL",
@@ -52,7 +52,7 @@ def app_env(
         "HUEY_SQLITE_PATH",
         "DJANGO_SETTINGS_MODULE",
     ):
-        env.pop(name_, None)
+        env.pop(variable, None)
     env.update(
         DATA_DIR=str(data_dir),
         HUEY_NAME=f"bench-{name}",
@@ -221,7 +221,7 @@ def run_locust(
     seconds: int,
     sessions: Path,
     out_dir: Path,
-    think: tuple[float, float] = (2.0, 5.0),
+    think: tuple[float, float] = (5.0, 15.0),
     retry_share: float = 0.05,
     watch_run: int | None = None,
     spawn_rate: float | None = None,

@@ -28,7 +28,7 @@ from locust.exception import StopUser
 from review_form import HTMX_HEADERS, csrf_token, review_form  # beside this file: locust puts its folder on the path
 
 SESSIONS = json.loads(open(os.environ["LOAD_SESSIONS"]).read())  # noqa: SIM115, PTH123 - read once at import
-THINK = tuple(float(x) for x in os.environ.get("LOAD_THINK", "2,5").split(","))
+THINK = tuple(float(x) for x in os.environ.get("LOAD_THINK", "5,15").split(","))
 RETRY_SHARE = float(os.environ.get("LOAD_RETRY_SHARE", "0.05"))
 WATCH_RUN = os.environ.get("LOAD_WATCH_RUN", "")
 TIMEOUT_S = 60
