@@ -38,9 +38,10 @@ def rows_for(
 ) -> Iterator[dict]:
     """The format's rows for the selected groups (`groups` replaces the database read)."""
     label = f"{rubric.slug}@v{rubric.version}" if rubric else None
-    selected: set[int] = set()
+    selected: set[int] = set()  # dpo: the groups whose blind A/B pairs may join the rows
     for group, completions in iter_groups(f, rubric) if groups is None else groups:
-        selected.add(group.pk)
+        if kind == DatasetVersion.Kind.DPO:
+            selected.add(group.pk)
         originals = [c for c in completions if c.generation.revision == 0]
         base = {
             "group_id": group.pk,
