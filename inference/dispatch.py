@@ -12,6 +12,7 @@ The same tasks run from huey (database runs) and from the file-mode CLI.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -96,6 +97,7 @@ class TaskManager:
         is_cancelled: Callable[[], bool] = lambda: False,
         on_thread_exit: Callable[[], None] | None = None,
         breaker: int = 3,
+        client: str = "",
     ):
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -107,6 +109,9 @@ class TaskManager:
         self.is_cancelled = is_cancelled
         self.on_thread_exit = on_thread_exit
         self.breaker = breaker
+        # Named on every request that names no client, so a batching engine takes this
+        # manager's requests in turn with other clients' (inference/batching.py).
+        self.client = client
         self._exhausted = 0  # calls in a row that failed after every retry
         self._calls = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="call")
 
@@ -184,10 +189,13 @@ class TaskManager:
 
     def _call(self, call: Call) -> tuple[Any, int]:
         method = getattr(self.backend, call.method)
+        request = call.request
+        if self.client and getattr(request, "client", None) == "":
+            request = dataclasses.replace(request, client=self.client)
         retries = 0 if self._exhausted >= self.breaker else self.retries
         for attempt in range(1, retries + 2):
             try:
-                result = method(call.request, **call.kwargs)
+                result = method(request, **call.kwargs)
                 self._exhausted = 0
                 return result, attempt
             except self.TRANSIENT as exc:

@@ -1,25 +1,28 @@
-"""Text generation with onnxruntime-genai over a Qwen3 ONNX model directory.
+"""Text generation over a Qwen3 ONNX model directory (an onnxruntime-genai export), with onnxruntime.
 
 The one place that drives the runtime: Triton's model.py files and the in-process
 backend both call `Engine.generate`, so the two backends behave the same.
 Free of Django and of tritonclient.
 
-A GRPO group (n completions of one prompt) runs as one static batch of n
-sequences in a single generator: onnxruntime-genai's continuous-batching engine
-needs paged attention on CUDA, and a static batch is what the CPU can do.
+Requests are batched across callers: the engine's batcher (inference/batching.py)
+decodes every sequence in flight, of every request, one token per step in one call of
+the model, and requests join and leave between steps. Guidance is llguidance's, one
+matcher per sequence; sampling is numpy's, one random generator per sequence.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from inference.batching import Batcher, Completion, Job, Limits, ModelSpec, apply_stop  # noqa: F401 (re-exported)
 from inference.errors import InvalidRequest
 
 GUIDANCE_TYPES = ("regex", "json_schema", "lark_grammar")
@@ -27,6 +30,7 @@ MAX_N = 16
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 EMPTY_THINK = "<think>\n\n</think>\n\n"
 
+POLL_S = 0.02  # how often a waiting caller checks whether its client went away
 OnStep = Callable[[dict[int, str]], None]  # {sequence index: new text} after each decoding step
 
 
@@ -94,18 +98,6 @@ def _number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-@dataclass
-class Completion:
-    index: int
-    text: str
-    finish_reason: str  # "stop" (end of turn or a stop string), "length", "cancelled"
-    prompt_tokens: int
-    completion_tokens: int
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
 def render_chat(messages: list[dict], *, enable_thinking: bool = False, add_generation_prompt: bool = True) -> str:
     """Qwen3's chat template (ChatML) in Python, so every backend renders it the same.
 
@@ -136,38 +128,50 @@ def check_messages(messages) -> None:
 
 
 class Engine:
-    """One loaded model. Thread-safe: each call makes its own generator."""
+    """One loaded model, shared by every caller: concurrent `generate` calls are decoded
+    together by its batcher (inference/batching.py). Thread-safe."""
 
-    def __init__(self, model_dir: str | Path, threads: int | None = None):
-        import onnxruntime_genai as og  # imported here so importing this module stays cheap
+    def __init__(self, model_dir: str | Path, threads: int | None = None, limits: Limits | None = None):
+        import onnxruntime as ort  # imported here so importing this module stays cheap
+        from tokenizers import Tokenizer
 
-        self.og = og
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "genai_config.json").is_file():
             raise FileNotFoundError(f"{self.model_dir} is not an onnxruntime-genai model (no genai_config.json)")
-        config = json.loads((self.model_dir / "genai_config.json").read_text())
-        self.context_length = int(config["model"]["context_length"])
-        og_config = og.Config(str(self.model_dir))
+        config = json.loads((self.model_dir / "genai_config.json").read_text())["model"]
+        self.context_length = int(config["context_length"])
         # onnxruntime's default thread count left one of two cores idle here (measured:
         # bench/bench_inference.py); use every core unless INFERENCE_THREADS says otherwise.
         threads = threads or int(os.environ.get("INFERENCE_THREADS") or 0) or os.cpu_count() or 1
-        og_config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
         self.threads = threads
-        self.model = og.Model(og_config)
-        self.tokenizer = og.Tokenizer(self.model)
-        self.eos_ids = {int(t) for t in np.atleast_1d(self.tokenizer.eos_token_ids)}
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        # Threads that spin between operators took 2.7x longer per step when the other core
+        # was busy (a test run, the web server: measured 177 vs 64 ms per step of the 0.6B
+        # shape); onnxruntime-genai's generator does not spin either.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        decoder = config["decoder"]
+        self.session = ort.InferenceSession(
+            str(self.model_dir / decoder["filename"]), options, providers=["CPUExecutionProvider"]
+        )
+        self.tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        self.eos_ids = {int(t) for t in np.atleast_1d(config["eos_token_id"])}
+        self.vocab_size = int(config["vocab_size"])
+        self._guidance_tokenizer = None
+        self.limits = limits or limits_from_env()
+        self.batcher = Batcher(
+            self.session,
+            _model_spec(self.session, decoder),
+            _Streams(self.tokenizer),
+            self.eos_ids,
+            self.limits,
+            context_length=self.context_length,
+        )
 
     def encode(self, text: str) -> np.ndarray:
-        return np.asarray(self.tokenizer.encode(text), dtype=np.int32)
-
-    def prompt_text(self, *, messages: list[dict] | None, prompt: str | None, enable_thinking: bool) -> str:
-        if (messages is None) == (prompt is None):
-            raise InvalidRequest("give exactly one of messages or prompt")
-        if prompt is not None:
-            if not isinstance(prompt, str) or not prompt:
-                raise InvalidRequest("prompt must be a non-empty string")
-            return prompt
-        return render_chat(messages, enable_thinking=enable_thinking)
+        return np.asarray(self.tokenizer.encode(text, add_special_tokens=False).ids, dtype=np.int64)
 
     def generate(
         self,
@@ -177,111 +181,167 @@ class Engine:
         params: SamplingParams,
         on_step: OnStep | None = None,
         is_cancelled: Callable[[], bool] = lambda: False,
+        client: str = "",
+        priority: str = "",
     ) -> list[Completion]:
-        """n completions of one prompt, generated as one batch. `on_step({index: piece})` is
-        called after each decoding step that produced text; `is_cancelled()` is polled
-        before each step and ends every sequence with finish_reason "cancelled"."""
+        """n completions of one prompt, decoded in the engine's running batch with whatever
+        else is in flight. `on_step({index: piece})` is called (in this thread) after each
+        decoding step that produced text; `is_cancelled()` is polled while waiting and ends
+        every sequence with finish_reason "cancelled". `client` (a run) and `priority`
+        ("interactive" for someone waiting at a page) set the order of admission."""
         params.validate()
-        tokens = self.encode(self.prompt_text(messages=messages, prompt=prompt, enable_thinking=params.enable_thinking))
+        tokens = self.encode(prompt_text(messages=messages, prompt=prompt, enable_thinking=params.enable_thinking))
         room = self.context_length - len(tokens)
         if params.max_tokens > room:
             raise InvalidRequest(
                 f"max_tokens {params.max_tokens} does not fit: the prompt is {len(tokens)} tokens "
                 f"and the context is {self.context_length}"
             )
-        if params.guidance_type and params.n > 1:
-            # onnxruntime-genai 0.18 fails a guided batch as soon as one sequence's grammar has
-            # finished while another's has not ("compute_mask() called after stop"), so each
-            # guided sequence decodes on a generator of its own (seeded seed + its index), the
-            # generators stepped in turn.
-            lanes = [
-                self._generator(tokens, replace(params, n=1, seed=None if params.seed is None else params.seed + i))
-                for i in range(params.n)
-            ]
-        else:
-            lanes = [self._generator(tokens, params)]
-        return self._decode_loop(lanes, len(tokens), params, on_step, is_cancelled)
-
-    def _generator(self, tokens: np.ndarray, params: SamplingParams):
-        og = self.og
-        gp = og.GeneratorParams(self.model)
-        options = {
-            "batch_size": params.n,
-            "max_length": len(tokens) + params.max_tokens,
-            "do_sample": params.temperature > 0,
-            "temperature": max(params.temperature, 1e-5),
-            "top_p": params.top_p,
-            "top_k": params.top_k,
-        }
-        if params.seed is not None:
-            options["random_seed"] = params.seed
-        gp.set_search_options(**options)
-        if params.guidance_type:
+        if params.n > self.limits.max_batch:
+            raise InvalidRequest(f"n {params.n} is more than this engine's batch of {self.limits.max_batch} sequences")
+        job = Job(tokens, params, self._matchers(params), client=client, priority=priority)
+        self.batcher.submit(job)
+        while True:
             try:
-                gp.set_guidance(params.guidance_type, params.guidance)
-            except Exception as exc:  # llguidance refuses what it cannot compile
-                raise InvalidRequest(f"guidance: {exc}") from None
-        generator = og.Generator(self.model, gp)
+                kind, value = job.events.get(timeout=POLL_S)
+            except queue.Empty:
+                if is_cancelled():
+                    job.cancelled.set()
+                continue
+            if kind == "pieces":
+                if on_step:
+                    on_step(value)
+            elif kind == "done":
+                return value
+            else:
+                raise value
+
+    def stats(self) -> dict:
+        """The batch now: sequences decoding, requests waiting, recent tokens/s."""
+        return self.batcher.stats()
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    def _matchers(self, params: SamplingParams) -> list:
+        """One llguidance matcher per sequence (compiled once, copied), or Nones."""
+        if not params.guidance_type:
+            return [None] * params.n
+        import llguidance
+
+        if self._guidance_tokenizer is None:
+            self._guidance_tokenizer = llguidance.LLTokenizer(
+                str(self.model_dir / "tokenizer.json"), n_vocab=self.vocab_size, eos_token=sorted(self.eos_ids)
+            )
+        compile_grammar = {
+            "regex": llguidance.LLMatcher.grammar_from_regex,
+            "json_schema": llguidance.LLMatcher.grammar_from_json_schema,
+            "lark_grammar": llguidance.LLMatcher.grammar_from_lark,
+        }[params.guidance_type]
         try:
-            generator.append_tokens(np.tile(tokens, (params.n, 1)))
+            grammar = compile_grammar(params.guidance)
+            matcher = llguidance.LLMatcher(self._guidance_tokenizer, grammar, log_level=0)
         except Exception as exc:
             raise InvalidRequest(f"guidance: {exc}") from None
-        return generator
+        if matcher.is_error():
+            raise InvalidRequest(f"guidance: {matcher.get_error()}")
+        return [matcher] + [matcher.deep_copy() for _ in range(params.n - 1)]
 
-    def _decode_loop(self, lanes: list, prompt_tokens: int, params: SamplingParams, on_step, is_cancelled):
-        """Decode every sequence to its end. `lanes` are generators sharing the n sequences in
-        order (one generator of n, or n generators of one); each takes a step while one of its
-        sequences is unfinished."""
-        n = params.n
-        rows = n // len(lanes)
-        streams = [self.tokenizer.create_stream() for _ in range(n)]
-        texts = [""] * n
-        counts = [0] * n
-        finish: list[str | None] = [None] * n
-        while not all(finish):
-            if is_cancelled():
-                finish = [f or "cancelled" for f in finish]
-                break
-            pieces = {}
-            for lane, generator in enumerate(lanes):
-                mine = range(lane * rows, (lane + 1) * rows)
-                if all(finish[i] for i in mine):
-                    continue
-                if generator.is_done():
-                    for i in mine:
-                        finish[i] = finish[i] or "length"
-                    continue
-                generator.generate_next_token()
-                next_tokens = generator.get_next_tokens()
-                for row, i in enumerate(mine):
-                    if finish[i]:
-                        continue
-                    token = int(next_tokens[row])
-                    counts[i] += 1
-                    if token in self.eos_ids:
-                        finish[i] = "stop"
-                        continue
-                    piece = streams[i].decode(token)
-                    texts[i], piece, stopped = self._apply_stop(texts[i], piece, params.stop)
-                    if piece:
-                        pieces[i] = piece
-                    if stopped:
-                        finish[i] = "stop"
-                    elif counts[i] >= params.max_tokens:
-                        finish[i] = "length"
-            if pieces and on_step:
-                on_step(pieces)
-        return [Completion(i, texts[i], finish[i], prompt_tokens, counts[i]) for i in range(n)]
 
-    @staticmethod
-    def _apply_stop(text: str, piece: str, stops: list[str]) -> tuple[str, str, bool]:
-        """(new text, piece to emit, stopped): the text is cut before the first stop string
-        that completes with this piece (one may span earlier pieces)."""
-        combined = text + piece
-        if not stops or not piece:
-            return combined, piece, False
-        hits = [pos for s in stops if (pos := combined.find(s, max(0, len(text) - len(s) + 1))) >= 0]
-        if not hits:
-            return combined, piece, False
-        cut = min(hits)
-        return combined[:cut], combined[len(text) : cut], True
+def prompt_text(*, messages: list[dict] | None, prompt: str | None, enable_thinking: bool) -> str:
+    """The text the model continues: a raw prompt, or the messages in the chat template."""
+    if (messages is None) == (prompt is None):
+        raise InvalidRequest("give exactly one of messages or prompt")
+    if prompt is not None:
+        if not isinstance(prompt, str) or not prompt:
+            raise InvalidRequest("prompt must be a non-empty string")
+        return prompt
+    return render_chat(messages, enable_thinking=enable_thinking)
+
+
+def open_engine(model_dir: str | Path, *, limits: Limits | None = None):
+    """The engine for a model folder: the batching `Engine` for a CPU export, and
+    onnxruntime-genai's own runtime (inference/static_engine.py) for one that names an
+    accelerator's execution provider in its genai_config.json."""
+    model_dir = Path(model_dir)
+    config_path = model_dir / "genai_config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{model_dir} is not an onnxruntime-genai model (no genai_config.json)")
+    session_options = json.loads(config_path.read_text())["model"]["decoder"].get("session_options", {})
+    if session_options.get("provider_options"):
+        from inference.static_engine import StaticEngine
+
+        return StaticEngine(model_dir)
+    return Engine(model_dir, limits=limits)
+
+
+def limits_from_env() -> Limits:
+    """The batcher's limits from INFERENCE_MAX_BATCH, INFERENCE_MAX_STEP_TOKENS and
+    INFERENCE_MAX_QUEUE (Triton's config.pbtxt parameters set them per model)."""
+    defaults = Limits()
+    values = {}
+    for name, field_name in (
+        ("INFERENCE_MAX_BATCH", "max_batch"),
+        ("INFERENCE_MAX_STEP_TOKENS", "max_step_tokens"),
+        ("INFERENCE_MAX_QUEUE", "max_queue"),
+    ):
+        raw = os.environ.get(name)
+        if raw in (None, ""):
+            continue
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, not {raw!r}") from None
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1")
+        values[field_name] = value
+    return replace(defaults, **values)
+
+
+def _model_spec(session, decoder: dict) -> ModelSpec:
+    inputs = {i.name: i for i in session.get_inputs()}
+    names = decoder["inputs"]
+    layers = int(decoder["num_hidden_layers"])
+    past = [names[k] % i for i in range(layers) for k in ("past_key_names", "past_value_names")]
+    present = [decoder["outputs"][k] % i for i in range(layers) for k in ("present_key_names", "present_value_names")]
+    types = {
+        "tensor(int64)": np.int64,
+        "tensor(int32)": np.int32,
+        "tensor(float)": np.float32,
+        "tensor(float16)": np.float16,
+    }
+    return ModelSpec(
+        input_ids=names["input_ids"],
+        attention_mask=names["attention_mask"],
+        logits=decoder["outputs"]["logits"],
+        past_names=past,
+        present_names=present,
+        kv_heads=int(decoder["num_key_value_heads"]),
+        head_size=int(decoder["head_size"]),
+        kv_dtype=types[inputs[past[0]].type],
+        ids_dtype=types[inputs[names["input_ids"]].type],
+        mask_dtype=types[inputs[names["attention_mask"]].type],
+        position_ids=names.get("position_ids") if names.get("position_ids") in inputs else None,
+    )
+
+
+class _Streams:
+    """Incremental detokenising, one stream per sequence (the text of a token can depend on
+    the tokens before it: a multi-byte character split over tokens)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def create_stream(self):
+        return _Stream(self.tokenizer)
+
+
+class _Stream:
+    def __init__(self, tokenizer):
+        from tokenizers.decoders import DecodeStream
+
+        self.tokenizer = tokenizer
+        self.stream = DecodeStream(skip_special_tokens=False)
+
+    def decode(self, token: int) -> str:
+        return self.stream.step(self.tokenizer, token) or ""

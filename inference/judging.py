@@ -233,8 +233,11 @@ def _as_json(text: str) -> dict | None:
     return data
 
 
-def run_judge(engine, rubric: dict, messages: list[dict], completion: str, seed: int | None = None) -> JudgeResult:
-    """Score one completion with `engine` (an inference.engine.Engine), decoding under guidance."""
+def run_judge(
+    engine, rubric: dict, messages: list[dict], completion: str, seed: int | None = None, *, client="", priority=""
+) -> JudgeResult:
+    """Score one completion with `engine` (an inference.engine.Engine), decoding under guidance
+    in the engine's batch with whatever else it is judging (`client` and `priority`: the order)."""
     from inference.engine import SamplingParams, check_messages
 
     check_messages(messages)
@@ -249,5 +252,7 @@ def run_judge(engine, rubric: dict, messages: list[dict], completion: str, seed:
         guidance_type="regex",
         guidance=judge_guidance(rubric),
     )
-    (answer,) = engine.generate(messages=judge_messages(rubric, messages, completion), params=params)
+    (answer,) = engine.generate(
+        messages=judge_messages(rubric, messages, completion), params=params, client=client, priority=priority
+    )
     return parse_judgment(rubric, answer.text)

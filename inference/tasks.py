@@ -67,6 +67,7 @@ def execute(run_id: int, backend=None) -> str:
             workers=int(run.params.get("workers", settings.PIPELINE_WORKERS)),
             is_cancelled=cancelled.is_set,
             on_thread_exit=connections.close_all,  # a finished thread's connections would stay open
+            client=f"run-{run_id}",
         )
         for outcome in manager.run(items):
             if outcome.cancelled:

@@ -15,6 +15,14 @@ response one BYTES output, `event` (a JSON object):
 - judge: request {"rubric": {...}, "messages": [...], "completion": "...", "seed": null};
   one event {"scores": {...}, "rationale": "...", "raw": "..."}, or an error
   "JudgeOutputError: ..." carrying the raw text after a newline.
+- either: request {"stats": true}; one event {"stats": {"batch", "queue", "tokens_per_s", ...}}.
+Requests may name a "client" (a run) and a "priority" ("interactive"): the engine's batcher
+admits interactive requests first, then clients in turn (inference/batching.py).
+
+Each model instance has one engine, and the engine batches every request in flight: the
+worker threads only wait for their request's events. `max_batch_sequences`,
+`max_step_tokens` and `max_queue` in config.pbtxt set its limits; `max_concurrency`, the
+threads, must exceed the batch for requests to queue in the engine's fair order.
 
 Errors are sent as TritonError("<ErrorClass>: message"), which the client maps
 back to `inference.errors`.
@@ -31,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.engine import Engine, SamplingParams
+from inference.batching import Limits
+from inference.engine import SamplingParams, limits_from_env, open_engine
 from inference.errors import InferenceError, InvalidRequest, JudgeOutputError
 from inference.judging import run_judge
 
@@ -65,6 +74,33 @@ def model_dir_for(args: dict, role: str, params: dict[str, str]) -> Path:
     return path.resolve()
 
 
+def limits_from_params(params: dict[str, str]) -> Limits:
+    """The engine's limits: config.pbtxt's parameters, else INFERENCE_MAX_* (else defaults)."""
+    limits = limits_from_env()
+    for key, name in (
+        ("max_batch_sequences", "max_batch"),
+        ("max_step_tokens", "max_step_tokens"),
+        ("max_queue", "max_queue"),
+    ):
+        raw = params.get(key, "")
+        if raw:
+            value = int(raw)
+            if value < 1:
+                raise ValueError(f"parameter {key} must be at least 1")
+            setattr(limits, name, value)
+    return limits
+
+
+def _order(payload: dict) -> dict:
+    order = {}
+    for key in ("client", "priority"):
+        value = payload.get(key, "")
+        if not isinstance(value, str) or len(value) > 200:
+            raise InvalidRequest(f"{key} must be a string of at most 200 characters")
+        order[key] = value
+    return order
+
+
 class DecoupledWorker:
     def __init__(self, pb_utils, args: dict, role: str):
         self.pb = pb_utils
@@ -73,11 +109,11 @@ class DecoupledWorker:
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         self.version = str(args.get("model_version", ""))
         path = model_dir_for(args, role, params)
-        self.engine = Engine(path)
+        self.engine = open_engine(path, limits=limits_from_params(params))
         # Seconds between streamed events: pieces of consecutive steps are coalesced.
         self.stream_interval_s = float(params.get("stream_interval_ms", "0") or 0) / 1000
         self.pool = ThreadPoolExecutor(
-            max_workers=int(params.get("max_concurrency", "4") or 4), thread_name_prefix=role
+            max_workers=int(params.get("max_concurrency", "64") or 64), thread_name_prefix=role
         )
         message = f"{role} version {self.version} ready: {path}"
         logger = getattr(pb_utils, "Logger", None)  # into Triton's own log, where an operator looks
@@ -92,6 +128,7 @@ class DecoupledWorker:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=False)
+        self.engine.close()
 
     # --- one request ------------------------------------------------------------------
 
@@ -100,7 +137,12 @@ class DecoupledWorker:
         final = self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
         try:
             payload = self._payload(request)
-            event = self._generate(payload, sender) if self.role == "generator" else self._judge(payload)
+            if payload.get("stats"):
+                event = {"stats": self.engine.stats()}
+            elif self.role == "generator":
+                event = self._generate(payload, sender)
+            else:
+                event = self._judge(payload)
             sender.send(self._response(event), flags=final)
         except InferenceError as exc:
             sender.send(self._error(exc), flags=final)
@@ -151,6 +193,7 @@ class DecoupledWorker:
             params=params,
             on_step=on_step if stream else None,
             is_cancelled=sender.is_cancelled,
+            **_order(payload),
         )
         if stream:
             flush()
@@ -161,7 +204,12 @@ class DecoupledWorker:
         if missing:
             raise InvalidRequest(f"missing field(s): {', '.join(missing)}")
         result = run_judge(
-            self.engine, payload["rubric"], payload["messages"], payload["completion"], seed=payload.get("seed")
+            self.engine,
+            payload["rubric"],
+            payload["messages"],
+            payload["completion"],
+            seed=payload.get("seed"),
+            **_order(payload),
         )
         return result.as_dict()
 

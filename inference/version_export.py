@@ -20,7 +20,7 @@ from django.conf import settings
 
 from inference import build_model
 from inference.backends.base import GenerateRequest
-from inference.engine import Engine, SamplingParams
+from inference.engine import SamplingParams, open_engine
 from labelling.generators.weights import weights_sha256
 from labelling.models import GeneratorVersion
 from labelling.training import services as training_services
@@ -115,7 +115,7 @@ def _check(generate, where: str) -> None:
 def check_inprocess(onnx_dir: Path) -> None:
     """Load the converted model here and decode a few tokens."""
     try:
-        engine = Engine(onnx_dir)
+        engine = open_engine(onnx_dir)
     except Exception as exc:
         raise ExportFailed(f"the converted model in {onnx_dir} does not load: {type(exc).__name__}: {exc}") from exc
     _check(lambda request: engine.generate(messages=request.messages, params=request.params), f"with {onnx_dir.name}")

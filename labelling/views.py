@@ -110,5 +110,6 @@ def inference_health(request: HttpRequest) -> HttpResponse:
             "ready": health.ready,
             "models": health.models,
             "detail": errors.without_addresses(health.detail),
+            "engines": health.engines,
         }
     return render(request, "partials/inference_health.html", {"health": health})

@@ -31,9 +31,13 @@ class GenerateRequest:
     # Which served version of the generator answers (inference/model_repository.py); None:
     # the server's choice (the newest ready one on Triton, the default model in process).
     model_version: int | None = None
+    # The order in which a batching engine admits requests: "interactive" (someone waits at
+    # a page) first, then one request per client (a run: "run-12") in turn.
+    client: str = ""
+    priority: str = ""
 
     def as_payload(self) -> dict:
-        payload = {"params": asdict(self.params)}
+        payload = {"params": asdict(self.params), **_order(self)}
         if self.stream_interval_ms is not None:
             payload["stream_interval_ms"] = self.stream_interval_ms
         if self.messages is not None:
@@ -49,9 +53,21 @@ class JudgeRequest:
     messages: list[dict]
     completion: str
     seed: int | None = None
+    client: str = ""
+    priority: str = ""
 
     def as_payload(self) -> dict:
-        return asdict(self)
+        return {
+            "rubric": self.rubric,
+            "messages": self.messages,
+            "completion": self.completion,
+            "seed": self.seed,
+            **_order(self),
+        }
+
+
+def _order(request) -> dict:
+    return {k: v for k, v in (("client", request.client), ("priority", request.priority)) if v}
 
 
 @dataclass
@@ -63,6 +79,8 @@ class Health:
     server_ready: bool
     models: dict[str, bool]
     detail: str = ""
+    # Per model, what its batching engine is doing: {"batch", "queue", "tokens_per_s", ...}.
+    engines: dict[str, dict] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:

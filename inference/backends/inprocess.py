@@ -26,7 +26,7 @@ from inference.backends.base import (
     JudgeRequest,
     OnDelta,
 )
-from inference.engine import Completion, Engine
+from inference.engine import Completion, Engine, open_engine
 from inference.errors import ModelNotReady
 from inference.judging import JudgeResult, run_judge
 
@@ -56,7 +56,7 @@ class InProcessBackend:
     def _engine(self, model_dir: Path) -> Engine:
         with self._lock:  # load each model once, lazily
             if model_dir not in self._engines:
-                self._engines[model_dir] = Engine(model_dir)
+                self._engines[model_dir] = open_engine(model_dir)
             return self._engines[model_dir]
 
     def generate(self, request: GenerateRequest, on_delta: OnDelta | None = None) -> list[Completion]:
@@ -70,6 +70,8 @@ class InProcessBackend:
             prompt=request.prompt,
             params=request.params,
             on_step=on_step if on_delta else None,
+            client=request.client,
+            priority=request.priority,
         )
 
     def _generator(self, version: int | None) -> Engine:
@@ -98,7 +100,13 @@ class InProcessBackend:
 
     def judge(self, request: JudgeRequest) -> JudgeResult:
         return run_judge(
-            self._engine(self.judge_dir), request.rubric, request.messages, request.completion, seed=request.seed
+            self._engine(self.judge_dir),
+            request.rubric,
+            request.messages,
+            request.completion,
+            seed=request.seed,
+            client=request.client,
+            priority=request.priority,
         )
 
     def health(self) -> Health:
@@ -108,8 +116,17 @@ class InProcessBackend:
             models[name] = (path / "genai_config.json").is_file()
             if not models[name]:
                 detail.append(f"{name}: no model at {path}")
-        return Health(self.name, str(self.generator_dir), True, models, "; ".join(detail))
+        with self._lock:
+            loaded = dict(self._engines)
+        engines = {
+            name: loaded[path].stats()
+            for name, path in ((GENERATOR_MODEL, self.generator_dir), (JUDGE_MODEL, self.judge_dir))
+            if path in loaded
+        }
+        return Health(self.name, str(self.generator_dir), True, models, "; ".join(detail), engines)
 
     def close(self) -> None:
         with self._lock:
-            self._engines.clear()
+            engines, self._engines = self._engines, {}
+        for engine in engines.values():
+            engine.close()

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from inference.backends.base import Capabilities, GenerateRequest, Health, JudgeRequest, OnDelta
 from inference.endpoints import Endpoint
-from inference.engine import Completion, Engine, SamplingParams, check_messages
+from inference.engine import Completion, SamplingParams, apply_stop, check_messages
 from inference.errors import BackendRefused, BackendUnavailable, InferenceError, InvalidRequest
 from inference.judging import (
     JudgeResult,
@@ -350,7 +350,7 @@ class _Choice:
             self.finished = finish_reason
         if not out:
             return ""
-        self.text, out, self.cut = Engine._apply_stop(self.text, out, self.stops)
+        self.text, out, self.cut = apply_stop(self.text, out, self.stops)
         if self.cut:
             self.finished = "stop"
         return out

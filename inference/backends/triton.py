@@ -111,7 +111,11 @@ class TritonBackend:
             return Health(self.name, self.url, False, models, f"cannot reach Triton at {self.url}: {_message(exc)}")
         missing = [name for name, ready in models.items() if not ready]
         detail = f"not ready: {', '.join(missing)}" if missing else ""
-        return Health(self.name, self.url, server_ready, models, detail)
+        engines = {}
+        for name in (n for n, ready in models.items() if ready):
+            with contextlib.suppress(InferenceError):  # a model of an older worker has no stats
+                engines[name] = self._call(name, {"stats": True}, None).get("stats") or {}
+        return Health(self.name, self.url, server_ready, models, detail, engines)
 
     def close(self) -> None:
         with self._lock:

@@ -20,7 +20,7 @@ from labelling.characters import services as character_services
 from labelling.characters.sheets import SHEET_MAX_TOKENS
 from labelling.generators import selectors as generator_selectors
 from labelling.models import Character, PipelineRun, PromptSet, Rubric
-from labelling.runs import idempotency, services
+from labelling.runs import idempotency, selectors, services
 from labelling.training import views as training_views
 
 KINDS = [(k.value, k.label) for k in (PipelineRun.Kind.GENERATE, PipelineRun.Kind.JUDGE, PipelineRun.Kind.REVISE)]
@@ -190,7 +190,7 @@ def _start(form: dict, user) -> PipelineRun:
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(PipelineRun.objects.select_related("character", "prompt_set", "rubric"), pk=run_id)
     groups = run.groups.select_related("prompt").prefetch_related("generations").order_by("id")[:50]
-    context = {"run": run, "groups": groups}
+    context = {"run": run, "groups": groups, "throughput": selectors.run_throughput(run)}
     if run.kind == PipelineRun.Kind.TRAIN:
         context.update(training_views.training_context(run))
     return render(request, "runs/detail.html", context)

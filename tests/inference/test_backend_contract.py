@@ -10,6 +10,7 @@ pretending (a declared absence is asserted, never skipped).
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
@@ -206,3 +207,21 @@ def test_an_unknown_model_name_is_refused_by_the_server(transformers_serve):
         assert not backend.health().ready
     finally:
         backend.close()
+
+
+def test_concurrent_requests_batch_and_health_shows_the_engine(backend):
+    """Requests in flight together share the engine's batch (the openai server batches on its
+    own terms and reports no engine); the health shows the engine's batch and queue."""
+    if isinstance(backend, OpenAIBackend):
+        assert backend.health().engines == {}
+        return
+    params = SamplingParams(max_tokens=120, seed=3, guidance_type="regex", guidance=r"[a-z]{120}")
+    requests = [GenerateRequest(messages=MESSAGES, params=params, client=f"run-{i}") for i in range(6)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(backend.generate, requests))
+    assert all(len(r[0].text) == 120 for r in results)
+    assert len({r[0].text for r in results}) == 1  # same seed, same text, whatever the batch
+    engine = backend.health().engines["qwen3"]
+    assert engine["peak_batch"] > 1
+    assert engine["batch"] == 0 and engine["queue"] == 0  # nothing left behind
+    assert {"max_batch", "tokens_per_s", "steps"} <= set(engine)

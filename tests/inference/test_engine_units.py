@@ -2,7 +2,7 @@
 
 import pytest
 
-from inference.engine import EMPTY_THINK, Engine, SamplingParams, render_chat
+from inference.engine import EMPTY_THINK, SamplingParams, apply_stop, render_chat
 from inference.errors import InvalidRequest
 
 
@@ -58,4 +58,4 @@ def test_bad_messages_are_refused(messages):
     ],
 )
 def test_stop_strings_cut_the_text(text, piece, stops, expected):
-    assert Engine._apply_stop(text, piece, stops) == expected
+    assert apply_stop(text, piece, stops) == expected

@@ -91,6 +91,8 @@ def test_inference_health_shows_each_model(admin_client, settings, triton_url):
         reset_backend()
     assert 'class="health ok"' in html and "not ready" not in html
     assert "qwen3 ✓" in html and "judge ✓" in html and "✗" not in html
+    # Each model's batching engine: sequences decoding of its batch, requests queued.
+    assert "qwen3: batch 0/16, queue 0" in html and "judge: batch 0/16, queue 0" in html
 
 
 def test_inference_health_says_when_triton_is_down(admin_client, settings):

@@ -5,9 +5,11 @@ prompt has exactly one group, every group slot exactly one original completion,
 and every completion exactly one judgment from this run.
 """
 
+import re
 from collections import Counter
 
 from django.db import transaction
+from django.urls import reverse
 
 from labelling.models import Generation, Group, Judgment, PipelineRun
 from labelling.runs import services as run_services
@@ -50,7 +52,7 @@ def assert_complete_exactly_once(run: PipelineRun, prompts: int, group_size: int
     assert not failed, failed  # what the judge answered, to tell a parse failure from a cut stream
 
 
-def test_a_generate_and_judge_run_completes(story, consumer):
+def test_a_generate_and_judge_run_completes(story, consumer, admin_client):
     character, prompt_set, rubric = story(6)
     run = wait_for(start(character, prompt_set, rubric), FINAL, log=consumer.log)
     assert run.status == PipelineRun.Status.SUCCEEDED, run.errors
@@ -60,6 +62,13 @@ def test_a_generate_and_judge_run_completes(story, consumer):
     assert generation.messages[0]["role"] == "system"  # the character's persona, snapshotted
     assert 1 <= generation.completion_tokens <= 24  # the run's max_tokens
     assert (generation.model_version.backend, generation.model_version.model_name) == ("triton", "qwen3")
+    # The run's throughput, over the run's own time.
+    tokens = sum(Generation.objects.filter(run=run).values_list("completion_tokens", flat=True))
+    rate = tokens / (run.finished_at - run.started_at).total_seconds()
+    page = admin_client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert f"Generated {tokens} tokens" in page
+    shown = float(re.search(r"([\d.]+) tokens/s", page).group(1))
+    assert abs(shown - rate) <= 0.05 + 1e-9
 
 
 def test_a_run_started_twice_with_one_key_is_one_run(story, huey_queue):

@@ -93,7 +93,9 @@ class Command(BaseCommand):
                 sys.stdout.write(piece if o["n"] == 1 else f"[{index}]{piece}")
                 sys.stdout.flush()
 
-        completions = backend.generate(GenerateRequest(messages=messages, params=params), on_delta=on_delta)
+        completions = backend.generate(
+            GenerateRequest(messages=messages, params=params, priority="interactive"), on_delta=on_delta
+        )
         if o["stream"]:
             self.stdout.write("")
         for c in completions:
@@ -111,7 +113,9 @@ class Command(BaseCommand):
             if found is None:
                 raise CommandError(f"--rubric: no rubric {o['rubric']!r}")
             rubric = found.as_spec()
-        result = backend.judge(JudgeRequest(rubric=rubric, messages=messages, completion=o["text"], seed=o["seed"]))
+        result = backend.judge(
+            JudgeRequest(rubric=rubric, messages=messages, completion=o["text"], seed=o["seed"], priority="interactive")
+        )
         self.stdout.write(
             json.dumps({"scores": result.scores, "rationale": result.rationale}, indent=2, ensure_ascii=False)
         )

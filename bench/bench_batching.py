@@ -1,0 +1,201 @@
+"""Batching across requests, each figure against its baseline in the same run (ratios).
+
+1. requests: 8 concurrent requests of n=1 against the same 8 one after another, through
+   the batching engine (inference/engine.py), on the Qwen3-0.6B-shaped model (build it:
+   `python -m inference.build_model --preset qwen3-0.6b-shape`); also the 8 one after
+   another through onnxruntime-genai's own generator (inference/static_engine.py, how
+   every request ran before the batching engine). Tokens/s, same seeds.
+2. judge: concurrent judge requests (guided, greedy) against the same one after another.
+3. match: how often a seeded completion decoded alone is the same text as the same request
+   decoded in a batch with others (floating-point order can change with the batch's shape).
+4. e2e (with --baseline-rev REV): bench/bench_pipeline.py's full-stack generate + judge
+   run (200 prompts x G=4 through tritonserver and a huey consumer, shipped model) on this
+   tree and on a worktree of REV, in turn.
+
+    python bench/bench_batching.py [--only requests|judge|match|e2e] [--model DIR]
+        [--requests 8] [--max-tokens 32] [--judges 16] [--baseline-rev REV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from inference.engine import Engine, SamplingParams  # noqa: E402
+from inference.judging import run_judge  # noqa: E402
+
+SHAPED = ROOT / "data" / "models" / "qwen3-0.6b-shape"
+TINY = ROOT / "inference" / "weights" / "tiny-qwen3"
+RUBRIC = {
+    "criteria": [
+        {"key": "in_character", "scale_min": 1, "scale_max": 5},
+        {"key": "helpfulness", "scale_min": 1, "scale_max": 5},
+    ]
+}
+
+
+def prompt(i: int) -> list[dict]:
+    return [
+        {"role": "system", "content": "You are Aria, a ship's navigator."},
+        {"role": "user", "content": f"Question {i}: where are we headed tonight, and why?"},
+    ]
+
+
+def concurrently(fn, count: int) -> list:
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(fn, range(count)))
+
+
+def timed(fn) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def bench_requests(model_dir: Path, count: int, max_tokens: int) -> list[tuple]:
+    from inference.static_engine import StaticEngine
+
+    engine = Engine(model_dir)
+    params = [SamplingParams(max_tokens=max_tokens, seed=i) for i in range(count)]
+
+    def one(i: int):
+        return engine.generate(messages=prompt(i), params=params[i])[0]
+
+    one(0)  # warm up
+    rows = []
+    seconds, done = timed(lambda: [one(i) for i in range(count)])
+    base = sum(c.completion_tokens for c in done) / seconds
+    rows.append((f"{count} one after another (baseline)", seconds, base, 1.0))
+    seconds, done = timed(lambda: concurrently(one, count))
+    rate = sum(c.completion_tokens for c in done) / seconds
+    rows.append((f"{count} concurrent, batched", seconds, rate, rate / base))
+    peak = engine.stats()["peak_batch"]
+    engine.close()
+    static = StaticEngine(model_dir)
+    static.generate(messages=prompt(0), params=params[0])
+    seconds, done = timed(lambda: [static.generate(messages=prompt(i), params=params[i])[0] for i in range(count)])
+    rate = sum(c.completion_tokens for c in done) / seconds
+    rows.append((f"{count} one after another, onnxruntime-genai generator (before)", seconds, rate, rate / base))
+    print(f"peak batch: {peak}")
+    return rows
+
+
+def bench_judge(model_dir: Path, count: int) -> list[tuple]:
+    engine = Engine(model_dir)
+    answers = [f"Tonight we sail north by the {i}th star; the current is with us." for i in range(count)]
+
+    def one(i: int):
+        return run_judge(engine, RUBRIC, prompt(i), answers[i])
+
+    one(0)
+    tokens_before = engine.stats()["tokens"]
+    seconds_seq, _ = timed(lambda: [one(i) for i in range(count)])
+    tokens = engine.stats()["tokens"] - tokens_before
+    seconds_con, _ = timed(lambda: concurrently(one, count))
+    engine.close()
+    return [
+        (f"{count} judge requests one after another (baseline)", seconds_seq, tokens / seconds_seq, 1.0),
+        (f"{count} judge requests concurrent, batched", seconds_con, tokens / seconds_con, seconds_seq / seconds_con),
+    ]
+
+
+def bench_match(model_dir: Path, count: int, max_tokens: int) -> tuple[int, int, int]:
+    """(same text, decoded tokens equal up to the end, count) for seeded requests alone vs batched."""
+    engine = Engine(model_dir)
+    params = [SamplingParams(max_tokens=max_tokens, seed=1000 + i) for i in range(count)]
+    alone = [engine.generate(messages=prompt(i), params=params[i])[0] for i in range(count)]
+    batched = concurrently(lambda i: engine.generate(messages=prompt(i), params=params[i])[0], count)
+    engine.close()
+    same = sum(a.text == b.text for a, b in zip(alone, batched, strict=True))
+    return same, engine.stats()["peak_batch"], count
+
+
+def bench_e2e(rev: str, prompts: int, group: int) -> list[tuple]:
+    def run(tree: Path) -> float:
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(tree / "bench" / "bench_pipeline.py"),
+                "--prompts",
+                str(prompts),
+                "--group",
+                str(group),
+            ],
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        print(out)
+        return float(re.search(r"full stack[^|]*\|\s*([\d.]+)", out).group(1))
+
+    with tempfile.TemporaryDirectory(prefix="baseline-") as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), rev], cwd=ROOT, check=True, capture_output=True
+        )
+        try:
+            before = run(tree)
+            after = run(ROOT)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
+    return [
+        (
+            f"{prompts} prompts x G={group}, generate + judge, at {rev} (baseline)",
+            before,
+            prompts * group / before,
+            1.0,
+        ),
+        (
+            f"{prompts} prompts x G={group}, generate + judge, batching engine",
+            after,
+            prompts * group / after,
+            before / after,
+        ),
+    ]
+
+
+def table(title: str, unit: str, rows: list[tuple]) -> None:
+    print(f"\n{title}\n| variant | seconds | {unit} | speed-up |\n| --- | ---: | ---: | ---: |")
+    for name, seconds, rate, ratio in rows:
+        print(f"| {name} | {seconds:.2f} | {rate:.1f} | **{ratio:.2f}x** |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=["requests", "judge", "match", "e2e"])
+    parser.add_argument("--model", type=Path, default=SHAPED)
+    parser.add_argument("--requests", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--judges", type=int, default=16)
+    parser.add_argument("--judge-model", type=Path, default=None, help="default: --model")
+    parser.add_argument("--baseline-rev", default=None)
+    parser.add_argument("--prompts", type=int, default=200)
+    parser.add_argument("--group", type=int, default=4)
+    args = parser.parse_args()
+    if not (args.model / "genai_config.json").is_file():
+        sys.exit(f"no model at {args.model}: python -m inference.build_model --preset qwen3-0.6b-shape")
+    print(f"model: {args.model.name}")
+    if args.only in (None, "requests"):
+        table("Cross-request batching", "tokens/s", bench_requests(args.model, args.requests, args.max_tokens))
+    if args.only in (None, "judge"):
+        judge_model = args.judge_model or args.model
+        table(f"Judge batching ({judge_model.name})", "tokens/s", bench_judge(judge_model, args.judges))
+    if args.only in (None, "match"):
+        same, peak, count = bench_match(args.model, args.requests, args.max_tokens)
+        print(f"\nSeeded alone vs batched (peak batch {peak}): {same}/{count} texts identical")
+    if args.baseline_rev and args.only in (None, "e2e"):
+        table("End to end", "completions/s", bench_e2e(args.baseline_rev, args.prompts, args.group))
+
+
+if __name__ == "__main__":
+    main()

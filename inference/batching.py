@@ -1,0 +1,436 @@
+"""Continuous batching of one Qwen3 ONNX model over onnxruntime: requests join the running
+batch between decoding steps and leave it when they finish.
+
+One scheduler thread owns the model. A request (a prompt and n sequences) waits in a
+queue; between two steps the scheduler admits waiting requests while the batch has room
+(`max_batch` sequences, `max_step_tokens` prompt tokens prefilled per step), prefills each
+admitted prompt once and copies its cache for its n sequences, then decodes every running
+sequence one token per step in one call of the model.
+
+The cache is right-padded: row i holds its own length L_i of keys and values and the rest
+of the row is padding, the attention mask row has L_i + 1 ones, and the graph's
+GroupQueryAttention takes each row's position from its mask and writes the new key at
+L_i. A row's logits then do not depend on the other rows or on the padding (left padding
+did: onnxruntime-genai 0.18 shifts positions under it). Whether they come out bit for bit
+the same is a property of the kernels; bench/bench_batching.py measures how often a
+seeded completion alone matches the same one batched.
+
+Order between requests: interactive requests (a reviewer waiting) first, then one request
+per client in turn (a client being a run), so a large run cannot starve anyone.
+
+Errors stay with their request: guidance that does not compile or a prompt too long is
+refused before it queues; a queue that is full refuses new requests (`EngineBusy`, worth
+retrying); a cancelled request leaves at the next step; a failure of the model call fails
+the requests in that batch and the scheduler goes on with the next.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from inference.errors import BackendUnavailable, InferenceError, InvalidRequest
+from inference.sampling import allowed_tokens, rng_for, sample
+
+log = logging.getLogger("shaping.batching")
+
+INTERACTIVE = "interactive"
+
+
+@dataclass
+class Completion:
+    index: int
+    text: str
+    finish_reason: str  # "stop" (end of turn or a stop string), "length", "cancelled"
+    prompt_tokens: int
+    completion_tokens: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def apply_stop(text: str, piece: str, stops: list[str]) -> tuple[str, str, bool]:
+    """(new text, piece to emit, stopped): the text is cut before the first stop string
+    that completes with this piece (one may span earlier pieces)."""
+    combined = text + piece
+    if not stops or not piece:
+        return combined, piece, False
+    hits = [pos for s in stops if (pos := combined.find(s, max(0, len(text) - len(s) + 1))) >= 0]
+    if not hits:
+        return combined, piece, False
+    cut = min(hits)
+    return combined[:cut], combined[len(text) : cut], True
+
+
+class EngineBusy(BackendUnavailable):
+    """The engine's queue is full: the request was not started. Transient: retry later."""
+
+
+@dataclass
+class Limits:
+    max_batch: int = 16  # sequences decoded together
+    max_step_tokens: int = 4096  # prompt tokens prefilled between two steps (one prompt always fits)
+    max_queue: int = 256  # requests waiting; more are refused with EngineBusy
+
+
+@dataclass
+class ModelSpec:
+    """The names and shapes the decoder graph takes (from genai_config.json)."""
+
+    input_ids: str
+    attention_mask: str
+    logits: str
+    past_names: list[str]
+    present_names: list[str]
+    kv_heads: int
+    head_size: int
+    kv_dtype: type
+    ids_dtype: type
+    mask_dtype: type
+    position_ids: str | None = None
+
+
+class Sequence:
+    __slots__ = ("job", "index", "rng", "matcher", "stream", "length", "next_token", "text", "count", "finish")
+
+    def __init__(self, job: Job, index: int, matcher, stream):
+        self.job = job
+        self.index = index
+        self.rng = rng_for(job.params.seed, index)
+        self.matcher = matcher
+        self.stream = stream
+        self.length = 0  # tokens held in the cache
+        self.next_token = -1  # the token the next step feeds
+        self.text = ""
+        self.count = 0
+        self.finish: str | None = None
+
+
+@dataclass(eq=False)
+class Job:
+    tokens: np.ndarray
+    params: object  # inference.engine.SamplingParams
+    matchers: list  # one llguidance matcher per sequence, or Nones
+    client: str = ""
+    priority: str = ""
+    events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    sequences: list[Sequence] = field(default_factory=list)
+    queued_at: float = field(default_factory=time.monotonic)
+    admitted_at: float | None = None  # when it joined the batch
+    error: Exception | None = None  # set when one of its sequences fails: the request fails
+
+    @property
+    def n(self) -> int:
+        return self.params.n
+
+
+class Batcher:
+    def __init__(self, session, spec: ModelSpec, tokenizer, eos_ids: set[int], limits: Limits, *, context_length: int):
+        self.session = session
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.eos_ids = eos_ids
+        self.limits = limits
+        self.context_length = context_length
+        self._cond = threading.Condition()
+        self._waiting: dict[str, deque[Job]] = {}  # per client, in arrival order
+        self._turns: deque[str] = deque()  # clients in the order they are served next
+        self._queued = 0
+        self._rows: list[Sequence] = []
+        self._cache: list[np.ndarray] | None = None  # past keys/values, in spec.past_names order
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.counters = {"steps": 0, "tokens": 0, "prefill_tokens": 0, "requests": 0, "peak_batch": 0}
+        self._recent: deque[tuple[float, int]] = deque(maxlen=64)  # (time, tokens) per step
+
+    # --- callers' side ------------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            if self._closed:
+                raise InferenceError("the engine is shut down")
+            if self._queued >= self.limits.max_queue:
+                raise EngineBusy(f"the engine's queue is full ({self._queued} requests waiting); retry later")
+            key = INTERACTIVE if job.priority == INTERACTIVE else job.client
+            if key not in self._waiting:
+                self._waiting[key] = deque()
+                if key == INTERACTIVE:
+                    self._turns.appendleft(key)
+                else:
+                    self._turns.append(key)
+            self._waiting[key].append(job)
+            self._queued += 1
+            self.counters["requests"] += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def stats(self) -> dict:
+        with self._cond:
+            recent = list(self._recent)
+            rate = 0.0
+            if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
+                rate = sum(t for _, t in recent[1:]) / (recent[-1][0] - recent[0][0])
+            return {
+                "batch": len(self._rows),
+                "queue": self._queued,
+                "max_batch": self.limits.max_batch,
+                "max_queue": self.limits.max_queue,
+                "tokens_per_s": round(rate, 1),
+                **self.counters,
+            }
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    # --- the scheduler thread -------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not self._rows and not self._queued:
+                    self._cond.wait()
+                if self._closed:
+                    self._fail_all(InferenceError("the engine is shut down"))
+                    return
+                admitted = self._admit()
+            for job in admitted:
+                try:
+                    self._prefill(job)
+                except Exception as exc:  # this request fails alone
+                    log.exception("prefill failed")
+                    self._fail_job(job, InferenceError(f"the model failed on the prompt: {exc}"))
+            try:
+                self._drop_cancelled()
+                if self._rows:
+                    self._step()
+            except Exception as exc:  # the model call failed: this batch fails, the engine goes on
+                log.exception("decoding step failed")
+                self._fail_batch(InferenceError(f"the model failed while decoding: {exc}"))
+
+    def _admit(self) -> list[Job]:
+        """Waiting requests that fit, interactive first, then one per client in turn. The
+        head of the line waits for room: nobody smaller jumps it, so nobody starves."""
+        room = self.limits.max_batch - len(self._rows)
+        budget = self.limits.max_step_tokens
+        admitted: list[Job] = []
+        while self._turns:
+            key = self._turns[0]
+            jobs = self._waiting[key]
+            while jobs and jobs[0].cancelled.is_set():  # gone before it started
+                self._queued -= 1
+                self._finish_job(jobs.popleft(), cancelled=True)
+            if jobs:
+                job = jobs[0]
+                alone = not admitted and not self._rows  # a prompt over the budget still runs, alone
+                if job.n > room or (len(job.tokens) > budget and not alone):
+                    break
+                jobs.popleft()
+                self._queued -= 1
+                job.admitted_at = time.monotonic()
+                admitted.append(job)
+                room -= job.n
+                budget -= len(job.tokens)
+            if not jobs:
+                del self._waiting[key]
+                self._turns.popleft()
+            elif key != INTERACTIVE:
+                self._turns.rotate(-1)
+        return admitted
+
+    def _prefill(self, job: Job) -> None:
+        """Run the prompt once, copy its cache for the job's n sequences, choose their first
+        tokens and add them to the batch."""
+        if job.cancelled.is_set():
+            self._finish_job(job, cancelled=True)
+            return
+        spec = self.spec
+        length = len(job.tokens)
+        empty = np.zeros((1, spec.kv_heads, 0, spec.head_size), dtype=spec.kv_dtype)
+        feeds = {
+            spec.input_ids: job.tokens[None, :].astype(spec.ids_dtype),
+            spec.attention_mask: np.ones((1, length), dtype=spec.mask_dtype),
+            **{name: empty for name in spec.past_names},
+        }
+        if spec.position_ids:
+            feeds[spec.position_ids] = np.arange(length, dtype=np.int64)[None, :]
+        outputs = self.session.run([spec.logits, *spec.present_names], feeds)
+        self.counters["prefill_tokens"] += length
+        logits = outputs[0][0, -1]
+        sequences = [Sequence(job, i, job.matchers[i], self.tokenizer.create_stream()) for i in range(job.n)]
+        for seq in sequences:
+            seq.length = length
+        job.sequences = sequences
+        pieces = self._choose(sequences, np.broadcast_to(logits, (job.n, logits.shape[-1])))
+        self._emit(pieces)
+        joining = [s for s in sequences if not s.finish]
+        if joining:
+            cache = [np.repeat(p, len(joining), axis=0) for p in outputs[1:]]
+            self._join(joining, cache)
+        self._finish_done([job])
+
+    def _join(self, sequences: list[Sequence], cache: list[np.ndarray]) -> None:
+        if self._cache is None or not self._rows:
+            self._rows, self._cache = list(sequences), cache
+            return
+        width = max(self._cache[0].shape[2], cache[0].shape[2])
+        self._cache = [
+            np.concatenate([_pad(old, width), _pad(new, width)]) for old, new in zip(self._cache, cache, strict=True)
+        ]
+        self._rows.extend(sequences)
+
+    def _step(self) -> None:
+        spec = self.spec
+        rows = self._rows
+        width = self._cache[0].shape[2]
+        lengths = np.array([r.length for r in rows])
+        feeds = {
+            spec.input_ids: np.array([[r.next_token] for r in rows], dtype=spec.ids_dtype),
+            spec.attention_mask: (np.arange(width + 1)[None, :] <= lengths[:, None]).astype(spec.mask_dtype),
+            **dict(zip(spec.past_names, self._cache, strict=True)),
+        }
+        if spec.position_ids:
+            feeds[spec.position_ids] = lengths[:, None].astype(np.int64)
+        outputs = self.session.run([spec.logits, *spec.present_names], feeds)
+        self._cache = outputs[1:]
+        for r in rows:
+            r.length += 1
+        pieces = self._choose(rows, outputs[0][:, -1])
+        with self._cond:
+            self.counters["steps"] += 1
+            self.counters["tokens"] += len(rows)
+            self.counters["peak_batch"] = max(self.counters["peak_batch"], len(rows))
+            self._recent.append((time.monotonic(), len(rows)))
+        self._emit(pieces)
+        self._leave()
+
+    def _choose(self, sequences: list[Sequence], logits: np.ndarray) -> dict[Job, dict[int, str]]:
+        """Sample each sequence's next token, record it, and say what text each job gained."""
+        pieces: dict[Job, dict[int, str]] = {}
+        vocab = logits.shape[-1]
+        for seq, row in zip(sequences, logits, strict=True):
+            if seq.finish:
+                continue
+            params = seq.job.params
+            allowed = None
+            if seq.matcher is not None:
+                bitmask = np.full(((vocab + 31) // 32,), -1, dtype=np.int32)
+                seq.matcher.unsafe_compute_mask_ptr(bitmask.ctypes.data, bitmask.nbytes)
+                allowed = allowed_tokens(bitmask, vocab)
+            try:
+                token = sample(
+                    row,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    top_k=params.top_k,
+                    rng=seq.rng,
+                    allowed=allowed,
+                )
+            except ValueError:
+                seq.finish = "stop"  # the guidance allows nothing more: its grammar is complete
+                continue
+            piece = self._record(seq, token)
+            if piece:
+                pieces.setdefault(seq.job, {})[seq.index] = piece
+        return pieces
+
+    def _record(self, seq: Sequence, token: int) -> str:
+        seq.count += 1
+        seq.next_token = token
+        if seq.matcher is not None and not seq.matcher.consume_token(token):
+            seq.job.error = InvalidRequest(f"guidance: {seq.matcher.get_error() or 'token refused'}")
+            for other in seq.job.sequences:
+                other.finish = other.finish or "error"
+            return ""
+        if token in self.eos_ids:
+            seq.finish = "stop"
+            return ""
+        texts = apply_stop(seq.text, seq.stream.decode(token), seq.job.params.stop)
+        seq.text, piece, stopped = texts
+        if stopped or (seq.matcher is not None and seq.matcher.is_stopped()):
+            seq.finish = "stop"
+        elif seq.count >= seq.job.params.max_tokens or seq.length + 1 >= self.context_length:
+            seq.finish = "length"
+        return piece
+
+    def _emit(self, pieces: dict[Job, dict[int, str]]) -> None:
+        for job, found in pieces.items():
+            job.events.put(("pieces", found))
+
+    def _leave(self) -> None:
+        """Take finished sequences out of the batch and answer the requests they complete."""
+        keep = [i for i, r in enumerate(self._rows) if not r.finish]
+        if len(keep) == len(self._rows):
+            return
+        jobs = {r.job for r in self._rows if r.finish}
+        self._rows = [self._rows[i] for i in keep]
+        if not self._rows:
+            self._cache = None
+        else:
+            width = max(r.length for r in self._rows)
+            self._cache = [np.ascontiguousarray(c[keep, :, :width]) for c in self._cache]
+        self._finish_done(jobs)
+
+    def _drop_cancelled(self) -> None:
+        cancelled = {r.job for r in self._rows if r.job.cancelled.is_set()}
+        if not cancelled:
+            return
+        for r in self._rows:
+            if r.job in cancelled:
+                r.finish = r.finish or "cancelled"
+        for job in cancelled:
+            for seq in job.sequences:
+                seq.finish = seq.finish or "cancelled"
+        self._leave()
+
+    def _finish_done(self, jobs) -> None:
+        for job in jobs:
+            if job.sequences and all(s.finish for s in job.sequences):
+                self._finish_job(job)
+
+    def _finish_job(self, job: Job, *, cancelled: bool = False) -> None:
+        if job.error is not None:
+            job.events.put(("error", job.error))
+            return
+        if cancelled and not job.sequences:
+            job.events.put(("done", [Completion(i, "", "cancelled", len(job.tokens), 0) for i in range(job.n)]))
+            return
+        job.events.put(
+            ("done", [Completion(s.index, s.text, s.finish, len(job.tokens), s.count) for s in job.sequences])
+        )
+
+    def _fail_job(self, job: Job, error: Exception) -> None:
+        job.events.put(("error", error))
+
+    def _fail_batch(self, error: Exception) -> None:
+        for job in {r.job for r in self._rows}:
+            self._fail_job(job, error)
+        self._rows, self._cache = [], None
+
+    def _fail_all(self, error: Exception) -> None:
+        self._fail_batch(error)
+        for jobs in self._waiting.values():
+            for job in jobs:
+                self._fail_job(job, error)
+        self._waiting.clear()
+        self._turns.clear()
+        self._queued = 0
+
+
+def _pad(cache: np.ndarray, width: int) -> np.ndarray:
+    short = width - cache.shape[2]
+    if not short:
+        return cache
+    return np.pad(cache, ((0, 0), (0, 0), (0, short), (0, 0)))

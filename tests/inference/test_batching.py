@@ -1,0 +1,186 @@
+"""The batching engine on the shipped tiny model: requests that arrive together decode in one
+batch, each gets the text it gets alone, and one request's trouble stays its own.
+
+To put requests in the queue "at the same time", a test holds the batcher's lock while it
+submits them (the scheduler admits under that lock), then lets go."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inference.batching import EngineBusy, Job, Limits
+from inference.engine import Engine, SamplingParams
+from inference.errors import InferenceError, InvalidRequest
+
+TINY = Path(__file__).resolve().parent.parent.parent / "inference" / "weights" / "tiny-qwen3"
+
+
+def messages(i: int) -> list[dict]:
+    return [{"role": "user", "content": f"Question {i}: " + "tell me more " * (i % 5)}]
+
+
+def job_for(engine: Engine, i: int, params: SamplingParams, **order) -> Job:
+    from inference.engine import prompt_text
+
+    tokens = engine.encode(prompt_text(messages=messages(i), prompt=None, enable_thinking=False))
+    return Job(tokens, params, engine._matchers(params), **order)
+
+
+def wait(job: Job, timeout: float = 60) -> list:
+    while True:
+        kind, value = job.events.get(timeout=timeout)
+        if kind == "done":
+            return value
+        if kind == "error":
+            raise value
+
+
+def submit_together(engine: Engine, jobs: list[Job]) -> None:
+    with engine.batcher._cond:  # the scheduler cannot admit until all are queued
+        for job in jobs:
+            engine.batcher.submit(job)
+
+
+@pytest.fixture
+def engine():
+    engine = Engine(TINY, limits=Limits(max_batch=16))
+    yield engine
+    engine.close()
+
+
+def test_requests_that_arrive_together_decode_in_one_batch_and_match_alone(engine):
+    params = [SamplingParams(max_tokens=48, seed=100 + i) for i in range(8)]
+    alone = [engine.generate(messages=messages(i), params=params[i])[0] for i in range(8)]
+    steps_alone = engine.stats()["steps"]
+
+    jobs = [job_for(engine, i, params[i]) for i in range(8)]
+    submit_together(engine, jobs)
+    together = [wait(job)[0] for job in jobs]
+
+    assert engine.stats()["peak_batch"] == 8
+    # One step decodes all 8: far fewer steps than the same tokens one request at a time.
+    assert engine.stats()["steps"] - steps_alone <= max(c.completion_tokens for c in together)
+    assert [c.text for c in together] == [c.text for c in alone]
+    assert [c.finish_reason for c in together] == [c.finish_reason for c in alone]
+
+
+def test_a_group_and_single_requests_share_the_batch(engine):
+    group = SamplingParams(n=4, max_tokens=32, seed=7)
+    single = SamplingParams(max_tokens=32, seed=7)
+    jobs = [job_for(engine, 0, group), job_for(engine, 0, single), job_for(engine, 1, single)]
+    submit_together(engine, jobs)
+    results = [wait(job) for job in jobs]
+    assert [len(r) for r in results] == [4, 1, 1]
+    assert engine.stats()["peak_batch"] == 6
+    # Sequence 0 of a seeded group draws what the single request with that seed draws.
+    assert results[0][0].text == results[1][0].text
+    assert len({c.text for c in results[0]}) > 1
+
+
+def test_a_seeded_request_repeated_under_the_same_load_gives_the_same_text(engine):
+    def under_load():
+        jobs = [job_for(engine, i, SamplingParams(max_tokens=40, seed=i)) for i in range(6)]
+        submit_together(engine, jobs)
+        return [wait(job)[0].text for job in jobs]
+
+    assert under_load() == under_load()
+
+
+def test_guided_sequences_finish_at_different_steps_without_disturbing_others(engine):
+    short = SamplingParams(max_tokens=30, seed=1, guidance_type="regex", guidance=r"<score>[1-5]</score>")
+    long = SamplingParams(n=3, max_tokens=60, seed=2, guidance_type="regex", guidance=r"[a-z]{20,40}\.")
+    plain = SamplingParams(max_tokens=50, seed=3)
+    jobs = [job_for(engine, 0, short), job_for(engine, 1, long), job_for(engine, 2, plain)]
+    submit_together(engine, jobs)
+    (score,), longs, (plain_done,) = (wait(job) for job in jobs)
+    assert score.finish_reason == "stop" and score.text.startswith("<score>") and score.text.endswith("</score>")
+    for c in longs:
+        assert c.finish_reason == "stop", c
+        assert c.text.endswith(".") and c.text[:-1].isalpha() and 20 <= len(c.text) - 1 <= 40
+    assert plain_done.text == engine.generate(messages=messages(2), params=plain)[0].text
+
+
+def test_guidance_that_does_not_compile_is_refused_and_the_batch_goes_on(engine):
+    running = job_for(engine, 0, SamplingParams(max_tokens=40, seed=5))
+    engine.batcher.submit(running)
+    with pytest.raises(InvalidRequest, match="guidance"):
+        engine.generate(messages=messages(1), params=SamplingParams(guidance_type="lark_grammar", guidance="start: ("))
+    (done,) = wait(running)
+    assert done.completion_tokens >= 1
+    assert done.text == engine.generate(messages=messages(0), params=SamplingParams(max_tokens=40, seed=5))[0].text
+
+
+def test_a_cancelled_request_leaves_and_the_others_finish_as_alone(engine):
+    params = SamplingParams(max_tokens=3000, seed=11, guidance_type="regex", guidance=r"[a-z]{3000}")
+    stays = SamplingParams(max_tokens=60, seed=12)
+    expected = engine.generate(messages=messages(1), params=stays)[0]
+    leaving, staying = job_for(engine, 0, params), job_for(engine, 1, stays)
+    submit_together(engine, [leaving, staying])
+    leaving.events.get(timeout=30)  # it has started decoding
+    leaving.cancelled.set()
+    cancelled = wait(leaving)
+    assert cancelled[0].finish_reason == "cancelled"
+    assert cancelled[0].completion_tokens < 3000
+    assert wait(staying)[0].text == expected.text
+
+
+def test_a_request_over_the_limits_is_refused_before_it_queues(engine):
+    small = Engine(TINY, limits=Limits(max_batch=2, max_queue=1))
+    try:
+        with pytest.raises(InvalidRequest, match="batch of 2"):
+            small.generate(messages=messages(0), params=SamplingParams(n=3))
+        with pytest.raises(InvalidRequest, match="does not fit"):
+            small.generate(messages=messages(0), params=SamplingParams(max_tokens=small.context_length))
+        # A full queue refuses with EngineBusy, a transient error the pipelines retry.
+        held = [job_for(small, i, SamplingParams(max_tokens=8, seed=i)) for i in range(2)]
+        with small.batcher._cond:
+            small.batcher.submit(held[0])
+            with pytest.raises(EngineBusy, match="queue is full"):
+                small.batcher.submit(held[1])
+        assert wait(held[0])[0].completion_tokens >= 1
+    finally:
+        small.close()
+
+
+def test_interactive_requests_go_first_then_clients_take_turns(engine):
+    one = Engine(TINY, limits=Limits(max_batch=1))
+    try:
+        params = SamplingParams(max_tokens=4, seed=0)
+        jobs = {
+            "a1": job_for(one, 0, params, client="run-a"),
+            "a2": job_for(one, 1, params, client="run-a"),
+            "a3": job_for(one, 2, params, client="run-a"),
+            "b1": job_for(one, 3, params, client="run-b"),
+            "you": job_for(one, 4, params, client="run-c", priority="interactive"),
+        }
+        with one.batcher._cond:
+            for job in jobs.values():
+                one.batcher.submit(job)
+        for job in jobs.values():
+            wait(job)
+        order = sorted(jobs, key=lambda name: jobs[name].admitted_at)
+    finally:
+        one.close()
+    assert order == ["you", "a1", "b1", "a2", "a3"]
+
+
+def test_a_model_failure_fails_that_batch_and_the_engine_goes_on(engine):
+    real = engine.batcher.session
+
+    class FailsOnce:
+        failed = False
+
+        def run(self, names, feeds):
+            if not self.failed and feeds[engine.batcher.spec.input_ids].shape[1] == 1:  # a decoding step
+                self.failed = True
+                raise RuntimeError("out of memory")
+            return real.run(names, feeds)
+
+    engine.batcher.session = FailsOnce()
+    with pytest.raises(InferenceError, match="out of memory"):
+        engine.generate(messages=messages(0), params=SamplingParams(max_tokens=20, seed=1))
+    (after,) = engine.generate(messages=messages(0), params=SamplingParams(max_tokens=20, seed=1))
+    assert after.completion_tokens >= 1
+    assert engine.stats()["batch"] == 0
