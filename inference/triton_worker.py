@@ -41,7 +41,7 @@ import numpy as np
 
 from inference.batching import Limits
 from inference.engine import SamplingParams, limits_from_env, open_engine
-from inference.errors import InferenceError, InvalidRequest, JudgeOutputError
+from inference.errors import BackendUnavailable, InferenceError, InvalidRequest, JudgeOutputError
 from inference.judging import run_judge
 
 log = logging.getLogger("shaping.triton")
@@ -218,7 +218,10 @@ class DecoupledWorker:
         return self.pb.InferenceResponse(output_tensors=[self.pb.Tensor("event", data)])
 
     def _error(self, exc: Exception):
-        message = f"{type(exc).__name__}: {exc}"
+        # The client knows the classes of inference.errors: a subclass goes by its base's name
+        # (EngineBusy is a BackendUnavailable, which clients retry).
+        name = "BackendUnavailable" if isinstance(exc, BackendUnavailable) else type(exc).__name__
+        message = f"{name}: {exc}"
         if isinstance(exc, JudgeOutputError):
             message += "\n" + exc.raw
         return self.pb.InferenceResponse(output_tensors=[], error=self.pb.TritonError(message))

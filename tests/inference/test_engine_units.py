@@ -59,3 +59,28 @@ def test_bad_messages_are_refused(messages):
 )
 def test_stop_strings_cut_the_text(text, piece, stops, expected):
     assert apply_stop(text, piece, stops) == expected
+
+
+def test_sampling_keeps_to_the_guidance_and_the_top_k_and_top_p():
+    import numpy as np
+
+    from inference.sampling import allowed_tokens, rng_for, sample
+
+    logits = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.0])
+    draws = {sample(logits, temperature=1.0, top_p=1.0, top_k=2, rng=rng_for(1, i)) for i in range(200)}
+    assert draws == {0, 1}
+    # top_p 0.5: token 0 alone holds more than half of the mass.
+    assert {sample(logits, temperature=1.0, top_p=0.5, top_k=0, rng=rng_for(2, i)) for i in range(50)} == {0}
+    allowed = np.array([False, False, True, False, True, False])
+    draws = {
+        sample(logits, temperature=1.0, top_p=1.0, top_k=0, rng=rng_for(3, i), allowed=allowed) for i in range(200)
+    }
+    assert draws == {2, 4}
+    assert sample(logits, temperature=0, top_p=1.0, top_k=0, rng=rng_for(None, 0), allowed=allowed) == 2
+    with pytest.raises(ValueError, match="allows no token"):
+        sample(logits, temperature=0.7, top_p=1.0, top_k=0, rng=rng_for(4, 0), allowed=np.zeros(6, dtype=bool))
+    # llguidance's bitmask: bit i of 32-bit word i // 32.
+    bitmask = np.array([0b10100, 1], dtype=np.int32)
+    assert np.flatnonzero(allowed_tokens(bitmask, 40)).tolist() == [2, 4, 32]
+    # A seeded sequence draws the same numbers whoever else is drawing.
+    assert rng_for(7, 1).random() == rng_for(7, 1).random() != rng_for(7, 2).random()
