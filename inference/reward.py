@@ -3,7 +3,7 @@
 Training then rewards exactly the rubric version the reviewers used:
 
     from inference.reward import make_reward_function
-    rubric = json.load(open("aria-voice-v1.rubric.json"))   # `manage.py build_dataset ... --kind grpo_prompts`
+    rubric = version.reward_policy["rubric_spec"]   # a grpo_prompts DatasetVersion's (docs/datasets.md)
     trainer = GRPOTrainer(..., reward_funcs=[make_reward_function(rubric, triton_url="gpu-host:8001")])
 
 TRL calls it with the batch's prompts and completions (conversational: lists of

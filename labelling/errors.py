@@ -1,6 +1,7 @@
 """A refusal (Django's ValidationError from a service) as field messages or one line of text:
-the one shape the API, the review views and the run forms all answer with; and a backend's
-error made fit for reviewers (no internal addresses)."""
+the one shape the API, the review views and the run forms all answer with; text that holds the
+NUL character, which no request or import may bring in; and a backend's error made fit for
+reviewers (no internal addresses)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,35 @@ def validation_text(exc: ValidationError) -> str:
 def refusal(message: str, status: int) -> HttpResponse:
     """A 4xx with a plain-text reason; review.js shows it above the form."""
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+# PostgreSQL stores no NUL in text, and a lookup with one fails there (a 500) where SQLite finds
+# nothing: the API (a 422), the pages (shaping_web.middleware: a 400) and the importers (a
+# problem on the line) take it nowhere, the same on both databases.
+NUL = "\x00"
+NUL_REFUSED = "text cannot hold the NUL character (\\u0000)"
+
+
+def nul_path(value: object) -> tuple | None:
+    """Where the first NUL is in a string, or in the keys and values of nested dicts and lists:
+    the keys and indexes leading to it (() for the value itself), None when there is none."""
+    if isinstance(value, str):
+        return () if NUL in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and NUL in key:
+                return (key,)
+            if (inner := nul_path(item)) is not None:
+                return (key, *inner)
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if (inner := nul_path(item)) is not None:
+                return (index, *inner)
+    return None
+
+
+def holds_nul(value: object) -> bool:
+    return nul_path(value) is not None
 
 
 # Where things live inside the deployment, each replaced whole.

@@ -115,6 +115,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Every page needs a signed-in user unless a view opts out explicitly.
     "shaping_web.middleware.LoginRequiredMiddleware",
+    # No NUL character in a page's URL, query or form (PostgreSQL stores none: a 500 otherwise).
+    "shaping_web.middleware.NulRefusedMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",

@@ -34,39 +34,24 @@ class TokenAuth(HttpBearer):
         if roles.user_role(row.user) is None:
             raise HttpError(403, "this token's user has no role: ask an admin to make them a reviewer")
         if where := nul_fields(request):  # before any operation reads the request: 422
-            raise BodyInvalid(
-                [{"loc": (name,), "msg": "text cannot hold the NUL character (\\u0000)"} for name in where]
-            )
+            raise BodyInvalid([{"loc": (name,), "msg": errors.NUL_REFUSED} for name in where])
         return row
-
-
-NUL = "\x00"
-
-
-def _holds_nul(value) -> bool:
-    if isinstance(value, str):
-        return NUL in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(v) for v in value)
-    return False
 
 
 def nul_fields(request: HttpRequest) -> list[str]:
     """Where the request's text holds the NUL character: in the path, a query parameter or a
     field of a JSON body. PostgreSQL stores no NUL in text, and a lookup with one fails there
     (where SQLite finds nothing): the API takes it nowhere, the same on both."""
-    found = ["url"] if NUL in request.path else []
-    found += [key for key, values in request.GET.lists() if _holds_nul([key, *values])]
+    found = ["url"] if errors.NUL in request.path else []
+    found += [key for key, values in request.GET.lists() if errors.holds_nul([key, *values])]
     if request.body:
         try:
             body = json.loads(request.body)
         except ValueError:  # not JSON: the operation refuses it (400) as it would anyway
             body = None
         if isinstance(body, dict):
-            found += [key for key, value in body.items() if _holds_nul([key, value])]
-        elif _holds_nul(body):
+            found += [key for key, value in body.items() if errors.holds_nul([key, value])]
+        elif errors.holds_nul(body):
             found.append("body")
     return found
 

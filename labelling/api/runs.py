@@ -23,6 +23,8 @@ from labelling.training import services as training_services
 
 router = Router(tags=["runs"])
 
+RUN_MAX_TOKENS = 128  # a generate / judge / revise run's; an evaluate run takes the evaluation's default
+
 
 class RunIn(Schema):
     kind: Literal["generate", "judge", "revise", "train", "evaluate"]
@@ -35,7 +37,13 @@ class RunIn(Schema):
     )
     source_run: int | None = Field(None, ge=1, le=MAX_ID, description="the run whose completions to judge / revise")
     group_size: int = Field(4, ge=1, le=16, description="completions per prompt (evaluate: per prompt and side)")
-    max_tokens: int = Field(128, ge=1, le=4096)
+    max_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description=f"tokens per completion (default {RUN_MAX_TOKENS}; "
+        f"evaluate: {evaluation_services.DEFAULT_SAMPLING['max_tokens']}, as POST /api/evaluations)",
+    )
     revise: bool = False
     revise_threshold: float = Field(0.5, ge=0, le=1)
     max_rounds: int = Field(1, ge=1, le=5)
@@ -176,7 +184,7 @@ def run_create(request: HttpRequest, body: RunIn):
         idempotency_key=request.headers.get("Idempotency-Key") or None,
         user=request.user,
         params={
-            "sampling": {"max_tokens": body.max_tokens},
+            "sampling": {"max_tokens": body.max_tokens if body.max_tokens is not None else RUN_MAX_TOKENS},
             "revise": body.revise,
             "revise_threshold": body.revise_threshold,
             "max_rounds": body.max_rounds,
@@ -222,7 +230,7 @@ def _evaluate_create(request: HttpRequest, body: RunIn, rubric):
         character=_slug(models.Character, body.character, "character"),
         completions_per_prompt=body.group_size,
         seed=body.seed if body.seed is not None else evaluation_services.DEFAULT_SEED,
-        sampling={"max_tokens": body.max_tokens},
+        sampling={"max_tokens": body.max_tokens} if body.max_tokens is not None else None,
         created_by=request.user,
         idempotency_key=key,
         user=request.user,

@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import transaction
 from pydantic import BaseModel, ValidationError
 
+from labelling import errors
 from labelling.catalogue import selectors as catalogue_selectors
 from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.schemas import CharacterIn, GroupIn, PromptIn, PromptSetIn, RubricIn
@@ -132,9 +133,14 @@ def jsonl_values(name: str, text: str) -> Iterator[tuple[int, object] | Problem]
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            value = json.loads(line)
         except json.JSONDecodeError as exc:
             yield Problem(name, number, "", f"invalid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        if (where := errors.nul_path(value)) is not None:  # a "\u0000" escape: no database row takes it
+            yield Problem(name, number, _field("", where), errors.NUL_REFUSED)
+            continue
+        yield number, value
 
 
 def _read_jsonl(name: str, text: str, default_prompt_set: str | None) -> Iterator[_Raw | Problem]:
@@ -193,6 +199,9 @@ def _read_document(name: str, text: str) -> Iterator[_Raw | Problem]:
             "",
             "expected a mapping with characters / rubrics / prompt_sets / prompts / groups",
         )
+        return
+    if (where := errors.nul_path(value)) is not None:  # "\0" or "\u0000" in a quoted string
+        yield Problem(name, _locate(root, where), _field("", where), errors.NUL_REFUSED)
         return
     for key in value:
         if key not in SECTIONS:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from labelling.access import tokens
-from labelling.models import PipelineRun
+from labelling.models import Character, PipelineRun
 
 
 @pytest.fixture
@@ -34,3 +34,18 @@ def test_a_query_or_path_value_with_nul_is_refused(client, auth, demo):
 def test_without_a_valid_token_it_is_still_a_401(client, demo):
     response = client.post("/api/evaluations", json.dumps({"character": "\x00"}), content_type="application/json")
     assert response.status_code == 401
+
+
+def test_an_import_holding_an_escaped_nul_is_a_400_naming_its_line(client, auth, db):
+    """The body's text holds no NUL, the file it carries does (JSON's \\u0000 escape): the
+    importer refuses it, on its line, and writes nothing."""
+    row = json.dumps({"kind": "character", "name": "Bo", "slug": "bo", "persona": "You are Bo\x00"})
+    response = client.post(
+        "/api/import",
+        json.dumps({"name": "bo.jsonl", "content": row}),
+        content_type="application/json",
+        headers=auth,
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {"line 1: persona": "text cannot hold the NUL character (\\u0000)"}
+    assert not Character.objects.exists()

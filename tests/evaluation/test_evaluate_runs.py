@@ -56,6 +56,20 @@ def test_the_seed_defaults_to_the_evaluations_default(api, v2):
     assert Evaluation.objects.get().sampling["seed"] == services.DEFAULT_SEED
 
 
+def test_max_tokens_defaults_to_the_evaluations_default_as_on_post_evaluations(api, v2):
+    as_run = api.post("/runs", BODY)
+    as_evaluation = api.post("/evaluations", {k: v for k, v in BODY.items() if k != "kind"})
+    assert (as_run.status_code, as_evaluation.status_code) == (201, 201), (as_run.content, as_evaluation.content)
+    expected = services.DEFAULT_SAMPLING["max_tokens"]
+    assert expected == 64
+    for evaluation in Evaluation.objects.all():
+        assert evaluation.sampling["max_tokens"] == expected
+        assert evaluation.candidate_run.params["sampling"]["max_tokens"] == expected
+    # A generate run keeps its own default.
+    generate = api.post("/runs", {"kind": "generate", "character": "mira", "prompt_set": "keeper", "rubric": "voice"})
+    assert PipelineRun.objects.get(pk=generate.json()["id"]).params["sampling"]["max_tokens"] == 128
+
+
 def test_the_same_idempotency_key_returns_the_same_evaluation(api, v2):
     first = api.post("/runs", BODY, headers={"Idempotency-Key": "eval-v2"})
     again = api.post("/runs", BODY, headers={"Idempotency-Key": "eval-v2"})

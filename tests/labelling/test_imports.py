@@ -89,6 +89,24 @@ def test_malformed_jsonl_names_the_line_and_imports_no_line(db):
     assert problem.startswith("p.jsonl:3: invalid JSON")
 
 
+def test_an_escaped_nul_is_a_problem_on_its_line_and_imports_nothing(db):
+    """PostgreSQL stores no NUL in text (a 500 there, where SQLite stored it): refused on both."""
+    jsonl = "\n".join(
+        [
+            json.dumps({"kind": "prompt_set", "slug": "s", "name": "S"}),
+            json.dumps({"kind": "prompt", "prompt_set": "s", "messages": [{"role": "user", "content": "hi\x00"}]}),
+        ]
+    )
+    assert _fails("p.jsonl", jsonl) == ["p.jsonl:2: messages[0].content: text cannot hold the NUL character (\\u0000)"]
+    yaml_text = GOOD_YAML.replace('"A storm is coming?"', '"A storm\\0 is coming?"')  # YAML's own escape
+    assert _fails("bo.yaml", yaml_text) == [
+        "bo.yaml:20: prompt_sets[0].prompts[0].messages[0].content: text cannot hold the NUL character (\\u0000)"
+    ]
+    assert _fails("s.jsonl", json.dumps({"kind": "prompt", "prompt_set": "s\x00", "messages": []})) == [
+        "s.jsonl:1: prompt_set: text cannot hold the NUL character (\\u0000)"
+    ]
+
+
 def test_every_problem_in_a_file_is_reported_at_once(db):
     lines = [
         json.dumps({"kind": "character", "name": "A", "slug": "Not A Slug", "persona": "p"}),

@@ -2,7 +2,6 @@
 database and queue) talking to the real tritonserver; the docs' API scripts, run as written."""
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -84,13 +83,6 @@ def wait_until(predicate, timeout_s: float = 60, what: str = "condition") -> Non
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def python_block(doc: Path) -> str:
-    """The one ```python block of a page."""
-    blocks = re.findall(r"^```python\n(.*?)^```$", doc.read_text(), re.S | re.M)
-    assert len(blocks) == 1, f"{doc.name} has {len(blocks)} python blocks"
-    return blocks[0]
 
 
 def run_script(code: str, *, url: str, token: str, cwd: Path, logs: list[Path]) -> str:

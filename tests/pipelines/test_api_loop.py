@@ -9,7 +9,8 @@ from pathlib import Path
 
 from labelling.access import tokens
 from labelling.models import DatasetVersion, Generation, Judgment, PipelineRun
-from tests.pipelines.conftest import python_block, run_script
+from tests.doc_blocks import python_block
+from tests.pipelines.conftest import run_script
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 

@@ -11,7 +11,8 @@ from inference.train_queue import TRAIN_HUEY
 from labelling.access import tokens
 from labelling.evaluation import selectors as evaluation_selectors
 from labelling.models import Evaluation, Generation, GeneratorVersion, Group, Judgment, PipelineRun
-from tests.pipelines.conftest import Consumer, python_block, run_script, worker_env
+from tests.doc_blocks import python_block
+from tests.pipelines.conftest import Consumer, run_script, worker_env
 from tests.training.conftest import TRAIN_WORKER
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
