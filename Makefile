@@ -67,6 +67,7 @@ migrate: install
 
 bench: install-test ## benchmarks (see docs/benchmarks.md); the batching one wants the 0.6B-shaped model
 	$(PY) bench/bench_inference.py
+	$(PY) bench/bench_batching.py
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_live.py
 	$(PY) bench/bench_review.py
