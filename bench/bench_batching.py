@@ -5,7 +5,9 @@
    `python -m inference.build_model --preset qwen3-0.6b-shape`); also the 8 one after
    another through onnxruntime-genai's own generator (inference/static_engine.py, how
    every request ran before the batching engine). Tokens/s, same seeds.
-2. judge: concurrent judge requests (guided, greedy) against the same one after another.
+2. judge: concurrent judge requests (guided, greedy) against the same one after another,
+   without and with the prefix cache (every judge prompt begins with the same instructions
+   and rubric); with --before, also one after another on onnxruntime-genai's generator.
 3. match: how often a seeded completion decoded alone is the same text as the same request
    decoded in a batch with others (floating-point order can change with the batch's shape).
 4. e2e (with --baseline-rev REV): bench/bench_pipeline.py's full-stack generate + judge
@@ -30,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from inference.batching import Limits, PrefixCache  # noqa: E402
 from inference.engine import Engine, SamplingParams  # noqa: E402
 from inference.judging import run_judge  # noqa: E402
 
@@ -89,23 +92,66 @@ def bench_requests(model_dir: Path, count: int, max_tokens: int) -> list[tuple]:
     return rows
 
 
-def bench_judge(model_dir: Path, count: int) -> list[tuple]:
-    engine = Engine(model_dir)
-    answers = [f"Tonight we sail north by the {i}th star; the current is with us." for i in range(count)]
+def bench_judge(model_dir: Path, count: int, before: bool) -> list[tuple]:
+    answers = [f"Tonight we sail north by the {i}th star; the current is with us." for i in range(count + 1)]
 
-    def one(i: int):
+    def judged(engine, i: int):
         return run_judge(engine, RUBRIC, prompt(i), answers[i])
 
-    one(0)
-    tokens_before = engine.stats()["tokens"]
-    seconds_seq, _ = timed(lambda: [one(i) for i in range(count)])
-    tokens = engine.stats()["tokens"] - tokens_before
-    seconds_con, _ = timed(lambda: concurrently(one, count))
-    engine.close()
-    return [
-        (f"{count} judge requests one after another (baseline)", seconds_seq, tokens / seconds_seq, 1.0),
-        (f"{count} judge requests concurrent, batched", seconds_con, tokens / seconds_con, seconds_seq / seconds_con),
-    ]
+    rows = []
+    for cache_mb in (0, Limits().prefix_cache_mb):
+        engine = Engine(model_dir, limits=Limits(prefix_cache_mb=cache_mb))
+        judged(engine, count)  # warm up (another answer: nothing of it is cached for the others)
+        engine.batcher.prefix = PrefixCache(cache_mb * 2**20) if cache_mb else None
+        start = engine.stats()
+        seconds_seq, _ = timed(lambda e=engine: [judged(e, i) for i in range(count)])
+        mid = engine.stats()
+        tokens = mid["tokens"] - start["tokens"]
+        engine.batcher.prefix = PrefixCache(cache_mb * 2**20) if cache_mb else None
+        seconds_con, _ = timed(lambda e=engine: concurrently(lambda i: judged(e, i), count))
+        end = engine.stats()
+        engine.close()
+        cache = f"prefix cache {cache_mb} MB" if cache_mb else "no prefix cache"
+        if not rows:
+            base = seconds_seq
+        rows.append(
+            (
+                f"{count} judge requests one after another, {cache}",
+                seconds_seq,
+                tokens / seconds_seq,
+                base / seconds_seq,
+            )
+        )
+        rows.append(
+            (
+                f"{count} judge requests concurrent, batched, {cache}",
+                seconds_con,
+                tokens / seconds_con,
+                base / seconds_con,
+            )
+        )
+        for phase, a, b in (("one after another", start, mid), ("concurrent", mid, end)):
+            print(
+                f"{cache}, {phase}: prefill {b['prefill_s'] - a['prefill_s']:.1f} s "
+                f"({b['prefill_tokens'] - a['prefill_tokens']} tokens computed, "
+                f"{b['prefix_tokens'] - a['prefix_tokens']} from the cache), decode {b['decode_s'] - a['decode_s']:.1f} s"
+            )
+    if before:
+        from inference.static_engine import StaticEngine
+
+        static = StaticEngine(model_dir)
+        judged(static, count)
+        seconds, _ = timed(lambda: [judged(static, i) for i in range(count)])
+        rows.append(
+            (
+                f"{count} judge requests one after another, onnxruntime-genai generator (before)",
+                seconds,
+                tokens / seconds,
+                base / seconds,
+            )
+        )
+    rows[0] = (rows[0][0] + " (baseline)", *rows[0][1:])
+    return rows
 
 
 def bench_match(model_dir: Path, count: int, max_tokens: int) -> tuple[int, int, int]:
@@ -179,6 +225,9 @@ def main() -> None:
     parser.add_argument("--judges", type=int, default=16)
     parser.add_argument("--judge-model", type=Path, default=None, help="default: --model")
     parser.add_argument("--baseline-rev", default=None)
+    parser.add_argument(
+        "--before", action="store_true", help="judge: also one after another on onnxruntime-genai's generator"
+    )
     parser.add_argument("--prompts", type=int, default=200)
     parser.add_argument("--group", type=int, default=4)
     args = parser.parse_args()
@@ -189,7 +238,7 @@ def main() -> None:
         table("Cross-request batching", "tokens/s", bench_requests(args.model, args.requests, args.max_tokens))
     if args.only in (None, "judge"):
         judge_model = args.judge_model or args.model
-        table(f"Judge batching ({judge_model.name})", "tokens/s", bench_judge(judge_model, args.judges))
+        table(f"Judge batching ({judge_model.name})", "tokens/s", bench_judge(judge_model, args.judges, args.before))
     if args.only in (None, "match"):
         same, peak, count = bench_match(args.model, args.requests, args.max_tokens)
         print(f"\nSeeded alone vs batched (peak batch {peak}): {same}/{count} texts identical")

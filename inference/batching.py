@@ -30,7 +30,7 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -77,6 +77,7 @@ class Limits:
     max_batch: int = 16  # sequences decoded together
     max_step_tokens: int = 4096  # prompt tokens prefilled between two steps (one prompt always fits)
     max_queue: int = 256  # requests waiting; more are refused with EngineBusy
+    prefix_cache_mb: int = 256  # recent prompts' keys and values kept for prompts that begin alike; 0: none
 
 
 @dataclass
@@ -94,6 +95,51 @@ class ModelSpec:
     ids_dtype: type
     mask_dtype: type
     position_ids: str | None = None
+
+
+class PrefixCache:
+    """The keys and values of recent prompts, so a prompt that begins like one of them (the
+    judge's instructions and rubric, a character's persona) computes only the rest: its
+    prefill runs the new tokens on the cached prefix as past. At most `max_bytes`, the least
+    recently used dropped first."""
+
+    MIN_TOKENS = 8  # a shorter shared beginning is not worth a lookup
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[bytes, tuple[np.ndarray, list[np.ndarray]]] = OrderedDict()
+
+    def longest(self, tokens: np.ndarray) -> tuple[int, list[np.ndarray] | None]:
+        """The longest cached beginning of `tokens` (at most all but the last token: a prefill
+        needs one token for its logits) and the cache it is read from."""
+        best, found = 0, None
+        for key, (cached, _) in self._entries.items():
+            most = min(len(cached), len(tokens) - 1)
+            if most <= best:
+                continue
+            same = cached[:most] == tokens[:most]
+            length = most if same.all() else int(np.argmin(same))
+            if length > best:
+                best, found = length, key
+        if found is None or best < self.MIN_TOKENS:
+            return 0, None
+        self._entries.move_to_end(found)
+        return best, self._entries[found][1]
+
+    def add(self, tokens: np.ndarray, cache: list[np.ndarray]) -> None:
+        key = tokens.tobytes()
+        size = sum(c.nbytes for c in cache)
+        if key in self._entries or size > self.max_bytes:
+            return
+        while self._entries and self.bytes + size > self.max_bytes:
+            _, (_, dropped) = self._entries.popitem(last=False)
+            self.bytes -= sum(c.nbytes for c in dropped)
+        self._entries[key] = (tokens.copy(), cache)
+        self.bytes += size
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class Sequence:
@@ -147,7 +193,17 @@ class Batcher:
         self._cache: list[np.ndarray] | None = None  # past keys/values, in spec.past_names order
         self._closed = False
         self._thread: threading.Thread | None = None
-        self.counters = {"steps": 0, "tokens": 0, "prefill_tokens": 0, "requests": 0, "peak_batch": 0}
+        self.prefix = PrefixCache(limits.prefix_cache_mb * 2**20) if limits.prefix_cache_mb else None
+        self.counters = {
+            "steps": 0,
+            "tokens": 0,
+            "prefill_tokens": 0,
+            "prefix_tokens": 0,  # prompt tokens read from the prefix cache instead of computed
+            "requests": 0,
+            "peak_batch": 0,
+            "prefill_s": 0.0,
+            "decode_s": 0.0,
+        }
         self._recent: deque[tuple[float, int]] = deque(maxlen=64)  # (time, tokens) per step
 
     # --- callers' side ------------------------------------------------------------------
@@ -185,7 +241,10 @@ class Batcher:
                 "max_batch": self.limits.max_batch,
                 "max_queue": self.limits.max_queue,
                 "tokens_per_s": round(rate, 1),
+                "prefix_cache_mb": round((self.prefix.bytes if self.prefix else 0) / 2**20, 1),
                 **self.counters,
+                "prefill_s": round(self.counters["prefill_s"], 3),
+                "decode_s": round(self.counters["decode_s"], 3),
             }
 
     def close(self) -> None:
@@ -258,16 +317,26 @@ class Batcher:
             return
         spec = self.spec
         length = len(job.tokens)
-        empty = np.zeros((1, spec.kv_heads, 0, spec.head_size), dtype=spec.kv_dtype)
+        started = time.perf_counter()
+        hit, cached = self.prefix.longest(job.tokens) if self.prefix is not None else (0, None)
+        if cached is not None:
+            past = [np.ascontiguousarray(c[:, :, :hit]) for c in cached]
+        else:
+            past = [np.zeros((1, spec.kv_heads, 0, spec.head_size), dtype=spec.kv_dtype)] * len(spec.past_names)
         feeds = {
-            spec.input_ids: job.tokens[None, :].astype(spec.ids_dtype),
+            spec.input_ids: job.tokens[None, hit:].astype(spec.ids_dtype),
             spec.attention_mask: np.ones((1, length), dtype=spec.mask_dtype),
-            **{name: empty for name in spec.past_names},
+            **dict(zip(spec.past_names, past, strict=True)),
         }
         if spec.position_ids:
-            feeds[spec.position_ids] = np.arange(length, dtype=np.int64)[None, :]
+            feeds[spec.position_ids] = np.arange(hit, length, dtype=np.int64)[None, :]
         outputs = self.session.run([spec.logits, *spec.present_names], feeds)
-        self.counters["prefill_tokens"] += length
+        if self.prefix is not None:
+            self.prefix.add(job.tokens, outputs[1:])
+        with self._cond:
+            self.counters["prefill_tokens"] += length - hit
+            self.counters["prefix_tokens"] += hit
+            self.counters["prefill_s"] += time.perf_counter() - started
         logits = outputs[0][0, -1]
         sequences = [Sequence(job, i, job.matchers[i], self.tokenizer.create_stream()) for i in range(job.n)]
         for seq in sequences:
@@ -303,7 +372,9 @@ class Batcher:
         }
         if spec.position_ids:
             feeds[spec.position_ids] = lengths[:, None].astype(np.int64)
+        started = time.perf_counter()
         outputs = self.session.run([spec.logits, *spec.present_names], feeds)
+        self.counters["decode_s"] += time.perf_counter() - started
         self._cache = outputs[1:]
         for r in rows:
             r.length += 1

@@ -30,7 +30,7 @@ MAX_N = 16
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 EMPTY_THINK = "<think>\n\n</think>\n\n"
 
-POLL_S = 0.02  # how often a waiting caller checks whether its client went away
+POLL_S = 0.1  # how often a waiting caller checks whether its client went away
 OnStep = Callable[[dict[int, str]], None]  # {sequence index: new text} after each decoding step
 
 
@@ -275,27 +275,33 @@ def open_engine(model_dir: str | Path, *, limits: Limits | None = None):
     return Engine(model_dir, limits=limits)
 
 
-def limits_from_env() -> Limits:
-    """The batcher's limits from INFERENCE_MAX_BATCH, INFERENCE_MAX_STEP_TOKENS and
-    INFERENCE_MAX_QUEUE (Triton's config.pbtxt parameters set them per model)."""
-    defaults = Limits()
+LIMIT_SETTINGS = (  # (environment variable, config.pbtxt parameter, Limits field, least value)
+    ("INFERENCE_MAX_BATCH", "max_batch_sequences", "max_batch", 1),
+    ("INFERENCE_MAX_STEP_TOKENS", "max_step_tokens", "max_step_tokens", 1),
+    ("INFERENCE_MAX_QUEUE", "max_queue", "max_queue", 1),
+    ("INFERENCE_PREFIX_CACHE_MB", "prefix_cache_mb", "prefix_cache_mb", 0),
+)
+
+
+def limits_from_env(params: dict[str, str] | None = None) -> Limits:
+    """The batcher's limits: Triton's config.pbtxt parameters where given (`params`), else
+    INFERENCE_MAX_BATCH, INFERENCE_MAX_STEP_TOKENS, INFERENCE_MAX_QUEUE and
+    INFERENCE_PREFIX_CACHE_MB, else the defaults."""
     values = {}
-    for name, field_name in (
-        ("INFERENCE_MAX_BATCH", "max_batch"),
-        ("INFERENCE_MAX_STEP_TOKENS", "max_step_tokens"),
-        ("INFERENCE_MAX_QUEUE", "max_queue"),
-    ):
-        raw = os.environ.get(name)
+    for env, param, name, least in LIMIT_SETTINGS:
+        where, raw = param, (params or {}).get(param, "")
+        if raw in (None, ""):
+            where, raw = env, os.environ.get(env, "")
         if raw in (None, ""):
             continue
         try:
             value = int(raw)
         except ValueError:
-            raise ValueError(f"{name} must be an integer, not {raw!r}") from None
-        if value < 1:
-            raise ValueError(f"{name} must be at least 1")
-        values[field_name] = value
-    return replace(defaults, **values)
+            raise ValueError(f"{where} must be an integer, not {raw!r}") from None
+        if value < least:
+            raise ValueError(f"{where} must be at least {least}")
+        values[name] = value
+    return replace(Limits(), **values)
 
 
 def _model_spec(session, decoder: dict) -> ModelSpec:

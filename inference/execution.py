@@ -19,6 +19,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
+from labelling import errors as labelling_errors
 from labelling.evaluation import services as evaluation_services
 from labelling.live import broadcasts
 from labelling.models import PipelineRun
@@ -139,7 +140,8 @@ def run_set_total(*, run_id: int, execution: int, total: int, already_done: int)
 
 @transaction.atomic
 def run_item_finished(*, run_id: int, execution: int, ok: bool, error: Mapping | None = None) -> bool:
-    """Count one finished item; a failure is recorded with what it was for. Counts only for the
+    """Count one finished item; a failure is recorded with what it was for (its message may
+    quote the model or an endpoint: a NUL in it is stored as U+FFFD). Counts only for the
     current execution and never past the total; returns whether it counted."""
     mine = Q(pk=run_id, execution=execution, done_items__lt=F("total_items") - F("failed_items"))
     if ok:
@@ -150,6 +152,7 @@ def run_item_finished(*, run_id: int, execution: int, ok: bool, error: Mapping |
         if counted:
             run.failed_items += 1
             if error is not None and len(run.errors) < RUN_ERRORS_KEPT:
+                error = labelling_errors.nul_replaced(dict(error))
                 run.errors = [*run.errors, {**error, "at": timezone.now().isoformat()}]
             run.save(update_fields=["failed_items", "errors"])
     if counted:
@@ -196,12 +199,14 @@ def _evaluation_finish(run_id: int) -> None:
 
 @transaction.atomic
 def run_fail(*, run_id: int, execution: int, error: Mapping) -> None:
-    """The run could not even start its items (e.g. its rubric lost its criteria)."""
+    """The run could not even start its items (e.g. its rubric lost its criteria); a NUL in the
+    error (a trainer's stderr, say) is stored as U+FFFD."""
     run = PipelineRun.objects.select_for_update().get(pk=run_id)
     if run.execution != execution:
         return
     run.status = PipelineRun.Status.FAILED
     run.finished_at = timezone.now()
+    error = labelling_errors.nul_replaced(dict(error))
     run.errors = [*run.errors, {**error, "at": timezone.now().isoformat()}][-RUN_ERRORS_KEPT:]
     run.save(update_fields=["status", "finished_at", "errors"])
     transaction.on_commit(lambda: broadcasts.run_changed(run_id))

@@ -21,7 +21,7 @@ admits interactive requests first, then clients in turn (inference/batching.py).
 
 Each model instance has one engine, and the engine batches every request in flight: the
 worker threads only wait for their request's events. `max_batch_sequences`,
-`max_step_tokens` and `max_queue` in config.pbtxt set its limits; `max_concurrency`, the
+`max_step_tokens`, `max_queue` and `prefix_cache_mb` in config.pbtxt set its limits; `max_concurrency`, the
 threads, must exceed the batch for requests to queue in the engine's fair order.
 
 Errors are sent as TritonError("<ErrorClass>: message"), which the client maps
@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.batching import Limits
 from inference.engine import SamplingParams, limits_from_env, open_engine
 from inference.errors import BackendUnavailable, InferenceError, InvalidRequest, JudgeOutputError
 from inference.judging import run_judge
@@ -74,23 +73,6 @@ def model_dir_for(args: dict, role: str, params: dict[str, str]) -> Path:
     return path.resolve()
 
 
-def limits_from_params(params: dict[str, str]) -> Limits:
-    """The engine's limits: config.pbtxt's parameters, else INFERENCE_MAX_* (else defaults)."""
-    limits = limits_from_env()
-    for key, name in (
-        ("max_batch_sequences", "max_batch"),
-        ("max_step_tokens", "max_step_tokens"),
-        ("max_queue", "max_queue"),
-    ):
-        raw = params.get(key, "")
-        if raw:
-            value = int(raw)
-            if value < 1:
-                raise ValueError(f"parameter {key} must be at least 1")
-            setattr(limits, name, value)
-    return limits
-
-
 def _order(payload: dict) -> dict:
     order = {}
     for key in ("client", "priority"):
@@ -109,7 +91,7 @@ class DecoupledWorker:
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         self.version = str(args.get("model_version", ""))
         path = model_dir_for(args, role, params)
-        self.engine = open_engine(path, limits=limits_from_params(params))
+        self.engine = open_engine(path, limits=limits_from_env(params))
         # Seconds between streamed events: pieces of consecutive steps are coalesced.
         self.stream_interval_s = float(params.get("stream_interval_ms", "0") or 0) / 1000
         self.pool = ThreadPoolExecutor(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inference.batching import EngineBusy, Job, Limits
@@ -184,3 +185,34 @@ def test_a_model_failure_fails_that_batch_and_the_engine_goes_on(engine):
     (after,) = engine.generate(messages=messages(0), params=SamplingParams(max_tokens=20, seed=1))
     assert after.completion_tokens >= 1
     assert engine.stats()["batch"] == 0
+
+
+def test_prompts_that_begin_alike_reuse_the_cached_beginning_and_decode_the_same(engine):
+    from inference.judging import run_judge
+
+    rubric = {"criteria": [{"key": "voice", "scale_min": 1, "scale_max": 5}]}
+    cold = Engine(TINY, limits=Limits(prefix_cache_mb=0))
+    try:
+        expected = [run_judge(cold, rubric, messages(i), f"answer {i}").raw for i in range(4)]
+        assert cold.stats()["prefix_tokens"] == 0
+    finally:
+        cold.close()
+    got = [run_judge(engine, rubric, messages(i), f"answer {i}").raw for i in range(4)]
+    stats = engine.stats()
+    # The judge's instructions and rubric come first in every prompt: computed once.
+    assert stats["prefix_tokens"] > stats["prefill_tokens"] / 2
+    assert got == expected
+
+
+def test_the_prefix_cache_keeps_to_its_size():
+    from inference.batching import PrefixCache
+
+    cache = PrefixCache(max_bytes=3 * 400)
+    arrays = lambda n: [np.zeros((1, 1, n, 10), dtype=np.float32)]  # noqa: E731  40 bytes a token
+    for i in range(5):
+        cache.add(np.arange(10) + 100 * i, arrays(10))
+    assert len(cache) == 3 and cache.bytes == 1200  # the two least recently used dropped
+    assert cache.longest(np.arange(10))[0] == 0
+    assert cache.longest(np.concatenate([np.arange(10) + 400, [7, 7]]))[0] == 10
+    assert cache.longest(np.concatenate([np.arange(5) + 400, [0] * 7]))[0] == 0  # under MIN_TOKENS in common
+    assert cache.longest(np.arange(10) + 400)[0] == 9  # one token is left to compute
