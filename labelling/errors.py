@@ -1,11 +1,12 @@
 """A refusal (Django's ValidationError from a service) as field messages or one line of text:
 the one shape the API, the review views and the run forms all answer with; text that holds the
-NUL character, which no request or import may bring in; and a backend's error made fit for
-reviewers (no internal addresses)."""
+NUL character, which no request or import may bring in (and which a model's output has replaced
+before it is stored); and a backend's error made fit for reviewers (no internal addresses)."""
 
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
@@ -55,6 +56,31 @@ def nul_path(value: object) -> tuple | None:
 
 def holds_nul(value: object) -> bool:
     return nul_path(value) is not None
+
+
+REPLACEMENT = "\ufffd"
+T = TypeVar("T")
+
+
+def nul_replaced(value: T) -> T:
+    """A backend's output made storable: each NUL in a string, or in the keys and values of
+    nested dicts and lists (a JSONField's value: jsonb refuses \\u0000 too), becomes U+FFFD, the
+    replacement character; anything else comes back as it is.
+
+    A model can emit NUL (a byte-level tokenizer decodes to any byte, an OpenAI-compatible
+    server passes on what it got), and a completion is kept, never refused: PostgreSQL would
+    fail the write where SQLite stores it, losing the text as a failed item. The services that
+    store model output (`labelling.runs.services`' records, a run's errors, a trained
+    version's failure) pass it through here, so both databases hold the same text."""
+    if isinstance(value, str):
+        return value.replace(NUL, REPLACEMENT)
+    if isinstance(value, dict):
+        return {nul_replaced(key): nul_replaced(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [nul_replaced(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(nul_replaced(item) for item in value)
+    return value
 
 
 # Where things live inside the deployment, each replaced whole.

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
+from django.db import connections
 
 
 class ThreadLeases:
@@ -56,6 +57,14 @@ class ThreadLeases:
                 waiter.get_loop().call_soon_threadsafe(self._hand_over, waiter, executor)
                 return
         self._idle.append(executor)
+
+    def close_connections(self) -> None:
+        """Close the database connections the idle threads keep, each on its own thread (a
+        connection belongs to the thread that opened it); a thread that serves again opens a
+        new one. For a database about to be dropped (the test suite's, at its end), which
+        PostgreSQL refuses while a connection is open ("being accessed by other users")."""
+        for executor in list(self._idle):
+            executor.submit(connections.close_all).result()
 
     def _hand_over(self, waiter: asyncio.Future, executor: ThreadPoolExecutor) -> None:
         if waiter.done():  # cancelled meanwhile: the next waiter, or idle

@@ -1,6 +1,7 @@
 """Shared fixtures: users per role, signed-in clients, the demo content."""
 
 import copy
+import sys
 
 import pytest
 from django.apps import apps
@@ -49,6 +50,17 @@ def pytest_collection_modifyitems(config, items):
         for marker in sorted(wanted):
             if item.get_closest_marker(marker) is None:
                 item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's test databases. Before it drops them, the web threads of the ASGI
+    application that tests sent requests to in process (shaping_web.asgi) close the
+    connections they keep for CONN_MAX_AGE (shaping_web/handlers.py): PostgreSQL refuses to
+    drop a database another connection is using ("being accessed by other users")."""
+    yield
+    if (asgi := sys.modules.get("shaping_web.asgi")) is not None:  # no test imported it: no thread
+        asgi.django_asgi_app.leases.close_connections()
 
 
 def _make_user(username: str, role: str | None):

@@ -11,6 +11,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from pydantic import ValidationError as Invalid
 
+from labelling import errors
 from labelling.catalogue.schemas import CharacterIn, PromptIn
 from labelling.catalogue.services import prompts_add
 from labelling.characters.appearance import build_glb
@@ -93,13 +94,16 @@ def sheet_run_start(
 
 @transaction.atomic
 def sheet_promote(*, generation: Generation, slug: str) -> Character:
-    """Make a Character of a completion holding a valid sheet, with its glTF appearance."""
+    """Make a Character of a completion holding a valid sheet, with its glTF appearance. The
+    sheet is the model's text: a NUL its JSON spells (the "\\u0000" escape) becomes U+FFFD, as
+    in every stored output (`errors.nul_replaced`)."""
     problems = sheet_problems(generation.text)
     if problems:
         raise ValidationError({"sheet": "not a valid character sheet: " + "; ".join(problems[:5])})
     if Character.objects.filter(slug=slug).exists():
         raise ValidationError({"slug": f"a character with slug {slug!r} already exists"})
-    sheet = CharacterSheet.model_validate_json(generation.text)
+    parsed = CharacterSheet.model_validate_json(generation.text)
+    sheet = CharacterSheet.model_validate(errors.nul_replaced(parsed.model_dump(mode="json")))
     try:
         data = CharacterIn(
             name=sheet.name,

@@ -4,6 +4,10 @@ functions, so snapshots, think-tag checks, revision numbers and score checks hol
 writes).
 
 A run is executed by the model side (`inference.execution`), reached through `executor`.
+
+What a model wrote enters the database here (`generation_record`, `judgment_record`,
+`judgment_record_failure`): a NUL in it becomes U+FFFD (`errors.nul_replaced`), which
+PostgreSQL stores as SQLite does.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from labelling import rules, scoring
+from labelling import errors, rules, scoring
 from labelling.catalogue.schemas import GroupIn
 from labelling.catalogue.selectors import prompt_messages_for, rubric_latest
 from labelling.generators import selectors as generator_selectors
@@ -124,7 +128,9 @@ def generation_record(
     """Save one completion with its think block split out and checked.
 
     A `structured` completion (decoded under guidance: a JSON sheet, say) is kept whole:
-    `</think>` inside one of its strings is text, not the end of a think block."""
+    `</think>` inside one of its strings is text, not the end of a think block. A NUL in the
+    text (or a measure) is stored as U+FFFD (`errors.nul_replaced`)."""
+    raw_text, measures = errors.nul_replaced(raw_text), errors.nul_replaced(measures)
     if structured:
         parsed = thinktags.ThinkParse(answer=raw_text.strip(), thinking="")
     else:
@@ -232,7 +238,9 @@ def judgment_record(
     **extra,
 ) -> Judgment:
     """Save scores for every criterion of the rubric (no more, no fewer). A caller saving
-    several judgments of one group passes refresh_queue=False and refreshes it once."""
+    several judgments of one group passes refresh_queue=False and refreshes it once. A NUL in
+    the judge's text is stored as U+FFFD (`errors.nul_replaced`)."""
+    rationale, raw_output, extra = errors.nul_replaced((rationale, raw_output, extra))
     judgment = Judgment(
         generation=generation,
         rubric=rubric,
@@ -260,7 +268,9 @@ def judgment_record_failure(
     error: str,
     run: PipelineRun | None = None,
 ) -> Judgment:
-    """A judge answer that would not parse is kept, raw text and all, never dropped."""
+    """A judge answer that would not parse is kept, raw text and all, never dropped (a NUL in
+    it stored as U+FFFD: `errors.nul_replaced`)."""
+    raw_output, error = errors.nul_replaced((raw_output, error))
     judgment = Judgment.objects.create(
         generation=generation,
         rubric=rubric,

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from labelling import errors
 from labelling.datasets.storage import DatasetCorrupt, dataset_verify
 from labelling.generators import selectors as generator_selectors
 from labelling.live import broadcasts
@@ -185,13 +186,14 @@ def train_resumed(*, run_id: int, step: int) -> None:
 
 def version_status(*, version: GeneratorVersion, status: str, error: str = "", **fields) -> GeneratorVersion:
     """Move a trained version to `status` (with the reason when it failed). A version that is
-    current is never touched: it keeps serving whatever happens to a run."""
+    current is never touched: it keeps serving whatever happens to a run. A NUL in the reason
+    (a trainer's message) is stored as U+FFFD."""
     with transaction.atomic():
         row = GeneratorVersion.objects.select_for_update().get(pk=version.pk)
         if row.is_current:
             return row
         row.status = status
-        row.error = error[:4000]
+        row.error = errors.nul_replaced(error[:4000])
         for name, value in fields.items():
             setattr(row, name, value)
         row.save()

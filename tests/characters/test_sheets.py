@@ -156,6 +156,20 @@ def test_a_valid_sheet_is_promoted_to_a_character_with_its_figure(sheet_group, m
     assert Character.objects.filter(slug="other").count() == 0
 
 
+def test_a_sheet_spelling_nul_is_promoted_with_the_replacement_character(sheet_group):
+    """Its text holds no NUL, its JSON does (the \\u0000 escape): the character is stored with
+    U+FFFD, as any model output is (tests/pipelines/test_nul_output.py)."""
+    raw = json.dumps(sample(name="Maren\x00", backstory="Forty\x00 years of lamps."))
+    group = sheet_group["good"].group
+    spelled = run_services.generation_record(
+        group=group, index=2, messages=[], raw_text=raw, model_version=None, run=sheet_group["run"], structured=True
+    )
+    character_services.sheet_promote(generation=spelled, slug="maren")
+    character = Character.objects.get(slug="maren")
+    assert (character.name, character.backstory) == ("Maren\ufffd", "Forty\ufffd years of lamps.")
+    assert character.sheet["name"] == "Maren\ufffd" and character.persona.startswith("You are Maren\ufffd:")
+
+
 def test_a_think_tag_inside_a_sheet_string_is_text_not_a_think_block(sheet_group):
     raw = json.dumps(sample(backstory="She wrote </think> in her log and kept going."))
     group = sheet_group["good"].group

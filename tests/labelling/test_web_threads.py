@@ -69,9 +69,10 @@ def test_requests_share_a_few_threads_that_keep_their_database_connections(conne
     try:
         assert asyncio.run(traffic()) == [200] * 15
     finally:  # the threads' connections go with them (a database the suite drops must have no users)
+        app.leases.close_connections()
+        closed = [e.submit(lambda: connections["default"].connection is None).result() for e in app.leases._idle]
         for executor in app.leases._idle:
-            executor.submit(connections.close_all).result()
             executor.shutdown()
-    assert app.leases._made == 2
+    assert app.leases._made == 2 and closed == [True, True]
     web = [name for name in connections_opened if name.startswith("web-")]
     assert 1 <= len(web) <= 2, connections_opened  # one connection per thread, not per request
