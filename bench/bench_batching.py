@@ -10,12 +10,15 @@
    and rubric); with --before, also one after another on onnxruntime-genai's generator.
 3. match: how often a seeded completion decoded alone is the same text as the same request
    decoded in a batch with others (floating-point order can change with the batch's shape).
-4. e2e (with --baseline-rev REV): bench/bench_pipeline.py's full-stack generate + judge
+4. items: a generate + judge run's items through the task manager over the in-process
+   backend (no database), on onnxruntime-genai's generator as before against the batching
+   engine, `--workers` items in flight (default 16), on --model.
+5. e2e (with --baseline-rev REV): bench/bench_pipeline.py's full-stack generate + judge
    run (200 prompts x G=4 through tritonserver and a huey consumer, shipped model) on this
    tree and on a worktree of REV, in turn.
 
     python bench/bench_batching.py [--only requests|judge|match|e2e] [--model DIR]
-        [--requests 8] [--max-tokens 32] [--judges 16] [--baseline-rev REV]
+        [--requests 8] [--max-tokens 32] [--judges 16] [--prompts 200] [--workers 16] [--baseline-rev REV]
 """
 
 from __future__ import annotations
@@ -165,6 +168,57 @@ def bench_match(model_dir: Path, count: int, max_tokens: int) -> tuple[int, int,
     return same, engine.stats()["peak_batch"], count
 
 
+def bench_items(model_dir: Path, prompts: int, group: int, workers: int, max_tokens: int) -> list[tuple]:
+    """A generate + judge run's items (a group of G, then each completion judged) through the
+    task manager over the in-process backend, on onnxruntime-genai's generator as before and
+    on the batching engine: the run's work without its database, on any model."""
+    import os
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shaping_web.settings")
+    django.setup()
+    import inference.backends.inprocess as inprocess
+    from inference.backends.base import JudgeRequest
+    from inference.dispatch import Call, TaskManager
+    from inference.pipelines import generate_task, sampling_from
+    from inference.static_engine import StaticEngine
+
+    rubric = {
+        "criteria": [
+            {"key": "in_character", "description": "In character", "scale_min": 1, "scale_max": 5, "levels": {}},
+            {"key": "helpful", "description": "Helpful", "scale_min": 1, "scale_max": 5, "levels": {}},
+        ]
+    }
+    sampling = sampling_from({"sampling": {"max_tokens": max_tokens}})
+
+    def item(messages):
+        result = yield from generate_task(messages, sampling, group)
+        yield [
+            Call("judge", JudgeRequest(rubric=rubric, messages=messages, completion=c["text"]))
+            for c in result["completions"]
+        ]
+        return {}
+
+    def run(open_engine) -> float:
+        inprocess.open_engine = open_engine
+        backend = inprocess.InProcessBackend(model_dir)
+        manager = TaskManager(backend, workers=workers)
+        seconds, outcomes = timed(lambda: list(manager.run((i, lambda i=i: item(prompt(i))) for i in range(prompts))))
+        assert all(o.ok for o in outcomes), [o.failure for o in outcomes if not o.ok][:3]
+        backend.close()
+        return seconds
+
+    batching = inprocess.open_engine
+    before = run(lambda d, **_: StaticEngine(d))
+    after = run(batching)
+    label = f"{prompts} prompts x G={group}, generate + judge, {workers} in flight"
+    return [
+        (f"{label}, onnxruntime-genai generator (before, baseline)", before, prompts * group / before, 1.0),
+        (f"{label}, batching engine", after, prompts * group / after, before / after),
+    ]
+
+
 def bench_e2e(rev: str, prompts: int, group: int) -> list[tuple]:
     def run(tree: Path) -> float:
         out = subprocess.run(
@@ -218,7 +272,8 @@ def table(title: str, unit: str, rows: list[tuple]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["requests", "judge", "match", "e2e"])
+    parser.add_argument("--only", choices=["requests", "judge", "match", "items", "e2e"])
+    parser.add_argument("--workers", type=int, default=16, help="items: in flight at once")
     parser.add_argument("--model", type=Path, default=SHAPED)
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=32)
@@ -242,6 +297,12 @@ def main() -> None:
     if args.only in (None, "match"):
         same, peak, count = bench_match(args.model, args.requests, args.max_tokens)
         print(f"\nSeeded alone vs batched (peak batch {peak}): {same}/{count} texts identical")
+    if args.only in (None, "items"):
+        table(
+            "Generate + judge items, in process",
+            "completions/s",
+            bench_items(args.model, args.prompts, args.group, args.workers, args.max_tokens),
+        )
     if args.baseline_rev and args.only in (None, "e2e"):
         table("End to end", "completions/s", bench_e2e(args.baseline_rev, args.prompts, args.group))
 

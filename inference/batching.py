@@ -31,6 +31,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -166,6 +167,7 @@ class Job:
     matchers: list  # one llguidance matcher per sequence, or Nones
     client: str = ""
     priority: str = ""
+    stream: bool = True  # send its text step by step ("pieces" events), or only the end
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     sequences: list[Sequence] = field(default_factory=list)
@@ -179,7 +181,9 @@ class Job:
 
 
 class Batcher:
-    def __init__(self, session, spec: ModelSpec, tokenizer, eos_ids: set[int], limits: Limits, *, context_length: int):
+    def __init__(
+        self, session, spec: ModelSpec, tokenizer, eos_ids: set[int], limits: Limits, *, context_length: int, vocab: int
+    ):
         self.session = session
         self.spec = spec
         self.tokenizer = tokenizer
@@ -197,6 +201,9 @@ class Batcher:
         self._cache: list | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._guidance = None  # llguidance's executor, made at the first guided step
+        self._mask_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guidance")
+        self.vocab = vocab
         self.prefix = PrefixCache(limits.prefix_cache_mb * 2**20) if limits.prefix_cache_mb else None
         self.counters = {
             "steps": 0,
@@ -257,6 +264,7 @@ class Batcher:
             self._cond.notify()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self._mask_pool.shutdown(wait=False)
 
     # --- the scheduler thread -------------------------------------------------------------
 
@@ -354,6 +362,10 @@ class Batcher:
             self._join(joining, cache)
         self._finish_done([job])
 
+    @staticmethod
+    def _any_guided(rows: list[Sequence]) -> bool:
+        return any(r.matcher is not None for r in rows)
+
     def _join(self, sequences: list[Sequence], cache: list[np.ndarray]) -> None:
         if self._cache is None or not self._rows:
             self._rows, self._cache = list(sequences), cache
@@ -381,14 +393,20 @@ class Batcher:
             **{name: OrtValue.ortvalue_from_numpy(value) for name, value in arrays.items()},
             **dict(zip(spec.past_names, past, strict=True)),
         }
+        # The guidance's masks for this step depend only on the tokens chosen so far: computed
+        # on another thread while the model runs (both leave the interpreter lock).
+        masks = self._mask_pool.submit(self._masks, rows, self.vocab) if self._any_guided(rows) else None
         started = time.perf_counter()
-        outputs = self.session.run_with_ort_values([spec.logits, *spec.present_names], feeds)
+        try:
+            outputs = self.session.run_with_ort_values([spec.logits, *spec.present_names], feeds)
+        finally:
+            masks = masks.result() if masks is not None else None
         self.counters["decode_s"] += time.perf_counter() - started
         del arrays, past, feeds  # the inputs' memory stays alive until the call returns
         self._cache = outputs[1:]
         for r in rows:
             r.length += 1
-        pieces = self._choose(rows, outputs[0].numpy()[:, -1])
+        pieces = self._choose(rows, outputs[0].numpy()[:, -1], masks)
         with self._cond:
             self.counters["steps"] += 1
             self.counters["tokens"] += len(rows)
@@ -397,32 +415,61 @@ class Batcher:
         self._emit(pieces)
         self._leave()
 
-    def _choose(self, sequences: list[Sequence], logits: np.ndarray) -> dict[Job, dict[int, str]]:
-        """Sample each sequence's next token, record it, and say what text each job gained."""
+    def _masks(self, sequences: list[Sequence], vocab: int) -> np.ndarray | None:
+        """The guidance's allowed tokens of each guided sequence, as llguidance's bitmask rows
+        (one row per sequence, all bits set for an unguided one), computed in parallel on
+        llguidance's threads; None when no sequence is guided."""
+        guided = [(seq.matcher, i) for i, seq in enumerate(sequences) if seq.matcher is not None and not seq.finish]
+        if not guided:
+            return None
+        if self._guidance is None:
+            from llguidance import LLExecutor
+
+            self._guidance = LLExecutor()
+        bitmask = np.full((len(sequences), (vocab + 31) // 32), -1, dtype=np.int32)
+        self._guidance.unsafe_compute_mask_ptr(guided, bitmask.ctypes.data, bitmask.shape[1] * 4, len(sequences))
+        return bitmask
+
+    def _choose(
+        self, sequences: list[Sequence], logits: np.ndarray, masks: np.ndarray | None = None
+    ) -> dict[Job, dict[int, str]]:
+        """Sample each sequence's next token (under its guidance's `masks` row, computed here
+        unless given), record it, and say what text each job gained."""
         pieces: dict[Job, dict[int, str]] = {}
         vocab = logits.shape[-1]
-        for seq, row in zip(sequences, logits, strict=True):
-            if seq.finish:
-                continue
-            params = seq.job.params
-            allowed = None
-            if seq.matcher is not None:
-                bitmask = np.full(((vocab + 31) // 32,), -1, dtype=np.int32)
-                seq.matcher.unsafe_compute_mask_ptr(bitmask.ctypes.data, bitmask.nbytes)
-                allowed = allowed_tokens(bitmask, vocab)
-            try:
-                token = sample(
-                    row,
-                    temperature=params.temperature,
-                    top_p=params.top_p,
-                    top_k=params.top_k,
-                    rng=seq.rng,
-                    allowed=allowed,
-                )
-            except ValueError:
+        if masks is None:
+            masks = self._masks(sequences, vocab)
+        allowed = None if masks is None else allowed_tokens(masks, vocab)
+        live = [i for i, seq in enumerate(sequences) if not seq.finish]
+        # Greedy sequences (the judge's) in one argmax over their rows; the others draw one by one.
+        greedy = [i for i in live if sequences[i].job.params.temperature <= 0]
+        chosen: dict[int, int | None] = {}
+        if greedy:
+            scores = logits[greedy]
+            if allowed is not None:
+                scores = np.where(allowed[greedy], scores, -np.inf)
+            for i, best in zip(greedy, scores.argmax(axis=1), strict=True):
+                guided_out = allowed is not None and sequences[i].matcher is not None and not allowed[i].any()
+                chosen[i] = None if guided_out else int(best)
+        for i in live:
+            seq = sequences[i]
+            if i not in chosen:
+                params = seq.job.params
+                try:
+                    chosen[i] = sample(
+                        logits[i],
+                        temperature=params.temperature,
+                        top_p=params.top_p,
+                        top_k=params.top_k,
+                        rng=seq.rng,
+                        allowed=allowed[i] if seq.matcher is not None else None,
+                    )
+                except ValueError:
+                    chosen[i] = None
+            if chosen[i] is None:
                 seq.finish = "stop"  # the guidance allows nothing more: its grammar is complete
                 continue
-            piece = self._record(seq, token)
+            piece = self._record(seq, chosen[i])
             if piece:
                 pieces.setdefault(seq.job, {})[seq.index] = piece
         return pieces
@@ -448,7 +495,8 @@ class Batcher:
 
     def _emit(self, pieces: dict[Job, dict[int, str]]) -> None:
         for job, found in pieces.items():
-            job.events.put(("pieces", found))
+            if job.stream:
+                job.events.put(("pieces", found))
 
     def _leave(self) -> None:
         """Take finished sequences out of the batch and answer the requests they complete."""

@@ -168,6 +168,7 @@ class Engine:
             self.eos_ids,
             self.limits,
             context_length=self.context_length,
+            vocab=self.vocab_size,
         )
 
     def encode(self, text: str) -> np.ndarray:
@@ -199,7 +200,7 @@ class Engine:
             )
         if params.n > self.limits.max_batch:
             raise InvalidRequest(f"n {params.n} is more than this engine's batch of {self.limits.max_batch} sequences")
-        job = Job(tokens, params, self._matchers(params), client=client, priority=priority)
+        job = Job(tokens, params, self._matchers(params), client=client, priority=priority, stream=on_step is not None)
         self.batcher.submit(job)
         while True:
             try:

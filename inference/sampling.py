@@ -20,12 +20,10 @@ def rng_for(seed: int | None, index: int) -> np.random.Generator:
 
 
 def allowed_tokens(bitmask: np.ndarray, vocab: int) -> np.ndarray:
-    """A boolean row of `vocab` from llguidance's int32 bitmask (bit i of word i // 32)."""
-    bits = np.unpackbits(bitmask.view(np.uint8), bitorder="little")
-    allowed = np.zeros(vocab, dtype=bool)
-    width = min(vocab, bits.size)
-    allowed[:width] = bits[:width].astype(bool)
-    return allowed
+    """Booleans of `vocab` per row from llguidance's int32 bitmask (bit i of word i // 32),
+    for one row or a matrix of them."""
+    bits = np.unpackbits(np.ascontiguousarray(bitmask).view(np.uint8), axis=-1, bitorder="little")
+    return bits[..., :vocab].astype(bool)
 
 
 def sample(
