@@ -190,14 +190,7 @@ class Engine:
         decoding step that produced text; `is_cancelled()` is polled while waiting and ends
         every sequence with finish_reason "cancelled". `client` (a run) and `priority`
         ("interactive" for someone waiting at a page) set the order of admission."""
-        params.validate()
-        tokens = self.encode(prompt_text(messages=messages, prompt=prompt, enable_thinking=params.enable_thinking))
-        room = self.context_length - len(tokens)
-        if params.max_tokens > room:
-            raise InvalidRequest(
-                f"max_tokens {params.max_tokens} does not fit: the prompt is {len(tokens)} tokens "
-                f"and the context is {self.context_length}"
-            )
+        tokens = checked_prompt(self, messages=messages, prompt=prompt, params=params)
         if params.n > self.limits.max_batch:
             raise InvalidRequest(f"n {params.n} is more than this engine's batch of {self.limits.max_batch} sequences")
         job = Job(tokens, params, self._matchers(params), client=client, priority=priority, stream=on_step is not None)
@@ -258,6 +251,20 @@ def prompt_text(*, messages: list[dict] | None, prompt: str | None, enable_think
             raise InvalidRequest("prompt must be a non-empty string")
         return prompt
     return render_chat(messages, enable_thinking=enable_thinking)
+
+
+def checked_prompt(engine, *, messages: list[dict] | None, prompt: str | None, params: SamplingParams) -> np.ndarray:
+    """The prompt's tokens for `engine` (encode, context_length), once the request is checked:
+    valid parameters, and room in the context for max_tokens after the prompt."""
+    params.validate()
+    tokens = engine.encode(prompt_text(messages=messages, prompt=prompt, enable_thinking=params.enable_thinking))
+    room = engine.context_length - len(tokens)
+    if params.max_tokens > room:
+        raise InvalidRequest(
+            f"max_tokens {params.max_tokens} does not fit: the prompt is {len(tokens)} tokens "
+            f"and the context is {engine.context_length}"
+        )
+    return tokens
 
 
 def open_engine(model_dir: str | Path, *, limits: Limits | None = None):

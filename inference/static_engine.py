@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.engine import Completion, OnStep, SamplingParams, apply_stop, prompt_text
+from inference.engine import Completion, OnStep, SamplingParams, apply_stop, checked_prompt
 from inference.errors import InvalidRequest
 
 
@@ -69,14 +69,7 @@ class StaticEngine:
         """n completions of one prompt, generated as one batch. `on_step({index: piece})` is
         called after each decoding step that produced text; `is_cancelled()` is polled
         before each step and ends every sequence with finish_reason "cancelled"."""
-        params.validate()
-        tokens = self.encode(prompt_text(messages=messages, prompt=prompt, enable_thinking=params.enable_thinking))
-        room = self.context_length - len(tokens)
-        if params.max_tokens > room:
-            raise InvalidRequest(
-                f"max_tokens {params.max_tokens} does not fit: the prompt is {len(tokens)} tokens "
-                f"and the context is {self.context_length}"
-            )
+        tokens = checked_prompt(self, messages=messages, prompt=prompt, params=params)
         if params.guidance_type and params.n > 1:
             # onnxruntime-genai 0.18 fails a guided batch as soon as one sequence's grammar has
             # finished while another's has not ("compute_mask() called after stop"), so each

@@ -219,3 +219,27 @@ def test_the_prefix_cache_keeps_to_its_size():
     assert cache.longest(np.concatenate([np.arange(10) + 400, [7, 7]]))[0] == 10
     assert cache.longest(np.concatenate([np.arange(5) + 400, [0] * 7]))[0] == 0  # under MIN_TOKENS in common
     assert cache.longest(np.arange(10) + 400)[0] == 9  # one token is left to compute
+
+
+def test_an_accelerator_export_runs_on_onnxruntime_genais_own_runtime(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    import inference.static_engine
+    from inference.engine import open_engine
+    from inference.static_engine import StaticEngine
+
+    # The runtime itself, on the tiny CPU model: a group of n, seeded, as before batching.
+    static = StaticEngine(TINY)
+    group = static.generate(messages=messages(0), params=SamplingParams(n=3, max_tokens=12, seed=4))
+    assert [c.index for c in group] == [0, 1, 2] and all(1 <= c.completion_tokens <= 12 for c in group)
+    assert static.generate(messages=messages(0), params=SamplingParams(n=3, max_tokens=12, seed=4)) == group
+    # A folder whose genai_config names an execution provider (a CUDA export) gets it.
+    export = tmp_path / "cuda-export"
+    shutil.copytree(TINY, export)
+    config = json.loads((export / "genai_config.json").read_text())
+    config["model"]["decoder"]["session_options"]["provider_options"] = [{"cuda": {}}]
+    (export / "genai_config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(inference.static_engine, "StaticEngine", lambda model_dir: ("static", model_dir))
+    assert open_engine(export) == ("static", export)
+    assert isinstance(open_engine(TINY), Engine)
