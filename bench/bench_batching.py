@@ -267,7 +267,7 @@ def bench_e2e(rev: str, prompts: int, group: int) -> list[tuple]:
 def table(title: str, unit: str, rows: list[tuple]) -> None:
     print(f"\n{title}\n| variant | seconds | {unit} | speed-up |\n| --- | ---: | ---: | ---: |")
     for name, seconds, rate, ratio in rows:
-        print(f"| {name} | {seconds:.2f} | {rate:.1f} | **{ratio:.2f}x** |")
+        print(f"| {name} | {seconds:.2f} | {rate:.3g} | **{ratio:.2f}x** |")
 
 
 def main() -> None:
