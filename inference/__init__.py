@@ -1,8 +1,11 @@
 """The model side of Shaping: backends, the engine, Triton, pipelines and run execution.
 
-    engine.py        onnxruntime-genai generation over a Qwen3 ONNX folder (Django-free)
+    engine.py        generation over a Qwen3 ONNX folder, batched across requests (Django-free)
+    batching.py      the engine's scheduler: requests join and leave one running batch
+    sampling.py      the next token: guidance mask, temperature, top-k, top-p, per-sequence seeds
+    static_engine.py onnxruntime-genai's own runtime, for models exported for a GPU
     judging.py       the judge's prompt, its guidance and the answer parser (Django-free)
-    backends/        one interface, two backends: Triton (gRPC streaming) and in-process
+    backends/        one interface, three backends: Triton (gRPC streaming), in-process, OpenAI-compatible
     triton_server.py the bundled CPU tritonserver: start, watch, stop
     triton_worker.py what Triton's Python-backend models (triton_models/) run
     dispatch.py      the generator-task runtime: tasks yield backend calls, a TaskManager runs them
