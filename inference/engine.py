@@ -215,6 +215,7 @@ class Engine:
         return self.batcher.stats()
 
     def close(self) -> None:
+        """Stop the scheduler thread (which holds the model): requests still waiting fail."""
         self.batcher.close()
 
     def _matchers(self, params: SamplingParams) -> list:

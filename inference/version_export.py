@@ -118,7 +118,12 @@ def check_inprocess(onnx_dir: Path) -> None:
         engine = open_engine(onnx_dir)
     except Exception as exc:
         raise ExportFailed(f"the converted model in {onnx_dir} does not load: {type(exc).__name__}: {exc}") from exc
-    _check(lambda request: engine.generate(messages=request.messages, params=request.params), f"with {onnx_dir.name}")
+    try:
+        _check(
+            lambda request: engine.generate(messages=request.messages, params=request.params), f"with {onnx_dir.name}"
+        )
+    finally:
+        engine.close()  # its scheduler thread would keep the model in memory
 
 
 def serve(model_name: str, number: int, onnx_dir: Path) -> None:
