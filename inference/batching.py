@@ -171,7 +171,6 @@ class Job:
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     sequences: list[Sequence] = field(default_factory=list)
-    queued_at: float = field(default_factory=time.monotonic)
     admitted_at: float | None = None  # when it joined the batch
     error: Exception | None = None  # set when one of its sequences fails: the request fails
 
