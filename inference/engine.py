@@ -195,20 +195,25 @@ class Engine:
             raise InvalidRequest(f"n {params.n} is more than this engine's batch of {self.limits.max_batch} sequences")
         job = Job(tokens, params, self._matchers(params), client=client, priority=priority, stream=on_step is not None)
         self.batcher.submit(job)
-        while True:
-            try:
-                kind, value = job.events.get(timeout=POLL_S)
-            except queue.Empty:
-                if is_cancelled():
-                    job.cancelled.set()
-                continue
-            if kind == "pieces":
-                if on_step:
-                    on_step(value)
-            elif kind == "done":
-                return value
-            else:
-                raise value
+        try:
+            while True:
+                try:
+                    kind, value = job.events.get(timeout=POLL_S)
+                except queue.Empty:
+                    if is_cancelled():
+                        job.cancelled.set()
+                    continue
+                if kind == "pieces":
+                    if on_step:
+                        on_step(value)
+                elif kind == "done":
+                    return value
+                else:
+                    raise value
+        finally:
+            # A caller that leaves early (its on_step raised, it was interrupted) takes its
+            # sequences out of the batch at the next step instead of leaving them decoding.
+            job.cancelled.set()
 
     def stats(self) -> dict:
         """The batch now: sequences decoding, requests waiting, recent tokens/s."""

@@ -243,3 +243,16 @@ def test_an_accelerator_export_runs_on_onnxruntime_genais_own_runtime(tmp_path, 
     monkeypatch.setattr(inference.static_engine, "StaticEngine", lambda model_dir: ("static", model_dir))
     assert open_engine(export) == ("static", export)
     assert isinstance(open_engine(TINY), Engine)
+
+
+def test_a_caller_whose_stream_fails_leaves_the_batch(engine):
+    params = SamplingParams(max_tokens=3000, seed=11, guidance_type="regex", guidance=r"[a-z]{3000}")
+
+    def broken(pieces):
+        raise ConnectionError("the client went away")
+
+    with pytest.raises(ConnectionError):
+        engine.generate(messages=messages(0), params=params, on_step=broken)
+    (after,) = engine.generate(messages=messages(1), params=SamplingParams(max_tokens=8, seed=1))
+    assert after.completion_tokens >= 1
+    assert engine.stats()["batch"] == 0  # the abandoned request left at the next step, not at its end
