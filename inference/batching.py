@@ -7,11 +7,15 @@ queue; between two steps the scheduler admits waiting requests while the batch h
 admitted prompt once and copies its cache for its n sequences, then decodes every running
 sequence one token per step in one call of the model.
 
-The cache is right-padded: row i holds its own length L_i of keys and values and the rest
-of the row is padding, the attention mask row has L_i + 1 ones, and the graph's
-GroupQueryAttention takes each row's position from its mask and writes the new key at
-L_i. A row's logits then do not depend on the other rows or on the padding (left padding
-did: onnxruntime-genai 0.18 shifts positions under it). Whether they come out bit for bit
+The cache is one buffer per past input, [rows, kv_heads, capacity, head_size] (grown as
+needed), sequence i in row i, right-padded: row i holds its own length L_i of keys and
+values, the attention mask row has L_i + 1 ones, and the graph's GroupQueryAttention takes
+each row's position from its mask and writes the new key and value at L_i, in place (the
+present outputs are bound to the past inputs' memory, as onnxruntime-genai's generator
+does with `past_present_share_buffer`): a step copies no cache, a sequence that joins
+copies its prompt's cache into its row, and one that leaves is replaced by the last row.
+A row's logits do not depend on the other rows or on the padding (left padding did:
+onnxruntime-genai 0.18 shifts positions under it). Whether they come out bit for bit
 the same is a property of the kernels; bench/bench_batching.py measures how often a
 seeded completion alone matches the same one batched.
 
@@ -38,7 +42,7 @@ import numpy as np
 from onnxruntime import OrtValue
 
 from inference.errors import BackendUnavailable, InferenceError, InvalidRequest
-from inference.sampling import allowed_tokens, rng_for, sample
+from inference.sampling import TopK, allowed_tokens, draw, rng_for, sample
 
 log = logging.getLogger("shaping.batching")
 
@@ -103,31 +107,51 @@ class PrefixCache:
     """The keys and values of recent prompts, so a prompt that begins like one of them (the
     judge's instructions and rubric, a character's persona) computes only the rest: its
     prefill runs the new tokens on the cached prefix as past. At most `max_bytes`, the least
-    recently used dropped first."""
+    recently used dropped first.
 
-    MIN_TOKENS = 8  # a shorter shared beginning is not worth a lookup
+    Found through an index of every cached prompt's beginnings, a block of MIN_TOKENS at a
+    time (a chain of hashes, as vLLM's prefix caching does), so a lookup costs the prompt's
+    length in dictionary reads, not one comparison per cached prompt (thousands of judge
+    prompts fit in the cache of a small model)."""
+
+    MIN_TOKENS = 8  # a shorter shared beginning is not worth a lookup; also the index's block
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._entries: OrderedDict[bytes, tuple[np.ndarray, list[np.ndarray]]] = OrderedDict()
+        # prompt key -> (its tokens, its cache, its beginnings' hashes)
+        self._entries: OrderedDict[bytes, tuple[np.ndarray, list[np.ndarray], list[int]]] = OrderedDict()
+        self._index: dict[int, bytes] = {}  # hash of a beginning -> the latest prompt that has it
+
+    @classmethod
+    def _chain(cls, tokens: np.ndarray, length: int) -> list[int]:
+        """The hashes of tokens[:B], tokens[:2B], ... up to `length` (B = MIN_TOKENS)."""
+        hashes, last = [], 0
+        for end in range(cls.MIN_TOKENS, length + 1, cls.MIN_TOKENS):
+            last = hash((last, tokens[end - cls.MIN_TOKENS : end].tobytes()))
+            hashes.append(last)
+        return hashes
 
     def longest(self, tokens: np.ndarray) -> tuple[int, list[np.ndarray] | None]:
         """The longest cached beginning of `tokens` (at most all but the last token: a prefill
         needs one token for its logits) and the cache it is read from."""
-        best, found = 0, None
-        for key, (cached, _) in self._entries.items():
-            most = min(len(cached), len(tokens) - 1)
-            if most <= best:
-                continue
-            same = cached[:most] == tokens[:most]
-            length = most if same.all() else int(np.argmin(same))
-            if length > best:
-                best, found = length, key
-        if found is None or best < self.MIN_TOKENS:
+        most = len(tokens) - 1
+        found = None
+        for digest in self._chain(tokens, most):
+            key = self._index.get(digest)
+            if key is None:
+                break
+            found = key
+        if found is None:
+            return 0, None
+        cached = self._entries[found][0]
+        most = min(len(cached), most)
+        same = cached[:most] == tokens[:most]
+        length = most if same.all() else int(np.argmin(same))  # checked: hashes can collide
+        if length < self.MIN_TOKENS:
             return 0, None
         self._entries.move_to_end(found)
-        return best, self._entries[found][1]
+        return length, self._entries[found][1]
 
     def add(self, tokens: np.ndarray, cache: list[np.ndarray]) -> None:
         key = tokens.tobytes()
@@ -135,13 +159,75 @@ class PrefixCache:
         if key in self._entries or size > self.max_bytes:
             return
         while self._entries and self.bytes + size > self.max_bytes:
-            _, (_, dropped) = self._entries.popitem(last=False)
-            self.bytes -= sum(c.nbytes for c in dropped)
-        self._entries[key] = (tokens.copy(), cache)
+            dropped, (_, arrays, hashes) = self._entries.popitem(last=False)
+            self.bytes -= sum(c.nbytes for c in arrays)
+            for digest in hashes:
+                if self._index.get(digest) == dropped:
+                    del self._index[digest]
+        hashes = self._chain(tokens, len(tokens))
+        self._entries[key] = (tokens.copy(), cache, hashes)
+        for digest in hashes:
+            self._index[digest] = key
         self.bytes += size
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class KVBuffer:
+    """The running sequences' keys and values: per past input one array [rows, kv_heads,
+    capacity, head_size], row r holding sequence r's first `length` positions. The decoding
+    step reads and writes it in place. Rows and positions grow (doubling, up to the batch
+    and the context) as sequences join and lengthen, and the memory is given back when the
+    batch empties: a batch of max_batch rows at full capacity from the start cost a 0.6B
+    model 0.9 GB of zeroing for a single request."""
+
+    MIN_CAPACITY = 256
+
+    def __init__(self, spec: ModelSpec, max_rows: int, context_length: int):
+        self.spec = spec
+        self.max_rows = max_rows
+        self.context_length = context_length
+        self.arrays: list[np.ndarray] | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, positions) held now."""
+        return (0, 0) if self.arrays is None else (self.arrays[0].shape[0], self.arrays[0].shape[2])
+
+    def ensure(self, rows: int, positions: int, live: int) -> None:
+        """Room for `rows` rows of `positions` positions; the first `live` rows keep their content."""
+        have_rows, have_positions = self.shape
+        if rows <= have_rows and positions <= have_positions:
+            return
+        rows = min(self.max_rows, max(rows, 2 * have_rows)) if rows > have_rows else have_rows
+        if positions > have_positions:
+            positions = min(self.context_length, max(positions, 2 * have_positions, self.MIN_CAPACITY))
+        else:
+            positions = have_positions
+        shape = (rows, self.spec.kv_heads, positions, self.spec.head_size)
+        grown = [np.zeros(shape, dtype=self.spec.kv_dtype) for _ in self.spec.past_names]
+        if self.arrays is not None and live:
+            for new, old in zip(grown, self.arrays, strict=True):
+                new[:live, :, : old.shape[2]] = old[:live]
+        self.arrays = grown
+
+    def put(self, row: int, cache: list[np.ndarray], length: int) -> None:
+        """Row `row` takes a prompt's cache (arrays [1, kv_heads, >= length, head_size])."""
+        for array, prompt in zip(self.arrays, cache, strict=True):
+            array[row, :, :length] = prompt[0, :, :length]
+
+    def move(self, source: int, target: int, length: int) -> None:
+        for array in self.arrays:
+            array[target, :, :length] = array[source, :, :length]
+
+    def values(self, live: int) -> list[OrtValue]:
+        """The first `live` rows as onnxruntime values over the same memory (a leading slice
+        of a C-ordered array is contiguous: no copy)."""
+        return [OrtValue.ortvalue_from_numpy(array[:live]) for array in self.arrays]
+
+    def clear(self) -> None:
+        self.arrays = None
 
 
 class Sequence:
@@ -193,15 +279,13 @@ class Batcher:
         self._waiting: dict[str, deque[Job]] = {}  # per client, in arrival order
         self._turns: deque[str] = deque()  # clients in the order they are served next
         self._queued = 0
-        self._rows: list[Sequence] = []
-        # Past keys/values, in spec.past_names order: numpy arrays after a join or a leave,
-        # onnxruntime's own values after a step (fed back as they are: turning each step's
-        # outputs into numpy copied the whole cache, 1.6x the step at a batch of 8).
-        self._cache: list | None = None
+        self._rows: list[Sequence] = []  # row i of the cache is self._rows[i]'s
+        self._kv = KVBuffer(spec, limits.max_batch, context_length)
         self._closed = False
         self._thread: threading.Thread | None = None
         self._guidance = None  # llguidance's executor, made at the first guided step
         self._mask_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guidance")
+        self._topk: TopK | None = None  # made at the first sampled step
         self.vocab = vocab
         self.prefix = PrefixCache(limits.prefix_cache_mb * 2**20) if limits.prefix_cache_mb else None
         self.counters = {
@@ -357,55 +441,55 @@ class Batcher:
         self._emit(pieces)
         joining = [s for s in sequences if not s.finish]
         if joining:
-            cache = [np.repeat(p, len(joining), axis=0) for p in outputs[1:]]
-            self._join(joining, cache)
+            self._join(joining, outputs[1:], length)
         self._finish_done([job])
 
     @staticmethod
-    def _any_guided(rows: list[Sequence]) -> bool:
-        return any(r.matcher is not None for r in rows)
+    def _masked(seq: Sequence) -> bool:
+        """Whether the sequence's next token needs its guidance's whole mask: a sampled guided
+        one (a greedy one checks its best token and computes a mask only if it is refused)."""
+        return seq.matcher is not None and not seq.finish and seq.job.params.temperature > 0
 
-    def _join(self, sequences: list[Sequence], cache: list[np.ndarray]) -> None:
-        if self._cache is None or not self._rows:
-            self._rows, self._cache = list(sequences), cache
-            return
-        old_cache = _arrays(self._cache)
-        width = max(old_cache[0].shape[2], cache[0].shape[2])
-        self._cache = [
-            np.concatenate([_pad(old, width), _pad(new, width)]) for old, new in zip(old_cache, cache, strict=True)
-        ]
+    def _join(self, sequences: list[Sequence], cache: list[np.ndarray], length: int) -> None:
+        """The sequences of one prompt take the next rows, each a copy of the prompt's cache."""
+        live = len(self._rows)
+        self._kv.ensure(live + len(sequences), length + 1, live)
+        for row in range(live, live + len(sequences)):
+            self._kv.put(row, cache, length)
         self._rows.extend(sequences)
 
     def _step(self) -> None:
         spec = self.spec
         rows = self._rows
-        width = _width(self._cache[0])
         lengths = np.array([r.length for r in rows])
-        arrays = {
-            spec.input_ids: np.array([[r.next_token] for r in rows], dtype=spec.ids_dtype),
-            spec.attention_mask: (np.arange(width + 1)[None, :] <= lengths[:, None]).astype(spec.mask_dtype),
-        }
+        width = int(lengths.max())
+        self._kv.ensure(len(rows), width + 1, len(rows))  # each row writes its new key at its own length
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(spec.input_ids, np.array([[r.next_token] for r in rows], dtype=spec.ids_dtype))
+        mask = (np.arange(width + 1)[None, :] <= lengths[:, None]).astype(spec.mask_dtype)
+        binding.bind_cpu_input(spec.attention_mask, mask)
         if spec.position_ids:
-            arrays[spec.position_ids] = lengths[:, None].astype(np.int64)
-        past = [c if isinstance(c, OrtValue) else OrtValue.ortvalue_from_numpy(c) for c in self._cache]
-        feeds = {
-            **{name: OrtValue.ortvalue_from_numpy(value) for name, value in arrays.items()},
-            **dict(zip(spec.past_names, past, strict=True)),
-        }
+            binding.bind_cpu_input(spec.position_ids, lengths[:, None].astype(np.int64))
+        past = self._kv.values(len(rows))
+        for name, value in zip(spec.past_names, past, strict=True):
+            binding.bind_ortvalue_input(name, value)
+        for name, value in zip(spec.present_names, past, strict=True):  # written in place
+            binding.bind_ortvalue_output(name, value)
+        binding.bind_output(spec.logits, "cpu")
         # The guidance's masks for this step depend only on the tokens chosen so far: computed
         # on another thread while the model runs (both leave the interpreter lock).
-        masks = self._mask_pool.submit(self._masks, rows, self.vocab) if self._any_guided(rows) else None
+        masks = self._mask_pool.submit(self._masks, rows, self.vocab) if any(map(self._masked, rows)) else None
         started = time.perf_counter()
         try:
-            outputs = self.session.run_with_ort_values([spec.logits, *spec.present_names], feeds)
+            self.session.run_with_iobinding(binding)
         finally:
             masks = masks.result() if masks is not None else None
         self.counters["decode_s"] += time.perf_counter() - started
-        del arrays, past, feeds  # the inputs' memory stays alive until the call returns
-        self._cache = outputs[1:]
+        logits = binding.get_outputs()[-1].numpy()[:, -1]
+        del binding, past  # the inputs' memory stays alive until the call returns
         for r in rows:
             r.length += 1
-        pieces = self._choose(rows, outputs[0].numpy()[:, -1], masks)
+        pieces = self._choose(rows, logits, masks)
         with self._cond:
             self.counters["steps"] += 1
             self.counters["tokens"] += len(rows)
@@ -414,11 +498,15 @@ class Batcher:
         self._emit(pieces)
         self._leave()
 
-    def _masks(self, sequences: list[Sequence], vocab: int) -> np.ndarray | None:
-        """The guidance's allowed tokens of each guided sequence, as llguidance's bitmask rows
-        (one row per sequence, all bits set for an unguided one), computed in parallel on
-        llguidance's threads; None when no sequence is guided."""
-        guided = [(seq.matcher, i) for i, seq in enumerate(sequences) if seq.matcher is not None and not seq.finish]
+    def _masks(self, sequences: list[Sequence], vocab: int, *, every: bool = False) -> np.ndarray | None:
+        """The guidance's allowed tokens of each sampled guided sequence (of every guided one
+        with `every`), as llguidance's bitmask rows (one row per sequence, all bits set for the
+        others), computed in parallel on llguidance's threads; None when there is none."""
+        guided = [
+            (seq.matcher, i)
+            for i, seq in enumerate(sequences)
+            if (self._masked(seq) or (every and seq.matcher is not None and not seq.finish))
+        ]
         if not guided:
             return None
         if self._guidance is None:
@@ -440,16 +528,46 @@ class Batcher:
             masks = self._masks(sequences, vocab)
         allowed = None if masks is None else allowed_tokens(masks, vocab)
         live = [i for i, seq in enumerate(sequences) if not seq.finish]
-        # Greedy sequences (the judge's) in one argmax over their rows; the others draw one by one.
-        greedy = [i for i in live if sequences[i].job.params.temperature <= 0]
         chosen: dict[int, int | None] = {}
-        if greedy:
-            scores = logits[greedy]
-            if allowed is not None:
-                scores = np.where(allowed[greedy], scores, -np.inf)
-            for i, best in zip(greedy, scores.argmax(axis=1), strict=True):
-                guided_out = allowed is not None and sequences[i].matcher is not None and not allowed[i].any()
-                chosen[i] = None if guided_out else int(best)
+        # Greedy sequences (the judge's) in one argmax over their rows. A guided one keeps its
+        # best token if its guidance takes it (then it is also the best allowed one); only the
+        # refused ones compute their mask and take the best allowed token. Computing every
+        # mask every step cost more than the tiny model's whole step.
+        greedy = [i for i in live if sequences[i].job.params.temperature <= 0]
+        refused = []
+        for i, best in zip(greedy, logits[greedy].argmax(axis=1) if greedy else (), strict=True):
+            matcher = sequences[i].matcher
+            if matcher is None or matcher.validate_tokens([int(best)]) == 1:
+                chosen[i] = int(best)
+            else:
+                refused.append(i)
+        if refused:
+            allowed_refused = allowed_tokens(self._masks([sequences[i] for i in refused], vocab, every=True), vocab)
+            scores = np.where(allowed_refused, logits[refused], -np.inf)
+            for row, i in enumerate(refused):
+                chosen[i] = int(scores[row].argmax()) if allowed_refused[row].any() else None
+        # Sampled sequences with a top-k: the candidates of all of them in one TopK call, then
+        # a draw per sequence from its own; without a top-k, sample() over the whole row.
+        topk = [i for i in live if i not in chosen and sequences[i].job.params.top_k > 0]
+        if topk:
+            scores = logits[topk] if allowed is None else np.where(allowed[topk], logits[topk], -np.inf)
+            if self._topk is None:
+                self._topk = TopK()
+            values, ids = self._topk(scores, max(sequences[i].job.params.top_k for i in topk))
+            for row, i in enumerate(topk):
+                params = sequences[i].job.params
+                finite = np.isfinite(values[row, : params.top_k])  # -inf: refused by the guidance
+                chosen[i] = (
+                    draw(
+                        ids[row, : params.top_k][finite],
+                        values[row, : params.top_k][finite],
+                        temperature=params.temperature,
+                        top_p=params.top_p,
+                        rng=sequences[i].rng,
+                    )
+                    if finite.any()
+                    else None
+                )
         for i in live:
             seq = sequences[i]
             if i not in chosen:
@@ -499,16 +617,20 @@ class Batcher:
 
     def _leave(self) -> None:
         """Take finished sequences out of the batch and answer the requests they complete."""
-        keep = [i for i, r in enumerate(self._rows) if not r.finish]
-        if len(keep) == len(self._rows):
+        rows = self._rows
+        if all(not r.finish for r in rows):
             return
-        jobs = {r.job for r in self._rows if r.finish}
-        self._rows = [self._rows[i] for i in keep]
+        jobs = {r.job for r in rows if r.finish}
+        live = sum(not r.finish for r in rows)
+        # Rows past the live count that still decode move into the holes below it.
+        holes = [i for i in range(live) if rows[i].finish]
+        movers = [i for i in range(live, len(rows)) if not rows[i].finish]
+        for target, source in zip(holes, movers, strict=True):
+            self._kv.move(source, target, rows[source].length)
+            rows[target] = rows[source]
+        self._rows = rows[:live]
         if not self._rows:
-            self._cache = None
-        else:
-            width = max(r.length for r in self._rows)
-            self._cache = [np.ascontiguousarray(c[keep, :, :width]) for c in _arrays(self._cache)]
+            self._kv.clear()
         self._finish_done(jobs)
 
     def _drop_cancelled(self) -> None:
@@ -545,7 +667,8 @@ class Batcher:
     def _fail_batch(self, error: Exception) -> None:
         for job in {r.job for r in self._rows}:
             self._fail_job(job, error)
-        self._rows, self._cache = [], None
+        self._rows = []
+        self._kv.clear()
 
     def _fail_all(self, error: Exception) -> None:
         self._fail_batch(error)
@@ -555,18 +678,3 @@ class Batcher:
         self._waiting.clear()
         self._turns.clear()
         self._queued = 0
-
-
-def _arrays(cache: list) -> list[np.ndarray]:
-    return [c.numpy() if isinstance(c, OrtValue) else c for c in cache]
-
-
-def _width(cache) -> int:
-    return cache.shape()[2] if isinstance(cache, OrtValue) else cache.shape[2]
-
-
-def _pad(cache: np.ndarray, width: int) -> np.ndarray:
-    short = width - cache.shape[2]
-    if not short:
-        return cache
-    return np.pad(cache, ((0, 0), (0, 0), (0, short), (0, 0)))

@@ -176,11 +176,14 @@ def test_a_model_failure_fails_that_batch_and_the_engine_goes_on(engine):
         def run(self, names, feeds):  # a prefill
             return real.run(names, feeds)
 
-        def run_with_ort_values(self, names, feeds):  # a decoding step
+        def io_binding(self):
+            return real.io_binding()
+
+        def run_with_iobinding(self, binding):  # a decoding step
             if not self.failed:
                 self.failed = True
                 raise RuntimeError("out of memory")
-            return real.run_with_ort_values(names, feeds)
+            return real.run_with_iobinding(binding)
 
     engine.batcher.session = FailsOnce()
     with pytest.raises(InferenceError, match="out of memory"):

@@ -84,3 +84,24 @@ def test_sampling_keeps_to_the_guidance_and_the_top_k_and_top_p():
     assert np.flatnonzero(allowed_tokens(bitmask, 40)).tolist() == [2, 4, 32]
     # A seeded sequence draws the same numbers whoever else is drawing.
     assert rng_for(7, 1).random() == rng_for(7, 1).random() != rng_for(7, 2).random()
+
+
+def test_the_batched_top_k_draws_what_sampling_one_row_draws():
+    import numpy as np
+
+    from inference.sampling import TOPK_MODEL, TopK, draw, rng_for, sample, topk_model
+
+    assert TOPK_MODEL.read_bytes() == topk_model()  # the shipped graph is the one made here
+    rows = np.random.default_rng(0).standard_normal((3, 5000)).astype(np.float32)
+    rows[2, :4000] = -np.inf  # a guided row: most tokens refused
+    values, ids = TopK()(rows, 20)
+    assert values.shape == ids.shape == (3, 20)
+    for row in range(3):
+        assert ids[row].tolist() == np.argsort(-rows[row], kind="stable")[:20].tolist()
+        for i in range(20):
+            kwargs = {"temperature": 0.7, "top_p": 0.8}
+            one = sample(rows[row], top_k=20, rng=rng_for(i, row), **kwargs)
+            assert draw(ids[row], values[row], rng=rng_for(i, row), **kwargs) == one
+    # k beyond the row: every token, largest first.
+    values, ids = TopK()(np.array([[1.0, 3.0, 2.0]], dtype=np.float32), 20)
+    assert ids.tolist() == [[1, 2, 0]]
