@@ -167,6 +167,38 @@ def test_interactive_requests_go_first_then_clients_take_turns(engine):
     assert order == ["you", "a1", "b1", "a2", "a3"]
 
 
+def test_the_cache_grows_and_shrinks_under_running_sequences_without_changing_their_text(engine, monkeypatch):
+    from inference.batching import KVBuffer
+
+    # Requests of different lengths join one after another while the others decode: the
+    # buffer grows in rows and, from a small start, in positions; rows that finish are
+    # replaced by the last ones. Every text stays the one decoded alone.
+    params = [SamplingParams(max_tokens=8 + 9 * i, seed=300 + i, stop=["\n\n\n"]) for i in range(6)]
+    alone = [engine.generate(messages=messages(i), params=params[i])[0].text for i in range(6)]
+    monkeypatch.setattr(KVBuffer, "MIN_CAPACITY", 8)
+    grown = Engine(TINY, limits=Limits(max_batch=16))
+    try:
+        shapes = []
+        real_ensure = KVBuffer.ensure
+
+        def ensure(self, rows, positions, live):
+            real_ensure(self, rows, positions, live)
+            shapes.append(self.shape)
+
+        monkeypatch.setattr(KVBuffer, "ensure", ensure)
+        jobs = [job_for(grown, i, params[i]) for i in range(6)]
+        for job in jobs:  # one at a time: each joins a batch already decoding
+            grown.batcher.submit(job)
+        texts = [wait(job)[0].text for job in jobs]
+        assert grown.stats()["peak_batch"] > 1
+    finally:
+        grown.close()
+    assert texts == alone
+    rows, positions = zip(*shapes, strict=True)
+    assert max(positions) > 32 and len(set(positions)) > 2  # grew in positions while decoding
+    assert grown.batcher._kv.arrays is None  # given back once the batch emptied
+
+
 def test_a_model_failure_fails_that_batch_and_the_engine_goes_on(engine):
     real = engine.batcher.session
 
