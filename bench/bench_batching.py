@@ -14,8 +14,9 @@
    backend (no database), on onnxruntime-genai's generator as before against the batching
    engine, `--workers` items in flight (default 16), on --model.
 5. e2e (with --baseline-rev REV): bench/bench_pipeline.py's full-stack generate + judge
-   run (200 prompts x G=4 through tritonserver and a huey consumer, shipped model) on this
-   tree and on a worktree of REV, in turn.
+   run (200 prompts x G=4 through tritonserver and a huey consumer; the shipped model, or
+   --e2e-model DIR) on a worktree of REV and on this tree, in turn, with each number of
+   items in flight in --e2e-workers (default 4,16); the baseline is REV at the first.
 
     python bench/bench_batching.py [--only requests|judge|match|e2e] [--model DIR]
         [--requests 8] [--max-tokens 32] [--judges 16] [--prompts 200] [--workers 16] [--baseline-rev REV]
@@ -24,6 +25,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -219,48 +221,41 @@ def bench_items(model_dir: Path, prompts: int, group: int, workers: int, max_tok
     ]
 
 
-def bench_e2e(rev: str, prompts: int, group: int) -> list[tuple]:
-    def run(tree: Path) -> float:
+def bench_e2e(rev: str, prompts: int, group: int, workers: list[int], model: Path | None) -> list[tuple]:
+    """bench/bench_pipeline.py's full-stack run on a worktree of `rev` and on this tree, in
+    turn, with each number of items in flight; the baseline is `rev` at the first of them."""
+    env = dict(os.environ)
+    if model:  # the app's settings, and the Triton models' (which read their own variables)
+        names = ("GENERATOR_MODEL_DIR", "SHAPING_GENERATOR_MODEL_DIR", "SHAPING_JUDGE_MODEL_DIR")
+        env.update(dict.fromkeys(names, str(model.resolve())))
+
+    def run(tree: Path, count: int) -> float:
+        script = tree / "bench" / "bench_pipeline.py"
+        args = ["--prompts", str(prompts), "--group", str(group), "--workers", str(count)]
+        if "--skip-raw" in script.read_text():  # only the full stack is compared here
+            args.append("--skip-raw")
         out = subprocess.run(
-            [
-                sys.executable,
-                str(tree / "bench" / "bench_pipeline.py"),
-                "--prompts",
-                str(prompts),
-                "--group",
-                str(group),
-            ],
-            cwd=tree,
-            capture_output=True,
-            text=True,
-            check=True,
+            [sys.executable, str(script), *args], cwd=tree, env=env, capture_output=True, text=True, check=True
         ).stdout
         print(out)
         return float(re.search(r"full stack[^|]*\|\s*([\d.]+)", out).group(1))
 
+    seconds = {}
     with tempfile.TemporaryDirectory(prefix="baseline-") as tmp:
         tree = Path(tmp) / "tree"
         subprocess.run(
             ["git", "worktree", "add", "--detach", str(tree), rev], cwd=ROOT, check=True, capture_output=True
         )
         try:
-            before = run(tree)
-            after = run(ROOT)
+            for count in workers:
+                seconds[rev, count] = run(tree, count)
+                seconds["this tree", count] = run(ROOT, count)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
+    before = seconds[rev, workers[0]]
     return [
-        (
-            f"{prompts} prompts x G={group}, generate + judge, at {rev} (baseline)",
-            before,
-            prompts * group / before,
-            1.0,
-        ),
-        (
-            f"{prompts} prompts x G={group}, generate + judge, batching engine",
-            after,
-            prompts * group / after,
-            before / after,
-        ),
+        (f"{prompts} prompts x G={group}, {count} in flight, {tree}", took, prompts * group / took, before / took)
+        for (tree, count), took in seconds.items()
     ]
 
 
@@ -274,6 +269,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=["requests", "judge", "match", "items", "e2e"])
     parser.add_argument("--workers", type=int, default=16, help="items: in flight at once")
+    parser.add_argument(
+        "--e2e-workers", default="4,16", help="e2e: items in flight, comma-separated; the first is the baseline's"
+    )
+    parser.add_argument("--e2e-model", type=Path, default=None, help="e2e: a model folder (default: the shipped one)")
     parser.add_argument("--model", type=Path, default=SHAPED)
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=32)
@@ -304,7 +303,9 @@ def main() -> None:
             bench_items(args.model, args.prompts, args.group, args.workers, args.max_tokens),
         )
     if args.baseline_rev and args.only in (None, "e2e"):
-        table("End to end", "completions/s", bench_e2e(args.baseline_rev, args.prompts, args.group))
+        workers = [int(w) for w in args.e2e_workers.split(",")]
+        rows = bench_e2e(args.baseline_rev, args.prompts, args.group, workers, args.e2e_model)
+        table("End to end", "completions/s", rows)
 
 
 if __name__ == "__main__":
