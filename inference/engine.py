@@ -7,7 +7,8 @@ Free of Django and of tritonclient.
 Requests are batched across callers: the engine's batcher (inference/batching.py)
 decodes every sequence in flight, of every request, one token per step in one call of
 the model, and requests join and leave between steps. Guidance is llguidance's, one
-matcher per sequence; sampling is numpy's, one random generator per sequence.
+matcher per sequence; sampling takes each step's top-k candidates in one onnxruntime TopK
+call and draws in numpy, one random generator per sequence (inference/sampling.py).
 """
 
 from __future__ import annotations
