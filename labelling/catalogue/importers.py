@@ -343,6 +343,7 @@ def _check_references(name: str, records: list[Record]) -> Iterator[Problem]:
             latest = catalogue_selectors.rubric_latest(r.data.slug)
             if latest is not None and catalogue_services.rubric_spec_matches(latest, r.data):
                 yield Problem(name, r.line, "slug", f"rubric {latest.label} already has exactly this content")
+    grouped: dict[tuple[str, str], int] = {}  # (prompt set, prompt) -> the line of its group
     for r in records:
         if r.kind == "prompt":
             slug = r.extra["prompt_set"]
@@ -367,6 +368,15 @@ def _check_references(name: str, records: list[Record]) -> Iterator[Problem]:
                 yield Problem(name, r.line, "prompt_set", f"no prompt set {g.prompt_set!r}")
             elif g.prompt not in known:
                 yield Problem(name, r.line, "prompt", f"no prompt {g.prompt!r} in prompt set {g.prompt_set!r}")
+            elif (g.prompt_set, g.prompt) in grouped:
+                yield Problem(
+                    name,
+                    r.line,
+                    "prompt",
+                    f"a second group for prompt {g.prompt!r} (the first is on line {grouped[g.prompt_set, g.prompt]}): "
+                    "a file's groups become one run, with one group per prompt; put it in another file",
+                )
+            grouped.setdefault((g.prompt_set, g.prompt), r.line)
             if g.rubric:
                 yield from _check_group_scores(name, r, seen["rubric"], records)
 

@@ -172,6 +172,18 @@ def test_a_group_must_name_an_existing_prompt(demo):
     assert _fails("g.jsonl", json.dumps(record)) == ["g.jsonl:1: prompt: no prompt 'nope' in prompt set 'aria-demo'"]
 
 
+def test_two_groups_for_one_prompt_in_one_file_are_refused_on_the_second_line(demo):
+    # A file's groups become one import run, which holds one group per prompt: this crashed
+    # with the database's unique-constraint error before.
+    record = {"kind": "group", "character": "aria", "prompt_set": "aria-demo", "prompt": "stars", "completions": ["a"]}
+    other = {**record, "prompt": "lonely"}
+    text = "\n".join(json.dumps(r) for r in (record, other, record))
+    assert _fails("g.jsonl", text) == [
+        "g.jsonl:3: prompt: a second group for prompt 'stars' (the first is on line 1): a file's groups become "
+        "one run, with one group per prompt; put it in another file"
+    ]
+
+
 def test_a_plain_prompts_jsonl_joins_the_default_prompt_set(demo):
     lines = [json.dumps({"messages": [{"role": "user", "content": f"q{i}"}]}) for i in range(3)]
     summary = import_text("plain.jsonl", "\n".join(lines), default_prompt_set="aria-demo")
