@@ -18,8 +18,9 @@
    --e2e-model DIR) on a worktree of REV and on this tree, in turn, with each number of
    items in flight in --e2e-workers (default 4,16); the baseline is REV at the first.
 
-    python bench/bench_batching.py [--only requests|judge|match|e2e] [--model DIR]
+    python bench/bench_batching.py [--only requests|judge|match|items|e2e] [--model DIR]
         [--requests 8] [--max-tokens 32] [--judges 16] [--prompts 200] [--workers 16] [--baseline-rev REV]
+        [--e2e-workers 4,16] [--e2e-model DIR]
 """
 
 from __future__ import annotations

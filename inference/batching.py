@@ -35,6 +35,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -124,13 +125,13 @@ class PrefixCache:
         self._index: dict[int, bytes] = {}  # hash of a beginning -> the latest prompt that has it
 
     @classmethod
-    def _chain(cls, tokens: np.ndarray, length: int) -> list[int]:
-        """The hashes of tokens[:B], tokens[:2B], ... up to `length` (B = MIN_TOKENS)."""
-        hashes, last = [], 0
+    def _chain(cls, tokens: np.ndarray, length: int) -> Iterator[int]:
+        """The hashes of tokens[:B], tokens[:2B], ... up to `length` (B = MIN_TOKENS), lazily:
+        a lookup stops at its first miss."""
+        last = 0
         for end in range(cls.MIN_TOKENS, length + 1, cls.MIN_TOKENS):
             last = hash((last, tokens[end - cls.MIN_TOKENS : end].tobytes()))
-            hashes.append(last)
-        return hashes
+            yield last
 
     def longest(self, tokens: np.ndarray) -> tuple[int, list[np.ndarray] | None]:
         """The longest cached beginning of `tokens` (at most all but the last token: a prefill
@@ -164,7 +165,7 @@ class PrefixCache:
             for digest in hashes:
                 if self._index.get(digest) == dropped:
                     del self._index[digest]
-        hashes = self._chain(tokens, len(tokens))
+        hashes = list(self._chain(tokens, len(tokens)))
         self._entries[key] = (tokens.copy(), cache, hashes)
         for digest in hashes:
             self._index[digest] = key

@@ -349,7 +349,8 @@ LOGGING = {
 # Concurrent items per run, and how long a running run may go without a heartbeat
 # before another worker takes it over (its worker is presumed dead). The batching engine
 # decodes a run's items in flight together, so more of them fill its batch (16: a
-# generate + judge run 1.45x faster than with 4; docs/benchmarks.md).
+# generate + judge run 1.38x faster than with 4 on the 0.6B shape, 1.44x on the tiny
+# model; docs/benchmarks.md).
 PIPELINE_WORKERS = envint("PIPELINE_WORKERS", 16, minimum=1)
 RUN_STALE_AFTER_S = envint("RUN_STALE_AFTER_S", 60, minimum=2)
 RUN_HEARTBEAT_S = max(1, RUN_STALE_AFTER_S // 6)

@@ -195,6 +195,7 @@ def test_the_cache_grows_and_shrinks_under_running_sequences_without_changing_th
         grown.close()
     assert texts == alone
     rows, positions = zip(*shapes, strict=True)
+    assert len(set(rows)) > 1  # grew in rows as requests joined
     assert max(positions) > 32 and len(set(positions)) > 2  # grew in positions while decoding
     assert grown.batcher._kv.arrays is None  # given back once the batch emptied
 
