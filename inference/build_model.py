@@ -4,6 +4,7 @@
     python -m inference.build_model --preset qwen3-0.6b-shape   # benchmark-sized, random weights
     python -m inference.build_model --from-hf ~/models/Qwen3-0.6B --output data/models/qwen3-0.6b
     python -m inference.build_model --from-hf ~/models/Qwen3-8B --output /models/judge --target cuda  # a GPU host
+    python -m inference.build_model --from-hf ~/models/Qwen3-8B --output /models/judge --target cuda --paged-attention
 
 The tiny model has random weights (a fixed seed) and its own small byte-level BPE
 tokenizer with Qwen3's special tokens and a Qwen3-style chat template. Its text
@@ -168,8 +169,10 @@ def build_hf(shape: Shape, hf_dir: Path, seed: int) -> dict:
 TARGETS = {"cpu": ("fp32", "cpu"), "cuda": ("fp16", "cuda")}
 
 
-def convert(hf_dir: Path, output: Path, cache_dir: Path, target: str = "cpu") -> None:
-    """onnxruntime-genai's builder: HF folder -> model.onnx(+.data), genai_config.json, tokenizer."""
+def convert(hf_dir: Path, output: Path, cache_dir: Path, target: str = "cpu", paged: bool = False) -> None:
+    """onnxruntime-genai's builder: HF folder -> model.onnx(+.data), genai_config.json, tokenizer.
+    `paged`: PagedAttention and an `engine.dynamic_batching` section, for onnxruntime-genai's
+    continuous batching (inference/paged_engine.py); the builder takes it for CUDA only."""
     precision, provider = TARGETS[target]
     command = [
         sys.executable,
@@ -188,6 +191,8 @@ def convert(hf_dir: Path, output: Path, cache_dir: Path, target: str = "cpu") ->
         "-c",
         str(cache_dir),
     ]
+    if paged:
+        command += ["--extra_options", "use_paged_attention=true"]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise BuildError(f"the onnxruntime-genai builder failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
@@ -227,16 +232,19 @@ def build(
     seed: int = SEED,
     target: str = "cpu",
     keep_hf: bool = False,
+    paged: bool = False,
 ) -> Path:
     """Build `output`; with `keep_hf`, a preset's Hugging Face weights stay beside it in
     `output/hf/` (what training starts from: the exact weights the ONNX files serve)."""
     _require_build_deps()
+    if paged and target != "cuda":
+        raise BuildError("--paged-attention needs --target cuda: onnxruntime-genai's PagedAttention runs on CUDA only")
     if output.exists() and any(output.iterdir()):
         if not force:
             raise BuildError(f"{output} exists; pass --force to overwrite it")
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
-    record: dict = {"seed": seed, "target": target}
+    record: dict = {"seed": seed, "target": target, "paged_attention": paged}
     with tempfile.TemporaryDirectory(prefix="shaping-build-") as tmp:
         tmp_path = Path(tmp)
         if from_hf is not None:
@@ -246,7 +254,7 @@ def build(
         else:
             hf_dir = tmp_path / "hf"
             record.update(preset=preset, **build_hf(PRESETS[preset], hf_dir, seed))
-        convert(hf_dir, output, tmp_path / "cache", target)
+        convert(hf_dir, output, tmp_path / "cache", target, paged)
         if keep_hf and from_hf is None:
             shutil.copytree(hf_dir, output / "hf")
             record["hf_sha256"] = hashlib.sha256((output / "hf" / "model.safetensors").read_bytes()).hexdigest()
@@ -267,9 +275,15 @@ def _check_hf(path: Path) -> None:
 
 
 def _versions() -> dict:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {name: version(name) for name in ("torch", "transformers", "onnxruntime-genai", "tokenizers")}
+    found = {}
+    for name in ("torch", "transformers", "onnxruntime-genai", "onnxruntime-genai-cuda", "tokenizers"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:  # the CPU or the CUDA build of onnxruntime-genai, not both
+            continue
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
         help="where the model runs: cpu (fp32) or cuda (fp16, for a GPU host's onnxruntime-genai-cuda)",
     )
     parser.add_argument(
+        "--paged-attention",
+        action="store_true",
+        help="with --target cuda: build for onnxruntime-genai's continuous batching (PagedAttention)",
+    )
+    parser.add_argument(
         "--keep-hf", action="store_true", help="keep a preset's Hugging Face weights in OUTPUT/hf (for training)"
     )
     args = parser.parse_args(argv)
@@ -309,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             target=args.target,
             keep_hf=args.keep_hf,
+            paged=args.paged_attention,
         )
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -276,13 +276,19 @@ def checked_prompt(engine, *, messages: list[dict] | None, prompt: str | None, p
 
 def open_engine(model_dir: str | Path, *, limits: Limits | None = None):
     """The engine for a model folder: the batching `Engine` for a CPU export, and
-    onnxruntime-genai's own runtime (inference/static_engine.py) for one that names an
-    accelerator's execution provider in its genai_config.json."""
+    onnxruntime-genai's own runtime for one that names an accelerator's execution provider in
+    its genai_config.json: its continuous-batching engine for a paged-attention build
+    (inference/paged_engine.py), else one static batch per request (inference/static_engine.py)."""
     model_dir = Path(model_dir)
     config_path = model_dir / "genai_config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{model_dir} is not an onnxruntime-genai model (no genai_config.json)")
-    session_options = json.loads(config_path.read_text())["model"]["decoder"].get("session_options", {})
+    config = json.loads(config_path.read_text())
+    if "dynamic_batching" in (config.get("engine") or {}):
+        from inference.paged_engine import PagedEngine
+
+        return PagedEngine(model_dir, limits=limits)
+    session_options = config["model"]["decoder"].get("session_options", {})
     if session_options.get("provider_options"):
         from inference.static_engine import StaticEngine
 

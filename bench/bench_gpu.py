@@ -1,0 +1,311 @@
+"""Generation on a GPU: onnxruntime-genai's CUDA runtime against a plain transformers generate
+loop, on the same weights and the same GPU, each figure against its baseline in the same run.
+
+1. build: the Qwen3-0.6B-shaped model (random weights, a fixed seed) as a CUDA fp16 export
+   for onnxruntime-genai's generator and as a paged-attention export for its engine, both
+   from one Hugging Face folder, which the transformers stage loads too.
+2. transformers: `model.generate` in fp16, greedy, every request to its full length
+   (min_new_tokens): one request; R requests one after another (a plain generate loop);
+   the same R as one padded batch (that loop's best case, which serving cannot count on:
+   requests arrive apart).
+3. static: onnxruntime-genai's generator (inference/static_engine.py): one request; R one
+   after another.
+4. paged: onnxruntime-genai's engine with dynamic batching (inference/paged_engine.py, the
+   contract the app uses): one request; R one after another; R and 4R concurrent requests;
+   and how often a seeded, sampled completion decoded alone is the same text decoded
+   among others.
+
+Each stage runs in a process of its own (GPU memory is freed between them; a stage that
+fails leaves the others' figures) and appends its figures to --json. Tokens/s counts the
+tokens each request generated.
+
+    python bench/bench_gpu.py --work /tmp/gpu-bench [--stages build,transformers,static,paged]
+        [--requests 8] [--max-tokens 128] [--json FILE]
+    python bench/bench_gpu.py --work /tmp/gpu-dry --dry-run    # the tiny model on the CPU, to check the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+STAGES = ("build", "transformers", "static", "paged")
+
+
+def messages(i: int) -> list[dict]:
+    return [
+        {"role": "system", "content": "You are Aria, a ship's navigator."},
+        {"role": "user", "content": f"Question {i}: where are we headed tonight, and why?"},
+    ]
+
+
+def dirs(work: Path) -> tuple[Path, Path, Path]:
+    """(static export, paged export, Hugging Face weights)."""
+    return work / "static", work / "paged", work / "hf"
+
+
+def record(args, stage: str, rows: list[dict], **extra) -> None:
+    entry = {"stage": stage, "rows": rows, **extra}
+    with open(args.json, "a") as out:
+        out.write(json.dumps(entry) + "\n")
+    for row in rows:
+        print(f"{stage:13} {row['what']:44} {row['tokens']:7d} tok {row['seconds']:8.2f} s {row['tok_s']:9.1f} tok/s")
+    sys.stdout.flush()
+
+
+def row(what: str, tokens: int, seconds: float) -> dict:
+    return {"what": what, "tokens": int(tokens), "seconds": round(seconds, 3), "tok_s": round(tokens / seconds, 1)}
+
+
+def device_name(dry: bool) -> str:
+    if dry:
+        return "cpu (dry run)"
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return f"unknown ({exc})"
+
+
+# --- stages ------------------------------------------------------------------------------
+
+
+def stage_build(args) -> None:
+    from inference.build_model import PRESETS, SEED, build, build_hf
+
+    static, paged, hf = dirs(args.work)
+    target = "cpu" if args.dry_run else "cuda"
+    preset = "tiny" if args.dry_run else "qwen3-0.6b-shape"
+    started = time.monotonic()
+    # The weights first, on their own: the transformers stage needs only them.
+    build_hf(PRESETS[preset], hf, SEED)
+    build(None, static, from_hf=hf, force=True, target=target)
+    built_static = time.monotonic() - started
+    build(None, paged, from_hf=hf, force=True, target=target, paged=not args.dry_run)
+    config_path = paged / "genai_config.json"
+    config = json.loads(config_path.read_text())
+    batching = config.get("engine", {}).get("dynamic_batching")
+    if batching is not None:
+        # The builder sizes the cache at 60% of the GPU's memory; 512 blocks of 256 tokens
+        # (15 GB on this shape) hold every request of this bench.
+        batching.pop("gpu_utilization_factor", None)
+        batching["num_blocks"] = args.num_blocks
+        config_path.write_text(json.dumps(config, indent=4) + "\n")
+    built_paged = time.monotonic() - started - built_static
+    record(args, "build", [], preset=preset, static_s=round(built_static, 1), paged_s=round(built_paged, 1))
+    print(f"build         {preset} for {target}: {built_static:.0f} s, paged {built_paged:.0f} s; {batching}")
+
+
+def stage_transformers(args) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, _, hf = dirs(args.work)
+    device = "cpu" if args.dry_run else "cuda"
+    dtype = torch.float32 if args.dry_run else torch.float16
+    tokenizer = AutoTokenizer.from_pretrained(hf)
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(hf, dtype=dtype).to(device).eval()
+    texts = [tokenizer.apply_chat_template(messages(i), tokenize=False, add_generation_prompt=True) for i in range(64)]
+
+    def generate(batch: list[str]) -> int:
+        encoded = tokenizer(batch, return_tensors="pt", padding=True).to(device)
+        with torch.inference_mode():
+            out = model.generate(
+                **encoded,
+                max_new_tokens=args.max_tokens,
+                min_new_tokens=args.max_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return (out.shape[1] - encoded["input_ids"].shape[1]) * len(batch)
+
+    generate(texts[:1])  # warm-up: kernels, allocator
+    rows = []
+    started = time.perf_counter()
+    tokens = generate(texts[:1])
+    rows.append(row("one request", tokens, time.perf_counter() - started))
+    started = time.perf_counter()
+    tokens = sum(generate([text]) for text in texts[: args.requests])
+    rows.append(row(f"{args.requests} one after another", tokens, time.perf_counter() - started))
+    for size in (args.requests, 4 * args.requests):
+        generate(texts[:size])  # warm-up for this shape
+        started = time.perf_counter()
+        tokens = generate(texts[:size])
+        rows.append(row(f"{size} as one padded batch", tokens, time.perf_counter() - started))
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    record(args, "transformers", rows, torch=torch.__version__, device=name)
+
+
+def stage_static(args) -> None:
+    from inference.engine import SamplingParams
+    from inference.static_engine import StaticEngine
+
+    static, _, _ = dirs(args.work)
+    engine = StaticEngine(static)
+    greedy = SamplingParams(temperature=0, max_tokens=args.max_tokens)
+
+    def one(i: int) -> int:
+        return sum(c.completion_tokens for c in engine.generate(messages=messages(i), params=greedy))
+
+    one(0)  # warm-up
+    rows = []
+    started = time.perf_counter()
+    tokens = one(0)
+    rows.append(row("one request", tokens, time.perf_counter() - started))
+    started = time.perf_counter()
+    tokens = sum(one(i) for i in range(args.requests))
+    rows.append(row(f"{args.requests} one after another", tokens, time.perf_counter() - started))
+    record(args, "static", rows)
+
+
+def concurrently(engine, requests: list[tuple[list[dict], object]]) -> tuple[list, float]:
+    """Every request from a thread of its own, started together: (completions per request, s)."""
+    results: list = [None] * len(requests)
+    errors: list = []
+    gate = threading.Barrier(len(requests) + 1)
+
+    def run(index: int) -> None:
+        gate.wait()
+        try:
+            results[index] = engine.generate(messages=requests[index][0], params=requests[index][1])
+        except Exception as exc:  # reported after the run, with the figures
+            errors.append(f"request {index}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    gate.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {len(requests)} requests failed; first: {errors[0]}")
+    return results, elapsed
+
+
+def stage_paged(args) -> None:
+    from inference.batching import Limits
+    from inference.engine import SamplingParams
+    from inference.paged_engine import PagedEngine
+
+    _, paged, _ = dirs(args.work)
+    engine = PagedEngine(paged, limits=Limits(max_batch=256, max_queue=4096))
+    greedy = SamplingParams(temperature=0, max_tokens=args.max_tokens)
+    tokens_of = lambda results: sum(c.completion_tokens for r in results for c in r)  # noqa: E731
+
+    concurrently(engine, [(messages(i), greedy) for i in range(args.requests)])  # warm-up
+    rows = []
+    started = time.perf_counter()
+    tokens = tokens_of([engine.generate(messages=messages(0), params=greedy)])
+    rows.append(row("one request", tokens, time.perf_counter() - started))
+    started = time.perf_counter()
+    tokens = tokens_of([engine.generate(messages=messages(i), params=greedy) for i in range(args.requests)])
+    rows.append(row(f"{args.requests} one after another", tokens, time.perf_counter() - started))
+    for size in (args.requests, 4 * args.requests, 8 * args.requests):
+        results, elapsed = concurrently(engine, [(messages(i), greedy) for i in range(size)])
+        rows.append(row(f"{size} concurrent", tokens_of(results), elapsed))
+    extra = {"stats": engine.stats(), "limits": {"max_batch": engine.limits.max_batch}}
+    if engine.dynamic:
+        # Seeded, sampled: each request alone, then all of them at once among as many greedy ones.
+        seeded = [(messages(i), SamplingParams(max_tokens=args.max_tokens, seed=100 + i)) for i in range(args.requests)]
+        alone = [engine.generate(messages=m, params=p)[0].text for m, p in seeded]
+        again = [engine.generate(messages=m, params=p)[0].text for m, p in seeded]
+        mixed, _ = concurrently(engine, seeded + [(messages(50 + i), greedy) for i in range(args.requests)])
+        batched = [r[0].text for r in mixed[: args.requests]]
+        extra["seeded_repeat_same"] = sum(a == b for a, b in zip(alone, again, strict=True))
+        extra["seeded_alone_vs_batched_same"] = sum(a == b for a, b in zip(alone, batched, strict=True))
+        extra["seeded_requests"] = args.requests
+        print(
+            f"paged         seeded completions: alone twice {extra['seeded_repeat_same']}/{args.requests} the same; "
+            f"alone vs batched {extra['seeded_alone_vs_batched_same']}/{args.requests} the same"
+        )
+    engine.close()
+    record(args, "paged", rows, **extra)
+
+
+# --- driver ------------------------------------------------------------------------------
+
+
+def summary(path: Path) -> None:
+    """The headline ratios, from the stages' figures in this run."""
+    figures = {}
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        for r in entry["rows"]:
+            figures[(entry["stage"], r["what"])] = r["tok_s"]
+    print("\nratios (tokens/s over tokens/s, same run)")
+    pairs = [
+        (("static", "one request"), ("transformers", "one request")),
+        (("paged", "one request"), ("transformers", "one request")),
+    ]
+    requests = [what for stage, what in figures if stage == "paged" and what.endswith("concurrent")]
+    loop = next((what for stage, what in figures if stage == "transformers" and "after another" in what), None)
+    padded = sorted(what for stage, what in figures if stage == "transformers" and "padded" in what)
+    for what in requests:
+        pairs.append((("paged", what), ("transformers", loop)))
+        size = what.split()[0]
+        match = next((p for p in padded if p.split()[0] == size), None)
+        if match:
+            pairs.append((("paged", what), ("transformers", match)))
+    for (a_stage, a), (b_stage, b) in pairs:
+        if (a_stage, a) in figures and (b_stage, b) in figures:
+            print(f"  {a_stage} {a:22} / {b_stage} {b:26} = {figures[(a_stage, a)] / figures[(b_stage, b)]:.2f}x")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, required=True, help="where the models are built")
+    parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument("--stage", help=argparse.SUPPRESS)  # one stage, in this process
+    parser.add_argument("--requests", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--num-blocks", type=int, default=512, help="the paged export's cache blocks")
+    parser.add_argument("--json", type=Path, help="figures, one line per stage (default WORK/figures.jsonl)")
+    parser.add_argument("--dry-run", action="store_true", help="the tiny model on the CPU: checks the script")
+    args = parser.parse_args(argv)
+    args.json = args.json or args.work / "figures.jsonl"
+    if args.stage:
+        {"build": stage_build, "transformers": stage_transformers, "static": stage_static, "paged": stage_paged}[
+            args.stage
+        ](args)
+        return 0
+    args.work.mkdir(parents=True, exist_ok=True)
+    print(f"device: {device_name(args.dry_run)}; {args.requests} requests, {args.max_tokens} tokens each")
+    failed = []
+    for stage in args.stages.split(","):
+        command = [sys.executable, __file__, "--stage", stage, "--work", str(args.work), "--json", str(args.json)]
+        command += ["--requests", str(args.requests), "--max-tokens", str(args.max_tokens)]
+        command += ["--num-blocks", str(args.num_blocks)]
+        command += ["--dry-run"] if args.dry_run else []
+        started = time.monotonic()
+        result = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)
+        if result.returncode != 0:
+            failed.append(stage)
+            print(f"{stage}: FAILED (exit {result.returncode}) after {time.monotonic() - started:.0f} s")
+    if args.json.is_file():
+        summary(args.json)
+    if failed:
+        print(f"failed stages: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
