@@ -222,6 +222,28 @@ def stage_paged(args) -> None:
     for size in (args.requests, 4 * args.requests, 8 * args.requests):
         results, elapsed = concurrently(engine, [(messages(i), greedy) for i in range(size)])
         rows.append(row(f"{size} concurrent", tokens_of(results), elapsed))
+    # The judge: guided, greedy, one completion per request (inference/judging.py).
+    from inference.judging import run_judge
+
+    rubric = {"criteria": [{"key": "in_character", "scale_min": 1, "scale_max": 5}]}
+    answer = "North, past the reef, if the wind holds. " * 4
+    judges = 2 * args.requests
+    run_judge(engine, rubric, messages(0), answer)  # warm-up
+    before = engine.stats()["tokens"]
+    started = time.perf_counter()
+    for i in range(judges):
+        run_judge(engine, rubric, messages(i), answer)
+    rows.append(
+        row(f"{judges} judges one after another", engine.stats()["tokens"] - before, time.perf_counter() - started)
+    )
+    before = engine.stats()["tokens"]
+    started = time.perf_counter()
+    threads = [threading.Thread(target=run_judge, args=(engine, rubric, messages(i), answer)) for i in range(judges)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rows.append(row(f"{judges} judges concurrent", engine.stats()["tokens"] - before, time.perf_counter() - started))
     extra = {"stats": engine.stats(), "limits": {"max_batch": engine.limits.max_batch}}
     if engine.dynamic:
         # Seeded, sampled: each request alone, then all of them at once among as many greedy ones.
@@ -265,6 +287,9 @@ def summary(path: Path) -> None:
         match = next((p for p in padded if p.split()[0] == size), None)
         if match:
             pairs.append((("paged", what), ("transformers", match)))
+    judges = [what for stage, what in figures if stage == "paged" and "judges" in what]
+    if len(judges) == 2:
+        pairs.append((("paged", judges[1]), ("paged", judges[0])))
     for (a_stage, a), (b_stage, b) in pairs:
         if (a_stage, a) in figures and (b_stage, b) in figures:
             print(f"  {a_stage} {a:22} / {b_stage} {b:26} = {figures[(a_stage, a)] / figures[(b_stage, b)]:.2f}x")
