@@ -3,7 +3,8 @@
     engine.py        generation over a Qwen3 ONNX folder, batched across requests (Django-free)
     batching.py      the engine's scheduler: requests join and leave one running batch
     sampling.py      the next token: guidance mask, temperature, top-k, top-p, per-sequence seeds
-    static_engine.py onnxruntime-genai's own runtime, for models exported for a GPU
+    static_engine.py onnxruntime-genai's generator, for GPU exports without paged attention
+    paged_engine.py  onnxruntime-genai's continuous-batching engine, for paged-attention GPU exports
     judging.py       the judge's prompt, its guidance and the answer parser (Django-free)
     backends/        one interface, three backends: Triton (gRPC streaming), in-process, OpenAI-compatible
     triton_server.py the bundled CPU tritonserver: start, watch, stop
