@@ -266,6 +266,71 @@ class Job:
         return self.params.n
 
 
+def tokens_per_s(recent) -> float:
+    """Tokens a second over recent steps, given as (monotonic time, tokens) pairs."""
+    recent = list(recent)
+    if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
+        return sum(tokens for _, tokens in recent[1:]) / (recent[-1][0] - recent[0][0])
+    return 0.0
+
+
+class FairQueue:
+    """Requests waiting for the batch, in the order they are admitted: interactive ones (a
+    reviewer waiting) first, then one request per client (a run) in turn. Not thread-safe:
+    its engine holds its lock around every call."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._waiting: dict[str, deque] = {}  # per client, in arrival order
+        self._turns: deque[str] = deque()  # clients in the order they are served next
+        self.count = 0
+
+    def push(self, job) -> None:
+        """Queue `job` (with .client and .priority), or refuse it with EngineBusy when full."""
+        if self.count >= self.limit:
+            raise EngineBusy(f"the engine's queue is full ({self.count} requests waiting); retry later")
+        key = INTERACTIVE if job.priority == INTERACTIVE else job.client
+        if key not in self._waiting:
+            self._waiting[key] = deque()
+            if key == INTERACTIVE:
+                self._turns.appendleft(key)
+            else:
+                self._turns.append(key)
+        self._waiting[key].append(job)
+        self.count += 1
+
+    def admit(self, fits, gone) -> list:
+        """The waiting requests that `fits(job)` takes, in order. The head of the line waits
+        for room: nobody behind it jumps it, so nobody starves. Requests cancelled while
+        waiting (`job.cancelled` set) leave through `gone(job)`."""
+        admitted = []
+        while self._turns:
+            key = self._turns[0]
+            jobs = self._waiting[key]
+            while jobs and jobs[0].cancelled.is_set():
+                self.count -= 1
+                gone(jobs.popleft())
+            if jobs:
+                if not fits(jobs[0]):
+                    break
+                self.count -= 1
+                admitted.append(jobs.popleft())
+            if not jobs:
+                del self._waiting[key]
+                self._turns.popleft()
+            elif key != INTERACTIVE:
+                self._turns.rotate(-1)
+        return admitted
+
+    def drain(self) -> list:
+        """Every waiting request, taken out of the queue."""
+        jobs = [job for waiting in self._waiting.values() for job in waiting]
+        self._waiting.clear()
+        self._turns.clear()
+        self.count = 0
+        return jobs
+
+
 class Batcher:
     def __init__(
         self, session, spec: ModelSpec, tokenizer, eos_ids: set[int], limits: Limits, *, context_length: int, vocab: int
@@ -277,9 +342,7 @@ class Batcher:
         self.limits = limits
         self.context_length = context_length
         self._cond = threading.Condition()
-        self._waiting: dict[str, deque[Job]] = {}  # per client, in arrival order
-        self._turns: deque[str] = deque()  # clients in the order they are served next
-        self._queued = 0
+        self._queue = FairQueue(limits.max_queue)
         self._rows: list[Sequence] = []  # row i of the cache is self._rows[i]'s
         self._kv = KVBuffer(spec, limits.max_batch, context_length)
         self._closed = False
@@ -307,17 +370,7 @@ class Batcher:
         with self._cond:
             if self._closed:
                 raise InferenceError("the engine is shut down")
-            if self._queued >= self.limits.max_queue:
-                raise EngineBusy(f"the engine's queue is full ({self._queued} requests waiting); retry later")
-            key = INTERACTIVE if job.priority == INTERACTIVE else job.client
-            if key not in self._waiting:
-                self._waiting[key] = deque()
-                if key == INTERACTIVE:
-                    self._turns.appendleft(key)
-                else:
-                    self._turns.append(key)
-            self._waiting[key].append(job)
-            self._queued += 1
+            self._queue.push(job)
             self.counters["requests"] += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
@@ -326,16 +379,12 @@ class Batcher:
 
     def stats(self) -> dict:
         with self._cond:
-            recent = list(self._recent)
-            rate = 0.0
-            if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
-                rate = sum(t for _, t in recent[1:]) / (recent[-1][0] - recent[0][0])
             return {
                 "batch": len(self._rows),
-                "queue": self._queued,
+                "queue": self._queue.count,
                 "max_batch": self.limits.max_batch,
                 "max_queue": self.limits.max_queue,
-                "tokens_per_s": round(rate, 1),
+                "tokens_per_s": round(tokens_per_s(self._recent), 1),
                 "prefix_cache_mb": round((self.prefix.bytes if self.prefix else 0) / 2**20, 1),
                 **self.counters,
                 "prefill_s": round(self.counters["prefill_s"], 3),
@@ -355,7 +404,7 @@ class Batcher:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and not self._rows and not self._queued:
+                while not self._closed and not self._rows and not self._queue.count:
                     self._cond.wait()
                 if self._closed:
                     self._fail_all(InferenceError("the engine is shut down"))
@@ -380,30 +429,20 @@ class Batcher:
         head of the line waits for room: nobody smaller jumps it, so nobody starves."""
         room = self.limits.max_batch - len(self._rows)
         budget = self.limits.max_step_tokens
-        admitted: list[Job] = []
-        while self._turns:
-            key = self._turns[0]
-            jobs = self._waiting[key]
-            while jobs and jobs[0].cancelled.is_set():  # gone before it started
-                self._queued -= 1
-                self._finish_job(jobs.popleft(), cancelled=True)
-            if jobs:
-                job = jobs[0]
-                alone = not admitted and not self._rows  # a prompt over the budget still runs, alone
-                if job.n > room or (len(job.tokens) > budget and not alone):
-                    break
-                jobs.popleft()
-                self._queued -= 1
-                job.admitted_at = time.monotonic()
-                admitted.append(job)
-                room -= job.n
-                budget -= len(job.tokens)
-            if not jobs:
-                del self._waiting[key]
-                self._turns.popleft()
-            elif key != INTERACTIVE:
-                self._turns.rotate(-1)
-        return admitted
+        taken = 0
+
+        def fits(job: Job) -> bool:
+            nonlocal room, budget, taken
+            alone = not taken and not self._rows  # a prompt over the budget still runs, alone
+            if job.n > room or (len(job.tokens) > budget and not alone):
+                return False
+            job.admitted_at = time.monotonic()
+            room -= job.n
+            budget -= len(job.tokens)
+            taken += 1
+            return True
+
+        return self._queue.admit(fits, lambda job: self._finish_job(job, cancelled=True))
 
     def _prefill(self, job: Job) -> None:
         """Run the prompt once, copy its cache for the job's n sequences, choose their first
@@ -673,9 +712,5 @@ class Batcher:
 
     def _fail_all(self, error: Exception) -> None:
         self._fail_batch(error)
-        for jobs in self._waiting.values():
-            for job in jobs:
-                self._fail_job(job, error)
-        self._waiting.clear()
-        self._turns.clear()
-        self._queued = 0
+        for job in self._queue.drain():
+            self._fail_job(job, error)

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.batching import INTERACTIVE, Completion, EngineBusy, Limits, apply_stop
+from inference.batching import Completion, FairQueue, Limits, apply_stop, tokens_per_s
 from inference.engine import POLL_S, OnStep, SamplingParams, checked_prompt
 from inference.errors import InferenceError, InvalidRequest
 
@@ -84,9 +84,7 @@ class PagedEngine:
         self.context_length = int(config["model"]["context_length"])
         limits = limits or Limits()
         self._cond = threading.Condition()
-        self._waiting: dict[str, deque[_Job]] = {}
-        self._turns: deque[str] = deque()
-        self._queued = 0
+        self._queue = FairQueue(limits.max_queue)
         self._jobs: list[_Job] = []  # admitted, with sequences in flight
         self._owners: dict[int, tuple[_Job, int]] = {}  # id(og request) -> (job, index)
         self._closed = False
@@ -179,16 +177,12 @@ class PagedEngine:
     def stats(self) -> dict:
         """The batch now: sequences decoding, requests waiting, recent tokens/s."""
         with self._cond:
-            recent = list(self._recent)
-            rate = 0.0
-            if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
-                rate = sum(t for _, t in recent[1:]) / (recent[-1][0] - recent[0][0])
             return {
                 "batch": len(self._owners),
-                "queue": self._queued,
+                "queue": self._queue.count,
                 "max_batch": self.limits.max_batch,
                 "max_queue": self.limits.max_queue,
-                "tokens_per_s": round(rate, 1),
+                "tokens_per_s": round(tokens_per_s(self._recent), 1),
                 "dynamic_batching": self.dynamic,
                 **self.counters,
                 "decode_s": round(self.counters["decode_s"], 3),
@@ -207,14 +201,7 @@ class PagedEngine:
         with self._cond:
             if self._closed:
                 raise InferenceError("the engine is shut down")
-            if self._queued >= self.limits.max_queue:
-                raise EngineBusy(f"the engine's queue is full ({self._queued} requests waiting); retry later")
-            key = INTERACTIVE if job.priority == INTERACTIVE else job.client
-            if key not in self._waiting:
-                self._waiting[key] = deque()
-                (self._turns.appendleft if key == INTERACTIVE else self._turns.append)(key)
-            self._waiting[key].append(job)
-            self._queued += 1
+            self._queue.push(job)
             self.counters["requests"] += 1
             self._cond.notify()
 
@@ -256,7 +243,7 @@ class PagedEngine:
     def _loop(self, buffer) -> None:
         while True:
             with self._cond:
-                while not self._closed and not self._owners and not self._queued:
+                while not self._closed and not self._owners and not self._queue.count:
                     self._cond.wait()
                 if self._closed:
                     break
@@ -282,39 +269,27 @@ class PagedEngine:
         for job in list(self._jobs):
             self._fail(job, InferenceError("the engine is shut down"))
         with self._cond:
-            for jobs in self._waiting.values():
-                for job in jobs:
-                    job.events.put(("error", 0, InferenceError("the engine is shut down")))
-            self._waiting.clear()
-            self._turns.clear()
-            self._queued = 0
+            for job in self._queue.drain():
+                job.events.put(("error", 0, InferenceError("the engine is shut down")))
 
     def _admit(self) -> list[_Job]:
-        """Waiting requests that fit, interactive first, then one per client in turn; the head
-        of the line waits for room, so nobody starves. Called with the lock held."""
+        """Waiting requests that fit in the batch, in the queue's fair order. Called with the
+        lock held."""
         room = self.limits.max_batch - len(self._owners)
-        admitted: list[_Job] = []
-        while self._turns:
-            key = self._turns[0]
-            jobs = self._waiting[key]
-            while jobs and jobs[0].cancelled.is_set():  # gone before it started
-                self._queued -= 1
-                gone = jobs.popleft()
-                for i in range(gone.params.n):
-                    gone.events.put(("finish", i, "cancelled"))
-            if jobs:
-                if jobs[0].params.n > room:
-                    break
-                job = jobs.popleft()
-                self._queued -= 1
-                admitted.append(job)
-                room -= job.params.n
-            if not jobs:
-                del self._waiting[key]
-                self._turns.popleft()
-            elif key != INTERACTIVE:
-                self._turns.rotate(-1)
-        return admitted
+
+        def fits(job: _Job) -> bool:
+            nonlocal room
+            if job.params.n > room:
+                return False
+            room -= job.params.n
+            return True
+
+        return self._queue.admit(fits, self._gone)
+
+    @staticmethod
+    def _gone(job: _Job) -> None:
+        for index in range(job.params.n):
+            job.events.put(("finish", index, "cancelled"))
 
     def _options(self, request, params: SamplingParams, index: int):
         options = self.og.TurnOptions(request)
@@ -336,8 +311,7 @@ class PagedEngine:
         """One og request per sequence. A request the engine refuses (guidance that does not
         compile, a prompt over its limits) fails alone, with what the engine said."""
         if job.cancelled.is_set():
-            for i in range(job.params.n):
-                job.events.put(("finish", i, "cancelled"))
+            self._gone(job)
             return
         self._jobs.append(job)
         for index in range(job.params.n):

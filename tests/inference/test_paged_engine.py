@@ -54,16 +54,33 @@ def test_concurrent_requests_each_get_the_text_they_get_alone(engine):
             client=f"run-{i % 2}",
         )
 
+    # A long request holds two of the CPU scheduler's four rows while the six arrive, so they
+    # join a running batch and wait their turn, whatever the threads' timing.
+    done = threading.Event()
+    long = threading.Thread(
+        target=engine.generate,
+        kwargs={
+            "messages": messages(9),
+            "params": SamplingParams(temperature=0, max_tokens=4000, n=2),
+            "is_cancelled": done.is_set,
+        },
+    )
+    long.start()
+    deadline = time.monotonic() + 10
+    while engine.stats()["batch"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.002)
     threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    done.set()
+    long.join()
     for i in range(6):
         assert [c.text for c in together[i]] == [c.text for c in alone[i]]
         assert [streamed[i][c.index] for c in together[i]] == [c.text for c in together[i]]  # the stream is the text
         assert all(c.completion_tokens == 16 and c.finish_reason == "length" for c in together[i])
-    assert engine.stats()["peak_batch"] == 4  # the CPU scheduler's batch; more waited their turn
+    assert engine.stats()["peak_batch"] == 4  # the CPU scheduler's batch: the long request and one more
     assert engine.stats()["batch"] == 0
 
 
