@@ -11,9 +11,12 @@ loop, on the same weights and the same GPU, each figure against its baseline in 
 3. static: onnxruntime-genai's generator (inference/static_engine.py): one request; R one
    after another.
 4. paged: onnxruntime-genai's engine with dynamic batching (inference/paged_engine.py, the
-   contract the app uses): one request; R one after another; R and 4R concurrent requests;
-   and how often a seeded, sampled completion decoded alone is the same text decoded
-   among others.
+   contract the app uses): one request; R one after another; R, 4R and 8R concurrent
+   requests; 2R judge requests one after another and concurrent; and how often a seeded,
+   sampled completion decoded alone is the same text decoded among others.
+5. raw: the same engine driven directly from one thread (no contract, no thread per
+   request): what paged_engine.py adds to a step; and whether the engine's step lets other
+   Python threads run (a counting thread's rate during steps against its rate alone).
 
 Each stage runs in a process of its own (GPU memory is freed between them; a stage that
 fails leaves the others' figures) and appends its figures to --json. Tokens/s counts the
@@ -38,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-STAGES = ("build", "transformers", "static", "paged")
+STAGES = ("build", "transformers", "static", "paged", "raw")
 
 
 def messages(i: int) -> list[dict]:
@@ -263,6 +266,81 @@ def stage_paged(args) -> None:
     record(args, "paged", rows, **extra)
 
 
+def stage_raw(args) -> None:
+    import numpy as np
+    import onnxruntime_genai as og
+
+    from inference.engine import prompt_text
+
+    _, paged, _ = dirs(args.work)
+    model = og.Model(og.Config(str(paged)))
+    tokenizer = og.Tokenizer(model)
+    engine = og.Engine(model)
+    buffer = engine.create_event_buffer(1024)
+    token_flag = int(og.EngineEventFlags.TOKEN)
+
+    def run(count: int) -> tuple[int, float, int]:
+        requests = []
+        for i in range(count):
+            request = engine.create_request()
+            options = og.TurnOptions(request)
+            options.set_max_generated_tokens(args.max_tokens)
+            options.set_do_sample(False)
+            text = prompt_text(messages=messages(i), prompt=None, enable_thinking=False)
+            request.begin_turn(np.asarray(tokenizer.encode(text), dtype=np.int32), options)
+            requests.append(request)
+        tokens = steps = 0
+        started = time.perf_counter()
+        while engine.has_pending_requests():
+            tokens += sum(1 for event in engine.run(buffer) if int(event.flags) & token_flag)
+            steps += 1
+        elapsed = time.perf_counter() - started
+        for request in requests:
+            request.close()
+        return tokens, elapsed, steps
+
+    run(args.requests)  # warm-up
+    rows = []
+    tokens, elapsed, steps = run(1)
+    rows.append(row("one request", tokens, elapsed))
+    step_ms = 1000 * elapsed / steps
+    for size in (args.requests, 8 * args.requests):
+        tokens, elapsed, _ = run(size)
+        rows.append(row(f"{size} concurrent", tokens, elapsed))
+
+    # Does a step hold the interpreter? Count in another thread during steps and alone.
+    counted = [0]
+    stop = threading.Event()
+
+    def count() -> None:
+        while not stop.is_set():
+            counted[0] += 1
+
+    def counting_rate(work) -> float:
+        counted[0] = 0
+        stop.clear()
+        thread = threading.Thread(target=count)
+        started = time.perf_counter()
+        thread.start()
+        work()
+        stop.set()
+        thread.join()
+        return counted[0] / (time.perf_counter() - started)
+
+    alone = counting_rate(lambda: time.sleep(0.5))
+    during = counting_rate(lambda: run(1))
+    extra = {
+        "one_request_step_ms": round(step_ms, 2),
+        "count_rate_alone": round(alone),
+        "count_rate_during": round(during),
+    }
+    print(
+        f"raw           one request: {step_ms:.2f} ms a step; a counting thread ran at "
+        f"{during / alone:.2f} of its rate alone during steps"
+    )
+    record(args, "raw", rows, **extra)
+
+
 # --- driver ------------------------------------------------------------------------------
 
 
@@ -287,6 +365,8 @@ def summary(path: Path) -> None:
         match = next((p for p in padded if p.split()[0] == size), None)
         if match:
             pairs.append((("paged", what), ("transformers", match)))
+    for what in ("one request", *requests):
+        pairs.append((("paged", what), ("raw", what)))
     judges = [what for stage, what in figures if stage == "paged" and "judges" in what]
     if len(judges) == 2:
         pairs.append((("paged", judges[1]), ("paged", judges[0])))
@@ -302,15 +382,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", help=argparse.SUPPRESS)  # one stage, in this process
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument(
+        "--switch-interval", type=float, help="the interpreter's thread switch interval, s (default 0.005)"
+    )
     parser.add_argument("--num-blocks", type=int, default=512, help="the paged export's cache blocks")
     parser.add_argument("--json", type=Path, help="figures, one line per stage (default WORK/figures.jsonl)")
     parser.add_argument("--dry-run", action="store_true", help="the tiny model on the CPU: checks the script")
     args = parser.parse_args(argv)
     args.json = args.json or args.work / "figures.jsonl"
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     if args.stage:
-        {"build": stage_build, "transformers": stage_transformers, "static": stage_static, "paged": stage_paged}[
-            args.stage
-        ](args)
+        stages = {"build": stage_build, "transformers": stage_transformers, "static": stage_static}
+        stages |= {"paged": stage_paged, "raw": stage_raw}
+        stages[args.stage](args)
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
     print(f"device: {device_name(args.dry_run)}; {args.requests} requests, {args.max_tokens} tokens each")
@@ -319,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, __file__, "--stage", stage, "--work", str(args.work), "--json", str(args.json)]
         command += ["--requests", str(args.requests), "--max-tokens", str(args.max_tokens)]
         command += ["--num-blocks", str(args.num_blocks)]
+        command += ["--switch-interval", str(args.switch_interval)] if args.switch_interval else []
         command += ["--dry-run"] if args.dry_run else []
         started = time.monotonic()
         result = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)
