@@ -82,9 +82,8 @@ class PagedEngine:
         config = json.loads(config_path.read_text())
         self.dynamic = is_paged_export(config)
         self.context_length = int(config["model"]["context_length"])
-        limits = limits or Limits()
         self._cond = threading.Condition()
-        self._queue = FairQueue(limits.max_queue)
+        self._queue = FairQueue((limits or Limits()).max_queue)
         self._jobs: list[_Job] = []  # admitted, with sequences in flight
         self._owners: dict[int, tuple[_Job, int]] = {}  # id(og request) -> (job, index)
         self._closed = False
@@ -217,7 +216,7 @@ class PagedEngine:
 
     # --- the driver thread ----------------------------------------------------------------
 
-    def _run(self, limits: Limits) -> None:
+    def _run(self, limits: Limits | None) -> None:
         og = self.og
         try:
             self.model = og.Model(og.Config(str(self.model_dir)))
@@ -225,11 +224,13 @@ class PagedEngine:
             self.eos_ids = {int(t) for t in np.atleast_1d(self.tokenizer.eos_token_ids)}
             self.engine = og.Engine(self.model)
             configured = int(self.engine.get_capabilities().configured_max_batch_size) or 1
-            # The engine's own batch (genai_config's max_batch_size) caps what is worth admitting.
+            # The build's own batch (genai_config's max_batch_size) is the default and the cap:
+            # the CPU batcher's default of 16 is no guide to a GPU.
+            given = limits or Limits(max_batch=configured)
             self.limits = Limits(
-                max_batch=min(limits.max_batch, configured),
-                max_step_tokens=limits.max_step_tokens,
-                max_queue=limits.max_queue,
+                max_batch=min(given.max_batch, configured),
+                max_step_tokens=given.max_step_tokens,
+                max_queue=given.max_queue,
                 prefix_cache_mb=0,
             )
             buffer = self.engine.create_event_buffer(EVENT_BUFFER)
