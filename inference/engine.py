@@ -284,9 +284,9 @@ def open_engine(model_dir: str | Path, *, limits: Limits | None = None):
     if not config_path.is_file():
         raise FileNotFoundError(f"{model_dir} is not an onnxruntime-genai model (no genai_config.json)")
     config = json.loads(config_path.read_text())
-    if "dynamic_batching" in (config.get("engine") or {}):
-        from inference.paged_engine import PagedEngine
+    from inference.paged_engine import PagedEngine, is_paged_export  # it imports this module
 
+    if is_paged_export(config):
         return PagedEngine(model_dir, limits=limits)
     session_options = config["model"]["decoder"].get("session_options", {})
     if session_options.get("provider_options"):

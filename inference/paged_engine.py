@@ -64,6 +64,7 @@ class _Job:
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     stopped: set[int] = field(default_factory=set)  # sequences the caller ended (a stop string)
+    ending: set[int] = field(default_factory=set)  # sequences whose turn the driver has cancelled
     live: dict[int, tuple] = field(default_factory=dict)  # index -> (og request, turn id), on the driver
 
 
@@ -240,6 +241,9 @@ class PagedEngine:
             return
         self._loaded.set()
         self._loop(buffer)
+        # og.Engine answers only this thread: let it go here, not wherever it is collected.
+        del buffer
+        self.engine = None
 
     def _loop(self, buffer) -> None:
         while True:
@@ -329,12 +333,14 @@ class PagedEngine:
                 self._owners[id(request)] = (job, index)
 
     def _end_unwanted(self) -> None:
-        """Cancel the turns of sequences their callers no longer want."""
+        """Cancel, once, the turns of sequences their callers no longer want; each leaves with
+        its TURN_FINISHED event."""
         for job in list(self._jobs):
             wanted = not job.cancelled.is_set()
             for index, (request, turn) in list(job.live.items()):
-                if not wanted or index in job.stopped:
+                if (not wanted or index in job.stopped) and index not in job.ending:
                     request.cancel_turn(turn)
+                    job.ending.add(index)
 
     def _dispatch(self, events) -> None:
         og = self.og

@@ -109,12 +109,14 @@ def test_a_caller_whose_stream_fails_leaves_the_batch(engine):
     def broken(pieces):
         raise ConnectionError("the client went away")
 
+    before = engine.stats()["tokens"]
     with pytest.raises(ConnectionError):
         engine.generate(messages=messages(0), params=SamplingParams(temperature=0, max_tokens=4000), on_step=broken)
     deadline = time.monotonic() + 10
     while engine.stats()["batch"] and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert engine.stats()["batch"] == 0  # cancelled at the next step, not decoded to its end
+    assert engine.stats()["batch"] == 0
+    assert engine.stats()["tokens"] - before < 4000  # cancelled on the way, not decoded to its end
 
 
 def test_guidance_is_followed_and_bad_guidance_fails_alone(engine):
