@@ -270,9 +270,11 @@ def stage_raw(args) -> None:
     import numpy as np
     import onnxruntime_genai as og
 
+    from inference.chat_template import ChatTemplate
     from inference.engine import prompt_text
 
     _, paged, _ = dirs(args.work)
+    template = ChatTemplate.from_model_dir(paged)
     model = og.Model(og.Config(str(paged)))
     tokenizer = og.Tokenizer(model)
     engine = og.Engine(model)
@@ -286,7 +288,7 @@ def stage_raw(args) -> None:
             options = og.TurnOptions(request)
             options.set_max_generated_tokens(args.max_tokens)
             options.set_do_sample(False)
-            text = prompt_text(messages=messages(i), prompt=None, enable_thinking=False)
+            text = prompt_text(template, messages=messages(i), prompt=None, enable_thinking=False)
             request.begin_turn(np.asarray(tokenizer.encode(text), dtype=np.int32), options)
             requests.append(request)
         tokens = steps = 0

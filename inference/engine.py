@@ -24,12 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from inference.batching import Batcher, Completion, Job, Limits, ModelSpec, apply_stop  # noqa: F401 (re-exported)
+from inference.chat_template import ChatTemplate, check_messages  # noqa: F401 (re-exported)
 from inference.errors import InvalidRequest
 
 GUIDANCE_TYPES = ("regex", "json_schema", "lark_grammar")
 MAX_N = 16
-IM_START, IM_END = "<|im_start|>", "<|im_end|>"
-EMPTY_THINK = "<think>\n\n</think>\n\n"
 
 POLL_S = 0.1  # how often a waiting caller checks whether its client went away
 OnStep = Callable[[dict[int, str]], None]  # {sequence index: new text} after each decoding step
@@ -99,35 +98,6 @@ def _number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def render_chat(messages: list[dict], *, enable_thinking: bool = False, add_generation_prompt: bool = True) -> str:
-    """Qwen3's chat template (ChatML) in Python, so every backend renders it the same.
-
-    As Qwen3's own template does, earlier assistant turns keep only their answer (the
-    thinking is dropped), and with thinking off the generation prompt carries an
-    empty think block so the model answers directly.
-    """
-    check_messages(messages)
-    parts = []
-    for message in messages:
-        content = message["content"]
-        if message["role"] == "assistant" and "</think>" in content:
-            content = content.rsplit("</think>", 1)[1].lstrip("\n")
-        parts.append(f"{IM_START}{message['role']}\n{content}{IM_END}\n")
-    if add_generation_prompt:
-        parts.append(f"{IM_START}assistant\n" + ("" if enable_thinking else EMPTY_THINK))
-    return "".join(parts)
-
-
-def check_messages(messages) -> None:
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("messages must be a non-empty list of {role, content}")
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-            raise InvalidRequest(f"messages[{i}] must have a string content")
-        if message.get("role") not in ("system", "user", "assistant"):
-            raise InvalidRequest(f"messages[{i}].role must be system, user or assistant")
-
-
 class Engine:
     """One loaded model, shared by every caller: concurrent `generate` calls are decoded
     together by its batcher (inference/batching.py). Thread-safe."""
@@ -140,6 +110,7 @@ class Engine:
         if not (self.model_dir / "genai_config.json").is_file():
             raise FileNotFoundError(f"{self.model_dir} is not an onnxruntime-genai model (no genai_config.json)")
         config = json.loads((self.model_dir / "genai_config.json").read_text())["model"]
+        self.chat_template = ChatTemplate.from_model_dir(self.model_dir)  # refused before the model loads
         self.context_length = int(config["context_length"])
         # onnxruntime's default thread count left one of two cores idle here (measured:
         # bench/bench_inference.py); use every core unless INFERENCE_THREADS says otherwise.
@@ -249,22 +220,27 @@ class Engine:
         return [matcher] + [matcher.deep_copy() for _ in range(params.n - 1)]
 
 
-def prompt_text(*, messages: list[dict] | None, prompt: str | None, enable_thinking: bool) -> str:
-    """The text the model continues: a raw prompt, or the messages in the chat template."""
+def prompt_text(
+    template: ChatTemplate, *, messages: list[dict] | None, prompt: str | None, enable_thinking: bool
+) -> str:
+    """The text the model continues: a raw prompt, or the messages in the model's chat template."""
     if (messages is None) == (prompt is None):
         raise InvalidRequest("give exactly one of messages or prompt")
     if prompt is not None:
         if not isinstance(prompt, str) or not prompt:
             raise InvalidRequest("prompt must be a non-empty string")
+        if enable_thinking and not template.supports_thinking:
+            raise InvalidRequest("this model's chat template has no thinking mode: send enable_thinking false")
         return prompt
-    return render_chat(messages, enable_thinking=enable_thinking)
+    return template.render(messages, enable_thinking=enable_thinking)
 
 
 def checked_prompt(engine, *, messages: list[dict] | None, prompt: str | None, params: SamplingParams) -> np.ndarray:
     """The prompt's tokens for `engine` (encode, context_length), once the request is checked:
     valid parameters, and room in the context for max_tokens after the prompt."""
     params.validate()
-    tokens = engine.encode(prompt_text(messages=messages, prompt=prompt, enable_thinking=params.enable_thinking))
+    text = prompt_text(engine.chat_template, messages=messages, prompt=prompt, enable_thinking=params.enable_thinking)
+    tokens = engine.encode(text)
     room = engine.context_length - len(tokens)
     if params.max_tokens > room:
         raise InvalidRequest(

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.batching import Completion, FairQueue, Limits, apply_stop, tokens_per_s
+from inference.chat_template import ChatTemplate
 from inference.engine import POLL_S, OnStep, SamplingParams, checked_prompt
 from inference.errors import InferenceError, InvalidRequest
 
@@ -83,6 +84,7 @@ class PagedEngine:
         config = json.loads(config_path.read_text())
         self.dynamic = is_paged_export(config)
         self.context_length = int(config["model"]["context_length"])
+        self.chat_template = ChatTemplate.from_model_dir(self.model_dir)
         self._cond = threading.Condition()
         self._queue = FairQueue((limits or Limits()).max_queue)
         self._jobs: list[_Job] = []  # admitted, with sequences in flight

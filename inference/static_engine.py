@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.chat_template import ChatTemplate
 from inference.engine import Completion, OnStep, SamplingParams, apply_stop, checked_prompt
 from inference.errors import InvalidRequest
 
@@ -36,6 +37,7 @@ class StaticEngine:
             raise FileNotFoundError(f"{self.model_dir} is not an onnxruntime-genai model (no genai_config.json)")
         config = json.loads((self.model_dir / "genai_config.json").read_text())
         self.context_length = int(config["model"]["context_length"])
+        self.chat_template = ChatTemplate.from_model_dir(self.model_dir)
         og_config = og.Config(str(self.model_dir))
         # onnxruntime's default thread count left one of two cores idle here (measured:
         # bench/bench_inference.py); use every core unless INFERENCE_THREADS says otherwise.

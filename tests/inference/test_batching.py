@@ -25,7 +25,7 @@ def messages(i: int) -> list[dict]:
 def job_for(engine: Engine, i: int, params: SamplingParams, **order) -> Job:
     from inference.engine import prompt_text
 
-    tokens = engine.encode(prompt_text(messages=messages(i), prompt=None, enable_thinking=False))
+    tokens = engine.encode(prompt_text(engine.chat_template, messages=messages(i), prompt=None, enable_thinking=False))
     return Job(tokens, params, engine._matchers(params), **order)
 
 

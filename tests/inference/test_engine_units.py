@@ -1,8 +1,8 @@
-"""Engine pieces that need no model: sampling checks, the chat template, stop strings."""
+"""Engine pieces that need no model: sampling checks and stop strings."""
 
 import pytest
 
-from inference.engine import EMPTY_THINK, SamplingParams, apply_stop, render_chat
+from inference.engine import SamplingParams, apply_stop
 from inference.errors import InvalidRequest
 
 
@@ -25,26 +25,6 @@ from inference.errors import InvalidRequest
 def test_bad_sampling_params_are_refused(params, message):
     with pytest.raises(InvalidRequest, match=message):
         SamplingParams.from_dict(params)
-
-
-def test_chat_template_is_chatml_with_qwen3_thinking_rules():
-    messages = [
-        {"role": "system", "content": "You are Aria."},
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "<think>plan</think>\n\nHello!"},
-        {"role": "user", "content": "Again"},
-    ]
-    text = render_chat(messages)
-    assert text.startswith("<|im_start|>system\nYou are Aria.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n")
-    assert "<|im_start|>assistant\nHello!<|im_end|>\n" in text  # earlier thinking dropped
-    assert text.endswith("<|im_start|>assistant\n" + EMPTY_THINK)
-    assert render_chat(messages, enable_thinking=True).endswith("<|im_start|>assistant\n")
-
-
-@pytest.mark.parametrize("messages", [[], None, [{"role": "robot", "content": "x"}], [{"role": "user"}]])
-def test_bad_messages_are_refused(messages):
-    with pytest.raises(InvalidRequest):
-        render_chat(messages)
 
 
 @pytest.mark.parametrize(
