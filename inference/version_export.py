@@ -42,7 +42,7 @@ def export(version: GeneratorVersion, hf_dir: Path, *, trained_s: float | None =
     root = training_services.version_root(version.model_name, version.number)
     onnx_dir = root / "onnx"
     try:
-        convert(hf_dir, onnx_dir, context_length=_context_length(version.parent))
+        convert(hf_dir, onnx_dir, context_length=_context_length(version.parent), precision=_precision(version.parent))
         converted = time.monotonic()
         check_inprocess(onnx_dir)
         checked = time.monotonic()
@@ -79,16 +79,30 @@ def _context_length(parent: GeneratorVersion | None) -> int | None:
         return None
 
 
-def convert(hf_dir: Path, onnx_dir: Path, *, context_length: int | None = None) -> None:
-    """HF folder -> ONNX folder, written beside and renamed into place once complete."""
+def _precision(parent: GeneratorVersion | None) -> str | None:
+    """The parent's build precision (its BUILD.json): a version is served as its parent is."""
+    if parent is None:
+        return None
+    from inference.served_versions import version_dir
+
+    try:
+        return build_model.build_precision(version_dir(parent.number))
+    except LookupError:
+        return build_model.build_precision(GeneratorVersion.path(parent.onnx_dir))
+
+
+def convert(hf_dir: Path, onnx_dir: Path, *, context_length: int | None = None, precision: str | None = None) -> None:
+    """HF folder -> ONNX folder (in the parent's precision), written beside and renamed into
+    place once complete."""
     if not (hf_dir / "config.json").is_file():
         raise ExportFailed(f"the trained weights are incomplete: {hf_dir} has no config.json")
     staging = onnx_dir.with_name(onnx_dir.name + ".converting")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        build_model.convert(hf_dir, staging, onnx_dir.parent / "builder-cache")
+        build_model.convert(hf_dir, staging, onnx_dir.parent / "builder-cache", precision=precision)
         build_model.finish_config(staging, context_length)
+        build_model.write_record(staging, {"from_hf": str(hf_dir), "precision": precision or "fp32", "target": "cpu"})
         chat_template = hf_dir / "chat_template.jinja"
         if chat_template.is_file() and not (staging / "chat_template.jinja").exists():
             shutil.copy2(chat_template, staging / "chat_template.jinja")

@@ -644,6 +644,19 @@ class GeneratorVersion(models.Model):
     def label(self) -> str:
         return f"{self.model_name}@{self.number}"
 
+    @property
+    def base_model(self) -> str:
+        """What a version not trained here is: the model `prepare_model` registered (with its
+        precision), or the shipped tiny model; "" for a trained version (its lineage says)."""
+        if self.method:
+            return ""
+        base = (self.config or {}).get("base_model") or {}
+        if base.get("model"):
+            return f"{base['model']} ({base.get('precision', '')})".replace(" ()", "")
+        from labelling.generators.weights import SHIPPED_ONNX_DIR
+
+        return "tiny Qwen3, random weights" if self.onnx_dir == SHIPPED_ONNX_DIR else ""
+
     @staticmethod
     def path(value: str) -> Path:
         """A stored directory as an absolute path (relative ones are under the project root)."""

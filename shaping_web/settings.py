@@ -236,8 +236,15 @@ TRITON_URL = os.environ.get("TRITON_URL", "127.0.0.1:8001")
 # `manage.py serve` starts the bundled CPU tritonserver unless TRITON_URL points elsewhere.
 TRITON_MANAGED = envbool("TRITON_MANAGED", INFERENCE_BACKEND == "triton" and "TRITON_URL" not in os.environ)
 INFERENCE_TIMEOUT_S = envfloat("INFERENCE_TIMEOUT_S", 120.0)
-GENERATOR_MODEL_DIR = envpath("GENERATOR_MODEL_DIR", BASE_DIR / "inference" / "weights" / "tiny-qwen3")
-JUDGE_MODEL_DIR = envpath("JUDGE_MODEL_DIR", GENERATOR_MODEL_DIR)
+# Which weights serve is a row's business (GeneratorVersion.onnx_dir): version 1 is the tiny model
+# shipped in the repository until `manage.py prepare_model` (run by `make run`) registers the demo
+# model. GENERATOR_MODEL_DIR makes version 1 serve another ONNX folder (a GPU host's export);
+# JUDGE_MODEL_DIR gives the judge its own weights (unset: the base version's, or
+# GENERATOR_MODEL_DIR's). labelling.generators.selectors resolves both.
+GENERATOR_MODEL_DIR = envpath("GENERATOR_MODEL_DIR", None) if os.environ.get("GENERATOR_MODEL_DIR") else None
+JUDGE_MODEL_DIR = envpath("JUDGE_MODEL_DIR", None) if os.environ.get("JUDGE_MODEL_DIR") else None
+# Where `manage.py prepare_model` puts the demo model (inference/demo_model.py).
+MODELS_DIR = envpath("MODELS_DIR", DATA_DIR / "models")
 # The model repository Triton serves: generated from triton_models/ and the ready generator
 # versions (one version folder each, so version N and its parent are served side by side).
 # A Triton that runs elsewhere must see the same folder (a shared models volume) to load the

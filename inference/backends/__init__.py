@@ -36,10 +36,11 @@ def make_backend(name: str | None = None, *, generator_dirs: Callable[[int], Pat
         )
     if name == "inprocess":
         from inference.backends.inprocess import InProcessBackend
+        from labelling.generators.selectors import judge_model_dir
 
         return InProcessBackend(
-            settings.GENERATOR_MODEL_DIR,
-            settings.JUDGE_MODEL_DIR,
+            served_versions.base_dir(),
+            judge_model_dir(),
             generator_dirs=generator_dirs or served_versions.version_dir,
             default_version=served_versions.current_version,
         )

@@ -8,7 +8,6 @@ import hashlib
 import json
 from pathlib import Path
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -152,6 +151,7 @@ def evaluation_start(
                     "rubric_sha256": hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest(),
                     "judge_model": "judge",
                     "judge_weights_sha256": judge_weights,
+                    "shares_weights_with": _judge_shares_weights(judge_weights, cand, base),
                     "judge_prompt_sha256": judge_prompt,
                 },
                 created_by=created_by,
@@ -168,13 +168,30 @@ def evaluation_start(
     return evaluation
 
 
+def _judge_shares_weights(judge_weights: str, cand, base) -> str:
+    """Whose weights the judge runs, if a side's: a judge that is the baseline (the demo judges
+    with the base model) may prefer the baseline's answers, so every evaluation records it and
+    its result sets the verdict on rule criteria alone beside the whole rubric's."""
+    if not judge_weights:
+        return ""
+    if judge_weights == base.weights_sha256:
+        return f"baseline v{base.number}"
+    seen, version = set(), cand.parent
+    while version is not None and version.pk not in seen:
+        if version.weights_sha256 == judge_weights:
+            return f"an ancestor, v{version.number}"
+        seen.add(version.pk)
+        version = version.parent
+    return ""
+
+
 MAX_KEY = 100  # runs keep 120 characters of a key, and each side adds its name
 MAX_HUMAN_PAIRS = 1000
 
 
 def judge_weights_sha256() -> str:
-    """The fingerprint of the judge's weights (JUDGE_MODEL_DIR), hashed once per change of its files."""
-    root = Path(settings.JUDGE_MODEL_DIR)
+    """The fingerprint of the judge's weights (`judge_model_dir`), hashed once per change of its files."""
+    root = generator_selectors.judge_model_dir()
     stamp = tuple((root / name).stat().st_mtime_ns if (root / name).is_file() else 0 for name in HASHED_FILES)
     return _weights_sha256(str(root), stamp)
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError
 from django.db.models import QuerySet
 
-from labelling.generators.weights import GENERATOR_MODEL
+from labelling.generators.weights import GENERATOR_MODEL, SHIPPED_ONNX_DIR
 from labelling.models import GeneratorVersion
 
 
@@ -55,3 +59,31 @@ def generator_version_checked(number: object = None, model_name: str = GENERATOR
         return generator_version_for(number, model_name)
     except GeneratorUnavailable as exc:
         raise ValidationError({"generator_version": str(exc)}) from None
+
+
+def generator_version_dir(version: GeneratorVersion) -> Path:
+    """The ONNX folder a version serves: its row's, except that GENERATOR_MODEL_DIR (when set)
+    replaces version 1's base weights on this host (a GPU host's own export)."""
+    if version.number == 1 and not version.method and settings.GENERATOR_MODEL_DIR:
+        return Path(settings.GENERATOR_MODEL_DIR)
+    return GeneratorVersion.path(version.onnx_dir)
+
+
+def generator_version_base(model_name: str = GENERATOR_MODEL) -> GeneratorVersion | None:
+    """The base model: the newest ready version not trained here (version 1, or the demo model
+    registered after it on an install that had used version 1 already)."""
+    return generator_versions_ready(model_name).filter(method="").order_by("-number").first()
+
+
+def judge_model_dir() -> Path:
+    """The judge's ONNX folder: JUDGE_MODEL_DIR, else the base model's (the demo model once
+    prepared), else the shipped tiny model (no database to ask)."""
+    if settings.JUDGE_MODEL_DIR:
+        return Path(settings.JUDGE_MODEL_DIR)
+    try:
+        base = generator_version_base()
+    except DatabaseError:  # file-mode commands before `migrate`
+        base = None
+    if base is not None:
+        return generator_version_dir(base)
+    return Path(settings.GENERATOR_MODEL_DIR or GeneratorVersion.path(SHIPPED_ONNX_DIR))

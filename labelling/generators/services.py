@@ -1,11 +1,13 @@
 """Writes of generator versions: which one is current (making another current is also how a
-rollback is done), retiring one, and restoring the shipped version 1."""
+rollback is done), retiring one, restoring the shipped version 1, and registering a base
+model prepared on this host (the demo model)."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from labelling.generators import weights
 from labelling.models import GeneratorVersion
@@ -63,3 +65,60 @@ def generator_version_shipped_restore() -> GeneratorVersion:
     if GeneratorVersion.objects.filter(model_name=fields["model_name"], is_current=True).exists():
         fields["is_current"] = False
     return GeneratorVersion.objects.create(**fields)
+
+
+@transaction.atomic
+def generator_version_register_base(
+    *, onnx_dir: str, hf_dir: str, weights_sha256: str, provenance: dict, model_name: str = weights.GENERATOR_MODEL
+) -> tuple[GeneratorVersion, str]:
+    """A base model prepared here (`manage.py prepare_model`) as a ready generator version, and
+    what was done: "registered" (it replaces the shipped tiny model as version 1, which nothing
+    has used yet), "added" (a new version beside the lineage the tiny model already has: its
+    texts keep naming the weights that made them), or "unchanged" (already registered).
+
+    The new base is made current when the current version is the shipped tiny model; a version
+    someone made current stays current. Safe to run twice and at the same time: every version
+    of the model is locked first."""
+    rows = list(GeneratorVersion.objects.select_for_update().filter(model_name=model_name).order_by("number"))
+    for row in rows:
+        if not row.method and row.weights_sha256 == weights_sha256 and row.status == GeneratorVersion.Status.READY:
+            return row, "unchanged"
+    fields = {
+        "onnx_dir": onnx_dir,
+        "hf_dir": hf_dir,
+        "weights_sha256": weights_sha256,
+        "config": {"base_model": provenance},
+    }
+    first = next((row for row in rows if row.number == 1), None)
+    current = next((row for row in rows if row.is_current), None)
+    tiny_current = current is None or (current.onnx_dir == weights.SHIPPED_ONNX_DIR and not current.method)
+    if first is not None and first.onnx_dir == weights.SHIPPED_ONNX_DIR and not _used(first):
+        for name, value in fields.items():
+            setattr(first, name, value)
+        first.status = GeneratorVersion.Status.READY
+        first.save(update_fields=[*fields, "status", "updated_at"])
+        version, done = first, "registered"
+    else:
+        number = max((row.number for row in rows), default=0) + 1
+        version = GeneratorVersion.objects.create(
+            model_name=model_name, number=number, status=GeneratorVersion.Status.READY, **fields
+        )
+        done = "added"
+    if tiny_current and not version.is_current:
+        GeneratorVersion.objects.filter(model_name=model_name, is_current=True).update(is_current=False)
+        GeneratorVersion.objects.filter(pk=version.pk).update(is_current=True)
+        version.refresh_from_db()
+    return version, done
+
+
+def _used(version: GeneratorVersion) -> bool:
+    """Whether anything names this version: a text it generated, a version trained from it, an
+    evaluation or a run pinned to it."""
+    from labelling.models import Evaluation, PipelineRun
+
+    return (
+        version.model_versions.exists()
+        or version.children.exists()
+        or Evaluation.objects.filter(Q(candidate=version) | Q(baseline=version)).exists()
+        or PipelineRun.objects.filter(params__generator_version=version.number).exists()
+    )

@@ -1,5 +1,5 @@
-"""Which versions Triton is given, from the rows: ready ones only, version 1 from
-GENERATOR_MODEL_DIR, and the current one for a request that names none."""
+"""Which versions Triton is given, from the rows: ready ones only, version 1 from its row unless
+GENERATOR_MODEL_DIR replaces it, and the current one for a request that names none."""
 
 import io
 
@@ -8,6 +8,7 @@ from django.core.management import call_command
 from inference import served_versions
 from inference.model_repository import repository_versions
 from labelling.generators import services as generator_services
+from labelling.generators.weights import SHIPPED_ONNX_DIR
 from labelling.models import GeneratorVersion
 
 
@@ -19,13 +20,26 @@ def test_the_repository_holds_the_ready_versions_and_a_request_without_one_gets_
     out = io.StringIO()
     call_command("triton", "--write-repository", stdout=out)
     assert out.getvalue().strip() == str(settings.TRITON_REPOSITORY)
-    assert repository_versions(settings.TRITON_REPOSITORY) == {1: settings.GENERATOR_MODEL_DIR, 2: tmp_path / "v2"}
+    shipped = settings.BASE_DIR / SHIPPED_ONNX_DIR
+    assert repository_versions(settings.TRITON_REPOSITORY) == {1: shipped, 2: tmp_path / "v2"}
     assert served_versions.current_version() == 1
     generator_services.generator_version_make_current(version=GeneratorVersion.objects.get(number=2))
     assert served_versions.current_version() == 2  # no cache: a rollback applies to the next request
     GeneratorVersion.objects.filter(number=2).update(status="retired", is_current=False)
     served_versions.repository_sync()
     assert sorted(repository_versions(settings.TRITON_REPOSITORY)) == [1]
+
+
+def test_generator_model_dir_replaces_version_1s_weights_and_the_judge_follows(db, settings, tmp_path):
+    from labelling.generators.selectors import judge_model_dir
+
+    settings.TRITON_REPOSITORY = tmp_path / "repository"
+    settings.GENERATOR_MODEL_DIR = tmp_path / "gpu-export"
+    served_versions.repository_sync()
+    assert repository_versions(settings.TRITON_REPOSITORY) == {1: tmp_path / "gpu-export"}
+    assert judge_model_dir() == tmp_path / "gpu-export"
+    settings.JUDGE_MODEL_DIR = tmp_path / "judge"
+    assert judge_model_dir() == tmp_path / "judge"
 
 
 def test_writing_the_repository_before_migrate_says_so(tmp_path):
