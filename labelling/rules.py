@@ -16,6 +16,11 @@ all. Kinds (each spec is an object with `kind` and the fields below, nothing els
 - `keywords`: `include` and/or `avoid` (lists of words or phrases, matched case-insensitively
   as whole words): the share of include-words present and avoid-words absent, mapped onto the
   scale and rounded half up.
+- `repetition`: optional `n` (words per phrase, 1 to 10, default 3), `max` (the share of
+  repeated phrases allowed, 0 to 1, default 0) and `falloff` (default 0): the share of the
+  answer's n-word phrases that repeat an earlier one (words compared without case or
+  punctuation); scale_max up to `max`, then scale_min at once (falloff 0) or falling linearly
+  to scale_min at `max + falloff`, rounded. An answer shorter than n words repeats nothing.
 
 Every kind but `think_valid` scores the visible answer (`thinktags.strip_thinking`; a stored
 generation's text is already that). Scores are integers inside [scale_min, scale_max].
@@ -38,7 +43,7 @@ from re import _parser as sre_parse  # the parsed pattern, to refuse nested unbo
 
 from labelling.runs import thinktags
 
-KINDS = ("regex", "length", "think_valid", "json_schema", "keywords")
+KINDS = ("regex", "length", "think_valid", "json_schema", "keywords", "repetition")
 MAX_PATTERN_CHARS = 500
 MAX_TEXT_CHARS = 20_000
 MAX_WORDS = 100
@@ -69,7 +74,9 @@ _FIELDS = {
     "think_valid": (set(), set()),
     "json_schema": ({"schema"}, set()),
     "keywords": (set(), {"include", "avoid"}),
+    "repetition": (set(), {"n", "max", "falloff"}),
 }
+MAX_NGRAM = 10
 
 
 class RuleInvalid(ValueError):
@@ -104,6 +111,8 @@ def check_rule(spec: object) -> None:
         _check_schema(spec["schema"], "schema", 0)
     elif kind == "keywords":
         _check_keywords(spec)
+    elif kind == "repetition":
+        _check_repetition(spec)
 
 
 def _check_regex(spec: Mapping) -> None:
@@ -189,6 +198,15 @@ def _check_keywords(spec: Mapping) -> None:
         raise RuleInvalid("include", "a keywords rule needs at least one word in include or avoid")
 
 
+def _check_repetition(spec: Mapping) -> None:
+    n = spec.get("n", 3)
+    if not _count(n) or not 1 <= n <= MAX_NGRAM:
+        raise RuleInvalid("n", f"must be a whole number from 1 to {MAX_NGRAM}")
+    for name in ("max", "falloff"):
+        if name in spec and not (_number(spec[name]) and 0 <= spec[name] <= 1):
+            raise RuleInvalid(name, "must be a share, from 0 to 1")
+
+
 def _check_schema(schema: object, path: str, depth: int) -> None:
     if depth > MAX_SCHEMA_DEPTH:
         raise RuleInvalid(path, f"nests deeper than {MAX_SCHEMA_DEPTH} levels")
@@ -250,6 +268,8 @@ def score_rule(spec: Mapping, text: str, scale_min: int, scale_max: int, *, thin
         return _length_score(spec, answer, scale_min, scale_max)
     if kind == "json_schema":
         return scale_max if _json_valid(spec["schema"], answer) else scale_min
+    if kind == "repetition":
+        return _repetition_score(spec, answer, scale_min, scale_max)
     return _keywords_score(spec, answer, scale_min, scale_max)
 
 
@@ -269,6 +289,25 @@ def _length_score(spec: Mapping, answer: str, scale_min: int, scale_max: int) ->
     if not falloff:
         return scale_min
     return _on_scale(1 - outside / falloff, scale_min, scale_max)
+
+
+def repeated_share(text: str, n: int = 3) -> float:
+    """The share of the text's n-word phrases that repeat an earlier phrase (0 when it has none)."""
+    words = [w for w in (re.sub(r"[^\w']+", "", w).lower() for w in text[:MAX_TEXT_CHARS].split()) if w]
+    phrases = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if not phrases:
+        return 0.0
+    return 1 - len(set(phrases)) / len(phrases)
+
+
+def _repetition_score(spec: Mapping, answer: str, scale_min: int, scale_max: int) -> int:
+    over = repeated_share(answer, spec.get("n", 3)) - spec.get("max", 0)
+    if over <= 0:
+        return scale_max
+    falloff = spec.get("falloff", 0)
+    if not falloff:
+        return scale_min
+    return _on_scale(1 - over / falloff, scale_min, scale_max)
 
 
 def _keywords_score(spec: Mapping, answer: str, scale_min: int, scale_max: int) -> int:

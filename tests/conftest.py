@@ -2,6 +2,7 @@
 
 import copy
 import sys
+from pathlib import Path
 
 import pytest
 from django.apps import apps
@@ -98,6 +99,10 @@ def reviewer_client(client, reviewer):
     return client
 
 
+# The demo, with hand-written groups to review instead of the demo model's answers: cases the
+# tests rely on (think tags, markup in model text, a clear best answer, equal judge scores).
+HAND_WRITTEN = Path(__file__).resolve().parent / "data" / "hand-written-groups.jsonl"
+
 # seed_demo validates and imports two files (about half a second), and a hundred tests use
 # the demo. The rows it adds are kept the first time and written back exactly as they were
 # (raw inserts: timestamps included) when a test starts from the same database (the same
@@ -135,7 +140,7 @@ def demo(db):
                 for sql in connection.ops.sequence_reset_sql(no_style(), [m for m, _ in _demo_rows[before]]):
                     cursor.execute(sql)
         return
-    call_command("seed_demo", verbosity=0)
+    call_command("seed_demo", completions=HAND_WRITTEN, verbosity=0)
     _demo_rows[before] = [
         (model, rows)
         for model, pks in before[:-1]

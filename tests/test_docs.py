@@ -62,7 +62,7 @@ BLOCKS: dict[str, list[tuple[str, str]]] = {
         (
             "json",
             "an excerpt with `...` for what it leaves out (not JSON); labelling/demo/aria-completions.jsonl is "
-            "the whole file, imported by tests/labelling/test_seed_demo.py::test_the_demo_has_aria_a_rubric_prompts_and_groups_to_review",
+            "the whole file, imported by tests/labelling/test_seed_demo.py::test_the_demo_has_aria_a_rubric_prompts_and_the_demo_models_answers_to_review",
         ),
     ],
     "loop.md": [

@@ -29,22 +29,22 @@ def _refused(callable_):
 
 
 def test_it_refuses_a_score_above_the_criterion_scale(judged):
-    criterion = judged.rubric.criteria.get(key="concision")  # scale 1..3
+    criterion = judged.rubric.criteria.get(key="signed")  # scale 0..1
     score = judged.scores.get(criterion=criterion)
-    score.score = 4
+    score.score = 2
     _refused(score.save)
 
 
 def test_it_refuses_a_score_below_the_criterion_scale_on_insert(judged):
-    criterion = judged.rubric.criteria.get(key="honesty")
+    criterion = judged.rubric.criteria.get(key="helpfulness")
     judged.scores.filter(criterion=criterion).delete()
     _refused(lambda: CriterionScore.objects.create(judgment=judged, criterion=criterion, score=0))
 
 
 def test_it_accepts_the_scale_bounds(judged):
-    criterion = judged.rubric.criteria.get(key="concision")
+    criterion = judged.rubric.criteria.get(key="signed")
     score = judged.scores.get(criterion=criterion)
-    for value in (1, 3):
+    for value in (0, 1):
         score.score = value
         score.save()
         assert CriterionScore.objects.get(pk=score.pk).score == value
@@ -133,12 +133,12 @@ def test_the_service_refuses_scores_that_do_not_cover_the_rubric(demo):
 
 def test_overall_is_the_weighted_mean_of_rescaled_scores(demo):
     judgment = Judgment.objects.filter(generation__text__startswith="Find the Big Dipper").get()
-    # all criteria at their maximum -> 1.0
-    assert judgment.overall == pytest.approx(1.0)
+    # in-character 5/5 (w2), helpfulness 5/5 (w1), concision 5/5 and no-loops 5/5 (rules, w1
+    # each; 41 words, nothing repeated), not signed 0/1 (w0.5)
+    assert judgment.overall == pytest.approx((2 + 1 + 1 + 1 + 0) / 5.5, abs=1e-6)  # stored to 6 places
     low = Judgment.objects.filter(generation__text__startswith="The North Star is the brightest").get()
-    # in-character 2/5 (w2), helpfulness 1/5 (w1.5), honesty 1/5 (w1.5), concision 3/3 (w1)
-    expected = (2 * 0.25 + 1.5 * 0 + 1.5 * 0 + 1 * 1.0) / 6
-    assert low.overall == pytest.approx(expected)
+    # in-character 2/5 (w2), helpfulness 1/5 (w1), concision 5/5, no-loops 5/5, not signed
+    assert low.overall == pytest.approx((2 * 0.25 + 0 + 1 + 1 + 0) / 5.5, abs=1e-6)
 
 
 def test_a_generation_snapshots_the_persona_it_was_made_from(demo):

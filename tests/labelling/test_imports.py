@@ -152,8 +152,8 @@ def test_an_out_of_range_judge_score_is_refused(demo):
         "completions": ["a", "b"],
         "rubric": "aria-voice",
         "judge_scores": [
-            {"scores": {"in-character": 5, "helpfulness": 5, "honesty": 5, "concision": 3}},
-            {"scores": {"in-character": 9, "helpfulness": 5, "honesty": 5, "concision": 3}},
+            {"scores": {"in-character": 5, "helpfulness": 5}},
+            {"scores": {"in-character": 9, "helpfulness": 5}},
         ],
     }
     assert _fails("g.jsonl", json.dumps(record)) == [

@@ -194,6 +194,42 @@ def test_bad_keywords_specs_are_refused():
     assert refused({"kind": "keywords", "avoid": ["ok", ""]}).field == "avoid[1]"
 
 
+# --- repetition -----------------------------------------------------------------------
+
+LOOP = "I am a ship, a vessel, a person. I am a ship, a vessel, a person. I am a ship, a vessel, a person."
+
+
+def test_a_repetition_rule_scores_an_answer_that_repeats_no_phrase_at_the_top():
+    spec = {"kind": "repetition"}
+    assert score_rule(spec, "Find the Big Dipper, then follow its pointer stars up to Polaris.", 1, 5) == 5
+    assert score_rule(spec, LOOP, 1, 5) == 1
+
+
+def test_repeated_phrases_are_counted_without_case_or_punctuation():
+    assert rules.repeated_share("The tide turns. the TIDE, turns!", 3) == pytest.approx(1 / 4)
+    assert rules.repeated_share("too short", 3) == 0.0
+    assert rules.repeated_share("", 1) == 0.0
+
+
+def test_a_repetition_rule_allows_a_share_and_falls_off_linearly_beyond_it():
+    text = "one two three one two three one two three"  # 7 three-word phrases, 4 of them repeats
+    assert rules.repeated_share(text, 3) == pytest.approx(4 / 7)
+    assert rules.repeated_share(LOOP, 3) == pytest.approx(14 / 22)
+    assert score_rule({"kind": "repetition", "max": 0.6}, text, 1, 5) == 5
+    assert score_rule({"kind": "repetition", "max": 0.5, "falloff": 1 / 7}, text, 1, 5) == 3  # half way down
+    assert score_rule({"kind": "repetition", "max": 0.5, "falloff": 0.05}, text, 1, 5) == 1
+    assert score_rule({"kind": "repetition", "n": 8}, LOOP, 0, 1) == 0
+
+
+def test_bad_repetition_specs_are_refused_naming_the_field():
+    assert refused({"kind": "repetition", "n": 0}).field == "n"
+    assert refused({"kind": "repetition", "n": 11}).field == "n"
+    assert refused({"kind": "repetition", "n": True}).field == "n"
+    assert refused({"kind": "repetition", "max": 1.5}).field == "max"
+    assert refused({"kind": "repetition", "falloff": float("nan")}).field == "falloff"
+    assert refused({"kind": "repetition", "words": 3}).field == "words"
+
+
 # --- any kind -------------------------------------------------------------------------
 
 
@@ -213,6 +249,7 @@ def test_unknown_kinds_and_fields_are_refused():
         {"kind": "think_valid"},
         {"kind": "json_schema", "schema": {"type": "object"}},
         {"kind": "keywords", "include": ["a", "b", "c"], "avoid": ["d"]},
+        {"kind": "repetition", "n": 1, "max": 0.1, "falloff": 0.3},
     ],
 )
 @pytest.mark.parametrize("text", ["", "x", "<think>", "a b c d", "{}", "é" * 50, "\x00\n</think>x" * 30])
@@ -255,8 +292,9 @@ def test_the_rule_examples_in_the_import_docs_are_valid_as_written():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "import-format.md").read_text()
     block = re.search(r"```yaml\n(# regex:.*?)```", doc, re.S).group(1)
     specs = [yaml.safe_load(chunk)["rule"] for chunk in block.split("\n\n") if "rule:" in chunk]
-    assert [s["kind"] for s in specs] == ["regex", "length", "think_valid", "json_schema", "keywords"]
+    assert [s["kind"] for s in specs] == ["regex", "length", "think_valid", "json_schema", "keywords", "repetition"]
     for spec in specs:
         rules.check_rule(spec)
-    keywords = specs[-1]
+    keywords, repetition = specs[-2:]
     assert rules.score_rule(keywords, "Tea by the window, said the assistant.", 1, 5) == 3
+    assert rules.score_rule(repetition, LOOP, 1, 5) == 1  # a share of 0.64, past 0.1 + 0.4

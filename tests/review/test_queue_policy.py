@@ -35,7 +35,7 @@ def test_disagreement_comes_before_a_failed_judgment_before_the_rest(demo, revie
         rubric=rubric,
         source=Judgment.Source.HUMAN,
         reviewer=admin_user,
-        scores={"in-character": 1, "helpfulness": 1, "honesty": 1, "concision": 1},
+        scores={"in-character": 1, "helpfulness": 1},
     )
     judge = Judgment.objects.filter(source="judge").first().model_version
     run_services.judgment_record_failure(

@@ -99,9 +99,9 @@ def test_a_missing_score_for_a_reviewer_criterion_is_still_refused(reviewer_clie
     reviewer_client.get("/review/")
     assignment = held(reviewer)
     data = _form(assignment, ruled)
-    del data[f"score-{assignment.shown_order[0]}-honesty"]
+    del data[f"score-{assignment.shown_order[0]}-helpfulness"]
     response = reviewer_client.post(f"/review/{assignment.pk}/submit", data)
-    assert response.status_code == 400 and "honesty" in response.content.decode()
+    assert response.status_code == 400 and "helpfulness" in response.content.decode()
     assert not Judgment.objects.filter(source=Judgment.Source.HUMAN).exists()
 
 

@@ -42,7 +42,8 @@ def test_a_submission_stores_one_human_judgment_per_completion(reviewer_client, 
     assert set(judgments) == set(shown)
     assert all(j.reviewer == reviewer and str(j.submission_id) == data["submission_id"] for j in judgments.values())
     assert judgments[shown[0]].rationale == "too long" and judgments[shown[1]].flagged
-    assert CriterionScore.objects.filter(judgment__source="human").count() == 4 * 4
+    # Each judgment covers the whole rubric: the reviewer's 2 criteria and the 3 rule criteria.
+    assert CriterionScore.objects.filter(judgment__source="human").count() == 4 * 5
     holding.refresh_from_db()
     assert holding.status == Assignment.Status.SUBMITTED and holding.completed_at
     assert Group.objects.get(pk=holding.group_id).review_count == 1
@@ -93,9 +94,9 @@ def test_a_retried_submission_stores_one_review(reviewer_client, reviewer, holdi
 @pytest.mark.parametrize("bad", ["9", "0", "x", ""])
 def test_a_score_outside_the_scale_is_refused_and_nothing_is_written(reviewer_client, holding, bad):
     data = review_form(holding)
-    data[f"score-{holding.shown_order[3]}-concision"] = bad
+    data[f"score-{holding.shown_order[3]}-helpfulness"] = bad
     response = _submit(reviewer_client, holding, data)
-    assert response.status_code == 400 and "concision" in response.content.decode()
+    assert response.status_code == 400 and "helpfulness" in response.content.decode()
     assert not _human().exists() and not CriterionScore.objects.filter(judgment__source="human").exists()
     holding.refresh_from_db()
     assert holding.status == Assignment.Status.ACTIVE
@@ -104,7 +105,7 @@ def test_a_score_outside_the_scale_is_refused_and_nothing_is_written(reviewer_cl
 def test_an_unknown_generation_is_refused(reviewer_client, holding):
     other = Group.objects.exclude(pk=holding.group_id).first().generations.first()
     data = review_form(holding)
-    data[f"score-{other.pk}-honesty"] = "3"
+    data[f"score-{other.pk}-helpfulness"] = "3"
     response = _submit(reviewer_client, holding, data)
     assert response.status_code == 400 and "not a completion of this group" in response.content.decode()
     assert not _human().exists()

@@ -1,5 +1,8 @@
-"""`manage.py seed_demo`: Aria, her rubric, a prompt set, imported completions, demo users.
+"""`manage.py seed_demo`: Aria, her rubric, two prompt sets, completions to review, demo users.
 
+The completions are the demo model's own answers (labelling/demo/aria-completions.jsonl, made
+by `python -m inference.demo_completions`), so the first page a reviewer opens shows real
+text; `--completions FILE` imports another file of groups instead (the tests' hand-written ones).
 Safe to run again: what already exists is left as it is.
 """
 
@@ -27,9 +30,15 @@ class Command(BaseCommand):
             "--password",
             help=f"Password for the demo users (default {DEMO_PASSWORD!r}, not in production).",
         )
+        parser.add_argument(
+            "--completions",
+            type=Path,
+            default=DEMO_DIR / "aria-completions.jsonl",
+            help="the groups to import for review (default: the demo model's answers)",
+        )
 
     @transaction.atomic
-    def handle(self, *args, password: str | None, **options):
+    def handle(self, *args, password: str | None, completions: Path, **options):
         if password is None and not settings.ALLOW_DEMO_PASSWORD:
             raise CommandError(
                 "the demo's default password is public: it is only for a DEBUG run serving this machine "
@@ -48,9 +57,9 @@ class Command(BaseCommand):
             if not Character.objects.filter(slug="aria").exists():
                 self.stdout.write(f"aria.yaml: {import_path(DEMO_DIR / 'aria.yaml')}")
             if not PipelineRun.objects.filter(
-                kind=PipelineRun.Kind.IMPORT, params__source__endswith="aria-completions.jsonl"
+                kind=PipelineRun.Kind.IMPORT, params__source__endswith=completions.name
             ).exists():
-                self.stdout.write(f"aria-completions.jsonl: {import_path(DEMO_DIR / 'aria-completions.jsonl')}")
+                self.stdout.write(f"{completions.name}: {import_path(completions)}")
         except ImportFailed as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(self.style.SUCCESS("demo ready; sign in as admin / reviewer / reviewer2"))
