@@ -13,12 +13,12 @@ class InferenceConfig(AppConfig):
         from inference.backends import get_backend
         from inference.judging import judge_prompt_sha256
         from inference.train_queue import queue_run
-        from inference.training.config import resolve
+        from inference.train_runs import train_params
         from labelling.runs import executor
 
         executor.register(
             enqueue=queue_run,
             health=lambda: get_backend().health(),
-            train_params=resolve,
+            train_params=train_params,
             judge_prompt_sha256=judge_prompt_sha256,
         )

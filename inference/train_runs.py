@@ -212,3 +212,19 @@ def _watch(child: subprocess.Popen, work: Path, cancelled, superseded) -> None:
         if cancelled.is_set():
             (work / "CANCEL").touch()
         time.sleep(0.2)
+
+
+def train_params(method: str, params: dict, *, base_hf_dir=None) -> dict:
+    """A train request's settings, resolved (inference.training.config.resolve), once this
+    install is known to be able to train it: on the embedded default (no REDIS_URL) the trainer
+    runs under this host's `serve`, so a missing package refuses the request before anything is
+    created. With Redis the training consumer may be another host's; its child says what is
+    missing there."""
+    from inference.training.config import TRAIN_EXTRA, missing_trainer_modules, resolve
+    from labelling.runs.executor import TrainerUnavailable
+
+    if not settings.REDIS_URL:
+        missing = missing_trainer_modules(settings.TRAIN_PYTHON)
+        if missing:
+            raise TrainerUnavailable(f"this install cannot train: {', '.join(missing)} missing; {TRAIN_EXTRA}")
+    return resolve(method, params, base_hf_dir=base_hf_dir)

@@ -228,7 +228,11 @@ def train(
             scale_rewards=p["scale_rewards"],
             max_completion_length=p["max_completion_length"],
             temperature=p["temperature"],
+            top_p=p["top_p"],
+            top_k=p["top_k"],
             reward_weights=reward_plan.weights,
+            # Prompts rendered as the server renders them: thinking off where the template has a switch.
+            chat_template_kwargs=_chat_template_kwargs(run.base_hf_dir),
         )
         funcs = rewards.build(reward_plan, triton_url=run.triton_url, concurrency=run.judge_concurrency)
         trainer = GRPOTrainer(
@@ -273,6 +277,14 @@ def train(
         "seconds": round(seconds, 3),
         "steps_per_s": round(done_here / seconds, 4) if seconds > 0 else None,
     }
+
+
+def _chat_template_kwargs(base_hf_dir: Path) -> dict | None:
+    """What the server passes its chat template (inference.chat_template): thinking off, for a
+    template that has the switch (Qwen3's); nothing for one that has not."""
+    from inference.chat_template import ChatTemplate
+
+    return {"enable_thinking": False} if ChatTemplate.from_model_dir(base_hf_dir).supports_thinking else None
 
 
 def save_final(model, run: RunConfig, *, merge: bool) -> None:

@@ -43,7 +43,12 @@ DEFAULTS: dict[str, dict] = {
         "loss_type": "dapo",  # TRL 1.16's default, recorded so a later TRL cannot change it silently
         "scale_rewards": "group",  # likewise
         "max_completion_length": 16,
-        "temperature": 1.0,
+        # Rollouts sample as the app serves and evaluates (inference.engine.SamplingParams'
+        # defaults, Qwen3's non-thinking ones): TRL's own defaults (temperature 1.0 over the whole
+        # vocabulary) would train on answers the served version never gives.
+        "temperature": 0.7,
+        "top_p": 0.8,
+        "top_k": 20,
         # None: one weight per reward function, derived from the rubric (inference/training/rewards.py)
         "reward_weights": None,
     },
@@ -89,14 +94,51 @@ def _need(ok: bool, key: str, value: object, what: str) -> None:
         raise ConfigError(f"{key} must be {what}; got {value!r}")
 
 
-def resolve(method: str, params: dict | None) -> dict:
-    """The method's defaults with `params` over them, checked; ConfigError says what is wrong."""
+# A model this big or bigger is a real one (the tiny shipped model has about 0.2M parameters,
+# the demo model 135M): it trains LoRA adapters by default, at LoRA's usual learning rate, and
+# GRPO gives its answers room to end on their own (the tiny model's defaults above move random
+# weights quickly and would wreck a real model's).
+REAL_MODEL_PARAMETERS = 20_000_000
+REAL_MODEL_DEFAULTS = {
+    "grpo": {"lora": True, "lora_r": 16, "lora_alpha": 32, "learning_rate": 2e-4, "max_completion_length": 96},
+    "dpo": {"lora": True, "lora_r": 16, "lora_alpha": 32, "learning_rate": 5e-5},
+    "sft": {"lora": True, "lora_r": 16, "lora_alpha": 32, "learning_rate": 2e-4},
+}
+
+
+def parameter_count(hf_dir: str | Path | None) -> int | None:
+    """About how many parameters a Hugging Face folder holds, from its weight files' sizes and
+    their dtype (no torch); None when it cannot tell."""
+    if hf_dir is None:
+        return None
+    folder = Path(hf_dir)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        size = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+    except (OSError, ValueError):
+        return None
+    dtype = (config.get("torch_dtype") or config.get("dtype") or "float32") if isinstance(config, dict) else ""
+    width = {"float32": 4, "float16": 2, "bfloat16": 2}.get(dtype, 4)
+    return size // width if size else None
+
+
+def model_defaults(method: str, base_hf_dir: str | Path | None) -> dict:
+    """The defaults that depend on the model trained (see REAL_MODEL_DEFAULTS)."""
+    count = parameter_count(base_hf_dir)
+    if count is None or count < REAL_MODEL_PARAMETERS:
+        return {}
+    return dict(REAL_MODEL_DEFAULTS.get(method, {}))
+
+
+def resolve(method: str, params: dict | None, *, base_hf_dir: str | Path | None = None) -> dict:
+    """The method's defaults (for the model in `base_hf_dir`, when given) with `params` over
+    them, checked; ConfigError says what is wrong."""
     if method not in METHODS:
         raise ConfigError(f"method {method!r} is not one of {', '.join(METHODS)}")
     params = {} if params is None else params
     if not isinstance(params, dict):
         raise ConfigError(f"params must be an object; got {type(params).__name__}")
-    known = DEFAULTS[method]
+    known = {**DEFAULTS[method], **model_defaults(method, base_hf_dir)}
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise ConfigError(
@@ -138,11 +180,39 @@ def _check_grpo(p: dict) -> None:
     mcl = p["max_completion_length"]
     _need(_int(mcl) and mcl >= 1, "max_completion_length", mcl, "a whole number, 1 or more")
     _need(_number(p["temperature"]) and p["temperature"] > 0, "temperature", p["temperature"], "a number above 0")
+    _need(_number(p["top_p"]) and 0 < p["top_p"] <= 1, "top_p", p["top_p"], "in (0, 1]")
+    _need(_int(p["top_k"]) and p["top_k"] >= 0, "top_k", p["top_k"], "a whole number, 0 (no limit) or more")
     weights = p["reward_weights"]
     ok = weights is None or (
         isinstance(weights, list) and weights and all(_number(w) and w >= 0 for w in weights) and any(weights)
     )
     _need(ok, "reward_weights", weights, "null or a non-empty list of numbers, 0 or more, not all 0")
+
+
+# --- can this host train? -------------------------------------------------------------
+
+TRAINER_MODULES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
+TRAIN_EXTRA = "pip install torch==2.13.0 && pip install -e '.[train]' (make run installs it)"
+
+
+def missing_trainer_modules(python: str) -> list[str]:
+    """The trainer's packages that `python` cannot import (found, not imported: cheap)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if Path(python).resolve() == Path(sys.executable).resolve():
+        return [m for m in TRAINER_MODULES if importlib.util.find_spec(m) is None]
+    probe = "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if u.find_spec(m) is None))"
+    try:
+        done = subprocess.run(
+            [python, "-c", probe, *TRAINER_MODULES], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [f"(the interpreter {python} does not run: {exc})"]
+    if done.returncode != 0:
+        return [f"(the interpreter {python} failed: {done.stderr.strip()[-200:]})"]
+    return done.stdout.split()
 
 
 # --- the config file the parent writes ------------------------------------------------

@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 _enqueue: Callable[[int], object] | None = None
 _health: Callable[[], dict] | None = None
-_train_params: Callable[[str, dict], dict] | None = None
+_train_params: Callable[..., dict] | None = None
 _judge_prompt_sha256: Callable[[dict], str] | None = None
 
 
@@ -21,11 +21,16 @@ def register(
     *,
     enqueue: Callable[[int], object],
     health: Callable[[], dict],
-    train_params: Callable[[str, dict], dict] | None = None,
+    train_params: Callable[..., dict] | None = None,
     judge_prompt_sha256: Callable[[dict], str] | None = None,
 ) -> None:
     global _enqueue, _health, _train_params, _judge_prompt_sha256
     _enqueue, _health, _train_params, _judge_prompt_sha256 = enqueue, health, train_params, judge_prompt_sha256
+
+
+class TrainerUnavailable(Exception):
+    """This install cannot train (the trainer's packages are missing where it would run); the
+    text names what to install."""
 
 
 def _registered(hook):
@@ -44,10 +49,11 @@ def health() -> dict:
     return _registered(_health)()
 
 
-def train_params(method: str, params: dict) -> dict:
-    """A train run's settings with the trainer's defaults filled in; ValueError naming what is
-    wrong (an unknown key, a value out of range)."""
-    return _registered(_train_params)(method, params)
+def train_params(method: str, params: dict, *, base_hf_dir=None) -> dict:
+    """A train run's settings with the trainer's defaults (for the model in `base_hf_dir`: a real
+    model trains LoRA adapters) filled in; ValueError naming what is wrong (an unknown key, a
+    value out of range), TrainerUnavailable when the trainer that would run it cannot."""
+    return _registered(_train_params)(method, params, base_hf_dir=base_hf_dir)
 
 
 def judge_prompt_sha256(rubric_spec: dict) -> str:

@@ -93,7 +93,9 @@ def train_start(
             }
         )
     try:
-        training = executor.train_params(method, dict(params or {}))
+        training = executor.train_params(method, dict(params or {}), base_hf_dir=parent_hf)
+    except executor.TrainerUnavailable as exc:
+        raise ValidationError({"method": str(exc)}) from None
     except ValueError as exc:
         raise ValidationError({"params": str(exc)}) from None
     spec = _reward_rubric(method, dataset_version, rubric)

@@ -247,3 +247,50 @@ def test_a_worker_whose_claim_was_taken_over_fails_neither_the_run_nor_its_versi
     assert train_runs._fail(run.pk, 2, version, "TrainerExited", "killed") == "failed"
     version.refresh_from_db()
     assert version.status == "failed" and version.error == "killed"
+
+
+def test_an_install_that_cannot_train_refuses_the_request_naming_what_to_install(versions, settings, tmp_path):
+    """On the embedded default the trainer runs under this host's serve: an interpreter without
+    the train extra (here Python itself, isolated from every installed package) is refused
+    before any run or version exists."""
+    import stat
+    import sys
+
+    bare = tmp_path / "python-without-trl"
+    bare.write_text(f'#!/bin/sh\nexec "{sys.executable}" -I -S "$@"\n')
+    bare.chmod(bare.stat().st_mode | stat.S_IEXEC)
+    settings.TRAIN_PYTHON = str(bare)
+    settings.REDIS_URL = ""
+    message = _refused("method", dataset_version=versions["grpo"], method="grpo")
+    assert "cannot train" in message and "trl" in message and "pip install -e '.[train]'" in message
+
+
+def test_this_install_can_train():
+    import sys
+
+    from inference.training.config import missing_trainer_modules
+
+    assert missing_trainer_modules(sys.executable) == []
+
+
+def test_a_real_base_model_trains_lora_adapters_by_default(tmp_path):
+    """Defaults follow the model trained: the tiny model's would wreck a real one."""
+    import json
+
+    from inference.training.config import DEFAULTS, resolve
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "config.json").write_text(json.dumps({"torch_dtype": "float32"}))
+    with (real / "model.safetensors").open("wb") as f:
+        f.truncate(540_000_000)  # sparse: 135M float32 parameters' worth of bytes
+    grpo = resolve("grpo", {}, base_hf_dir=real)
+    assert grpo["lora"] and grpo["learning_rate"] == 2e-4 and grpo["max_completion_length"] == 96
+    assert resolve("grpo", {"lora": False}, base_hf_dir=real)["lora"] is False  # a request still decides
+    tiny = resolve("grpo", {}, base_hf_dir=None)
+    assert tiny["lora"] is DEFAULTS["grpo"]["lora"] is False
+    # Rollouts sample as the app serves: the engine's defaults.
+    from inference.engine import SamplingParams
+
+    served = SamplingParams()
+    assert (tiny["temperature"], tiny["top_p"], tiny["top_k"]) == (served.temperature, served.top_p, served.top_k)
