@@ -45,7 +45,7 @@ def _side(run: PipelineRun, rubric_id: int) -> dict[int, dict]:
         .order_by("group__prompt_id", "index")
     )
     sides: dict[int, dict] = defaultdict(
-        lambda: {"rewards": [], "lengths": [], "criteria": defaultdict(list), "texts": []}
+        lambda: {"rewards": [], "lengths": [], "criteria": defaultdict(list), "texts": [], "parts": []}
     )
     unscored = 0
     for g in generations:
@@ -57,10 +57,13 @@ def _side(run: PipelineRun, rubric_id: int) -> dict[int, dict]:
         side["rewards"].append(judgment.overall)
         side["lengths"].append(len(g.text.split()))
         side["texts"].append(g.text)
+        parts = {}
         for s in judgment.scores.all():
             c = s.criterion
             span = (c.scale_max - c.scale_min) or 1
             side["criteria"][c.key].append((s.score - c.scale_min) / span)
+            parts[c.key] = ((s.score - c.scale_min) / span, c.weight, c.rule is not None)
+        side["parts"].append(parts)
     sides = dict(sides)
     sides[UNSCORED] = unscored
     return sides
@@ -69,7 +72,11 @@ def _side(run: PipelineRun, rubric_id: int) -> dict[int, dict]:
 UNSCORED = -1  # the key under which _side counts the completions left unscored
 
 
-def evaluation_pairs(evaluation: Evaluation, cand: dict | None = None, base: dict | None = None) -> list[PromptPair]:
+def evaluation_pairs(
+    evaluation: Evaluation, cand: dict | None = None, base: dict | None = None, *, rules: bool | None = None
+) -> list[PromptPair]:
+    """The prompts both sides scored; with `rules` True (False) each completion's reward is the
+    weighted mean of its rule (judge) criteria alone."""
     cand = cand if cand is not None else _side(evaluation.candidate_run, evaluation.rubric_id)
     base = base if base is not None else _side(evaluation.baseline_run, evaluation.rubric_id)
     pairs = []
@@ -78,8 +85,8 @@ def evaluation_pairs(evaluation: Evaluation, cand: dict | None = None, base: dic
         pairs.append(
             PromptPair(
                 key=str(prompt_id),
-                candidate=c["rewards"],
-                baseline=b["rewards"],
+                candidate=c["rewards"] if rules is None else _rewards_of(c["parts"], rules),
+                baseline=b["rewards"] if rules is None else _rewards_of(b["parts"], rules),
                 candidate_lengths=c["lengths"],
                 baseline_lengths=b["lengths"],
                 candidate_criteria={k: sum(v) / len(v) for k, v in c["criteria"].items()},
@@ -89,6 +96,41 @@ def evaluation_pairs(evaluation: Evaluation, cand: dict | None = None, base: dic
     return pairs
 
 
+def _rewards_of(parts: list[dict], rules: bool) -> list[float]:
+    """Each completion's weighted mean over only its rule criteria (or only the others)."""
+    rewards = []
+    for scores in parts:
+        chosen = [(value, weight) for value, weight, is_rule in scores.values() if is_rule == rules and weight > 0]
+        total = sum(weight for _, weight in chosen)
+        if total:
+            rewards.append(sum(value * weight for value, weight in chosen) / total)
+    return rewards
+
+
+def _by_source(evaluation: Evaluation, cand: dict, base: dict) -> dict | None:
+    """The verdict on rule criteria alone and on judge criteria alone, beside the whole
+    rubric's: how much the judge (which may share the baseline's weights and prefer its
+    answers) moves the verdict. None unless the rubric has criteria of both kinds."""
+    kinds = {
+        rule is not None for rule in evaluation.rubric.criteria.filter(weight__gt=0).values_list("rule", flat=True)
+    }
+    if kinds != {True, False}:
+        return None
+    found = {}
+    for name, rules in (("rules", True), ("judge", False)):
+        result = compare(evaluation_pairs(evaluation, cand, base, rules=rules))
+        found[name] = {
+            "prompts": result["prompts"],
+            "wins": result["wins"],
+            "ties": result["ties"],
+            "losses": result["losses"],
+            "win_rate": result["win_rate"],
+            "sign_test_p": result["sign_test_p"],
+            "verdict": verdict(result),
+        }
+    return found
+
+
 def evaluation_compare(evaluation: Evaluation) -> dict:
     """The comparison over what succeeded, with what did not counted beside it (completions the
     judge could not score, prompts with no scored completion on one side or both), and the
@@ -96,6 +138,7 @@ def evaluation_compare(evaluation: Evaluation) -> dict:
     cand = _side(evaluation.candidate_run, evaluation.rubric_id)
     base = _side(evaluation.baseline_run, evaluation.rubric_id)
     result = compare(evaluation_pairs(evaluation, cand, base))
+    result["by_source"] = _by_source(evaluation, cand, base)
     prompts = dict(evaluation.prompt_set.prompts.values_list("pk", "external_id"))
     result["failures"] = {
         "unscored_completions": {"candidate": cand[UNSCORED], "baseline": base[UNSCORED]},
