@@ -212,3 +212,63 @@ def test_a_rubric_of_rules_only_asks_no_judge_so_none_is_fingerprinted(world, v2
     Criterion.objects.filter(rubric=world["rubric"]).update(rule={"kind": "regex", "pattern": "Mira"})
     judge = _start(world, candidate=2).judge
     assert (judge["judge_prompt_sha256"], judge["judge_weights_sha256"]) == ("", "")
+
+
+def test_a_judge_that_is_the_baseline_is_recorded_and_the_rules_verdict_stands_beside_its_own(
+    world, v2, settings, admin_client
+):
+    """The demo judges with the base model's weights: in v2 against v1 the judge is the baseline,
+    which may prefer its own answers. Here it does (judge criteria: baseline better), while the
+    rule criteria, which no model scores, say the candidate is: both verdicts are shown."""
+    from labelling.generators.weights import SHIPPED_ONNX_DIR
+    from labelling.models import Criterion, Judgment
+
+    settings.JUDGE_MODEL_DIR = settings.BASE_DIR / SHIPPED_ONNX_DIR  # version 1's weights
+    Criterion.objects.create(
+        rubric=world["rubric"],
+        key="signed",
+        description="signs",
+        scale_min=0,
+        scale_max=1,
+        weight=3,
+        rule={"kind": "regex", "pattern": "^cand"},
+    )
+    evaluation = _start(world, candidate=2, completions_per_prompt=2)
+    assert evaluation.judge["shares_weights_with"] == "baseline v1"
+    judge = run_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    for run, who, score in ((evaluation.candidate_run, "cand", 1), (evaluation.baseline_run, "base", 5)):
+        for prompt in PromptSet.objects.get(slug="keeper").prompts.all():
+            group = run_services.group_for(run=run, prompt=prompt)
+            for index in range(2):
+                g = run_services.generation_record(
+                    group=group, index=index, messages=[], model_version=None, run=run, raw_text=f"{who} {index}"
+                )
+                run_services.judgment_record(
+                    generation=g,
+                    rubric=world["rubric"],
+                    source=Judgment.Source.JUDGE,
+                    scores={"voice": score},
+                    run=run,
+                    model_version=judge,
+                )
+        PipelineRun.objects.filter(pk=run.pk).update(status="succeeded")
+    evaluation.refresh_from_db()
+    result = services.evaluation_finish(evaluation=evaluation).result
+    assert result["by_source"]["judge"]["losses"] == result["prompts"] == 2
+    assert result["by_source"]["rules"]["wins"] == 2 and result["wins"] == 2  # the rules outweigh the judge here
+    page = admin_client.get(f"/evaluations/{evaluation.pk}/").content.decode()
+    assert 'id="judge-self-preference"' in page and "runs the weights of the baseline v1" in page
+    assert "Rule criteria alone" in page and "Judge criteria alone" in page
+
+
+def test_a_judge_with_weights_of_its_own_shares_none(world, v2, settings, tmp_path):
+    import shutil
+
+    from labelling.generators.weights import SHIPPED_ONNX_DIR
+
+    other = tmp_path / "judge"
+    shutil.copytree(settings.BASE_DIR / SHIPPED_ONNX_DIR, other, ignore=shutil.ignore_patterns("hf"))
+    with (other / "model.onnx").open("ab") as f:
+        f.write(b"\0")  # other weights, as far as the fingerprint goes
+    settings.JUDGE_MODEL_DIR = other
+    assert _start(world, candidate=2).judge["shares_weights_with"] == ""
