@@ -28,6 +28,8 @@ Free of Django: `manage.py prepare_model` runs it and registers the result as a 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -130,6 +132,30 @@ def prepare(models_dir: Path, source: Source = DEMO, *, say: Say = print, precis
     if record is not None and record.get("precision") == precision:
         return record
     root.mkdir(parents=True, exist_ok=True)
+    with _exclusive(root, say):
+        record = prepared(models_dir, source)  # another process may have finished it meanwhile
+        if record is not None and record.get("precision") == precision:
+            return record
+        return _prepare(root, source, say, precision)
+
+
+@contextlib.contextmanager
+def _exclusive(root: Path, say: Say):
+    """One preparation of a folder at a time: a second `make run` started meanwhile waits for the
+    first, then finds the model ready (the lock goes with the process, however it ends)."""
+    with (root / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"another process is preparing {root.name}; waiting for it ...")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _prepare(root: Path, source: Source, say: Say, precision: str) -> dict:
     _remove_damaged(root, say)
     (root / RECORD).unlink(missing_ok=True)  # from here on the folder is not complete
     _check_space(root)

@@ -238,3 +238,31 @@ def test_a_served_file_cut_short_or_gone_is_made_again(tmp_path, source, convert
     assert said[0] == "onnx/model.onnx.data is missing or damaged: making onnx/ again"
     assert converters["onnx"] == 2 and converters["hf"] == 1
     assert prepared(tmp_path, source) == record
+
+
+def test_two_preparations_at_once_prepare_once(tmp_path, source, converters, monkeypatch):
+    """A second `make run` started while the first prepares waits for it, then finds it ready."""
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+    to_hf = demo_model._to_hf
+
+    def slow_to_hf(gguf, hf, say):
+        started.set()
+        release.wait(10)
+        to_hf(gguf, hf, say)
+
+    monkeypatch.setattr(demo_model, "_to_hf", slow_to_hf)
+    results, said = [], []
+    first = threading.Thread(target=lambda: results.append(prepare(tmp_path, source, say=lambda line: None)))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=lambda: results.append(prepare(tmp_path, source, say=said.append)))
+    second.start()
+    second.join(0.5)
+    assert second.is_alive() and said == [f"another process is preparing {source.name}; waiting for it ..."]
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert len(results) == 2 and results[0] == results[1]
+    assert converters["hf"] == 1 and converters["onnx"] == 1
