@@ -129,8 +129,9 @@ def sign_in(browser, live_app):
         if "Content Security Policy" in message.text:
             violations.append(f"{message.page.url if message.page else '?'}: {message.text}")
 
-    def open_as(username: str):
-        context = browser.new_context(base_url=live_app.url)
+    def open_as(username: str, viewport: tuple[int, int] | None = None):
+        size = {"viewport": {"width": viewport[0], "height": viewport[1]}} if viewport else {}
+        context = browser.new_context(base_url=live_app.url, **size)
         context.on("console", on_console)
         contexts.append(context)
         page = context.new_page()

@@ -22,25 +22,16 @@ NEW_REVIEWER = textwrap.dedent("""
 
 
 @pytest.mark.parametrize(("name", "viewport"), [("newcomer", (1366, 900)), ("newcomer-phone", (390, 844))])
-def test_a_new_reviewers_first_page_shows_the_demo_models_answers(browser, live_app, name, viewport):
+def test_a_new_reviewers_first_page_shows_the_demo_models_answers(sign_in, live_app, name, viewport):
     live_app.manage("shell", "-c", NEW_REVIEWER.format(name=name, password=PASSWORD))
     first = json.loads(DEMO.read_text().splitlines()[0])  # the oldest group: what fifo serves first
-    context = browser.new_context(base_url=live_app.url, viewport=dict(zip(("width", "height"), viewport, strict=True)))
-    try:
-        page = context.new_page()
-        page.goto("/accounts/login/")
-        page.fill("input[name=username]", name)
-        page.fill("input[name=password]", PASSWORD)
-        page.keyboard.press("Enter")
-        page.wait_for_url(f"{live_app.url}/")
-        page.goto("/review/?policy=fifo")
-        expect(page.locator("#review-form")).to_be_visible()
-        shown = page.locator("article.completion").all_inner_texts()
-        assert len(shown) == len(first["completions"])
-        for text in first["completions"]:  # every answer of the group, as the model wrote it
-            assert any(" ".join(text.split()[:8]) in " ".join(s.split()) for s in shown), text[:80]
-        # Rule criteria are scored on the page; the reviewer scores in-character and helpfulness.
-        expect(page.locator('.criterion.rule[data-key="concision"]').first).to_be_visible()
-        expect(page.locator('fieldset.criterion[data-key="in-character"]').first).to_be_visible()
-    finally:
-        context.close()
+    page = sign_in(name, viewport)
+    page.goto("/review/?policy=fifo")
+    expect(page.locator("#review-form")).to_be_visible()
+    shown = page.locator("article.completion").all_inner_texts()
+    assert len(shown) == len(first["completions"])
+    for text in first["completions"]:  # every answer of the group, as the model wrote it
+        assert any(" ".join(text.split()[:8]) in " ".join(s.split()) for s in shown), text[:80]
+    # Rule criteria are scored on the page; the reviewer scores in-character and helpfulness.
+    expect(page.locator('.criterion.rule[data-key="concision"]').first).to_be_visible()
+    expect(page.locator('fieldset.criterion[data-key="in-character"]').first).to_be_visible()

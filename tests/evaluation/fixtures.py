@@ -14,14 +14,15 @@ def _scaled(criterion, score: int) -> int:
     return criterion.scale_min + round((score - 1) / 4 * (criterion.scale_max - criterion.scale_min))
 
 
-def ran(evaluation, rubric: Rubric) -> None:
-    """Both sides "ran": their completions judged, their runs succeeded."""
+def ran(evaluation, rubric: Rubric, candidate: list[int] = CANDIDATE, baseline: list[int] = BASELINE) -> None:
+    """Both sides "ran": their completions judged (`candidate`, `baseline`: the judge's score per
+    seed slot, on 1..5; the texts start with "cand" and "base"), their runs succeeded."""
     judge = run_services.model_version_get_or_create(backend="fixture", model_name="judge")
     criteria = [c for c in rubric.criteria.all() if not c.is_rule]  # rule criteria score themselves
     k = evaluation.completions_per_prompt
     for run, scores, who in (
-        (evaluation.candidate_run, CANDIDATE[:k], "cand"),
-        (evaluation.baseline_run, BASELINE[:k], "base"),
+        (evaluation.candidate_run, candidate[:k], "cand"),
+        (evaluation.baseline_run, baseline[:k], "base"),
     ):
         for prompt in evaluation.prompt_set.prompts.all():
             group = run_services.group_for(run=run, prompt=prompt)

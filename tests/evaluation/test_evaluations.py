@@ -221,7 +221,8 @@ def test_a_judge_that_is_the_baseline_is_recorded_and_the_rules_verdict_stands_b
     which may prefer its own answers. Here it does (judge criteria: baseline better), while the
     rule criteria, which no model scores, say the candidate is: both verdicts are shown."""
     from labelling.generators.weights import SHIPPED_ONNX_DIR
-    from labelling.models import Criterion, Judgment
+    from labelling.models import Criterion
+    from tests.evaluation.fixtures import ran
 
     settings.JUDGE_MODEL_DIR = settings.BASE_DIR / SHIPPED_ONNX_DIR  # version 1's weights
     Criterion.objects.create(
@@ -235,23 +236,7 @@ def test_a_judge_that_is_the_baseline_is_recorded_and_the_rules_verdict_stands_b
     )
     evaluation = _start(world, candidate=2, completions_per_prompt=2)
     assert evaluation.judge["shares_weights_with"] == "baseline v1"
-    judge = run_services.model_version_get_or_create(backend="fixture", model_name="judge")
-    for run, who, score in ((evaluation.candidate_run, "cand", 1), (evaluation.baseline_run, "base", 5)):
-        for prompt in PromptSet.objects.get(slug="keeper").prompts.all():
-            group = run_services.group_for(run=run, prompt=prompt)
-            for index in range(2):
-                g = run_services.generation_record(
-                    group=group, index=index, messages=[], model_version=None, run=run, raw_text=f"{who} {index}"
-                )
-                run_services.judgment_record(
-                    generation=g,
-                    rubric=world["rubric"],
-                    source=Judgment.Source.JUDGE,
-                    scores={"voice": score},
-                    run=run,
-                    model_version=judge,
-                )
-        PipelineRun.objects.filter(pk=run.pk).update(status="succeeded")
+    ran(evaluation, world["rubric"], candidate=[1, 1], baseline=[5, 5])
     evaluation.refresh_from_db()
     result = services.evaluation_finish(evaluation=evaluation).result
     assert result["by_source"]["judge"]["losses"] == result["prompts"] == 2
