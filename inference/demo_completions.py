@@ -1,6 +1,6 @@
 """Regenerate the demo's completion groups (labelling/demo/aria-completions.jsonl) with the demo model.
 
-    python -m inference.demo_completions [--models-dir data/models] [--prompts 5] [--group-size 4]
+    python -m inference.demo_completions [--models-dir DIR] [--prompts 5] [--group-size 4]
 
 What a new install's reviewers see first are these groups: real answers of the demo model
 (SmolLM2-135M-Instruct, prepared by `manage.py prepare_model`) in Aria's persona, each scored by
@@ -31,7 +31,7 @@ SEED = 20261203
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models-dir", type=Path, default=Path("data/models"))
+    parser.add_argument("--models-dir", type=Path, default=DEMO_DIR.parents[1] / "data" / "models")
     parser.add_argument("--prompts", type=int, default=5, help="how many of aria-demo's prompts get a group")
     parser.add_argument("--group-size", type=int, default=4)
     parser.add_argument("--output", type=Path, default=DEMO_DIR / "aria-completions.jsonl")
