@@ -69,7 +69,7 @@ format: install-test
 migrate: install
 	$(PY) manage.py migrate --noinput
 
-bench: install-test ## benchmarks (see docs/benchmarks.md); the batching one wants the 0.6B-shaped model
+bench: install-test ## benchmarks (see docs/benchmarks.md); the batching one wants the 0.6B-shaped model, the round takes most of an hour
 	$(PY) bench/bench_inference.py
 	$(PY) bench/bench_batching.py
 	$(PY) bench/bench_pipeline.py
@@ -81,6 +81,8 @@ bench: install-test ## benchmarks (see docs/benchmarks.md); the batching one wan
 	$(PY) bench/bench_faults.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_openai.py
+	$(PY) bench/bench_demo_model.py
+	$(PY) bench/bench_round.py --work data/bench-round-$$(date +%s)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache node_modules
