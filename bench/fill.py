@@ -56,7 +56,6 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
     from django.db import transaction
     from django.utils import timezone
 
-    from labelling import scoring
     from labelling.access.roles import REVIEWER, ensure_roles
     from labelling.catalogue import services as catalogue_services
     from labelling.catalogue.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
@@ -70,6 +69,7 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
     )
     from labelling.review import queue
     from labelling.runs import services as run_services
+    from shaping_core import scoring
 
     started = time.perf_counter()
     with transaction.atomic():

@@ -364,7 +364,7 @@ def check(onnx: Path, say: Say = print) -> str:
 
 
 def _provenance(root: Path, source: Source, precision: str, sample: str, timings: dict) -> dict:
-    from labelling.generators.weights import weights_sha256
+    from shaping_core.weights import weights_sha256
 
     return {
         "model": source.title,

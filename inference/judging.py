@@ -75,7 +75,7 @@ def check_rubric(rubric) -> list[dict]:
 
 def model_criteria(rubric) -> list[dict]:
     """The criteria the judge model scores: those without a `rule`. Rule criteria are scored
-    without a model (labelling/rules.py, by the caller); the model is never asked about them."""
+    without a model (shaping_core/rules.py, by the caller); the model is never asked about them."""
     criteria = [c for c in check_rubric(rubric) if c.get("rule") is None]
     if not criteria:
         raise InvalidRequest("rubric has no criteria for the judge model: every criterion is a rule")

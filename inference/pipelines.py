@@ -22,12 +22,12 @@ from inference.backends.openai import capabilities_of
 from inference.dispatch import Call, Task, Throttle
 from inference.engine import SamplingParams
 from inference.errors import IncompleteBatch, InferenceError, JudgeOutputError
-from labelling import rules, scoring
 from labelling.catalogue import selectors as catalogue_selectors
 from labelling.generators import selectors as generator_selectors
 from labelling.live import broadcasts
 from labelling.models import Generation, GeneratorVersion, Judgment, ModelVersion, PipelineRun, Prompt, Rubric
 from labelling.runs import services as run_services
+from shaping_core import rules, scoring
 
 DEFAULT_SAMPLING = {"max_tokens": 128, "temperature": 0.7, "top_p": 0.8, "top_k": 20}
 REVISE_INSTRUCTION = (
@@ -74,7 +74,7 @@ def judge_task(
     think_valid: bool | None = None,
 ) -> Task:
     """Scores for every criterion of one completion: the judge model's for the criteria
-    without a rule (it is asked about those only), the rules' for the others (labelling.rules;
+    without a rule (it is asked about those only), the rules' for the others (shaping_core.rules;
     `think_valid` is a stored generation's verdict on its think tags). A rubric of rules only
     asks no model at all. An answer that will not parse is asked again (`retries` times),
     then comes back as {"ok": False, ...} with the raw text, to be recorded as a failed

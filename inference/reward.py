@@ -9,10 +9,10 @@ Training then rewards exactly the rubric version the reviewers used:
 TRL calls it with the batch's prompts and completions (conversational: lists of
 messages; standard: strings) and expects one float per completion; a completion the
 judge could not score gets None, which TRL leaves out of the reward. Rule criteria
-(`labelling.rules`: regex, length, think tags, JSON schema, keywords) are scored here, without
+(`shaping_core.rules`: regex, length, think tags, JSON schema, keywords) are scored here, without
 the judge, from the completion as the model wrote it; a rubric of rules only never calls
 Triton. Needs only tritonclient, this package's inference module and the Django-free
-`labelling.scoring` and `labelling.rules` (the same weighted reward and rules the exports
+`shaping_core.scoring` and `shaping_core.rules` (the same weighted reward and rules the exports
 use), not Django.
 """
 
@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from inference.backends.base import JudgeRequest
 from inference.errors import InferenceError
 from inference.judging import check_rubric
-from labelling import rules, scoring
+from inference.training.rewards import completion_text, judged_scores
+from shaping_core import rules, scoring
 
 
 def make_reward_function(
@@ -40,12 +40,9 @@ def make_reward_function(
         backend = TritonBackend(triton_url, timeout_s=timeout_s)
 
     def score(prompt, completion) -> float | None:
-        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
-        text = completion[-1]["content"] if isinstance(completion, list) else str(completion)
         try:
-            judged = {}
-            if asked is not None:
-                judged = backend.judge(JudgeRequest(rubric=asked, messages=messages, completion=text)).scores
+            judged = {} if asked is None else judged_scores(backend, asked, prompt, completion)
+            text = completion_text(completion)
             return scoring.rubric_overall(rubric, rules.with_rule_scores(rubric["criteria"], judged, text))
         except (InferenceError, scoring.ScoresInvalid):
             return None

@@ -17,8 +17,8 @@ from django.db import DatabaseError
 from inference.model_repository import repository_build
 from inference.triton_server import TritonProcess
 from labelling.generators import selectors as generator_selectors
-from labelling.generators.weights import GENERATOR_MODEL, SHIPPED_ONNX_DIR
 from labelling.models import GeneratorVersion
+from shaping_core.weights import GENERATOR_MODEL, SHIPPED_ONNX_DIR
 
 _onnx_dir = generator_selectors.generator_version_dir
 

@@ -21,9 +21,9 @@ from django.conf import settings
 from inference import build_model
 from inference.backends.base import GenerateRequest
 from inference.engine import SamplingParams, open_engine
-from labelling.generators.weights import weights_sha256
 from labelling.models import GeneratorVersion
 from labelling.training import services as training_services
+from shaping_core.weights import weights_sha256
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ export of it, one sub-package per domain:
     access/      roles, page decorators, API tokens
     live/        websocket broadcasts and consumers
 
-`scoring` (the weighted reward, free of Django) and `errors` (refusals as field messages) are
-shared by all of them. Data flows one way: prompt -> generation -> judgment -> review ->
-dataset version. `labelling` never imports `inference`: the model side calls in.
+`errors` (refusals as field messages) is shared by all of them; the weighted reward, rule
+criteria, think tags and the evaluation arithmetic are `shaping_core`'s, free of Django. Data
+flows one way: prompt -> generation -> judgment -> review -> dataset version. `labelling` never imports `inference`: the model side calls in.
 """

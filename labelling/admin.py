@@ -17,7 +17,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from labelling import rules, scoring
 from labelling.access import tokens
 from labelling.catalogue import selectors as catalogue_selectors
 from labelling.catalogue import services as catalogue_services
@@ -46,6 +45,7 @@ from labelling.models import (
     Rubric,
 )
 from labelling.runs import services as run_services
+from shaping_core import rules, scoring
 
 
 class ImportForm(forms.Form):

@@ -102,7 +102,7 @@ class Criterion(models.Model):
     rule = models.JSONField(
         null=True,
         blank=True,
-        help_text="A rule scores this criterion without a model (labelling/rules.py); empty: the judge and reviewers do.",
+        help_text="A rule scores this criterion without a model (shaping_core/rules.py); empty: the judge and reviewers do.",
     )
 
     class Meta:
@@ -576,7 +576,7 @@ class GeneratorVersion(models.Model):
     `onnx_dir` and `hf_dir` are relative to the project root (settings.BASE_DIR) unless
     absolute: `GeneratorVersion.path` resolves them. `weights_sha256` is one sha256 over the
     bytes of `model.onnx.data` followed by the bytes of `model.onnx` (see
-    labelling.generators.weights)."""
+    shaping_core.weights)."""
 
     class Method(models.TextChoices):
         NONE = "", "shipped (not trained here)"
@@ -653,7 +653,7 @@ class GeneratorVersion(models.Model):
         base = (self.config or {}).get("base_model") or {}
         if base.get("model"):
             return f"{base['model']} ({base.get('precision', '')})".replace(" ()", "")
-        from labelling.generators.weights import SHIPPED_ONNX_DIR
+        from shaping_core.weights import SHIPPED_ONNX_DIR
 
         return "tiny Qwen3, random weights" if self.onnx_dir == SHIPPED_ONNX_DIR else ""
 

@@ -58,7 +58,7 @@ BLOCKS: dict[str, list[tuple[str, str]]] = {
     ],
     "import-format.md": [
         ("yaml", f"{HERE}::test_the_import_document_example_imports_as_written"),
-        ("yaml", "tests/labelling/test_rules.py::test_the_rule_examples_in_the_import_docs_are_valid_as_written"),
+        ("yaml", "tests/core/test_rules.py::test_the_rule_examples_in_the_import_docs_are_valid_as_written"),
         (
             "json",
             "an excerpt with `...` for what it leaves out (not JSON); labelling/demo/aria-completions.jsonl is "

@@ -1,5 +1,5 @@
-"""The layout's rules, checked: imports between the apps run one way, and the scoring module
-stays free of Django (Triton's judge model and the TRL reward function import it)."""
+"""The layout's rules, checked: imports between the apps run one way, and the shared core
+stays free of Django and of both apps (Triton's judge model and the TRL child import it)."""
 
 import ast
 from pathlib import Path
@@ -29,20 +29,19 @@ def test_labelling_never_imports_inference():
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-def test_the_scoring_module_is_free_of_django():
-    imported = _imports(ROOT / "labelling" / "scoring.py")
-    assert not {m for m in imported if m.split(".")[0] in ("django", "labelling", "inference")}
-
-
-def test_the_rules_module_is_free_of_django():
-    # Like scoring: the TRL reward function scores rule criteria without settings.
-    imported = _imports(ROOT / "labelling" / "rules.py")
-    assert not {m for m in imported if m.split(".")[0] in ("django", "inference")}
-    assert {m for m in imported if m.split(".")[0] == "labelling"} == {"labelling.runs"}
-    assert "django" not in (ROOT / "labelling" / "runs" / "thinktags.py").read_text()
+def test_the_core_is_free_of_django_and_of_both_apps():
+    # Triton's judge model and the TRL child import it without settings.
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(
+            m for m in _imports(path) if m.split(".")[0] in ("django", "labelling", "inference", "shaping_web")
+        )
+        for path in _modules("shaping_core")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
 
 
 def test_the_layout_checks_see_the_code():
-    # Guards the two tests above against passing on an empty or moved tree.
+    # Guards the tests above against passing on an empty or moved tree.
     assert len(_modules("labelling")) > 30
+    assert {p.stem for p in _modules("shaping_core")} >= {"rules", "scoring", "thinktags", "stats", "weights"}
     assert "inference.engine" in _imports(ROOT / "inference" / "triton_worker.py")

@@ -1,7 +1,7 @@
 """GRPO's reward functions, made from the run's rubric.
 
-One function per rule criterion (`labelling.rules` on the completion's text, rescaled onto 0..1
-as `labelling.scoring` does) and one `judge` function for every judge-scored criterion together
+One function per rule criterion (`shaping_core.rules` on the completion's text, rescaled onto 0..1
+as `shaping_core.scoring` does) and one `judge` function for every judge-scored criterion together
 (one judge call per completion, the batch's calls sent concurrently, their scores combined by
 `scoring.overall` over those criteria). TRL logs each function's mean reward, so a run shows
 which criterion moves.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from inference.errors import InferenceError, InvalidRequest
 from inference.judging import check_rubric
 from inference.training.config import ConfigError, RubricError
-from labelling import rules, scoring
+from shaping_core import rules, scoring
 
 JUDGE = "judge"
 
@@ -90,6 +90,22 @@ def completion_text(completion) -> str:
     return completion[-1]["content"] if isinstance(completion, list) else str(completion)
 
 
+def prompt_messages(prompt) -> list[dict]:
+    """The prompt as chat messages, conversational (already messages) or standard (a string)."""
+    return prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
+
+
+def judged_scores(backend, judge_rubric: dict, prompt, completion) -> dict:
+    """The judge's scores of one completion for `judge_rubric`'s criteria (InferenceError when
+    the judge fails or its answer does not parse). The one judge call of every TRL reward."""
+    from inference.backends.base import JudgeRequest
+
+    request = JudgeRequest(
+        rubric=judge_rubric, messages=prompt_messages(prompt), completion=completion_text(completion)
+    )
+    return backend.judge(request).scores
+
+
 def rule_reward(criterion: dict) -> Callable:
     spec, low, high = criterion["rule"], criterion["scale_min"], criterion["scale_max"]
 
@@ -103,16 +119,12 @@ def rule_reward(criterion: dict) -> Callable:
 def judge_reward(judge_rubric: dict, backend, *, concurrency: int) -> Callable:
     """An async reward function: TRL runs it on its own event loop; the blocking judge calls run
     on a pool of `concurrency` threads (the Triton backend keeps one client per thread)."""
-    from inference.backends.base import JudgeRequest
-
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge")
     criteria = scoring.criteria_of(judge_rubric)
 
     def score(prompt, completion) -> float | None:
-        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
-        request = JudgeRequest(rubric=judge_rubric, messages=messages, completion=completion_text(completion))
         try:
-            return scoring.overall(criteria, backend.judge(request).scores)
+            return scoring.overall(criteria, judged_scores(backend, judge_rubric, prompt, completion))
         except (InferenceError, scoring.ScoresInvalid):
             return None
 

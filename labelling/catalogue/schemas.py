@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from labelling import rules
+from shaping_core import rules
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$", max_length=80)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
@@ -47,7 +47,7 @@ class CriterionIn(Strict):
     scale_max: int = 5
     levels: dict[str, str] = Field(default_factory=dict)
     weight: Annotated[float, Field(ge=0)] = 1.0
-    # A rule scores the criterion without a model (labelling/rules.py); None: the judge and reviewers do.
+    # A rule scores the criterion without a model (shaping_core/rules.py); None: the judge and reviewers do.
     rule: dict | None = None
 
     @field_validator("rule")

@@ -10,12 +10,12 @@ from datetime import datetime
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 
-from labelling.generators.weights import GENERATOR_MODEL
 from labelling.models import (
     Group,
     Prompt,
     Rubric,
 )
+from shaping_core.weights import GENERATOR_MODEL
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Rewards and group-relative advantages, read from the database a chunk of groups at a time.
 
-Reward policy: a completion's reward is the weighted score (`labelling.scoring`) of its
+Reward policy: a completion's reward is the weighted score (`shaping_core.scoring`) of its
 human judgments (their mean) when it has any, else of the judge's latest successful judgment;
 a completion with neither has no reward and is left out of rewarded formats. Advantages are
 (r - mean) / (std + eps) within a group, over its original completions.
@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
-from labelling import scoring
 from labelling.datasets.filters import DatasetFilter, groups_for
 from labelling.models import (
     Character,
@@ -29,6 +28,7 @@ from labelling.models import (
     Prompt,
     Rubric,
 )
+from shaping_core import scoring
 
 EPS = 1e-6
 

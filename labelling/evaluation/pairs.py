@@ -23,9 +23,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from labelling.evaluation.stats import HumanChoice, human_compare
 from labelling.models import OPEN_PAIR, ABPair, Evaluation, Generation, Judgment, PairChoice
 from labelling.review.services import ReviewRefused
+from shaping_core.stats import HumanChoice, human_compare
 
 CHOICES = tuple(PairChoice.Choice.values)
 

@@ -7,8 +7,8 @@ from collections import defaultdict
 from django.db.models import Prefetch
 
 from labelling.evaluation import pairs
-from labelling.evaluation.stats import PromptPair, compare
 from labelling.models import CriterionScore, Evaluation, Generation, Judgment, PipelineRun
+from shaping_core.stats import PromptPair, compare
 
 DONE = {PipelineRun.Status.SUCCEEDED, PipelineRun.Status.PARTIAL}
 

@@ -15,10 +15,10 @@ from django.db.models import Q
 from labelling.datasets import services as dataset_services
 from labelling.evaluation import pairs, selectors
 from labelling.generators import selectors as generator_selectors
-from labelling.generators.weights import HASHED_FILES, weights_sha256
 from labelling.models import Character, Evaluation, PipelineRun, PromptSet, Rubric
 from labelling.runs import executor, idempotency
 from labelling.runs import services as run_services
+from shaping_core.weights import HASHED_FILES, weights_sha256
 
 DEFAULT_SEED = 1234
 DEFAULT_SAMPLING = {"max_tokens": 64, "temperature": 0.7, "top_p": 0.8}

@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.db.models import QuerySet
 
-from labelling.generators.weights import GENERATOR_MODEL, SHIPPED_ONNX_DIR
 from labelling.models import GeneratorVersion
+from shaping_core.weights import GENERATOR_MODEL, SHIPPED_ONNX_DIR
 
 
 class GeneratorUnavailable(Exception):

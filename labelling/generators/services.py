@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
-from labelling.generators import weights
 from labelling.models import GeneratorVersion
+from shaping_core import weights
 
 
 @transaction.atomic

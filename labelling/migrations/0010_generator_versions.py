@@ -2,13 +2,13 @@
 (parent, dataset version, method), exactly one current per model name; ModelVersion names the
 version that produced a text. The data step creates version 1 of qwen3: the tiny model shipped
 in inference/weights/tiny-qwen3, ready and current, its weights_sha256 one sha256 over the bytes
-of model.onnx.data followed by those of model.onnx (labelling.generators.weights)."""
+of model.onnx.data followed by those of model.onnx (shaping_core.weights)."""
 
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-from labelling.generators import weights
+from shaping_core import weights
 
 
 def create_version_1(apps, schema_editor):

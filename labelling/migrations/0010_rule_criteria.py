@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
             name="rule",
             field=models.JSONField(
                 blank=True,
-                help_text="A rule scores this criterion without a model (labelling/rules.py); empty: the judge and reviewers do.",
+                help_text="A rule scores this criterion without a model (shaping_core/rules.py); empty: the judge and reviewers do.",
                 null=True,
             ),
         ),

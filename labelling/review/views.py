@@ -14,12 +14,13 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from labelling import errors, rules
+from labelling import errors
 from labelling.access import roles
 from labelling.access.decorators import reviewer_required
 from labelling.characters import sheets as sheet_lib
 from labelling.models import Assignment, Group, Rubric
 from labelling.review import agreement, selectors, services
+from shaping_core import rules
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 

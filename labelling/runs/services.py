@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from labelling import errors, rules, scoring
+from labelling import errors
 from labelling.catalogue.schemas import GroupIn
 from labelling.catalogue.selectors import prompt_messages_for, rubric_latest
 from labelling.generators import selectors as generator_selectors
@@ -40,7 +40,8 @@ from labelling.models import (
     Rubric,
 )
 from labelling.review.queue import group_queue_refresh
-from labelling.runs import executor, idempotency, thinktags
+from labelling.runs import executor, idempotency
+from shaping_core import rules, scoring, thinktags
 
 
 def model_version_get_or_create(

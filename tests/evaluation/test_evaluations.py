@@ -193,7 +193,7 @@ def test_the_same_idempotency_key_starts_one_evaluation(world, v2, client, admin
 
 
 def test_the_judge_is_fingerprinted_and_never_the_candidate_itself(world, v2, settings):
-    from labelling.generators.weights import SHIPPED_ONNX_DIR
+    from shaping_core.weights import SHIPPED_ONNX_DIR
 
     settings.JUDGE_MODEL_DIR = settings.BASE_DIR / SHIPPED_ONNX_DIR  # the judge runs version 1's weights
     evaluation = _start(world, candidate=2)
@@ -220,8 +220,8 @@ def test_a_judge_that_is_the_baseline_is_recorded_and_the_rules_verdict_stands_b
     """The demo judges with the base model's weights: in v2 against v1 the judge is the baseline,
     which may prefer its own answers. Here it does (judge criteria: baseline better), while the
     rule criteria, which no model scores, say the candidate is: both verdicts are shown."""
-    from labelling.generators.weights import SHIPPED_ONNX_DIR
     from labelling.models import Criterion
+    from shaping_core.weights import SHIPPED_ONNX_DIR
     from tests.evaluation.fixtures import ran
 
     settings.JUDGE_MODEL_DIR = settings.BASE_DIR / SHIPPED_ONNX_DIR  # version 1's weights
@@ -249,7 +249,7 @@ def test_a_judge_that_is_the_baseline_is_recorded_and_the_rules_verdict_stands_b
 def test_a_judge_with_weights_of_its_own_shares_none(world, v2, settings, tmp_path):
     import shutil
 
-    from labelling.generators.weights import SHIPPED_ONNX_DIR
+    from shaping_core.weights import SHIPPED_ONNX_DIR
 
     other = tmp_path / "judge"
     shutil.copytree(settings.BASE_DIR / SHIPPED_ONNX_DIR, other, ignore=shutil.ignore_patterns("hf"))

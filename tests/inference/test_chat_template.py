@@ -8,7 +8,7 @@ import pytest
 
 from inference.chat_template import ChatTemplate, ChatTemplateError
 from inference.errors import InvalidRequest
-from labelling.generators.weights import SHIPPED_ONNX_DIR
+from shaping_core.weights import SHIPPED_ONNX_DIR
 
 TINY = Path(__file__).resolve().parents[2] / SHIPPED_ONNX_DIR
 EMPTY_THINK = "<think>\n\n</think>\n\n"

@@ -13,8 +13,8 @@ from django.core.management import call_command
 from inference import demo_model
 from inference.demo_model import DEMO, PrepareError, Source, prepare, prepared
 from labelling.generators import services as generator_services
-from labelling.generators.weights import SHIPPED_ONNX_DIR, weights_sha256
 from labelling.models import GeneratorVersion
+from shaping_core.weights import SHIPPED_ONNX_DIR, weights_sha256
 
 TINY = Path(__file__).resolve().parents[2] / SHIPPED_ONNX_DIR
 GGUF = b"GGUF" + bytes(range(256)) * 8

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.core.management import call_command
 
 from inference.demo_model import DEMO, prepared
-from labelling.generators.weights import weights_sha256
 from labelling.models import GeneratorVersion
+from shaping_core.weights import weights_sha256
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,9 @@ from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.schemas import CharacterIn, PromptIn, PromptSetIn
 from labelling.datasets.filters import DatasetFilter, groups_for
 from labelling.generators import services as generator_services
-from labelling.generators import weights
 from labelling.models import GeneratorVersion, PipelineRun
 from labelling.runs import services as run_services
+from shaping_core import weights
 
 
 @pytest.fixture

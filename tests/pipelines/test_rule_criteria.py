@@ -6,11 +6,11 @@ import pytest
 
 from inference.backends.inprocess import InProcessBackend
 from inference.tasks import execute
-from labelling import rules, scoring
 from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.schemas import CriterionIn, RubricIn
 from labelling.models import Generation, Judgment, PipelineRun
 from labelling.runs import services as run_services
+from shaping_core import rules, scoring
 from tests.pipelines.conftest import wait_for
 from tests.pipelines.test_runs import FINAL, start
 from tests.triton_fixture import TINY_MODEL

@@ -6,12 +6,12 @@ import uuid
 
 import pytest
 
-from labelling import rules, scoring
 from labelling.catalogue import selectors as catalogue_selectors
 from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.schemas import CriterionIn, RubricIn
 from labelling.models import Generation, Judgment
 from labelling.review import selectors as review_selectors
+from shaping_core import rules, scoring
 from tests.review.conftest import held
 
 SHORT = {"kind": "length", "unit": "words", "max": 40}

@@ -8,8 +8,8 @@ from django.core.management import call_command
 from inference import served_versions
 from inference.model_repository import repository_versions
 from labelling.generators import services as generator_services
-from labelling.generators.weights import SHIPPED_ONNX_DIR
 from labelling.models import GeneratorVersion
+from shaping_core.weights import SHIPPED_ONNX_DIR
 
 
 def test_the_repository_holds_the_ready_versions_and_a_request_without_one_gets_the_current(db, settings, tmp_path):

@@ -12,8 +12,8 @@ from labelling.catalogue import selectors as catalogue_selectors
 from labelling.datasets import selectors as dataset_selectors
 from labelling.datasets import services as dataset_services
 from labelling.evaluation import selectors, services
-from labelling.generators.weights import GENERATOR_MODEL
 from labelling.models import Character, PromptSet
+from shaping_core.weights import GENERATOR_MODEL
 
 
 def _interval(i: dict) -> str:

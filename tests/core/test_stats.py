@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from labelling.evaluation.stats import PromptPair, bootstrap, compare, length_controlled_win_rate, sign_test
+from shaping_core.stats import PromptPair, bootstrap, compare, length_controlled_win_rate, sign_test
 
 
 def _pairs(deltas, lengths=None):

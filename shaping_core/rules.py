@@ -10,7 +10,7 @@ all. Kinds (each spec is an object with `kind` and the fields below, nothing els
   units, default 0): scale_max inside [min, max]; outside, scale_min at once (falloff 0), or
   falling linearly to scale_min at `falloff` units outside the range, rounded.
 - `think_valid`: scale_max when the completion's think tags are valid
-  (`labelling.runs.thinktags.parse`), else scale_min.
+  (`shaping_core.thinktags.parse`), else scale_min.
 - `json_schema`: `schema`: scale_max when the whole answer parses as JSON and validates against
   the schema (the subset in `SCHEMA_KEYWORDS`; other keywords are refused), else scale_min.
 - `keywords`: `include` and/or `avoid` (lists of words or phrases, matched case-insensitively
@@ -41,7 +41,7 @@ import re
 from collections.abc import Iterable, Mapping
 from re import _parser as sre_parse  # the parsed pattern, to refuse nested unbounded repeats
 
-from labelling.runs import thinktags
+from shaping_core import thinktags
 
 KINDS = ("regex", "length", "think_valid", "json_schema", "keywords", "repetition")
 MAX_PATTERN_CHARS = 500

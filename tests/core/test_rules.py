@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labelling import rules
-from labelling.rules import RuleInvalid, check_rule, score_rule
+from shaping_core import rules
+from shaping_core.rules import RuleInvalid, check_rule, score_rule
 
 
 def refused(spec) -> RuleInvalid:

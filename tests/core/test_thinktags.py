@@ -2,7 +2,7 @@
 
 import pytest
 
-from labelling.runs import thinktags as tt
+from shaping_core import thinktags as tt
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from labelling import scoring
+from shaping_core import scoring
 
 VOICE = scoring.Scale(key="voice", scale_min=1, scale_max=5, weight=2.0)
 HELP = scoring.Scale(key="helpful", scale_min=0, scale_max=10, weight=1.0)
