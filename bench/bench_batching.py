@@ -1,9 +1,9 @@
 """Batching across requests, each figure against its baseline in the same run (ratios).
 
 1. requests: 8 concurrent requests of n=1 against the same 8 one after another, through
-   the batching engine (inference/engine.py), on the Qwen3-0.6B-shaped model (build it:
+   the batching engine (inference/engine/cpu.py), on the Qwen3-0.6B-shaped model (build it:
    `python -m inference.build_model --preset qwen3-0.6b-shape`); also the 8 one after
-   another through onnxruntime-genai's own generator (inference/static_engine.py, how
+   another through onnxruntime-genai's own generator (inference/engine/static.py, how
    every request ran before the batching engine). Tokens/s, same seeds.
 2. judge: concurrent judge requests (guided, greedy) against the same one after another,
    without and with the prefix cache (every judge prompt begins with the same instructions
@@ -38,8 +38,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inference.batching import Limits, PrefixCache  # noqa: E402
 from inference.engine import Engine, SamplingParams  # noqa: E402
+from inference.engine.batching import PrefixCache  # noqa: E402
+from inference.engine.contract import Limits  # noqa: E402
 from inference.judging import run_judge  # noqa: E402
 
 SHAPED = ROOT / "data" / "models" / "qwen3-0.6b-shape"
@@ -71,7 +72,7 @@ def timed(fn) -> tuple[float, object]:
 
 
 def bench_requests(model_dir: Path, count: int, max_tokens: int) -> list[tuple]:
-    from inference.static_engine import StaticEngine
+    from inference.engine.static import StaticEngine
 
     engine = Engine(model_dir)
     params = [SamplingParams(max_tokens=max_tokens, seed=i) for i in range(count)]
@@ -143,7 +144,7 @@ def bench_judge(model_dir: Path, count: int, before: bool) -> list[tuple]:
                 f"{b['prefix_tokens'] - a['prefix_tokens']} from the cache), decode {b['decode_s'] - a['decode_s']:.1f} s"
             )
     if before:
-        from inference.static_engine import StaticEngine
+        from inference.engine.static import StaticEngine
 
         static = StaticEngine(model_dir)
         judged(static, count)
@@ -184,8 +185,8 @@ def bench_items(model_dir: Path, prompts: int, group: int, workers: int, max_tok
     import inference.backends.inprocess as inprocess
     from inference.backends.base import JudgeRequest
     from inference.dispatch import Call, TaskManager
+    from inference.engine.static import StaticEngine
     from inference.pipelines import generate_task, sampling_from
-    from inference.static_engine import StaticEngine
 
     rubric = {
         "criteria": [

@@ -8,9 +8,9 @@ loop, on the same weights and the same GPU, each figure against its baseline in 
    (min_new_tokens): one request; R requests one after another (a plain generate loop);
    the same R as one padded batch (that loop's best case, which serving cannot count on:
    requests arrive apart).
-3. static: onnxruntime-genai's generator (inference/static_engine.py): one request; R one
+3. static: onnxruntime-genai's generator (inference/engine/static.py): one request; R one
    after another.
-4. paged: onnxruntime-genai's engine with dynamic batching (inference/paged_engine.py, the
+4. paged: onnxruntime-genai's engine with dynamic batching (inference/engine/paged.py, the
    contract the app uses): one request; R one after another; R, 4R and 8R concurrent
    requests; 2R judge requests one after another and concurrent; and how often a seeded,
    sampled completion decoded alone is the same text decoded among others.
@@ -158,7 +158,7 @@ def stage_transformers(args) -> None:
 
 def stage_static(args) -> None:
     from inference.engine import SamplingParams
-    from inference.static_engine import StaticEngine
+    from inference.engine.static import StaticEngine
 
     static, _, _ = dirs(args.work)
     engine = StaticEngine(static)
@@ -205,9 +205,9 @@ def concurrently(engine, requests: list[tuple[list[dict], object]]) -> tuple[lis
 
 
 def stage_paged(args) -> None:
-    from inference.batching import Limits
     from inference.engine import SamplingParams
-    from inference.paged_engine import PagedEngine
+    from inference.engine.contract import Limits
+    from inference.engine.paged import PagedEngine
 
     _, paged, _ = dirs(args.work)
     engine = PagedEngine(paged, limits=Limits(max_batch=256, max_queue=4096))
@@ -270,8 +270,8 @@ def stage_raw(args) -> None:
     import numpy as np
     import onnxruntime_genai as og
 
-    from inference.chat_template import ChatTemplate
     from inference.engine import prompt_text
+    from inference.engine.chat_template import ChatTemplate
 
     _, paged, _ = dirs(args.work)
     template = ChatTemplate.from_model_dir(paged)

@@ -1,10 +1,7 @@
 """The model side of Shaping: backends, the engine, Triton, pipelines and run execution.
 
-    engine.py        generation over a Qwen3 ONNX folder, batched across requests (Django-free)
-    batching.py      the engine's scheduler: requests join and leave one running batch
-    sampling.py      the next token: guidance mask, temperature, top-k, top-p, per-sequence seeds
-    static_engine.py onnxruntime-genai's generator, for GPU exports without paged attention
-    paged_engine.py  onnxruntime-genai's continuous-batching engine, for paged-attention GPU exports
+    engine/          generation over an ONNX decoder folder (Django-free): one contract, the CPU
+                     batching engine, onnxruntime-genai's runtimes for GPU exports, chat templates
     judging.py       the judge's prompt, its guidance and the answer parser (Django-free)
     backends/        one interface, three backends: Triton (gRPC streaming), in-process, OpenAI-compatible
     triton_server.py the bundled CPU tritonserver: start, watch, stop
@@ -12,7 +9,8 @@
     dispatch.py      the generator-task runtime: tasks yield backend calls, a TaskManager runs them
     pipelines.py     generate / judge / revise-and-judge tasks, in file mode and for database runs
     execution.py     a run's row while a worker executes it: claim, heartbeat, progress, finish
-    tasks.py         the huey tasks (execute a run, resume orphaned runs)
+    tasks.py         the huey tasks (execute a run, resume orphaned runs) and `queue_run`
+    train_queue.py   train runs' own huey queue, taken by the training consumers
     reward.py        a TRL reward function that scores with the judge through Triton
     build_model.py   build Qwen3-architecture ONNX model folders (needs the `build` extra)
 

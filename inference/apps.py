@@ -12,7 +12,7 @@ class InferenceConfig(AppConfig):
         # on huey here (train runs on their own queue), and the dashboard's health fragment reads this backend.
         from inference.backends import get_backend
         from inference.judging import judge_prompt_sha256
-        from inference.train_queue import queue_run
+        from inference.tasks import queue_run
         from inference.train_runs import train_params
         from labelling.runs import executor
 

@@ -182,7 +182,7 @@ def convert(
     """onnxruntime-genai's builder: HF folder -> model.onnx(+.data), genai_config.json, tokenizer,
     chat template. `precision` overrides the target's (int4 on the CPU). `paged`: PagedAttention
     and an `engine.dynamic_batching` section, for onnxruntime-genai's continuous batching
-    (inference/paged_engine.py); the builder takes it for CUDA only."""
+    (inference/engine/paged.py); the builder takes it for CUDA only."""
     default_precision, provider = TARGETS[target]
     precision = precision or default_precision
     command = [
@@ -291,7 +291,7 @@ def build(
 def _check_hf(path: Path) -> None:
     """A Hugging Face decoder folder: its config and the chat template the engines render with
     (any architecture onnxruntime-genai's builder converts; Qwen3 is the production target)."""
-    from inference.chat_template import ChatTemplate, ChatTemplateError
+    from inference.engine.chat_template import ChatTemplate, ChatTemplateError
 
     config = path / "config.json"
     if not config.is_file():

@@ -339,8 +339,8 @@ def _to_onnx(hf: Path, onnx: Path, precision: str, say: Say) -> None:
 
 def check(onnx: Path, say: Say = print) -> str:
     """Load the served folder and have it answer a chat; its answer is returned (and recorded)."""
-    from inference.chat_template import ChatTemplateError
     from inference.engine import SamplingParams, open_engine
+    from inference.engine.chat_template import ChatTemplateError
 
     say("[5/5] check: the engine loads the model and answers a chat ...")
     try:

@@ -110,7 +110,7 @@ class TaskManager:
         self.on_thread_exit = on_thread_exit
         self.breaker = breaker
         # Named on every request that names no client, so a batching engine takes this
-        # manager's requests in turn with other clients' (inference/batching.py).
+        # manager's requests in turn with other clients' (inference/engine/batching.py).
         self.client = client
         self._exhausted = 0  # calls in a row that failed after every retry
         self._calls = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="call")

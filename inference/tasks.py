@@ -15,7 +15,7 @@ from inference import execution
 from inference.backends import backends_for_run, get_backend
 from inference.dispatch import TaskManager
 from inference.pipelines import RunContext, run_items
-from inference.train_queue import queue_run
+from inference.train_queue import execute_train
 from labelling.models import GeneratorVersion, PipelineRun
 from labelling.runs import services as run_services
 from labelling.training import services as training_services
@@ -23,12 +23,23 @@ from labelling.training import services as training_services
 log = logging.getLogger(__name__)
 
 
+def queue_run(run_id: int) -> None:
+    """Queue a run for the workers that take its kind (the executor seam and the watchdogs):
+    train runs on the training consumers' queue (`inference.train_queue`), the others here."""
+    if _is_train(run_id):
+        execute_train(run_id)
+    else:
+        execute_run(run_id)
+
+
+def _is_train(run_id: int) -> bool:
+    return PipelineRun.objects.filter(pk=run_id, kind=PipelineRun.Kind.TRAIN).exists()
+
+
 @db_task(retries=0)
 def execute_run(run_id: int) -> str:
-    if PipelineRun.objects.filter(pk=run_id, kind=PipelineRun.Kind.TRAIN).exists():
+    if _is_train(run_id):
         # Queued here by an older message: train runs belong to the training consumers.
-        from inference.train_queue import execute_train
-
         execute_train(run_id)
         return "handed to the train queue"
     return execute(run_id)

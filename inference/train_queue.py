@@ -3,8 +3,8 @@ so a GPU host can train against the shared PostgreSQL and Redis while CPU hosts 
 review, and a long training round never holds a pipeline worker.
 
 The queue is a second huey instance named `<HUEY name>-train`, on the same Redis (or, on the
-embedded defaults, a SQLite file beside huey's). `queue_run` is how every run is queued (the
-executor seam and the watchdog): train runs here, the others on the pipeline queue.
+embedded defaults, a SQLite file beside huey's). `inference.tasks.queue_run` routes every run
+(the executor seam and the watchdog): train runs here, the others on the pipeline queue.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from huey import RedisHuey, SqliteHuey, crontab
 from huey.contrib.djhuey import close_db
 
 from inference import execution
-from labelling.models import PipelineRun
 
 
 def _make():
@@ -70,13 +69,3 @@ def resume_stale_train_runs() -> list[int]:
 def _check_for_orphans_soon() -> None:
     # A training consumer that just started may be replacing one that died mid-round.
     resume_stale_train_runs.schedule(delay=settings.RUN_STALE_AFTER_S + 1)
-
-
-def queue_run(run_id: int) -> None:
-    """Queue a run for the workers that take its kind."""
-    from inference.tasks import execute_run
-
-    if PipelineRun.objects.filter(pk=run_id, kind=PipelineRun.Kind.TRAIN).exists():
-        execute_train(run_id)
-    else:
-        execute_run(run_id)

@@ -17,7 +17,7 @@ response one BYTES output, `event` (a JSON object):
   "JudgeOutputError: ..." carrying the raw text after a newline.
 - either: request {"stats": true}; one event {"stats": {"batch", "queue", "tokens_per_s", ...}}.
 Requests may name a "client" (a run) and a "priority" ("interactive"): the engine's batcher
-admits interactive requests first, then clients in turn (inference/batching.py).
+admits interactive requests first, then clients in turn (inference/engine/batching.py).
 
 Each model instance has one engine, and the engine batches every request in flight: the
 worker threads only wait for their request's events. `max_batch_sequences`,

@@ -45,3 +45,73 @@ def test_the_layout_checks_see_the_code():
     assert len(_modules("labelling")) > 30
     assert {p.stem for p in _modules("shaping_core")} >= {"rules", "scoring", "thinktags", "stats", "weights"}
     assert "inference.engine" in _imports(ROOT / "inference" / "triton_worker.py")
+
+
+APP_PACKAGES = ("shaping_core", "inference", "labelling", "shaping_web")
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Every app module (migrations aside) -> the app modules it imports, at the top or inside a
+    function: `from a.b import c` counts as importing the module a.b.c where there is one, else a.b."""
+    modules = {}
+    for package in APP_PACKAGES:
+        for path in _modules(package):
+            if "migrations" not in path.parts:
+                name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+                modules[name.removesuffix(".__init__")] = path
+
+    def known(name: str) -> str:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.update(known(f"{node.module}.{alias.name}") or known(node.module) for alias in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(known(alias.name) for alias in node.names)
+        graph[name] = found - {name, ""}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while not component or component[-1] != v:
+                component.append(stack.pop())
+                on_stack.discard(component[-1])
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_module_imports_itself_through_others():
+    # A circle between files, even one hidden in a function-level import, means neither file
+    # can be read or changed alone.
+    assert _cycles(_module_graph()) == []
+
+
+def test_the_cycle_check_finds_a_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    graph = _module_graph()
+    assert {"inference.engine.contract", "inference.engine.batching"} <= graph["inference.engine.cpu"]

@@ -280,9 +280,9 @@ def train(
 
 
 def _chat_template_kwargs(base_hf_dir: Path) -> dict | None:
-    """What the server passes its chat template (inference.chat_template): thinking off, for a
+    """What the server passes its chat template (inference.engine.chat_template): thinking off, for a
     template that has the switch (Qwen3's); nothing for one that has not."""
-    from inference.chat_template import ChatTemplate
+    from inference.engine.chat_template import ChatTemplate
 
     return {"enable_thinking": False} if ChatTemplate.from_model_dir(base_hf_dir).supports_thinking else None
 

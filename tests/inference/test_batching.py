@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.batching import EngineBusy, Job, Limits
 from inference.engine import Engine, SamplingParams
+from inference.engine.batching import Job
+from inference.engine.contract import EngineBusy, Limits
 from inference.errors import InferenceError, InvalidRequest
 
 TINY = Path(__file__).resolve().parent.parent.parent / "inference" / "weights" / "tiny-qwen3"
@@ -168,7 +169,7 @@ def test_interactive_requests_go_first_then_clients_take_turns(engine):
 
 
 def test_the_cache_grows_and_shrinks_under_running_sequences_without_changing_their_text(engine, monkeypatch):
-    from inference.batching import KVBuffer
+    from inference.engine.batching import KVBuffer
 
     # Requests of different lengths join one after another while the others decode: the
     # buffer grows in rows and, from a small start, in positions; rows that finish are
@@ -244,7 +245,7 @@ def test_prompts_that_begin_alike_reuse_the_cached_beginning_and_decode_the_same
 
 
 def test_the_prefix_cache_keeps_to_its_size():
-    from inference.batching import PrefixCache
+    from inference.engine.batching import PrefixCache
 
     cache = PrefixCache(max_bytes=3 * 400)
     arrays = lambda n: [np.zeros((1, 1, n, 10), dtype=np.float32)]  # noqa: E731  40 bytes a token
@@ -261,9 +262,9 @@ def test_an_accelerator_export_runs_on_onnxruntime_genais_own_runtime(tmp_path, 
     import json
     import shutil
 
-    import inference.static_engine
+    import inference.engine.static
     from inference.engine import open_engine
-    from inference.static_engine import StaticEngine
+    from inference.engine.static import StaticEngine
 
     # The runtime itself, on the tiny CPU model: a group of n, seeded, as before batching.
     static = StaticEngine(TINY)
@@ -276,7 +277,7 @@ def test_an_accelerator_export_runs_on_onnxruntime_genais_own_runtime(tmp_path, 
     config = json.loads((export / "genai_config.json").read_text())
     config["model"]["decoder"]["session_options"]["provider_options"] = [{"cuda": {}}]
     (export / "genai_config.json").write_text(json.dumps(config))
-    monkeypatch.setattr(inference.static_engine, "StaticEngine", lambda model_dir: ("static", model_dir))
+    monkeypatch.setattr(inference.engine.static, "StaticEngine", lambda model_dir, threads=None: ("static", model_dir))
     assert open_engine(export) == ("static", export)
     assert isinstance(open_engine(TINY), Engine)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.chat_template import ChatTemplate, ChatTemplateError
+from inference.engine.chat_template import ChatTemplate, ChatTemplateError
 from inference.errors import InvalidRequest
 from shaping_core.weights import SHIPPED_ONNX_DIR
 

@@ -44,7 +44,7 @@ def test_stop_strings_cut_the_text(text, piece, stops, expected):
 def test_sampling_keeps_to_the_guidance_and_the_top_k_and_top_p():
     import numpy as np
 
-    from inference.sampling import allowed_tokens, rng_for, sample
+    from inference.engine.sampling import allowed_tokens, rng_for, sample
 
     logits = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.0])
     draws = {sample(logits, temperature=1.0, top_p=1.0, top_k=2, rng=rng_for(1, i)) for i in range(200)}
@@ -69,7 +69,7 @@ def test_sampling_keeps_to_the_guidance_and_the_top_k_and_top_p():
 def test_the_batched_top_k_draws_what_sampling_one_row_draws():
     import numpy as np
 
-    from inference.sampling import TOPK_MODEL, TopK, draw, rng_for, sample, topk_model
+    from inference.engine.sampling import TOPK_MODEL, TopK, draw, rng_for, sample, topk_model
 
     assert TOPK_MODEL.read_bytes() == topk_model()  # the shipped graph is the one made here
     rows = np.random.default_rng(0).standard_normal((3, 5000)).astype(np.float32)

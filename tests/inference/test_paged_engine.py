@@ -1,4 +1,4 @@
-"""onnxruntime-genai's engine behind the generate contract (inference/paged_engine.py), on the
+"""onnxruntime-genai's engine behind the generate contract (inference/engine/paged.py), on the
 shipped tiny model. On the CPU the engine runs its static scheduler (up to 4 sequences, no
 per-request seeds): these tests check the plumbing a GPU paged-attention build shares
 (admission, streaming, stop strings, cancellation, errors); bench/bench_gpu.py measures it
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from inference.batching import EngineBusy, Limits
 from inference.engine import SamplingParams, open_engine
+from inference.engine.contract import EngineBusy, Limits
+from inference.engine.paged import PagedEngine
 from inference.errors import InvalidRequest
-from inference.paged_engine import PagedEngine
 
 TINY = Path(__file__).resolve().parent.parent.parent / "inference" / "weights" / "tiny-qwen3"
 GREEDY = SamplingParams(temperature=0, max_tokens=16)
@@ -170,12 +170,12 @@ def test_a_full_queue_refuses_with_engine_busy():
 
 
 def test_a_paged_attention_export_gets_this_engine(tmp_path, monkeypatch):
-    import inference.paged_engine
+    import inference.engine.paged
 
     export = tmp_path / "paged-export"
     shutil.copytree(TINY, export)
     config = json.loads((export / "genai_config.json").read_text())
     config["engine"] = {"dynamic_batching": {"block_size": 256, "max_batch_size": 100}}
     (export / "genai_config.json").write_text(json.dumps(config))
-    monkeypatch.setattr(inference.paged_engine, "PagedEngine", lambda model_dir, limits=None: ("paged", model_dir))
+    monkeypatch.setattr(inference.engine.paged, "PagedEngine", lambda model_dir, limits=None: ("paged", model_dir))
     assert open_engine(export) == ("paged", export)

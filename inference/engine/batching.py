@@ -37,54 +37,18 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from onnxruntime import OrtValue
 
-from inference.errors import BackendUnavailable, InferenceError, InvalidRequest
-from inference.sampling import TopK, allowed_tokens, draw, rng_for, sample
+from inference.engine.contract import Completion, EngineBusy, Limits, apply_stop
+from inference.engine.sampling import TopK, allowed_tokens, draw, rng_for, sample
+from inference.errors import InferenceError, InvalidRequest
 
 log = logging.getLogger("shaping.batching")
 
 INTERACTIVE = "interactive"
-
-
-@dataclass
-class Completion:
-    index: int
-    text: str
-    finish_reason: str  # "stop" (end of turn or a stop string), "length", "cancelled"
-    prompt_tokens: int
-    completion_tokens: int
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def apply_stop(text: str, piece: str, stops: list[str]) -> tuple[str, str, bool]:
-    """(new text, piece to emit, stopped): the text is cut before the first stop string
-    that completes with this piece (one may span earlier pieces)."""
-    combined = text + piece
-    if not stops or not piece:
-        return combined, piece, False
-    hits = [pos for s in stops if (pos := combined.find(s, max(0, len(text) - len(s) + 1))) >= 0]
-    if not hits:
-        return combined, piece, False
-    cut = min(hits)
-    return combined[:cut], combined[len(text) : cut], True
-
-
-class EngineBusy(BackendUnavailable):
-    """The engine's queue is full: the request was not started. Transient: retry later."""
-
-
-@dataclass
-class Limits:
-    max_batch: int = 16  # sequences decoded together
-    max_step_tokens: int = 4096  # prompt tokens prefilled between two steps (one prompt always fits)
-    max_queue: int = 256  # requests waiting; more are refused with EngineBusy
-    prefix_cache_mb: int = 256  # recent prompts' keys and values kept for prompts that begin alike; 0: none
 
 
 @dataclass

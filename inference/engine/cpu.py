@@ -4,11 +4,11 @@ The one place that drives the runtime: Triton's model.py files and the in-proces
 backend both call `Engine.generate`, so the two backends behave the same.
 Free of Django and of tritonclient.
 
-Requests are batched across callers: the engine's batcher (inference/batching.py)
+Requests are batched across callers: the engine's batcher (inference/engine/batching.py)
 decodes every sequence in flight, of every request, one token per step in one call of
 the model, and requests join and leave between steps. Guidance is llguidance's, one
 matcher per sequence; sampling takes each step's top-k candidates in one onnxruntime TopK
-call and draws in numpy, one random generator per sequence (inference/sampling.py).
+call and draws in numpy, one random generator per sequence (inference/engine/sampling.py).
 """
 
 from __future__ import annotations
@@ -16,91 +16,20 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from inference.batching import Batcher, Completion, Job, Limits, ModelSpec, apply_stop  # noqa: F401 (re-exported)
-from inference.chat_template import ChatTemplate, check_messages  # noqa: F401 (re-exported)
+from inference.engine.batching import Batcher, Job, ModelSpec
+from inference.engine.chat_template import ChatTemplate
+from inference.engine.contract import POLL_S, Completion, Limits, OnStep, SamplingParams, checked_prompt
 from inference.errors import InvalidRequest
-
-GUIDANCE_TYPES = ("regex", "json_schema", "lark_grammar")
-MAX_N = 16
-
-POLL_S = 0.1  # how often a waiting caller checks whether its client went away
-OnStep = Callable[[dict[int, str]], None]  # {sequence index: new text} after each decoding step
-
-
-@dataclass
-class SamplingParams:
-    """What one request asks of the generator. Qwen3's recommended non-thinking defaults."""
-
-    max_tokens: int = 128
-    temperature: float = 0.7
-    top_p: float = 0.8
-    top_k: int = 20
-    seed: int | None = None
-    n: int = 1
-    stop: list[str] = field(default_factory=list)
-    enable_thinking: bool = False
-    guidance_type: str | None = None
-    guidance: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict) -> SamplingParams:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InvalidRequest(f"unknown sampling parameter(s): {', '.join(sorted(unknown))}")
-        try:
-            params = cls(**data)
-        except TypeError as exc:
-            raise InvalidRequest(str(exc)) from None
-        params.validate()
-        return params
-
-    def validate(self) -> None:
-        checks = [
-            (isinstance(self.max_tokens, int) and self.max_tokens >= 1, "max_tokens must be an integer >= 1"),
-            (isinstance(self.n, int) and 1 <= self.n <= MAX_N, f"n must be an integer from 1 to {MAX_N}"),
-            (_number(self.temperature) and self.temperature >= 0, "temperature must be a number >= 0"),
-            (_number(self.top_p) and 0 < self.top_p <= 1, "top_p must be in (0, 1]"),
-            (isinstance(self.top_k, int) and self.top_k >= 0, "top_k must be an integer >= 0"),
-            (self.seed is None or isinstance(self.seed, int), "seed must be an integer"),
-            (
-                isinstance(self.stop, list) and all(isinstance(s, str) and s for s in self.stop),
-                "stop must be a list of non-empty strings",
-            ),
-            ((self.guidance_type is None) == (self.guidance is None), "guidance_type and guidance go together"),
-            (
-                self.guidance_type in (None, *GUIDANCE_TYPES),
-                f"guidance_type must be one of {', '.join(GUIDANCE_TYPES)}",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise InvalidRequest(message)
-        if self.guidance_type == "regex":
-            try:
-                re.compile(self.guidance)
-            except re.error as exc:
-                raise InvalidRequest(f"guidance: invalid regex: {exc}") from None
-        if self.guidance_type == "json_schema":
-            try:
-                json.loads(self.guidance)
-            except (TypeError, ValueError) as exc:
-                raise InvalidRequest(f"guidance: invalid JSON schema: {exc}") from None
-
-
-def _number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class Engine:
     """One loaded model, shared by every caller: concurrent `generate` calls are decoded
-    together by its batcher (inference/batching.py). Thread-safe."""
+    together by its batcher (inference/engine/batching.py). Thread-safe."""
 
     def __init__(self, model_dir: str | Path, threads: int | None = None, limits: Limits | None = None):
         import onnxruntime as ort  # imported here so importing this module stays cheap
@@ -113,8 +42,9 @@ class Engine:
         self.chat_template = ChatTemplate.from_model_dir(self.model_dir)  # refused before the model loads
         self.context_length = int(config["context_length"])
         # onnxruntime's default thread count left one of two cores idle here (measured:
-        # bench/bench_inference.py); use every core unless INFERENCE_THREADS says otherwise.
-        threads = threads or int(os.environ.get("INFERENCE_THREADS") or 0) or os.cpu_count() or 1
+        # bench/bench_inference.py); use every core unless told otherwise (`open_engine` passes
+        # INFERENCE_THREADS).
+        threads = threads or os.cpu_count() or 1
         self.threads = threads
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -132,7 +62,7 @@ class Engine:
         self.eos_ids = {int(t) for t in np.atleast_1d(config["eos_token_id"])}
         self.vocab_size = int(config["vocab_size"])
         self._guidance_tokenizer = None
-        self.limits = limits or limits_from_env()
+        self.limits = limits or Limits()
         self.batcher = Batcher(
             self.session,
             _model_spec(self.session, decoder),
@@ -218,87 +148,6 @@ class Engine:
         if matcher.is_error():
             raise InvalidRequest(f"guidance: {matcher.get_error()}")
         return [matcher] + [matcher.deep_copy() for _ in range(params.n - 1)]
-
-
-def prompt_text(
-    template: ChatTemplate, *, messages: list[dict] | None, prompt: str | None, enable_thinking: bool
-) -> str:
-    """The text the model continues: a raw prompt, or the messages in the model's chat template."""
-    if (messages is None) == (prompt is None):
-        raise InvalidRequest("give exactly one of messages or prompt")
-    if prompt is not None:
-        if not isinstance(prompt, str) or not prompt:
-            raise InvalidRequest("prompt must be a non-empty string")
-        if enable_thinking and not template.supports_thinking:
-            raise InvalidRequest("this model's chat template has no thinking mode: send enable_thinking false")
-        return prompt
-    return template.render(messages, enable_thinking=enable_thinking)
-
-
-def checked_prompt(engine, *, messages: list[dict] | None, prompt: str | None, params: SamplingParams) -> np.ndarray:
-    """The prompt's tokens for `engine` (encode, context_length), once the request is checked:
-    valid parameters, and room in the context for max_tokens after the prompt."""
-    params.validate()
-    text = prompt_text(engine.chat_template, messages=messages, prompt=prompt, enable_thinking=params.enable_thinking)
-    tokens = engine.encode(text)
-    room = engine.context_length - len(tokens)
-    if params.max_tokens > room:
-        raise InvalidRequest(
-            f"max_tokens {params.max_tokens} does not fit: the prompt is {len(tokens)} tokens "
-            f"and the context is {engine.context_length}"
-        )
-    return tokens
-
-
-def open_engine(model_dir: str | Path, *, limits: Limits | None = None):
-    """The engine for a model folder: the batching `Engine` for a CPU export, and
-    onnxruntime-genai's own runtime for one that names an accelerator's execution provider in
-    its genai_config.json: its continuous-batching engine for a paged-attention build
-    (inference/paged_engine.py), else one static batch per request (inference/static_engine.py)."""
-    model_dir = Path(model_dir)
-    config_path = model_dir / "genai_config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{model_dir} is not an onnxruntime-genai model (no genai_config.json)")
-    config = json.loads(config_path.read_text())
-    from inference.paged_engine import PagedEngine, is_paged_export  # it imports this module
-
-    if is_paged_export(config):
-        return PagedEngine(model_dir, limits=limits)
-    session_options = config["model"]["decoder"].get("session_options", {})
-    if session_options.get("provider_options"):
-        from inference.static_engine import StaticEngine
-
-        return StaticEngine(model_dir)
-    return Engine(model_dir, limits=limits)
-
-
-LIMIT_SETTINGS = (  # (environment variable, config.pbtxt parameter, Limits field, least value)
-    ("INFERENCE_MAX_BATCH", "max_batch_sequences", "max_batch", 1),
-    ("INFERENCE_MAX_STEP_TOKENS", "max_step_tokens", "max_step_tokens", 1),
-    ("INFERENCE_MAX_QUEUE", "max_queue", "max_queue", 1),
-    ("INFERENCE_PREFIX_CACHE_MB", "prefix_cache_mb", "prefix_cache_mb", 0),
-)
-
-
-def limits_from_env(params: dict[str, str] | None = None) -> Limits:
-    """The batcher's limits: Triton's config.pbtxt parameters where given (`params`), else
-    INFERENCE_MAX_BATCH, INFERENCE_MAX_STEP_TOKENS, INFERENCE_MAX_QUEUE and
-    INFERENCE_PREFIX_CACHE_MB, else the defaults."""
-    values = {}
-    for env, param, name, least in LIMIT_SETTINGS:
-        where, raw = param, (params or {}).get(param, "")
-        if raw in (None, ""):
-            where, raw = env, os.environ.get(env, "")
-        if raw in (None, ""):
-            continue
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(f"{where} must be an integer, not {raw!r}") from None
-        if value < least:
-            raise ValueError(f"{where} must be at least {least}")
-        values[name] = value
-    return replace(Limits(), **values)
 
 
 def _model_spec(session, decoder: dict) -> ModelSpec:

@@ -75,7 +75,7 @@ def draw(candidates: np.ndarray, values: np.ndarray, *, temperature: float, top_
 
 class TopK:
     """The k largest logits of each row and their token ids, largest first (ties: the lower
-    id), by onnxruntime's TopK operator (inference/topk.onnx, made by `topk_model`)."""
+    id), by onnxruntime's TopK operator (inference/engine/topk.onnx, made by `topk_model`)."""
 
     def __init__(self):
         import onnxruntime as ort

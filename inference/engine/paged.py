@@ -4,7 +4,7 @@ A model built with `build_model --target cuda --paged-attention` has PagedAttent
 graph and an `engine.dynamic_batching` section in genai_config.json: onnxruntime-genai's
 engine then schedules every request's tokens into one step, requests joining and leaving
 between steps, with the cache in fixed-size blocks on the device. This class puts that
-engine behind the project's `generate` contract, as inference/engine.py does for CPU
+engine behind the project's `generate` contract, as inference/engine/cpu.py does for CPU
 exports with the project's own batcher.
 
 One driver thread owns the og.Engine: it begins each admitted sequence as an og request
@@ -41,9 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.batching import Completion, FairQueue, Limits, apply_stop, tokens_per_s
-from inference.chat_template import ChatTemplate
-from inference.engine import POLL_S, OnStep, SamplingParams, checked_prompt
+from inference.engine.batching import FairQueue, tokens_per_s
+from inference.engine.chat_template import ChatTemplate
+from inference.engine.contract import POLL_S, Completion, Limits, OnStep, SamplingParams, apply_stop, checked_prompt
 from inference.errors import InferenceError, InvalidRequest
 
 log = logging.getLogger("shaping.paged_engine")

@@ -2,7 +2,7 @@
 
 A model built with `build_model --target cuda` names its execution provider in
 genai_config.json; onnxruntime-genai keeps its cache on the device, which the batching
-engine (inference/engine.py, numpy caches between steps) would copy every step. Each call
+engine (inference/engine/cpu.py, numpy caches between steps) would copy every step. Each call
 decodes its n sequences as one static batch; calls do not batch with each other.
 `inference.engine.open_engine` picks this class for such models.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.chat_template import ChatTemplate
-from inference.engine import Completion, OnStep, SamplingParams, apply_stop, checked_prompt
+from inference.engine.chat_template import ChatTemplate
+from inference.engine.contract import Completion, OnStep, SamplingParams, apply_stop, checked_prompt
 from inference.errors import InvalidRequest
 
 
@@ -40,8 +40,9 @@ class StaticEngine:
         self.chat_template = ChatTemplate.from_model_dir(self.model_dir)
         og_config = og.Config(str(self.model_dir))
         # onnxruntime's default thread count left one of two cores idle here (measured:
-        # bench/bench_inference.py); use every core unless INFERENCE_THREADS says otherwise.
-        threads = threads or int(os.environ.get("INFERENCE_THREADS") or 0) or os.cpu_count() or 1
+        # bench/bench_inference.py); use every core unless told otherwise (`open_engine` passes
+        # INFERENCE_THREADS).
+        threads = threads or os.cpu_count() or 1
         og_config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
         self.threads = threads
         self.model = og.Model(og_config)
