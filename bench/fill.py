@@ -67,8 +67,8 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
         Judgment,
         PipelineRun,
     )
-    from labelling.review import queue
-    from labelling.runs import services as run_services
+    from labelling.records import queue_state as queue
+    from labelling.records import services as record_services
     from shaping_core import scoring
 
     started = time.perf_counter()
@@ -105,7 +105,7 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
             )
             for _ in range(-(-groups // len(prompts)))
         ]  # a run holds one group per prompt
-        judge = run_services.model_version_get_or_create(backend="bench", model_name="judge")
+        judge = record_services.model_version_get_or_create(backend="bench", model_name="judge")
         criteria = list(rubric.criteria.all())
         role = ensure_roles()[REVIEWER]
         past = []
@@ -207,7 +207,7 @@ def forget_reviews(users) -> None:
     from django.db.models.functions import Coalesce
 
     from labelling.models import Assignment, Group, Judgment
-    from labelling.review import queue
+    from labelling.records import queue_state as queue
 
     with transaction.atomic():
         touched = list(

@@ -26,6 +26,7 @@ from labelling.catalogue import selectors as catalogue_selectors
 from labelling.generators import selectors as generator_selectors
 from labelling.live import broadcasts
 from labelling.models import Generation, GeneratorVersion, Judgment, ModelVersion, PipelineRun, Prompt, Rubric
+from labelling.records import services as record_services
 from labelling.runs import services as run_services
 from shaping_core import rules, scoring
 
@@ -172,13 +173,13 @@ class RunContext:
             self.generator = _endpoint_model_version(generator_endpoint, self.sampling)
         elif run.kind in run_services.GENERATING:
             self.generator_version = generator_selectors.generator_version_for(self.params.get("generator_version"))
-            self.generator = run_services.model_version_get_or_create(
+            self.generator = record_services.model_version_get_or_create(
                 backend=backend_name, sampling=self.sampling, generator=self.generator_version
             )
         if judge_endpoint:
             self.judge = _endpoint_model_version(judge_endpoint, JUDGE_SAMPLING, judge=True)
         else:
-            self.judge = run_services.model_version_get_or_create(backend=backend_name, model_name="judge")
+            self.judge = record_services.model_version_get_or_create(backend=backend_name, model_name="judge")
 
     @property
     def model_version(self) -> int | None:
@@ -199,7 +200,7 @@ def _endpoint_model_version(name: str, sampling: dict, *, judge: bool = False) -
     endpoint = endpoint_named(name)
     if judge:
         sampling = {**sampling, "guidance": capabilities_of(endpoint).judge_guidance or "none"}
-    return run_services.model_version_get_or_create(
+    return record_services.model_version_get_or_create(
         backend="openai", endpoint=name, model_name=endpoint.model, sampling=sampling
     )
 
@@ -245,7 +246,7 @@ def _revise_done(ctx: RunContext, generation: Generation) -> bool:
 def generate_item(ctx: RunContext, prompt: Prompt) -> Task:
     """Fill the prompt's group (only the missing slots), then judge what is unjudged."""
     run = ctx.run
-    group = run_services.group_for(run=run, prompt=prompt)
+    group = record_services.group_for(run=run, prompt=prompt)
     messages = catalogue_selectors.prompt_messages_for(run.character, prompt)
     taken = set(group.generations.filter(revision=0).values_list("index", flat=True))
     missing = [i for i in range(group.size) if i not in taken]
@@ -325,7 +326,7 @@ def revise_item(ctx: RunContext, generation: Generation) -> Task:
         request_messages = revise_messages(generation.messages, current.text, ctx.rubric_spec, judged)
         result = yield from generate_task(request_messages, ctx.sampling, 1, model_version=ctx.model_version)
         completion = result["completions"][0]
-        current = run_services.generation_record(
+        current = record_services.generation_record(
             group=generation.group,
             index=generation.index,
             messages=generation.messages,
@@ -373,7 +374,7 @@ def _measures(completion: dict) -> dict:
 
 def _save_generation(ctx: RunContext, group, slot: int, messages: list[dict], completion: dict) -> int:
     try:
-        run_services.generation_record(
+        record_services.generation_record(
             group=group,
             index=slot,
             messages=messages,
@@ -397,7 +398,7 @@ def _save_judgment(ctx: RunContext, generation: Generation, judged: dict) -> Non
 
 def _record_judgment(ctx: RunContext, generation: Generation, judged: dict) -> None:
     if judged["ok"]:
-        run_services.judgment_record(
+        record_services.judgment_record(
             generation=generation,
             rubric=ctx.rubric,
             source=Judgment.Source.JUDGE,
@@ -408,7 +409,7 @@ def _record_judgment(ctx: RunContext, generation: Generation, judged: dict) -> N
             run=ctx.run,
         )
     else:
-        run_services.judgment_record_failure(
+        record_services.judgment_record_failure(
             generation=generation,
             rubric=ctx.rubric,
             model_version=ctx.judge,

@@ -3,7 +3,8 @@ export of it, one sub-package per domain:
 
     catalogue/   characters, rubrics, prompt sets, imports, Architext puzzles
     characters/  character sheets, glTF figures, promotion to a character
-    runs/        starting and steering runs; recording groups, completions, judge judgments
+    records/     groups, completions and judgments, recorded whoever writes; queue state
+    runs/        starting, resuming and cancelling runs
     review/      the review queue, claims, submissions, undo, rewrites, agreement stats
     datasets/    freezing dataset versions: filters, rewards, trainer formats, files
     api/         the JSON API, a router per resource

@@ -44,7 +44,7 @@ from labelling.models import (
     PromptSet,
     Rubric,
 )
-from labelling.runs import services as run_services
+from labelling.records import services as record_services
 from shaping_core import rules, scoring
 
 
@@ -426,7 +426,7 @@ class JudgmentAdmin(admin.ModelAdmin):
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        run_services.judgment_rescore(judgment=form.instance)
+        record_services.judgment_rescore(judgment=form.instance)
 
 
 @admin.register(Assignment)

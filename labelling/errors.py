@@ -70,7 +70,7 @@ def nul_replaced(value: T) -> T:
     A model can emit NUL (a byte-level tokenizer decodes to any byte, an OpenAI-compatible
     server passes on what it got), and a completion is kept, never refused: PostgreSQL would
     fail the write where SQLite stores it, losing the text as a failed item. The services that
-    store model output (`labelling.runs.services`' records, a run's errors, a trained
+    store model output (`labelling.records.services`, a run's errors, a trained
     version's failure) pass it through here, so both databases hold the same text."""
     if isinstance(value, str):
         return value.replace(NUL, REPLACEMENT)

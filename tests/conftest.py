@@ -17,6 +17,7 @@ from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
 from labelling.generators import services as generator_services
 from labelling.models import Judgment
+from labelling.records import services as record_services
 from labelling.runs import services as run_services
 
 pytest_plugins = ["tests.triton_fixture", "tests.openai_fixture"]
@@ -196,13 +197,13 @@ def world(db, reviewer):
     run, _ = run_services.run_start(
         kind="generate", character=character, prompt_set=prompt_set, rubric=rubric, group_size=3, enqueue=False
     )
-    judge = run_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
     made = {}
     for prompt, scores in ((prompts[0], [1, 3, 5]), (prompts[1], [4, 4])):
-        group = run_services.group_for(run=run, prompt=prompt)
+        group = record_services.group_for(run=run, prompt=prompt)
         messages = catalogue_selectors.prompt_messages_for(character, prompt)
         for index, score in enumerate(scores):
-            g = run_services.generation_record(
+            g = record_services.generation_record(
                 group=group,
                 index=index,
                 messages=messages,
@@ -210,7 +211,7 @@ def world(db, reviewer):
                 run=run,
                 raw_text=f"{prompt.external_id}-{index}",
             )
-            run_services.judgment_record(
+            record_services.judgment_record(
                 generation=g,
                 rubric=rubric,
                 source=Judgment.Source.JUDGE,

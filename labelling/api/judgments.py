@@ -12,7 +12,7 @@ from ninja.pagination import paginate
 
 from labelling import models
 from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, Error, Pages, admin_required
-from labelling.runs import services as run_services
+from labelling.records import services as record_services
 
 router = Router(tags=["judgments"])
 
@@ -55,13 +55,13 @@ def judgment_push(request: HttpRequest, body: JudgmentIn):
     if rubric is None:
         version = f" version {body.rubric_version}" if body.rubric_version else ""
         raise ValidationError({"rubric": f"no rubric {body.rubric!r}{version}"})
-    judgment = run_services.judgment_record(
+    judgment = record_services.judgment_record(
         generation=generation,
         rubric=rubric,
         source=models.Judgment.Source.JUDGE,
         scores=body.scores,
         rationale=body.rationale,
-        model_version=run_services.model_version_get_or_create(backend="external", model_name=body.model),
+        model_version=record_services.model_version_get_or_create(backend="external", model_name=body.model),
     )
     return Status(201, judgment)
 

@@ -35,8 +35,8 @@ from labelling import errors
 from labelling.catalogue import selectors as catalogue_selectors
 from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.schemas import CharacterIn, GroupIn, PromptIn, PromptSetIn, RubricIn
-from labelling.models import Character, PipelineRun, Prompt, PromptSet
-from labelling.runs import services as run_services
+from labelling.models import Character, Generation, Group, Judgment, PipelineRun, Prompt, PromptSet
+from labelling.records import services as record_services
 
 KINDS: dict[str, type[BaseModel]] = {
     "character": CharacterIn,
@@ -449,7 +449,7 @@ def apply(records: list[Record], *, source: str) -> ImportSummary:
             group_size=max(len(r.data.completions) for r in by_kind["group"]),
         )
         for r in by_kind["group"]:
-            run_services.group_import(data=r.data, run=run)
+            group_import(data=r.data, run=run)
             summary.groups += 1
         summary.run_id = run.pk
     return summary
@@ -504,3 +504,36 @@ def import_path(path: Path, *, default_prompt_set: str | None = None) -> ImportS
     except (OSError, UnicodeDecodeError) as exc:
         raise ImportFailed([Problem(str(path), None, "", f"cannot read: {exc}")]) from exc
     return import_text(str(path), text, default_prompt_set=default_prompt_set)
+
+
+def group_import(*, data: GroupIn, run: PipelineRun) -> Group:
+    """Completions made elsewhere become a GRPO group for review (and, with
+    judge_scores, judged rows as if our judge had scored them)."""
+    character = Character.objects.get(slug=data.character)
+    prompt = Prompt.objects.get(prompt_set__slug=data.prompt_set, external_id=data.prompt)
+    model_version = record_services.model_version_get_or_create(backend="external", model_name=data.model)
+    group = Group.objects.create(run=run, prompt=prompt, character=character, size=len(data.completions))
+    messages = catalogue_selectors.prompt_messages_for(character, prompt)
+    rubric = catalogue_selectors.rubric_latest(data.rubric) if data.rubric else None
+    for index, raw in enumerate(data.completions):
+        generation = record_services.generation_record(
+            group=group,
+            index=index,
+            messages=messages,
+            raw_text=raw,
+            model_version=model_version,
+            source=Generation.Source.EXTERNAL,
+            run=run,
+        )
+        if data.judge_scores is not None:
+            scored = data.judge_scores[index]
+            record_services.judgment_record(
+                generation=generation,
+                rubric=rubric,
+                source=Judgment.Source.JUDGE,
+                scores=scored.scores,
+                rationale=scored.rationale,
+                model_version=model_version,
+                run=run,
+            )
+    return group

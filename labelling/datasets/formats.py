@@ -9,10 +9,11 @@ from django.core.exceptions import ValidationError
 
 from labelling.datasets.filters import DatasetFilter
 from labelling.datasets.rewards import EPS, Completion, GroupRow, iter_groups
-from labelling.evaluation import pairs
 from labelling.models import (
+    ABPair,
     DatasetVersion,
     Generation,
+    PairChoice,
     Rubric,
 )
 
@@ -98,7 +99,7 @@ def rows_for(
 
 def _ab_pairs(selected: set[int], label: str | None) -> Iterator[dict]:
     """Blind A/B choices on two selected completions: the one the reviewers leaned to is chosen."""
-    for chosen, rejected, margin in pairs.ab_dpo_rows(selected):
+    for chosen, rejected, margin in ab_dpo_rows(selected):
         yield {
             "group_id": chosen.group_id,
             "character": chosen.group.character.slug,
@@ -150,3 +151,34 @@ def _pairs(group: GroupRow, completions: list[Completion], base: dict, min_margi
                 "margin": round(chosen.reward - rejected.reward, 6),
                 "origin": "ranking",
             }
+
+
+def ab_dpo_rows(group_ids: set[int]) -> list[tuple[Generation, Generation, float]]:
+    """(chosen, rejected, margin) for every A/B pair both of whose completions lie in the selected
+    groups and whose reviewers lean one way: the margin is the share of its choices for the
+    chosen one minus those for the other. Pairs the reviewers split evenly make no row."""
+    if not group_ids:
+        return []
+    rows = []
+    # Chosen pairs are few (people chose on them): read them all, keep those in the selection.
+    chosen_pairs = ABPair.objects.filter(choice_count__gt=0)
+    ends = chosen_pairs.values_list("pk", "candidate__group_id", "baseline__group_id")
+    inside = [pk for pk, a, b in ends if a in group_ids and b in group_ids]
+    pairs = (
+        ABPair.objects.filter(pk__in=inside)
+        .select_related("candidate__group__character", "baseline__group__character")
+        .order_by("pk")
+    )
+    votes: dict[int, list[float]] = {}
+    for c in PairChoice.objects.filter(pair_id__in=inside, status=PairChoice.Status.SUBMITTED):
+        votes.setdefault(c.pair_id, []).append(c.candidate_outcome)
+    for p in pairs:
+        outcomes = votes.get(p.pk)
+        if not outcomes:
+            continue
+        lean = sum(outcomes) / len(outcomes) - 0.5  # above 0: toward the candidate
+        if abs(lean) < 1e-9:
+            continue
+        chosen, rejected = (p.candidate, p.baseline) if lean > 0 else (p.baseline, p.candidate)
+        rows.append((chosen, rejected, round(2 * abs(lean), 6)))
+    return rows

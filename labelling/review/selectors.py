@@ -1,7 +1,6 @@
 """Reads: QuerySets and small aggregates shared by views, the API and the admin."""
 
-import statistics
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable
 
 from django.core.cache import cache
@@ -29,6 +28,7 @@ from labelling.models import (
     PipelineRun,
     Rubric,
 )
+from labelling.records.queue_state import BUCKET_NO_SIGNAL, BUCKET_REST, QUEUE_BUCKETS  # noqa: F401 (the policy's buckets)
 
 # --- review queue ------------------------------------------------------------------
 
@@ -41,17 +41,6 @@ QUEUE_POLICIES = {
     POLICY_FIFO: "Oldest first",
 }
 DEFAULT_POLICY = POLICY_SIGNAL
-
-# The buckets of the "signal" policy, in the order they are served.
-BUCKET_NO_SIGNAL, BUCKET_DISAGREE, BUCKET_JUDGE_FAILED, BUCKET_REST = range(4)
-QUEUE_BUCKETS = {
-    BUCKET_NO_SIGNAL: "Judge rewards all equal (no GRPO signal)",
-    BUCKET_DISAGREE: "Judge and reviewers disagree",
-    BUCKET_JUDGE_FAILED: "Judge failed on a completion",
-    BUCKET_REST: "Everything else, oldest first",
-}
-# Judge and human overall scores live on 0..1; a gap this wide counts as disagreement.
-DISAGREEMENT_GAP = 0.25
 
 
 def _seat_taken(now, prefix: str = "") -> Q:
@@ -71,50 +60,6 @@ def group_seats_taken(group: Group, *, now=None, exclude_reviewer=None) -> int:
     if exclude_reviewer is not None:
         seats = seats.exclude(reviewer=exclude_reviewer)
     return seats.count()
-
-
-def queue_bucket(judgments: Iterable[tuple[int, str, str, float | None]]) -> int:
-    """A group's bucket from its judgments, each (generation id, source, status, overall).
-
-    No signal: the judge scored two completions or more, all alike (group-relative
-    advantages are zero, so the group teaches the trainer nothing until a human separates
-    them). Disagreement: on some completion the reviewers' mean and the judge's mean are
-    DISAGREEMENT_GAP apart or more. Judge failed: an answer of the judge's did not parse.
-    """
-    judge: dict[int, list[float]] = defaultdict(list)
-    human: dict[int, list[float]] = defaultdict(list)
-    failed = False
-    for generation_id, source, status, overall in judgments:
-        if status == Judgment.Status.FAILED:
-            failed = failed or source == Judgment.Source.JUDGE
-            continue
-        (judge if source == Judgment.Source.JUDGE else human)[generation_id].append(overall)
-    judge_scores = [v for values in judge.values() for v in values]
-    if len(judge) >= 2 and min(judge_scores) == max(judge_scores):
-        return BUCKET_NO_SIGNAL
-    for generation_id, values in human.items():
-        if (
-            generation_id in judge
-            and abs(statistics.fmean(values) - statistics.fmean(judge[generation_id])) >= DISAGREEMENT_GAP
-        ):
-            return BUCKET_DISAGREE
-    if failed:
-        return BUCKET_JUDGE_FAILED
-    return BUCKET_REST
-
-
-def group_queue_state(group_ids: Iterable[int]) -> list[tuple[int, bool, int]]:
-    """(id, ready, bucket) of each group, from its completions and judgments: what
-    services.group_queue_refresh stores on it. Ready: all G original completions are in."""
-    ids = list(group_ids)
-    sizes = dict(Group.objects.filter(pk__in=ids).values_list("pk", "size"))
-    originals = Counter(Generation.objects.filter(group_id__in=ids, revision=0).values_list("group_id", flat=True))
-    judgments = defaultdict(list)
-    for group_id, *row in Judgment.objects.filter(generation__group_id__in=ids).values_list(
-        "generation__group_id", "generation_id", "source", "status", "overall"
-    ):
-        judgments[group_id].append(row)
-    return [(pk, originals[pk] >= size, queue_bucket(judgments[pk])) for pk, size in sizes.items()]
 
 
 def review_queue(*, reviewer, policy: str = DEFAULT_POLICY, now=None) -> QuerySet[Group]:

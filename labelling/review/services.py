@@ -20,9 +20,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from labelling.models import Assignment, Generation, Group, Judgment
+from labelling.records.queue_state import group_queue_refresh
+from labelling.records.services import generation_record, judgments_save
 from labelling.review import selectors
-from labelling.review.queue import group_queue_refresh
-from labelling.runs.services import generation_record, judgments_save
 
 
 class ReviewRefused(Exception):

@@ -15,15 +15,16 @@ MAKE_SHEETS = textwrap.dedent("""
     import json
     from django.db import transaction
     from labelling.characters import services as character_services
-    from labelling.runs import services as run_services
+    from labelling.records import services as record_services
+from labelling.runs import services as run_services
     from labelling.models import Rubric
     sample = {sample!r}
     with transaction.atomic():
         run, _ = character_services.sheet_run_start(concept="a retired lighthouse keeper", count=2, enqueue=False,
                                           rubric=Rubric.objects.get(slug="sheet-coherence"))
-        group = run_services.group_for(run=run, prompt=run.prompt_set.prompts.get())
+        group = record_services.group_for(run=run, prompt=run.prompt_set.prompts.get())
         for index, text in enumerate([sample, sample[:200]]):
-            run_services.generation_record(group=group, index=index, messages=[], raw_text=text, model_version=None,
+            record_services.generation_record(group=group, index=index, messages=[], raw_text=text, model_version=None,
                                        run=run, structured=True)
     print(group.pk)
 """)

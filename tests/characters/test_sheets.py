@@ -16,7 +16,7 @@ from labelling.characters import services as character_services
 from labelling.characters.appearance import build_glb
 from labelling.characters.sheets import FEATURES, Appearance, sheet_problems, sheet_schema
 from labelling.models import Character
-from labelling.runs import services as run_services
+from labelling.records import services as record_services
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = (ROOT / "labelling" / "demo" / "sample-sheet.json").read_text()
@@ -127,11 +127,11 @@ def sheet_group(db, media):
         )
     )
     run, _ = character_services.sheet_run_start(concept="a retired lighthouse keeper", count=2, rubric=rubric)
-    group = run_services.group_for(run=run, prompt=run.prompt_set.prompts.get())
-    good = run_services.generation_record(
+    group = record_services.group_for(run=run, prompt=run.prompt_set.prompts.get())
+    good = record_services.generation_record(
         group=group, index=0, messages=[], raw_text=SAMPLE, model_version=None, run=run
     )
-    bad = run_services.generation_record(
+    bad = record_services.generation_record(
         group=group,
         index=1,
         messages=[],
@@ -161,7 +161,7 @@ def test_a_sheet_spelling_nul_is_promoted_with_the_replacement_character(sheet_g
     U+FFFD, as any model output is (tests/pipelines/test_nul_output.py)."""
     raw = json.dumps(sample(name="Maren\x00", backstory="Forty\x00 years of lamps."))
     group = sheet_group["good"].group
-    spelled = run_services.generation_record(
+    spelled = record_services.generation_record(
         group=group, index=2, messages=[], raw_text=raw, model_version=None, run=sheet_group["run"], structured=True
     )
     character_services.sheet_promote(generation=spelled, slug="maren")
@@ -173,7 +173,7 @@ def test_a_sheet_spelling_nul_is_promoted_with_the_replacement_character(sheet_g
 def test_a_think_tag_inside_a_sheet_string_is_text_not_a_think_block(sheet_group):
     raw = json.dumps(sample(backstory="She wrote </think> in her log and kept going."))
     group = sheet_group["good"].group
-    kept = run_services.generation_record(
+    kept = record_services.generation_record(
         group=group, index=2, messages=[], raw_text=raw, model_version=None, run=sheet_group["run"], structured=True
     )
     assert kept.text == raw and kept.thinking == "" and kept.think_valid

@@ -10,7 +10,7 @@ from labelling.datasets import selectors as dataset_selectors
 from labelling.datasets import services as dataset_services
 from labelling.datasets import storage
 from labelling.models import DatasetVersion, Generation, Judgment, PipelineRun
-from labelling.runs import services as run_services
+from labelling.records import services as record_services
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +42,7 @@ def test_grpo_rows_carry_rewards_and_group_relative_advantages(world):
 
 def test_human_scores_take_precedence_over_the_judge(world):
     low = world["made"][("a", 2)]  # the judge gave it 5
-    run_services.judgment_record(
+    record_services.judgment_record(
         generation=low,
         rubric=world["rubric"],
         source=Judgment.Source.HUMAN,
@@ -70,7 +70,7 @@ def test_pairs_follow_rewards_above_the_margin_and_ties_never_pair(world):
 
 def test_a_reviewer_rewrite_is_chosen_over_its_original(world):
     original = world["made"][("a", 2)]  # the judge's favourite
-    rewrite = run_services.generation_record(
+    rewrite = record_services.generation_record(
         group=original.group,
         index=2,
         messages=original.messages,
@@ -107,7 +107,7 @@ def test_the_same_filter_over_the_same_data_gives_the_same_bytes(world):
 
 def test_compare_reports_added_removed_and_changed_rows(world):
     old = build("grpo")
-    run_services.judgment_record(
+    record_services.judgment_record(
         generation=world["made"][("a", 0)],
         rubric=world["rubric"],
         source=Judgment.Source.HUMAN,
@@ -157,7 +157,7 @@ def test_a_version_whose_file_changed_or_vanished_is_never_served(world):
 
 def test_flagged_completions_are_left_out_unless_asked(world):
     flagged = world["made"][("a", 1)]
-    run_services.judgment_record(
+    record_services.judgment_record(
         generation=flagged,
         rubric=world["rubric"],
         source=Judgment.Source.HUMAN,

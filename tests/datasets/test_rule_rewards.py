@@ -11,6 +11,7 @@ from labelling.catalogue.schemas import CharacterIn, CriterionIn, PromptIn, Prom
 from labelling.datasets import services as dataset_services
 from labelling.datasets import storage
 from labelling.models import Judgment
+from labelling.records import services as record_services
 from labelling.runs import services as run_services
 
 
@@ -48,15 +49,15 @@ def judged(db, reviewer):
     run, _ = run_services.run_start(
         kind="generate", character=character, prompt_set=prompt_set, rubric=rubric, group_size=3, enqueue=False
     )
-    judge = run_services.model_version_get_or_create(backend="fixture", model_name="judge")
-    group = run_services.group_for(run=run, prompt=prompt)
+    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    group = record_services.group_for(run=run, prompt=prompt)
     messages = catalogue_selectors.prompt_messages_for(character, prompt)
     made = []
     for index, (text, score) in enumerate((("Fog.", 1), ("The lighthouse is lit.", 3), ("Ships.", 3))):
-        generation = run_services.generation_record(
+        generation = record_services.generation_record(
             group=group, index=index, messages=messages, model_version=None, run=run, raw_text=text
         )
-        run_services.judgment_record(  # the judge's score only: the rule's is filled in
+        record_services.judgment_record(  # the judge's score only: the rule's is filled in
             generation=generation,
             rubric=rubric,
             source=Judgment.Source.JUDGE,
@@ -83,7 +84,7 @@ def test_export_rewards_include_the_rule_criterion(judged):
 
 
 def test_a_human_judgment_of_the_reviewers_criteria_counts_the_rule_too(judged):
-    run_services.judgment_record(
+    record_services.judgment_record(
         generation=judged["made"][2],
         rubric=judged["rubric"],
         source=Judgment.Source.HUMAN,

@@ -4,7 +4,7 @@ calls `ab_evaluation` inside the running app through `manage.py shell`)."""
 
 from labelling.evaluation import services
 from labelling.models import Character, GeneratorVersion, Group, Judgment, PipelineRun, PromptSet, Rubric
-from labelling.runs import services as run_services
+from labelling.records import services as record_services
 
 # Judge scores per seed slot on a 1..5 scale: the candidate is better on every slot but the last.
 CANDIDATE, BASELINE = [5, 5, 2], [1, 3, 4]
@@ -17,7 +17,7 @@ def _scaled(criterion, score: int) -> int:
 def ran(evaluation, rubric: Rubric, candidate: list[int] = CANDIDATE, baseline: list[int] = BASELINE) -> None:
     """Both sides "ran": their completions judged (`candidate`, `baseline`: the judge's score per
     seed slot, on 1..5; the texts start with "cand" and "base"), their runs succeeded."""
-    judge = run_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
     criteria = [c for c in rubric.criteria.all() if not c.is_rule]  # rule criteria score themselves
     k = evaluation.completions_per_prompt
     for run, scores, who in (
@@ -25,9 +25,9 @@ def ran(evaluation, rubric: Rubric, candidate: list[int] = CANDIDATE, baseline: 
         (evaluation.baseline_run, baseline[:k], "base"),
     ):
         for prompt in evaluation.prompt_set.prompts.all():
-            group = run_services.group_for(run=run, prompt=prompt)
+            group = record_services.group_for(run=run, prompt=prompt)
             for index, score in enumerate(scores):
-                g = run_services.generation_record(
+                g = record_services.generation_record(
                     group=group,
                     index=index,
                     messages=prompt.messages,
@@ -35,7 +35,7 @@ def ran(evaluation, rubric: Rubric, candidate: list[int] = CANDIDATE, baseline: 
                     run=run,
                     raw_text=f"{who}-{prompt.external_id}-{index}",
                 )
-                run_services.judgment_record(
+                record_services.judgment_record(
                     generation=g,
                     rubric=rubric,
                     source=Judgment.Source.JUDGE,

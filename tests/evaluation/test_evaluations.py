@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 
 from labelling.evaluation import services
 from labelling.models import Evaluation, GeneratorVersion, PipelineRun, PromptSet
-from labelling.runs import services as run_services
+from labelling.records import services as record_services
 
 
 @pytest.fixture
@@ -58,15 +58,15 @@ def test_the_comparison_appears_once_both_sides_finished(world, v2, admin_client
     # Both sides "ran": copy the fixture's judged completions in (baseline) and better ones (candidate).
     from labelling.models import Judgment
 
-    judge = run_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
     for run, scores in ((evaluation.candidate_run, [5, 5, 4]), (evaluation.baseline_run, [1, 3, 5])):
         for prompt in PromptSet.objects.get(slug="keeper").prompts.all():
-            group = run_services.group_for(run=run, prompt=prompt)
+            group = record_services.group_for(run=run, prompt=prompt)
             for index, score in enumerate(scores):
-                g = run_services.generation_record(
+                g = record_services.generation_record(
                     group=group, index=index, messages=[], model_version=None, run=run, raw_text="word " * (index + 1)
                 )
-                run_services.judgment_record(
+                record_services.judgment_record(
                     generation=g,
                     rubric=world["rubric"],
                     source=Judgment.Source.JUDGE,
@@ -106,18 +106,18 @@ def test_completions_the_judge_could_not_score_are_counted_not_dropped_silently(
     from labelling.models import Judgment
 
     evaluation = _start(world, candidate=2, completions_per_prompt=2)
-    judge = run_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
     prompts = list(PromptSet.objects.get(slug="keeper").prompts.order_by("pk"))
     for run in (evaluation.candidate_run, evaluation.baseline_run):
         for n, prompt in enumerate(prompts):
-            group = run_services.group_for(run=run, prompt=prompt)
+            group = record_services.group_for(run=run, prompt=prompt)
             for index in range(2):
-                g = run_services.generation_record(
+                g = record_services.generation_record(
                     group=group, index=index, messages=[], model_version=None, run=run, raw_text="an answer"
                 )
                 # The candidate's first prompt: the judge answered prose both times.
                 if run == evaluation.candidate_run and n == 0:
-                    run_services.judgment_record_failure(
+                    record_services.judgment_record_failure(
                         generation=g,
                         rubric=world["rubric"],
                         run=run,
@@ -126,7 +126,7 @@ def test_completions_the_judge_could_not_score_are_counted_not_dropped_silently(
                         error="unparseable",
                     )
                     continue
-                run_services.judgment_record(
+                record_services.judgment_record(
                     generation=g,
                     rubric=world["rubric"],
                     source=Judgment.Source.JUDGE,

@@ -13,6 +13,7 @@ from labelling.datasets.filters import prompt_bucket
 from labelling.datasets.storage import dataset_path
 from labelling.evaluation import services as evaluation_services
 from labelling.models import GeneratorVersion, Judgment
+from labelling.records import services as record_services
 from labelling.runs import services as run_services
 
 
@@ -30,14 +31,14 @@ def judged_run(db, media):
     run, _ = run_services.run_start(
         kind="generate", character=character, prompt_set=prompt_set, rubric=rubric, group_size=2, enqueue=False
     )
-    judge = run_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
     for prompt in prompts:
-        group = run_services.group_for(run=run, prompt=prompt)
+        group = record_services.group_for(run=run, prompt=prompt)
         for index, score in enumerate((2, 4)):
-            g = run_services.generation_record(
+            g = record_services.generation_record(
                 group=group, index=index, messages=prompt.messages, model_version=None, run=run, raw_text=f"a{index}"
             )
-            run_services.judgment_record(
+            record_services.judgment_record(
                 generation=g,
                 rubric=rubric,
                 source=Judgment.Source.JUDGE,

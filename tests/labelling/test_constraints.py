@@ -3,6 +3,7 @@
 import pytest
 from django.db import IntegrityError, transaction
 
+from labelling.catalogue import importers
 from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.schemas import CharacterIn, GroupIn
 from labelling.models import (
@@ -14,7 +15,7 @@ from labelling.models import (
     PipelineRun,
     PromptSet,
 )
-from labelling.runs import services as run_services
+from labelling.records import services as record_services
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_a_revision_must_point_at_its_parent(demo):
 
 def test_a_revision_takes_the_next_revision_number_of_its_slot(demo):
     original = Generation.objects.filter(revision=0).first()
-    first = run_services.generation_record(
+    first = record_services.generation_record(
         group=original.group,
         index=original.index,
         messages=original.messages,
@@ -81,7 +82,7 @@ def test_a_revision_takes_the_next_revision_number_of_its_slot(demo):
         parent=original,
         source=Generation.Source.REVISION,
     )
-    second = run_services.generation_record(
+    second = record_services.generation_record(
         group=original.group,
         index=original.index,
         messages=original.messages,
@@ -122,7 +123,7 @@ def test_the_service_refuses_scores_that_do_not_cover_the_rubric(demo):
 
     judgment = Judgment.objects.first()
     with pytest.raises(ValidationError, match="missing"):
-        run_services.judgment_record(
+        record_services.judgment_record(
             generation=judgment.generation,
             rubric=judgment.rubric,
             source="judge",
@@ -152,7 +153,7 @@ def test_a_generation_snapshots_the_persona_it_was_made_from(demo):
 
 def test_importing_a_group_records_think_tag_problems(demo):
     run = PipelineRun.objects.create(kind="import", status="succeeded")
-    group = run_services.group_import(
+    group = importers.group_import(
         data=GroupIn(
             character="aria",
             prompt_set="aria-demo",

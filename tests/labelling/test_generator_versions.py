@@ -16,6 +16,7 @@ from labelling.catalogue.schemas import CharacterIn, PromptIn, PromptSetIn
 from labelling.datasets.filters import DatasetFilter, groups_for
 from labelling.generators import services as generator_services
 from labelling.models import GeneratorVersion, PipelineRun
+from labelling.records import services as record_services
 from labelling.runs import services as run_services
 from shaping_core import weights
 
@@ -271,13 +272,13 @@ def test_a_dataset_filter_selects_the_groups_of_one_generator_version(v1, scene)
     groups = {}
     for pinned in (v1, v2):
         run = start(scene, generator_version=pinned.number)
-        group = run_services.group_for(run=run, prompt=prompt_set.prompts.get())
-        run_services.generation_record(
+        group = record_services.group_for(run=run, prompt=prompt_set.prompts.get())
+        record_services.generation_record(
             group=group,
             index=0,
             messages=[],
             raw_text="hello",
-            model_version=run_services.model_version_get_or_create(backend="triton", generator=pinned),
+            model_version=record_services.model_version_get_or_create(backend="triton", generator=pinned),
             run=run,
         )
         groups[pinned.number] = group.pk

@@ -20,6 +20,7 @@ from bench.faults import violations
 from inference import execution, tasks
 from inference.engine import Completion
 from labelling.models import Generation, Judgment, PipelineRun
+from labelling.records import services as record_services
 from labelling.runs import services as run_services
 from tests.pipelines.conftest import ROOT, wait_for, wait_until, worker_env
 from tests.pipelines.test_runs import FINAL, start
@@ -165,13 +166,13 @@ def test_counters_never_pass_the_total(story):
 def test_the_database_refuses_a_second_judge_judgment_from_one_run(story):
     run = _queued_run(story)
     prompt = run.prompt_set.prompts.first()
-    group = run_services.group_for(run=run, prompt=prompt)
-    generation = run_services.generation_record(group=group, index=0, messages=[], raw_text="x", model_version=None)
-    judge = run_services.model_version_get_or_create(backend="test", model_name="judge")
+    group = record_services.group_for(run=run, prompt=prompt)
+    generation = record_services.generation_record(group=group, index=0, messages=[], raw_text="x", model_version=None)
+    judge = record_services.model_version_get_or_create(backend="test", model_name="judge")
     scores = {"in_character": 3, "helpful": 4}
 
     def record():
-        run_services.judgment_record(
+        record_services.judgment_record(
             generation=generation, rubric=run.rubric, source="judge", scores=scores, model_version=judge, run=run
         )
 

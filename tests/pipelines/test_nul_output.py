@@ -10,6 +10,7 @@ from inference.errors import InvalidRequest, JudgeOutputError
 from inference.judging import JudgeResult
 from labelling.errors import holds_nul
 from labelling.models import Generation, GeneratorVersion, Judgment, PipelineRun
+from labelling.records import services as record_services
 from labelling.runs import services as run_services
 from labelling.training import services as training_services
 
@@ -23,8 +24,8 @@ def _stored(*rows) -> list:
 
 def test_a_generation_and_its_judgments_are_stored_with_the_replacement_character(world):
     group = world["made"][("a", 0)].group
-    judge = run_services.model_version_get_or_create(backend="fixture", model_name="judge")
-    generation = run_services.generation_record(
+    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    generation = record_services.generation_record(
         group=group,
         index=3,
         messages=[{"role": "user", "content": "What do you see?"}],
@@ -33,7 +34,7 @@ def test_a_generation_and_its_judgments_are_stored_with_the_replacement_characte
         run=world["run"],
         finish_reason=f"stop{NUL}",
     )
-    judged = run_services.judgment_record(
+    judged = record_services.judgment_record(
         generation=generation,
         rubric=world["rubric"],
         source=Judgment.Source.JUDGE,
@@ -42,7 +43,7 @@ def test_a_generation_and_its_judgments_are_stored_with_the_replacement_characte
         raw_output=f'{{"voice": 4}}{NUL}',
         model_version=judge,
     )
-    failed = run_services.judgment_record_failure(
+    failed = record_services.judgment_record_failure(
         generation=generation,
         rubric=world["rubric"],
         model_version=judge,

@@ -4,6 +4,7 @@ else the one the character was last judged with, else the newest there is."""
 from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.schemas import CharacterIn, CriterionIn, RubricIn
 from labelling.models import PipelineRun, Prompt
+from labelling.records import services as record_services
 from labelling.review import selectors as review_selectors
 from labelling.runs import services as run_services
 
@@ -41,7 +42,7 @@ def test_an_unjudged_group_uses_its_runs_rubric(world):
         group_size=2,
         enqueue=False,
     )
-    group = run_services.group_for(run=run, prompt=Prompt.objects.get(external_id="a"))
+    group = record_services.group_for(run=run, prompt=Prompt.objects.get(external_id="a"))
     assert review_selectors.group_rubric(group) == other
 
 
@@ -55,7 +56,7 @@ def test_an_unjudged_group_of_a_run_without_rubric_uses_the_characters_last_then
         group_size=2,
         enqueue=False,
     )
-    group = run_services.group_for(run=run, prompt=Prompt.objects.get(external_id="a"))
+    group = record_services.group_for(run=run, prompt=Prompt.objects.get(external_id="a"))
     assert review_selectors.group_rubric(group) == world["rubric"]  # what the character was judged with
     group.character = catalogue_services.character_create(
         data=CharacterIn(slug="nobody", name="Nobody", persona="No one.")

@@ -6,6 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from labelling.models import Judgment
+from labelling.records import services as record_services
 from labelling.runs import services as run_services
 from tests.review.conftest import held, review_form
 
@@ -23,13 +24,13 @@ def group_of_six(world):
         enqueue=False,
     )
     prompt = first.prompt_set.prompts.get(external_id="b")
-    group = run_services.group_for(run=run, prompt=prompt)
-    judge = run_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    group = record_services.group_for(run=run, prompt=prompt)
+    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
     for index in range(6):
-        g = run_services.generation_record(
+        g = record_services.generation_record(
             group=group, index=index, messages=[], model_version=None, run=run, raw_text=f"six-{index}"
         )
-        run_services.judgment_record(
+        record_services.judgment_record(
             generation=g,
             rubric=world["rubric"],
             source=Judgment.Source.JUDGE,

@@ -2,7 +2,8 @@
 and the reviewer can see and switch the order."""
 
 from labelling.models import Generation, Group, Judgment, Rubric
-from labelling.review import queue
+from labelling.records import queue_state as queue
+from labelling.records import services as record_services
 from labelling.review import selectors as review_selectors
 from labelling.runs import services as run_services
 from tests.review.conftest import held
@@ -30,7 +31,7 @@ def test_disagreement_comes_before_a_failed_judgment_before_the_rest(demo, revie
     lonely.overlap_target = 2
     lonely.save()
     best = Generation.objects.get(group=lonely, index=0)
-    run_services.judgment_record(
+    record_services.judgment_record(
         generation=best,
         rubric=rubric,
         source=Judgment.Source.HUMAN,
@@ -38,7 +39,7 @@ def test_disagreement_comes_before_a_failed_judgment_before_the_rest(demo, revie
         scores={"in-character": 1, "helpfulness": 1},
     )
     judge = Judgment.objects.filter(source="judge").first().model_version
-    run_services.judgment_record_failure(
+    record_services.judgment_record_failure(
         generation=Generation.objects.get(group=stars, index=0),
         rubric=rubric,
         model_version=judge,
@@ -54,13 +55,15 @@ def test_a_group_still_being_generated_is_not_offered(demo, reviewer):
     run, _ = run_services.run_start(
         kind="generate", character=packing.character, prompt_set=packing.prompt.prompt_set, group_size=3, enqueue=False
     )
-    group = run_services.group_for(run=run, prompt=packing.prompt)
+    group = record_services.group_for(run=run, prompt=packing.prompt)
     for index in range(2):  # two of three completions are in
-        run_services.generation_record(
+        record_services.generation_record(
             group=group, index=index, messages=[], raw_text=f"answer {index}", model_version=None, run=run
         )
     assert group.pk not in [g.pk for g in review_selectors.review_queue(reviewer=reviewer)]
-    run_services.generation_record(group=group, index=2, messages=[], raw_text="answer 2", model_version=None, run=run)
+    record_services.generation_record(
+        group=group, index=2, messages=[], raw_text="answer 2", model_version=None, run=run
+    )
     assert group.pk in [g.pk for g in review_selectors.review_queue(reviewer=reviewer)]
 
 

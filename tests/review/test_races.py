@@ -11,8 +11,8 @@ from django.db import connection
 from django.utils import timezone
 
 from labelling.models import Assignment, Generation, Group
+from labelling.records import services as record_services
 from labelling.review import services as review_services
-from labelling.runs import services as run_services
 from tests.review.conftest import review_form
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,7 +96,7 @@ def test_a_revise_run_racing_a_reviewers_rewrite_stores_both(demo, reviewer):
 def _revise_and_rewrite(hold, original, reviewer, label: str) -> list:
     def revise():
         latest = Generation.objects.filter(group=original.group, index=original.index).order_by("-revision")[0]
-        return run_services.generation_record(
+        return record_services.generation_record(
             group=original.group,
             index=original.index,
             messages=original.messages,

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from labelling.models import Assignment, Judgment
+from labelling.records import services as record_services
 from labelling.review import agreement
-from labelling.runs import services as run_services
 from tests.conftest import _make_user
 
 
@@ -59,7 +59,7 @@ def reviewed(world):
     made = world["made"]
     for reviewer, scores in ((world["reviewer"], [1, 3, 5]), (second, [2, 3, 4])):
         for index, score in enumerate(scores):
-            run_services.judgment_record(
+            record_services.judgment_record(
                 generation=made[("a", index)],
                 rubric=world["rubric"],
                 source=Judgment.Source.HUMAN,

@@ -44,8 +44,8 @@ def test_a_reviewer_holding_a_group_hears_when_it_is_revised(client, reviewer, d
     from channels.db import database_sync_to_async
 
     from labelling.models import Generation
+    from labelling.records import services as record_services
     from labelling.review import services as review_services
-    from labelling.runs import services as run_services
 
     assignment = review_services.assignment_claim_next(reviewer=reviewer)
     original = Generation.objects.filter(group=assignment.group, revision=0).first()
@@ -53,7 +53,7 @@ def test_a_reviewer_holding_a_group_hears_when_it_is_revised(client, reviewer, d
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
 
     def revise():
-        run_services.generation_record(
+        record_services.generation_record(
             group=original.group,
             index=original.index,
             messages=original.messages,
@@ -85,7 +85,7 @@ def test_a_socket_cannot_listen_to_a_group_it_does_not_hold(client, reviewer, de
     from channels.db import database_sync_to_async
 
     from labelling.models import Generation, Group
-    from labelling.runs import services as run_services
+    from labelling.records import services as record_services
 
     group = Group.objects.order_by("id").first()
     original = Generation.objects.filter(group=group, revision=0).first()
@@ -93,7 +93,7 @@ def test_a_socket_cannot_listen_to_a_group_it_does_not_hold(client, reviewer, de
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
 
     def revise():
-        run_services.generation_record(
+        record_services.generation_record(
             group=group,
             index=original.index,
             messages=original.messages,
