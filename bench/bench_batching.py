@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from inference.engine import Engine, SamplingParams  # noqa: E402
-from inference.engine.batching import PrefixCache  # noqa: E402
+from inference.engine.cache import PrefixCache  # noqa: E402
 from inference.engine.contract import Limits  # noqa: E402
 from inference.judging import run_judge  # noqa: E402
 

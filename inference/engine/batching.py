@@ -22,6 +22,11 @@ seeded completion alone matches the same one batched.
 Order between requests: interactive requests (a reviewer waiting) first, then one request
 per client in turn (a client being a run), so a large run cannot starve anyone.
 
+One module (over 400 lines) because the scheduler is one loop over one batch: admitting,
+prefilling, stepping and leaving all move the same rows of the same cache, and each reads
+the state the others left. Its caches are `cache.py`, the waiting line `fair_queue.py`, the
+next token `sampling.py`.
+
 Errors stay with their request: guidance that does not compile or a prompt too long is
 refused before it queues; a queue that is full refuses new requests (`EngineBusy`, worth
 retrying); a cancelled request leaves at the next step; a failure of the model call fails
@@ -34,181 +39,32 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-from onnxruntime import OrtValue
 
-from inference.engine.contract import Completion, EngineBusy, Limits, apply_stop
+from inference.engine.cache import KVBuffer, ModelSpec, PrefixCache
+from inference.engine.contract import Completion, Limits, SequenceText
+from inference.engine.fair_queue import FairQueue, tokens_per_s
 from inference.engine.sampling import TopK, allowed_tokens, draw, rng_for, sample
 from inference.errors import InferenceError, InvalidRequest
 
 log = logging.getLogger("shaping.batching")
 
-INTERACTIVE = "interactive"
 
-
-@dataclass
-class ModelSpec:
-    """The names and shapes the decoder graph takes (from genai_config.json)."""
-
-    input_ids: str
-    attention_mask: str
-    logits: str
-    past_names: list[str]
-    present_names: list[str]
-    kv_heads: int
-    head_size: int
-    kv_dtype: type
-    ids_dtype: type
-    mask_dtype: type
-    position_ids: str | None = None
-
-
-class PrefixCache:
-    """The keys and values of recent prompts, so a prompt that begins like one of them (the
-    judge's instructions and rubric, a character's persona) computes only the rest: its
-    prefill runs the new tokens on the cached prefix as past. At most `max_bytes`, the least
-    recently used dropped first.
-
-    Found through an index of every cached prompt's beginnings, a block of MIN_TOKENS at a
-    time (a chain of hashes, as vLLM's prefix caching does), so a lookup costs the prompt's
-    length in dictionary reads, not one comparison per cached prompt (thousands of judge
-    prompts fit in the cache of a small model)."""
-
-    MIN_TOKENS = 8  # a shorter shared beginning is not worth a lookup; also the index's block
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        # prompt key -> (its tokens, its cache, its beginnings' hashes)
-        self._entries: OrderedDict[bytes, tuple[np.ndarray, list[np.ndarray], list[int]]] = OrderedDict()
-        self._index: dict[int, bytes] = {}  # hash of a beginning -> the latest prompt that has it
-
-    @classmethod
-    def _chain(cls, tokens: np.ndarray, length: int) -> Iterator[int]:
-        """The hashes of tokens[:B], tokens[:2B], ... up to `length` (B = MIN_TOKENS), lazily:
-        a lookup stops at its first miss."""
-        last = 0
-        for end in range(cls.MIN_TOKENS, length + 1, cls.MIN_TOKENS):
-            last = hash((last, tokens[end - cls.MIN_TOKENS : end].tobytes()))
-            yield last
-
-    def longest(self, tokens: np.ndarray) -> tuple[int, list[np.ndarray] | None]:
-        """The longest cached beginning of `tokens` (at most all but the last token: a prefill
-        needs one token for its logits) and the cache it is read from."""
-        most = len(tokens) - 1
-        found = None
-        for digest in self._chain(tokens, most):
-            key = self._index.get(digest)
-            if key is None:
-                break
-            found = key
-        if found is None:
-            return 0, None
-        cached = self._entries[found][0]
-        most = min(len(cached), most)
-        same = cached[:most] == tokens[:most]
-        length = most if same.all() else int(np.argmin(same))  # checked: hashes can collide
-        if length < self.MIN_TOKENS:
-            return 0, None
-        self._entries.move_to_end(found)
-        return length, self._entries[found][1]
-
-    def add(self, tokens: np.ndarray, cache: list[np.ndarray]) -> None:
-        key = tokens.tobytes()
-        size = sum(c.nbytes for c in cache)
-        if key in self._entries or size > self.max_bytes:
-            return
-        while self._entries and self.bytes + size > self.max_bytes:
-            dropped, (_, arrays, hashes) = self._entries.popitem(last=False)
-            self.bytes -= sum(c.nbytes for c in arrays)
-            for digest in hashes:
-                if self._index.get(digest) == dropped:
-                    del self._index[digest]
-        hashes = list(self._chain(tokens, len(tokens)))
-        self._entries[key] = (tokens.copy(), cache, hashes)
-        for digest in hashes:
-            self._index[digest] = key
-        self.bytes += size
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-class KVBuffer:
-    """The running sequences' keys and values: per past input one array [rows, kv_heads,
-    capacity, head_size], row r holding sequence r's first `length` positions. The decoding
-    step reads and writes it in place. Rows and positions grow (doubling, up to the batch
-    and the context) as sequences join and lengthen, and the memory is given back when the
-    batch empties: a batch of max_batch rows at full capacity from the start cost a 0.6B
-    model 0.9 GB of zeroing for a single request."""
-
-    MIN_CAPACITY = 256
-
-    def __init__(self, spec: ModelSpec, max_rows: int, context_length: int):
-        self.spec = spec
-        self.max_rows = max_rows
-        self.context_length = context_length
-        self.arrays: list[np.ndarray] | None = None
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(rows, positions) held now."""
-        return (0, 0) if self.arrays is None else (self.arrays[0].shape[0], self.arrays[0].shape[2])
-
-    def ensure(self, rows: int, positions: int, live: int) -> None:
-        """Room for `rows` rows of `positions` positions; the first `live` rows keep their content."""
-        have_rows, have_positions = self.shape
-        if rows <= have_rows and positions <= have_positions:
-            return
-        rows = min(self.max_rows, max(rows, 2 * have_rows)) if rows > have_rows else have_rows
-        if positions > have_positions:
-            positions = min(self.context_length, max(positions, 2 * have_positions, self.MIN_CAPACITY))
-        else:
-            positions = have_positions
-        shape = (rows, self.spec.kv_heads, positions, self.spec.head_size)
-        grown = [np.zeros(shape, dtype=self.spec.kv_dtype) for _ in self.spec.past_names]
-        if self.arrays is not None and live:
-            for new, old in zip(grown, self.arrays, strict=True):
-                new[:live, :, : old.shape[2]] = old[:live]
-        self.arrays = grown
-
-    def put(self, row: int, cache: list[np.ndarray], length: int) -> None:
-        """Row `row` takes a prompt's cache (arrays [1, kv_heads, >= length, head_size])."""
-        for array, prompt in zip(self.arrays, cache, strict=True):
-            array[row, :, :length] = prompt[0, :, :length]
-
-    def move(self, source: int, target: int, length: int) -> None:
-        for array in self.arrays:
-            array[target, :, :length] = array[source, :, :length]
-
-    def values(self, live: int) -> list[OrtValue]:
-        """The first `live` rows as onnxruntime values over the same memory (a leading slice
-        of a C-ordered array is contiguous: no copy)."""
-        return [OrtValue.ortvalue_from_numpy(array[:live]) for array in self.arrays]
-
-    def clear(self) -> None:
-        self.arrays = None
-
-
-class Sequence:
-    __slots__ = ("job", "index", "rng", "matcher", "stream", "length", "next_token", "text", "count", "finish")
+class Sequence(SequenceText):
+    __slots__ = ("job", "index", "rng", "matcher", "length", "next_token")
 
     def __init__(self, job: Job, index: int, matcher, stream):
+        super().__init__(stream)
         self.job = job
         self.index = index
         self.rng = rng_for(job.params.seed, index)
         self.matcher = matcher
-        self.stream = stream
         self.length = 0  # tokens held in the cache
         self.next_token = -1  # the token the next step feeds
-        self.text = ""
-        self.count = 0
-        self.finish: str | None = None
 
 
 @dataclass(eq=False)
@@ -228,71 +84,6 @@ class Job:
     @property
     def n(self) -> int:
         return self.params.n
-
-
-def tokens_per_s(recent) -> float:
-    """Tokens a second over recent steps, given as (monotonic time, tokens) pairs."""
-    recent = list(recent)
-    if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
-        return sum(tokens for _, tokens in recent[1:]) / (recent[-1][0] - recent[0][0])
-    return 0.0
-
-
-class FairQueue:
-    """Requests waiting for the batch, in the order they are admitted: interactive ones (a
-    reviewer waiting) first, then one request per client (a run) in turn. Not thread-safe:
-    its engine holds its lock around every call."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self._waiting: dict[str, deque] = {}  # per client, in arrival order
-        self._turns: deque[str] = deque()  # clients in the order they are served next
-        self.count = 0
-
-    def push(self, job) -> None:
-        """Queue `job` (with .client and .priority), or refuse it with EngineBusy when full."""
-        if self.count >= self.limit:
-            raise EngineBusy(f"the engine's queue is full ({self.count} requests waiting); retry later")
-        key = INTERACTIVE if job.priority == INTERACTIVE else job.client
-        if key not in self._waiting:
-            self._waiting[key] = deque()
-            if key == INTERACTIVE:
-                self._turns.appendleft(key)
-            else:
-                self._turns.append(key)
-        self._waiting[key].append(job)
-        self.count += 1
-
-    def admit(self, fits, gone) -> list:
-        """The waiting requests that `fits(job)` takes, in order. The head of the line waits
-        for room: nobody behind it jumps it, so nobody starves. Requests cancelled while
-        waiting (`job.cancelled` set) leave through `gone(job)`."""
-        admitted = []
-        while self._turns:
-            key = self._turns[0]
-            jobs = self._waiting[key]
-            while jobs and jobs[0].cancelled.is_set():
-                self.count -= 1
-                gone(jobs.popleft())
-            if jobs:
-                if not fits(jobs[0]):
-                    break
-                self.count -= 1
-                admitted.append(jobs.popleft())
-            if not jobs:
-                del self._waiting[key]
-                self._turns.popleft()
-            elif key != INTERACTIVE:
-                self._turns.rotate(-1)
-        return admitted
-
-    def drain(self) -> list:
-        """Every waiting request, taken out of the queue."""
-        jobs = [job for waiting in self._waiting.values() for job in waiting]
-        self._waiting.clear()
-        self._turns.clear()
-        self.count = 0
-        return jobs
 
 
 class Batcher:
@@ -596,21 +387,16 @@ class Batcher:
         return pieces
 
     def _record(self, seq: Sequence, token: int) -> str:
-        seq.count += 1
         seq.next_token = token
         if seq.matcher is not None and not seq.matcher.consume_token(token):
+            seq.count += 1
             seq.job.error = InvalidRequest(f"guidance: {seq.matcher.get_error() or 'token refused'}")
             for other in seq.job.sequences:
                 other.finish = other.finish or "error"
             return ""
-        if token in self.eos_ids:
-            seq.finish = "stop"
-            return ""
-        texts = apply_stop(seq.text, seq.stream.decode(token), seq.job.params.stop)
-        seq.text, piece, stopped = texts
-        if stopped or (seq.matcher is not None and seq.matcher.is_stopped()):
-            seq.finish = "stop"
-        elif seq.count >= seq.job.params.max_tokens or seq.length + 1 >= self.context_length:
+        done = seq.matcher is not None and seq.matcher.is_stopped()
+        piece = seq.push(token, seq.job.params, self.eos_ids, done=done)
+        if not seq.finish and seq.length + 1 >= self.context_length:
             seq.finish = "length"
         return piece
 
@@ -661,9 +447,7 @@ class Batcher:
         if cancelled and not job.sequences:
             job.events.put(("done", [Completion(i, "", "cancelled", len(job.tokens), 0) for i in range(job.n)]))
             return
-        job.events.put(
-            ("done", [Completion(s.index, s.text, s.finish, len(job.tokens), s.count) for s in job.sequences])
-        )
+        job.events.put(("done", [s.completion(s.index, len(job.tokens)) for s in job.sequences]))
 
     def _fail_job(self, job: Job, error: Exception) -> None:
         job.events.put(("error", error))

@@ -1,6 +1,7 @@
 """The engine contract: what a request asks (`SamplingParams`), what it gets back
 (`Completion`, and the step events `OnStep` receives), the batcher's `Limits`, and the checks
-and bookkeeping every runtime shares (the prompt's text and tokens, stop strings).
+and bookkeeping every runtime shares (the prompt's text and tokens; `SequenceText`, each token's
+end of sequence, stop strings and max tokens).
 
 Every runtime (`cpu.Engine`, `static.StaticEngine`, `paged.PagedEngine`) takes these and
 imports only this module of the package's shared parts, so the runtimes and the front door
@@ -113,6 +114,38 @@ def apply_stop(text: str, piece: str, stops: list[str]) -> tuple[str, str, bool]
         return combined, piece, False
     cut = min(hits)
     return combined[:cut], combined[len(text) : cut], True
+
+
+class SequenceText:
+    """One sequence's text as its tokens arrive, and why it ended: the per-token bookkeeping
+    every runtime shares (end of sequence, stop strings, max tokens), written once."""
+
+    __slots__ = ("stream", "text", "count", "finish")
+
+    def __init__(self, stream):
+        self.stream = stream  # incremental detokenising: .decode(token) -> the text it adds
+        self.text = ""
+        self.count = 0  # tokens generated, the end-of-sequence token included
+        self.finish: str | None = None  # "stop", "length", or a runtime's own ("cancelled", "error")
+
+    def push(self, token: int, params: SamplingParams, eos_ids, *, done: bool = False) -> str:
+        """Take one generated token and return the text it adds ("" at the end of the sequence;
+        cut before a stop string). `finish` becomes "stop" at an end-of-sequence token, a stop
+        string or `done` (the runtime's own end: a complete grammar), else "length" at
+        max_tokens."""
+        self.count += 1
+        if token in eos_ids:
+            self.finish = "stop"
+            return ""
+        self.text, piece, stopped = apply_stop(self.text, self.stream.decode(token), params.stop)
+        if stopped or done:
+            self.finish = "stop"
+        elif self.count >= params.max_tokens:
+            self.finish = "length"
+        return piece
+
+    def completion(self, index: int, prompt_tokens: int) -> Completion:
+        return Completion(index, self.text, self.finish, prompt_tokens, self.count)
 
 
 class EngineBusy(BackendUnavailable):

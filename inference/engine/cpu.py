@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.engine.batching import Batcher, Job, ModelSpec
+from inference.engine.batching import Batcher, Job
+from inference.engine.cache import ModelSpec
 from inference.engine.chat_template import ChatTemplate
 from inference.engine.contract import POLL_S, Completion, Limits, OnStep, SamplingParams, checked_prompt
 from inference.errors import InvalidRequest

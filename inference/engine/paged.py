@@ -41,9 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.engine.batching import FairQueue, tokens_per_s
 from inference.engine.chat_template import ChatTemplate
-from inference.engine.contract import POLL_S, Completion, Limits, OnStep, SamplingParams, apply_stop, checked_prompt
+from inference.engine.contract import POLL_S, Completion, Limits, OnStep, SamplingParams, SequenceText, checked_prompt
+from inference.engine.fair_queue import FairQueue, tokens_per_s
 from inference.errors import InferenceError, InvalidRequest
 
 log = logging.getLogger("shaping.paged_engine")
@@ -129,12 +129,9 @@ class PagedEngine:
         job = _Job(tokens, params, client=client, priority=priority)
         self._submit(job)
         n = params.n
-        streams = [self.tokenizer.create_stream() for _ in range(n)]
-        texts = [""] * n
-        counts = [0] * n
-        finish: list[str | None] = [None] * n
+        seqs = [SequenceText(self.tokenizer.create_stream()) for _ in range(n)]
         try:
-            while not all(finish):
+            while not all(s.finish for s in seqs):
                 try:
                     batch = [job.events.get(timeout=POLL_S)]
                 except queue.Empty:
@@ -150,30 +147,25 @@ class PagedEngine:
                 for kind, index, value in batch:
                     if kind == "error":
                         raise value
-                    if finish[index]:
+                    seq = seqs[index]
+                    if seq.finish:
                         continue
                     if kind == "finish":
-                        finish[index] = value
+                        seq.finish = value
                         continue
-                    counts[index] += 1
-                    if value in self.eos_ids:
-                        continue
-                    piece = streams[index].decode(value)
-                    texts[index], piece, stopped = apply_stop(texts[index], piece, params.stop)
-                    if piece:
+                    if piece := seq.push(value, params, self.eos_ids):
                         pieces[index] = pieces.get(index, "") + piece
-                    if stopped:
-                        finish[index] = "stop"
-                        self._stop(job, index)
+                    if seq.finish == "stop" and value not in self.eos_ids:
+                        self._stop(job, index)  # a stop string: the engine cannot see it
                 if pieces and on_step:
                     on_step(pieces)
                 if is_cancelled():
                     self._cancel(job)
-            return [Completion(i, texts[i], finish[i], len(tokens), counts[i]) for i in range(n)]
+            return [s.completion(i, len(tokens)) for i, s in enumerate(seqs)]
         finally:
             # A caller that leaves early (its on_step raised, it was interrupted) takes its
             # sequences out of the batch at the next step instead of leaving them decoding.
-            if not all(finish):
+            if not all(s.finish for s in seqs):
                 self._cancel(job)
 
     def stats(self) -> dict:

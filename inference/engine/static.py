@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.engine.chat_template import ChatTemplate
-from inference.engine.contract import Completion, OnStep, SamplingParams, apply_stop, checked_prompt
+from inference.engine.contract import Completion, OnStep, SamplingParams, SequenceText, checked_prompt
 from inference.errors import InvalidRequest
 
 
@@ -118,41 +118,26 @@ class StaticEngine:
         sequences is unfinished."""
         n = params.n
         rows = n // len(lanes)
-        streams = [self.tokenizer.create_stream() for _ in range(n)]
-        texts = [""] * n
-        counts = [0] * n
-        finish: list[str | None] = [None] * n
-        while not all(finish):
+        seqs = [SequenceText(self.tokenizer.create_stream()) for _ in range(n)]
+        while not all(s.finish for s in seqs):
             if is_cancelled():
-                finish = [f or "cancelled" for f in finish]
+                for s in seqs:
+                    s.finish = s.finish or "cancelled"
                 break
             pieces = {}
             for lane, generator in enumerate(lanes):
                 mine = range(lane * rows, (lane + 1) * rows)
-                if all(finish[i] for i in mine):
+                if all(seqs[i].finish for i in mine):
                     continue
                 if generator.is_done():
                     for i in mine:
-                        finish[i] = finish[i] or "length"
+                        seqs[i].finish = seqs[i].finish or "length"
                     continue
                 generator.generate_next_token()
                 next_tokens = generator.get_next_tokens()
                 for row, i in enumerate(mine):
-                    if finish[i]:
-                        continue
-                    token = int(next_tokens[row])
-                    counts[i] += 1
-                    if token in self.eos_ids:
-                        finish[i] = "stop"
-                        continue
-                    piece = streams[i].decode(token)
-                    texts[i], piece, stopped = apply_stop(texts[i], piece, params.stop)
-                    if piece:
+                    if not seqs[i].finish and (piece := seqs[i].push(int(next_tokens[row]), params, self.eos_ids)):
                         pieces[i] = piece
-                    if stopped:
-                        finish[i] = "stop"
-                    elif counts[i] >= params.max_tokens:
-                        finish[i] = "length"
             if pieces and on_step:
                 on_step(pieces)
-        return [Completion(i, texts[i], finish[i], prompt_tokens, counts[i]) for i in range(n)]
+        return [s.completion(i, prompt_tokens) for i, s in enumerate(seqs)]

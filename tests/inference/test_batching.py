@@ -169,7 +169,7 @@ def test_interactive_requests_go_first_then_clients_take_turns(engine):
 
 
 def test_the_cache_grows_and_shrinks_under_running_sequences_without_changing_their_text(engine, monkeypatch):
-    from inference.engine.batching import KVBuffer
+    from inference.engine.cache import KVBuffer
 
     # Requests of different lengths join one after another while the others decode: the
     # buffer grows in rows and, from a small start, in positions; rows that finish are
@@ -245,7 +245,7 @@ def test_prompts_that_begin_alike_reuse_the_cached_beginning_and_decode_the_same
 
 
 def test_the_prefix_cache_keeps_to_its_size():
-    from inference.engine.batching import PrefixCache
+    from inference.engine.cache import PrefixCache
 
     cache = PrefixCache(max_bytes=3 * 400)
     arrays = lambda n: [np.zeros((1, 1, n, 10), dtype=np.float32)]  # noqa: E731  40 bytes a token

@@ -85,3 +85,30 @@ def test_the_batched_top_k_draws_what_sampling_one_row_draws():
     # k beyond the row: every token, largest first.
     values, ids = TopK()(np.array([[1.0, 3.0, 2.0]], dtype=np.float32), 20)
     assert ids.tolist() == [[1, 2, 0]]
+
+
+def test_each_tokens_bookkeeping_is_one_rule_for_every_runtime():
+    from inference.engine.contract import SequenceText
+
+    class Letters:  # token t decodes to the letter at t
+        def decode(self, token: int) -> str:
+            return "abcdefgh"[token]
+
+    params = SamplingParams(max_tokens=4, stop=["cd"])
+    seq = SequenceText(Letters())
+    assert [seq.push(t, params, {7}) for t in (0, 1)] == ["a", "b"] and seq.finish is None
+    assert seq.push(2, params, {7}) == "c" and seq.push(3, params, {7}) == ""  # "cd" completes: cut before it
+    assert (seq.text, seq.finish, seq.count) == ("ab", "stop", 4)
+    ended = SequenceText(Letters())
+    assert ended.push(7, params, {7}) == "" and (ended.text, ended.finish) == ("", "stop")  # end of sequence
+    long = SequenceText(Letters())
+    assert [long.push(t, params, {7}) for t in (0, 0, 0, 0)] == ["a"] * 4 and long.finish == "length"
+    done = SequenceText(Letters())
+    assert done.push(4, params, {7}, done=True) == "e" and done.finish == "stop"  # a complete grammar
+    assert done.completion(2, 9).as_dict() == {
+        "index": 2,
+        "text": "e",
+        "finish_reason": "stop",
+        "prompt_tokens": 9,
+        "completion_tokens": 1,
+    }
