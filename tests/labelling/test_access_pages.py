@@ -6,13 +6,7 @@ from django.test import Client
 
 from inference.backends.base import Health
 from labelling.runs import executor
-
-
-def client_as(user) -> Client:
-    client = Client()
-    if user is not None:
-        client.force_login(user)
-    return client
+from tests.clients import client_as
 
 
 @pytest.fixture

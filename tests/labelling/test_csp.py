@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 
 from labelling.access import tokens
+from tests.clients import client_as
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 DIRECTIVES = {
@@ -27,13 +28,6 @@ DIRECTIVES = {
 def policy(response) -> dict[str, str]:
     header = response.headers["Content-Security-Policy"]
     return dict(part.strip().split(" ", 1) for part in header.split(";"))
-
-
-def client_as(user) -> Client:
-    client = Client()
-    if user is not None:
-        client.force_login(user)
-    return client
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.importers import ImportFailed, import_text
 from labelling.catalogue.schemas import CharacterIn
 from labelling.models import Character, Generation, Judgment, PromptSet
+from tests.clients import client_as
 from tests.review.conftest import held, review_form
 
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -25,13 +26,6 @@ def png(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), "teal").save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def client_as(user) -> Client:
-    client = Client()
-    if user is not None:
-        client.force_login(user)
-    return client
 
 
 # --- portraits -----------------------------------------------------------------------------

@@ -11,31 +11,28 @@ import pytest
 
 from inference.dispatch import Call, TaskManager, Throttle
 from inference.errors import BackendUnavailable
+from tests.concurrency import InFlight
 
 
 class ScriptedBackend:
-    def __init__(self, fail_times: int = 0, error: type[Exception] = BackendUnavailable):
+    """Echoes in capitals, after `fail_times` scripted failures; with `meet`, its calls wait for
+    each other until that many are in flight (`tests.concurrency.InFlight`)."""
+
+    def __init__(self, fail_times: int = 0, error: type[Exception] = BackendUnavailable, meet: int | None = None):
         self.fail_times = fail_times
         self.error = error
         self.calls = 0
         self.lock = threading.Lock()
-        self.in_flight = 0
-        self.max_in_flight = 0
+        self.in_flight = InFlight(meet)
 
     def echo(self, request):
         with self.lock:
             self.calls += 1
             failing = self.calls <= self.fail_times
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            time.sleep(0.01)
+        with self.in_flight.call():
             if failing:
                 raise self.error(f"scripted failure {self.calls}")
             return request.upper()
-        finally:
-            with self.lock:
-                self.in_flight -= 1
 
 
 def echo_task(text):
@@ -58,16 +55,16 @@ def test_each_task_gets_its_call_result_back():
 
 
 def test_a_list_of_calls_runs_in_parallel_and_returns_in_order():
-    backend = ScriptedBackend()
+    backend = ScriptedBackend(meet=4)
     (outcome,) = TaskManager(backend, workers=4).run([("k", lambda: fanout_task(["a", "b", "c", "d"]))])
     assert outcome.result == {"results": ["A", "B", "C", "D"]}
-    assert backend.max_in_flight > 1
+    assert backend.in_flight.most == 4
 
 
 def test_no_more_than_workers_tasks_run_at_once():
-    backend = ScriptedBackend()
+    backend = ScriptedBackend(meet=2)  # two meet at once; a third would only ever run beside them
     list(TaskManager(backend, workers=2).run([(i, lambda: echo_task("x")) for i in range(8)]))
-    assert backend.max_in_flight <= 2
+    assert backend.in_flight.most == 2
 
 
 def test_transient_errors_are_retried():

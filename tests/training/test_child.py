@@ -23,6 +23,7 @@ from inference.errors import BackendUnavailable
 from inference.judging import JudgeResult
 from inference.training import config, rewards
 from inference.training.config import ConfigError, RubricError
+from tests.concurrency import InFlight
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_HF = REPO / "inference" / "weights" / "tiny-qwen3" / "hf"
@@ -423,18 +424,13 @@ class FakeJudge:
     """A judge backend standing in for Triton: fixed scores, or BackendUnavailable for texts
     containing "fail"; it records how many calls were in flight at once."""
 
-    def __init__(self, scores: dict) -> None:
+    def __init__(self, scores: dict, meet: int | None = None) -> None:
         self.scores = scores
-        self.lock = threading.Lock()
-        self.in_flight = self.most_in_flight = 0
+        self.in_flight = InFlight(meet)
 
     def judge(self, request):
-        with self.lock:
-            self.in_flight += 1
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        time.sleep(0.05)
-        with self.lock:
-            self.in_flight -= 1
+        with self.in_flight.call():
+            pass
         if "fail" in request.completion:
             raise BackendUnavailable("judge down")
         assert [c["key"] for c in request.rubric["criteria"]] == list(self.scores)
@@ -442,7 +438,7 @@ class FakeJudge:
 
 
 def test_the_judge_reward_scores_a_batch_concurrently_and_gives_none_when_it_cannot():
-    judge = FakeJudge({"voice": 4, "warmth": 2})
+    judge = FakeJudge({"voice": 4, "warmth": 2}, meet=4)  # its calls wait until four are in flight
     rubric = {
         "slug": "v",
         "criteria": [
@@ -455,7 +451,7 @@ def test_the_judge_reward_scores_a_batch_concurrently_and_gives_none_when_it_can
     texts = ["a", "b", "fail", "c", "d", "e", "f", "g"]
     scored = _await(func(prompts=["Hi"] * 8, completions=texts))
     assert scored == [0.625] * 2 + [None] + [0.625] * 5  # (3 * 0.75 + 1 * 0.25) / 4
-    assert judge.most_in_flight == 4
+    assert judge.in_flight.most == 4
 
 
 @pytest.mark.slow
