@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inference.engine import Engine, SamplingParams  # noqa: E402
+from inference.engine import BatchingEngine, SamplingParams  # noqa: E402
 from inference.engine.cache import PrefixCache  # noqa: E402
 from inference.engine.contract import Limits  # noqa: E402
 from inference.judging import run_judge  # noqa: E402
@@ -74,7 +74,7 @@ def timed(fn) -> tuple[float, object]:
 def bench_requests(model_dir: Path, count: int, max_tokens: int) -> list[tuple]:
     from inference.engine.static import StaticEngine
 
-    engine = Engine(model_dir)
+    engine = BatchingEngine(model_dir)
     params = [SamplingParams(max_tokens=max_tokens, seed=i) for i in range(count)]
 
     def one(i: int):
@@ -107,7 +107,7 @@ def bench_judge(model_dir: Path, count: int, before: bool) -> list[tuple]:
 
     rows = []
     for cache_mb in (0, Limits().prefix_cache_mb):
-        engine = Engine(model_dir, limits=Limits(prefix_cache_mb=cache_mb))
+        engine = BatchingEngine(model_dir, limits=Limits(prefix_cache_mb=cache_mb))
         judged(engine, count)  # warm up (another answer: nothing of it is cached for the others)
         engine.batcher.prefix = PrefixCache(cache_mb * 2**20) if cache_mb else None
         start = engine.stats()
@@ -163,7 +163,7 @@ def bench_judge(model_dir: Path, count: int, before: bool) -> list[tuple]:
 
 def bench_match(model_dir: Path, count: int, max_tokens: int) -> tuple[int, int, int]:
     """(same text, decoded tokens equal up to the end, count) for seeded requests alone vs batched."""
-    engine = Engine(model_dir)
+    engine = BatchingEngine(model_dir)
     params = [SamplingParams(max_tokens=max_tokens, seed=1000 + i) for i in range(count)]
     alone = [engine.generate(messages=prompt(i), params=params[i])[0] for i in range(count)]
     batched = concurrently(lambda i: engine.generate(messages=prompt(i), params=params[i])[0], count)

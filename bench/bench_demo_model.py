@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inference.engine import Engine, SamplingParams  # noqa: E402
+from inference.engine import BatchingEngine, SamplingParams  # noqa: E402
 
 PERSONA = (
     "You are Aria, a warm and curious ship's navigator on a long-haul research vessel. "
@@ -52,7 +52,7 @@ def messages(question: str) -> list[dict]:
     return [{"role": "system", "content": PERSONA}, {"role": "user", "content": question}]
 
 
-def logprobs(engine: Engine, tokens: np.ndarray) -> np.ndarray:
+def logprobs(engine: BatchingEngine, tokens: np.ndarray) -> np.ndarray:
     """Log-softmax of the next-token logits at every position of `tokens` (one forward pass)."""
     spec = engine.batcher.spec
     feeds = {
@@ -68,7 +68,7 @@ def logprobs(engine: Engine, tokens: np.ndarray) -> np.ndarray:
     return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
 
 
-def divergence(a: Engine, b: Engine, *, seeds: int = 4, max_tokens: int = 96) -> dict:
+def divergence(a: BatchingEngine, b: BatchingEngine, *, seeds: int = 4, max_tokens: int = 96) -> dict:
     """b's view of a's sampled answers: KL(a || b) per answer token, top-1 agreement, and greedy texts."""
     kls, agree, total = [], 0, 0
     for i, question in enumerate(QUESTIONS):
@@ -105,7 +105,7 @@ def divergence(a: Engine, b: Engine, *, seeds: int = 4, max_tokens: int = 96) ->
     }
 
 
-def speed(engine: Engine, rounds: int) -> dict:
+def speed(engine: BatchingEngine, rounds: int) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
     single, batched = [], []
@@ -143,7 +143,7 @@ def main() -> int:
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"))
     args = parser.parse_args()
     if args.compare:
-        a, b = (Engine(d) for d in args.compare)
+        a, b = (BatchingEngine(d) for d in args.compare)
         print(json.dumps({"a": str(args.compare[0]), "b": str(args.compare[1]), **divergence(a, b)}, indent=2))
         return 0
 
@@ -158,7 +158,7 @@ def main() -> int:
         build_model.convert(root / "hf", int4, root / "builder-cache", precision="int4")
         build_model.finish_config(int4)
         build_model.write_record(int4, {"from_hf": str(root / "hf"), "precision": "int4", "target": "cpu"})
-    engines = {"fp32": Engine(fp32), "int4": Engine(int4)}
+    engines = {"fp32": BatchingEngine(fp32), "int4": BatchingEngine(int4)}
     rows = {name: {"size_mb": size_mb(d)} for name, d in (("fp32", fp32), ("int4", int4))}
     for _ in range(2):  # taking turns
         for name, engine in engines.items():

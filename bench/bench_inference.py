@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from inference.backends.base import GenerateRequest  # noqa: E402
 from inference.backends.triton import TritonBackend  # noqa: E402
-from inference.engine import Engine, SamplingParams  # noqa: E402
+from inference.engine import BatchingEngine, SamplingParams  # noqa: E402
 from inference.triton_server import TritonProcess, free_port  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -54,7 +54,7 @@ def timed(fn, repeats: int) -> tuple[float, int]:
 
 
 def bench_batching(model_dir: Path, group: int, max_tokens: int, repeats: int) -> list[tuple]:
-    engine = Engine(model_dir)
+    engine = BatchingEngine(model_dir)
 
     def batched() -> int:
         params = SamplingParams(n=group, max_tokens=max_tokens, seed=1)

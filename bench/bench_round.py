@@ -193,10 +193,10 @@ def divergence(v1: int, v2: int) -> dict:
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_demo_model import divergence as measure
 
-    from inference.engine import Engine
+    from inference.engine import BatchingEngine
     from inference.served_versions import version_dir
 
-    a, b = Engine(version_dir(v1)), Engine(version_dir(v2))
+    a, b = BatchingEngine(version_dir(v1)), BatchingEngine(version_dir(v2))
     try:
         return measure(a, b)
     finally:

@@ -1,7 +1,8 @@
 """Text generation over an ONNX decoder folder (an onnxruntime-genai export): one contract,
 three runtimes, and the factory that picks one for a folder.
 
-    contract.py       the request, sampling, completion, step events, limits; the prompt's checks
+    contract.py       the `Engine` protocol every runtime satisfies; the request, sampling,
+                      completion, limits; the prompt's checks, each token's bookkeeping
     cpu.py            the batching engine on onnxruntime (CPU exports; Triton's models run it)
     batching.py       its scheduler: requests join and leave one running batch
     sampling.py       next-token choice: guidance mask, temperature, top-k, top-p, per-sequence seeds
@@ -26,6 +27,7 @@ from inference.engine.contract import (
     GUIDANCE_TYPES,
     MAX_N,
     Completion,
+    Engine,
     EngineBusy,
     Limits,
     OnStep,
@@ -34,13 +36,14 @@ from inference.engine.contract import (
     checked_prompt,
     prompt_text,
 )
-from inference.engine.cpu import Engine
+from inference.engine.cpu import BatchingEngine
 
 __all__ = [
     "GUIDANCE_TYPES",
     "MAX_N",
     "ChatTemplate",
     "ChatTemplateError",
+    "BatchingEngine",
     "Completion",
     "Engine",
     "EngineBusy",
@@ -57,7 +60,7 @@ __all__ = [
 
 
 def open_engine(model_dir: str | Path, *, limits: Limits | None = None):
-    """The engine for a model folder: the batching `Engine` for a CPU export, and
+    """The engine for a model folder: the `BatchingEngine` for a CPU export, and
     onnxruntime-genai's own runtime for one that names an accelerator's execution provider in
     its genai_config.json: its continuous-batching engine for a paged-attention build
     (`paged.py`), else one static batch per request (`static.py`)."""
@@ -75,7 +78,7 @@ def open_engine(model_dir: str | Path, *, limits: Limits | None = None):
         from inference.engine.static import StaticEngine
 
         return StaticEngine(model_dir, threads=threads_from_env())
-    return Engine(model_dir, threads=threads_from_env(), limits=limits or limits_from_env())
+    return BatchingEngine(model_dir, threads=threads_from_env(), limits=limits or limits_from_env())
 
 
 def threads_from_env() -> int | None:

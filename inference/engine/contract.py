@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -175,10 +176,15 @@ def prompt_text(
     return template.render(messages, enable_thinking=enable_thinking)
 
 
-def checked_prompt(engine, *, messages: list[dict] | None, prompt: str | None, params: SamplingParams) -> np.ndarray:
+def checked_prompt(
+    engine, *, messages: list[dict] | None, prompt: str | None, params: SamplingParams, max_batch: int | None = None
+) -> np.ndarray:
     """The prompt's tokens for `engine` (encode, context_length), once the request is checked:
-    valid parameters, and room in the context for max_tokens after the prompt."""
+    valid parameters, no more sequences than the runtime's batch (`max_batch`, where it has
+    one), and room in the context for max_tokens after the prompt."""
     params.validate()
+    if max_batch is not None and params.n > max_batch:
+        raise InvalidRequest(f"n {params.n} is more than this engine's batch of {max_batch} sequences")
     text = prompt_text(engine.chat_template, messages=messages, prompt=prompt, enable_thinking=params.enable_thinking)
     tokens = engine.encode(text)
     room = engine.context_length - len(tokens)
@@ -188,3 +194,39 @@ def checked_prompt(engine, *, messages: list[dict] | None, prompt: str | None, p
             f"and the context is {engine.context_length}"
         )
     return tokens
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What every runtime is (`cpu.BatchingEngine`, `static.StaticEngine`, `paged.PagedEngine`):
+    a loaded model folder that many threads may ask at once."""
+
+    chat_template: ChatTemplate
+    context_length: int
+
+    def encode(self, text: str) -> np.ndarray:
+        """The text's token ids, no special tokens added."""
+
+    def generate(
+        self,
+        *,
+        messages: list[dict] | None = None,
+        prompt: str | None = None,
+        params: SamplingParams,
+        on_step: OnStep | None = None,
+        is_cancelled: Callable[[], bool] = lambda: False,
+        client: str = "",
+        priority: str = "",
+    ) -> list[Completion]:
+        """n completions of one prompt (`messages` in the folder's chat template, or a raw
+        `prompt`). `on_step({index: piece})` is called in the caller's thread after each step
+        that produced text; `is_cancelled()` is polled and ends every unfinished sequence with
+        finish_reason "cancelled". `client` (a run) and `priority` ("interactive": someone
+        waiting at a page) order admission where the runtime batches across requests.
+        Refuses a bad request with InvalidRequest before anything runs."""
+
+    def stats(self) -> dict:
+        """What the runtime is doing now (batch, queue, tokens a second), for health pages."""
+
+    def close(self) -> None:
+        """Stop and let go of the model."""

@@ -1,7 +1,7 @@
 """Text generation over a Qwen3 ONNX model directory (an onnxruntime-genai export), with onnxruntime.
 
 The one place that drives the runtime: Triton's model.py files and the in-process
-backend both call `Engine.generate`, so the two backends behave the same.
+backend both call `BatchingEngine.generate`, so the two backends behave the same.
 Free of Django and of tritonclient.
 
 Requests are batched across callers: the engine's batcher (inference/engine/batching.py)
@@ -28,7 +28,7 @@ from inference.engine.contract import POLL_S, Completion, Limits, OnStep, Sampli
 from inference.errors import InvalidRequest
 
 
-class Engine:
+class BatchingEngine:
     """One loaded model, shared by every caller: concurrent `generate` calls are decoded
     together by its batcher (inference/engine/batching.py). Thread-safe."""
 
@@ -93,9 +93,7 @@ class Engine:
         decoding step that produced text; `is_cancelled()` is polled while waiting and ends
         every sequence with finish_reason "cancelled". `client` (a run) and `priority`
         ("interactive" for someone waiting at a page) set the order of admission."""
-        tokens = checked_prompt(self, messages=messages, prompt=prompt, params=params)
-        if params.n > self.limits.max_batch:
-            raise InvalidRequest(f"n {params.n} is more than this engine's batch of {self.limits.max_batch} sequences")
+        tokens = checked_prompt(self, messages=messages, prompt=prompt, params=params, max_batch=self.limits.max_batch)
         job = Job(tokens, params, self._matchers(params), client=client, priority=priority, stream=on_step is not None)
         self.batcher.submit(job)
         try:

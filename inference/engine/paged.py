@@ -118,10 +118,8 @@ class PagedEngine:
         priority: str = "",
     ) -> list[Completion]:
         """n completions of one prompt, decoded in the engine's running batch with whatever
-        else is in flight. Same contract as inference.engine.Engine.generate."""
-        tokens = checked_prompt(self, messages=messages, prompt=prompt, params=params)
-        if params.n > self.limits.max_batch:
-            raise InvalidRequest(f"n {params.n} is more than this engine's batch of {self.limits.max_batch} sequences")
+        else is in flight. The contract is `inference.engine.Engine`'s."""
+        tokens = checked_prompt(self, messages=messages, prompt=prompt, params=params, max_batch=self.limits.max_batch)
         if params.seed is not None and not self.dynamic:
             raise InvalidRequest(
                 "seeded requests need onnxruntime-genai's dynamic batching (a build with --paged-attention)"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.engine import Engine, SamplingParams
+from inference.engine import BatchingEngine, SamplingParams
 from inference.engine.batching import Job
 from inference.engine.contract import EngineBusy, Limits
 from inference.errors import InferenceError, InvalidRequest
@@ -23,7 +23,7 @@ def messages(i: int) -> list[dict]:
     return [{"role": "user", "content": f"Question {i}: " + "tell me more " * (i % 5)}]
 
 
-def job_for(engine: Engine, i: int, params: SamplingParams, **order) -> Job:
+def job_for(engine: BatchingEngine, i: int, params: SamplingParams, **order) -> Job:
     from inference.engine import prompt_text
 
     tokens = engine.encode(prompt_text(engine.chat_template, messages=messages(i), prompt=None, enable_thinking=False))
@@ -39,7 +39,7 @@ def wait(job: Job, timeout: float = 60) -> list:
             raise value
 
 
-def submit_together(engine: Engine, jobs: list[Job]) -> None:
+def submit_together(engine: BatchingEngine, jobs: list[Job]) -> None:
     with engine.batcher._cond:  # the scheduler cannot admit until all are queued
         for job in jobs:
             engine.batcher.submit(job)
@@ -47,7 +47,7 @@ def submit_together(engine: Engine, jobs: list[Job]) -> None:
 
 @pytest.fixture
 def engine():
-    engine = Engine(TINY, limits=Limits(max_batch=16))
+    engine = BatchingEngine(TINY, limits=Limits(max_batch=16))
     yield engine
     engine.close()
 
@@ -129,7 +129,7 @@ def test_a_cancelled_request_leaves_and_the_others_finish_as_alone(engine):
 
 
 def test_a_request_over_the_limits_is_refused_before_it_queues(engine):
-    small = Engine(TINY, limits=Limits(max_batch=2, max_queue=1))
+    small = BatchingEngine(TINY, limits=Limits(max_batch=2, max_queue=1))
     try:
         with pytest.raises(InvalidRequest, match="batch of 2"):
             small.generate(messages=messages(0), params=SamplingParams(n=3))
@@ -147,7 +147,7 @@ def test_a_request_over_the_limits_is_refused_before_it_queues(engine):
 
 
 def test_interactive_requests_go_first_then_clients_take_turns(engine):
-    one = Engine(TINY, limits=Limits(max_batch=1))
+    one = BatchingEngine(TINY, limits=Limits(max_batch=1))
     try:
         params = SamplingParams(max_tokens=4, seed=0)
         jobs = {
@@ -177,7 +177,7 @@ def test_the_cache_grows_and_shrinks_under_running_sequences_without_changing_th
     params = [SamplingParams(max_tokens=8 + 9 * i, seed=300 + i, stop=["\n\n\n"]) for i in range(6)]
     alone = [engine.generate(messages=messages(i), params=params[i])[0].text for i in range(6)]
     monkeypatch.setattr(KVBuffer, "MIN_CAPACITY", 8)
-    grown = Engine(TINY, limits=Limits(max_batch=16))
+    grown = BatchingEngine(TINY, limits=Limits(max_batch=16))
     try:
         shapes = []
         real_ensure = KVBuffer.ensure
@@ -231,7 +231,7 @@ def test_prompts_that_begin_alike_reuse_the_cached_beginning_and_decode_the_same
     from inference.judging import run_judge
 
     rubric = {"criteria": [{"key": "voice", "scale_min": 1, "scale_max": 5}]}
-    cold = Engine(TINY, limits=Limits(prefix_cache_mb=0))
+    cold = BatchingEngine(TINY, limits=Limits(prefix_cache_mb=0))
     try:
         expected = [run_judge(cold, rubric, messages(i), f"answer {i}").raw for i in range(4)]
         assert cold.stats()["prefix_tokens"] == 0
@@ -279,7 +279,7 @@ def test_an_accelerator_export_runs_on_onnxruntime_genais_own_runtime(tmp_path, 
     (export / "genai_config.json").write_text(json.dumps(config))
     monkeypatch.setattr(inference.engine.static, "StaticEngine", lambda model_dir, threads=None: ("static", model_dir))
     assert open_engine(export) == ("static", export)
-    assert isinstance(open_engine(TINY), Engine)
+    assert isinstance(open_engine(TINY), BatchingEngine)
 
 
 def test_a_caller_whose_stream_fails_leaves_the_batch(engine):

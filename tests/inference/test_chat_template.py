@@ -111,13 +111,13 @@ def test_a_broken_tokenizer_config_is_refused_naming_it(tmp_path):
 
 
 def test_the_engine_refuses_a_model_folder_without_a_template_before_loading_it(tmp_path):
-    from inference.engine import Engine
+    from inference.engine import BatchingEngine
 
     copy = tmp_path / "tiny"
     shutil.copytree(TINY, copy, ignore=shutil.ignore_patterns("hf"))
     (copy / "chat_template.jinja").unlink()
     with pytest.raises(ChatTemplateError, match=f"{copy} has no chat template"):
-        Engine(copy)
+        BatchingEngine(copy)
 
 
 @pytest.mark.parametrize("messages", [[], None, [{"role": "robot", "content": "x"}], [{"role": "user"}]])

@@ -112,3 +112,20 @@ def test_each_tokens_bookkeeping_is_one_rule_for_every_runtime():
         "prompt_tokens": 9,
         "completion_tokens": 1,
     }
+
+
+def test_every_runtime_takes_the_engine_contracts_arguments():
+    import inspect
+
+    from inference.engine import BatchingEngine, Engine
+    from inference.engine.paged import PagedEngine
+    from inference.engine.static import StaticEngine
+
+    for method in ("encode", "generate", "stats", "close"):
+        wanted = inspect.signature(getattr(Engine, method))
+        for runtime in (BatchingEngine, StaticEngine, PagedEngine):
+            got = inspect.signature(getattr(runtime, method))
+            assert list(got.parameters) == list(wanted.parameters), (runtime.__name__, method)
+            assert [p.default for p in got.parameters.values() if p.name != "is_cancelled"] == [
+                p.default for p in wanted.parameters.values() if p.name != "is_cancelled"
+            ], (runtime.__name__, method)
