@@ -14,16 +14,15 @@ import hashlib
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from labelling.models import OPEN_PAIR, ABPair, Evaluation, Generation, Judgment, PairChoice
+from labelling.review import leases
 from labelling.review.services import ReviewRefused
 from shaping_core.stats import HumanChoice, human_compare
 
@@ -65,12 +64,6 @@ def pairs_create(evaluation: Evaluation) -> int:
 # --- the queue ---------------------------------------------------------------------------
 
 
-def _seat_taken(now, prefix: str = "") -> Q:
-    return Q(**{f"{prefix}status": PairChoice.Status.SUBMITTED}) | Q(
-        **{f"{prefix}status": PairChoice.Status.ACTIVE, f"{prefix}leased_until__gt": now}
-    )
-
-
 def pair_queue(*, reviewer, now=None):
     """Pairs this reviewer may be offered, oldest first: open, and never seen by them (except a
     hold of theirs that lapsed)."""
@@ -85,35 +78,21 @@ def pairs_open_count(*, reviewer) -> int:
     return pair_queue(reviewer=reviewer).count()
 
 
-def _lease_end(now):
-    return now + timedelta(minutes=settings.REVIEW_LEASE_MINUTES)
-
-
 def _claim(*, pair_id: int, reviewer) -> PairChoice | None:
     with transaction.atomic():
         pair = ABPair.objects.select_for_update().get(pk=pair_id)  # serialises claimers of one pair
         now = timezone.now()
-        taken = pair.choices.filter(_seat_taken(now)).exclude(reviewer=reviewer).count()
-        if taken >= pair.overlap_target:
-            return None
-        mine = PairChoice.objects.filter(pair=pair, reviewer=reviewer).first()
-        if mine is not None:
-            renewed = PairChoice.objects.filter(
-                pk=mine.pk, status=PairChoice.Status.ACTIVE, leased_until__lte=now
-            ).update(leased_until=_lease_end(now))
-            if not renewed:
-                return None
-            mine.refresh_from_db()
-            return mine
         # The sides, per reviewer and pair: a coin that is the same on every reload.
         coin = random.Random(f"ab:{pair.pk}:{reviewer.pk}").random()  # noqa: S311 - ordering, not secrecy
-        try:
-            with transaction.atomic():
-                return PairChoice.objects.create(
-                    pair=pair, reviewer=reviewer, leased_until=_lease_end(now), candidate_left=coin < 0.5
-                )
-        except IntegrityError:  # the same reviewer claimed it from another tab
-            return None
+        return leases.seat_take(
+            seats=PairChoice.objects.filter(pair=pair),
+            reviewer=reviewer,
+            overlap_target=pair.overlap_target,
+            now=now,
+            create=lambda: PairChoice.objects.create(
+                pair=pair, reviewer=reviewer, leased_until=leases.lease_end(now), candidate_left=coin < 0.5
+            ),
+        )
 
 
 HOLD_RELATED = (

@@ -29,6 +29,7 @@ from labelling.models import (
     Rubric,
 )
 from labelling.records.queue_state import BUCKET_NO_SIGNAL, BUCKET_REST, QUEUE_BUCKETS  # noqa: F401 (the policy's buckets)
+from labelling.review import leases
 
 # --- review queue ------------------------------------------------------------------
 
@@ -43,20 +44,13 @@ QUEUE_POLICIES = {
 DEFAULT_POLICY = POLICY_SIGNAL
 
 
-def _seat_taken(now, prefix: str = "") -> Q:
-    """An assignment that uses one of a group's review seats: submitted, or held
-    under a lease that has not run out."""
-    status, leased = f"{prefix}status", f"{prefix}leased_until"
-    return Q(**{status: Assignment.Status.SUBMITTED}) | Q(**{status: Assignment.Status.ACTIVE, f"{leased}__gt": now})
-
-
 def _expired_hold(now) -> Q:
     return Q(status=Assignment.Status.ACTIVE, leased_until__lte=now)
 
 
 def group_seats_taken(group: Group, *, now=None, exclude_reviewer=None) -> int:
     now = now or timezone.now()
-    seats = group.assignments.filter(_seat_taken(now))
+    seats = group.assignments.filter(leases.seat_taken(now))
     if exclude_reviewer is not None:
         seats = seats.exclude(reviewer=exclude_reviewer)
     return seats.count()

@@ -15,14 +15,14 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from labelling.models import Assignment, Generation, Group, Judgment
 from labelling.records.queue_state import group_queue_refresh
 from labelling.records.services import generation_record, judgments_save
-from labelling.review import selectors
+from labelling.review import leases, selectors
 
 
 class ReviewRefused(Exception):
@@ -52,10 +52,6 @@ class ReviewSubmission:
 PREFERENCES = ("a", "b", "tie", "both_bad")
 
 
-def _lease_end(now):
-    return now + timedelta(minutes=settings.REVIEW_LEASE_MINUTES)
-
-
 def _shown_order(group: Group, reviewer) -> list[int]:
     """Completion order for this reviewer: shuffled against position bias, and the same
     for the same reviewer and group (it is stored with the seat, so a reload shows it)."""
@@ -73,29 +69,18 @@ def _assignment_claim(*, group_id: int, reviewer) -> Assignment | None:
             Group.objects.select_for_update(of=("self",)).select_related(*selectors.GROUP_VIEW_RELATED).get(pk=group_id)
         )
         now = timezone.now()
-        if selectors.group_seats_taken(group, now=now, exclude_reviewer=reviewer) >= (group.overlap_target):
-            return None
-        existing = Assignment.objects.filter(group=group, reviewer=reviewer).first()
-        if existing is not None:
-            # Only a hold that ran out may be taken again, and only by a conditional
-            # write, so two tabs renewing at once renew it once.
-            renewed = Assignment.objects.filter(
-                pk=existing.pk, status=Assignment.Status.ACTIVE, leased_until__lte=now
-            ).update(leased_until=_lease_end(now))
-            if not renewed:
-                return None
-            existing.refresh_from_db()
-            return existing
-        try:
-            with transaction.atomic():
-                return Assignment.objects.create(
-                    group=group,
-                    reviewer=reviewer,
-                    leased_until=_lease_end(now),
-                    shown_order=_shown_order(group, reviewer),
-                )
-        except IntegrityError:  # the same reviewer claimed it from another tab
-            return None
+        return leases.seat_take(
+            seats=Assignment.objects.filter(group=group),
+            reviewer=reviewer,
+            overlap_target=group.overlap_target,
+            now=now,
+            create=lambda: Assignment.objects.create(
+                group=group,
+                reviewer=reviewer,
+                leased_until=leases.lease_end(now),
+                shown_order=_shown_order(group, reviewer),
+            ),
+        )
 
 
 def _lock_hold(*, assignment_id: int, reviewer) -> Assignment:
@@ -276,7 +261,7 @@ def review_undo(*, reviewer) -> Assignment:
     # lets the queue offer it again (to this reviewer too).
     Assignment.objects.filter(reviewer=reviewer, status=Assignment.Status.ACTIVE).exclude(pk=assignment.pk).delete()
     assignment.status = Assignment.Status.ACTIVE
-    assignment.leased_until = _lease_end(now)
+    assignment.leased_until = leases.lease_end(now)
     assignment.completed_at = None
     assignment.save(update_fields=["status", "leased_until", "completed_at"])
     return assignment
