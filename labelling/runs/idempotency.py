@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 
@@ -63,3 +64,30 @@ def run_for_key(stored: str, *, request_sha256: str | None = None) -> PipelineRu
             }
         )
     return run
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    """A request's idempotency key as a run holds it (`stored`; None: the request sent none) and,
+    for a user's key, the request's fingerprint (a run made under the key for another request is
+    a conflict)."""
+
+    stored: str | None = None
+    request_sha256: str | None = None
+
+    def run(self) -> PipelineRun | None:
+        """The run already made under this key, if any (IdempotencyConflict: made for another
+        request). Ask before creating, and again when a create lost a race on the key."""
+        return run_for_key(self.stored, request_sha256=self.request_sha256) if self.stored else None
+
+    def params(self) -> dict:
+        """What the new run's params record of the request: its fingerprint, if it has one."""
+        return {FINGERPRINT: self.request_sha256} if self.request_sha256 else {}
+
+
+def request_key(key: str | None, user, request: Mapping) -> RequestKey:
+    """The key a run-starting service works with: checked and stored as the run row holds it;
+    with `user` (the key came from that user) scoped to them and fingerprinted with `request`."""
+    if not key:
+        return RequestKey()
+    return RequestKey(key_stored(key, user), fingerprint(request) if user is not None else None)

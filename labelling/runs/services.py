@@ -49,25 +49,22 @@ def run_start(
     over `idempotency.MAX_LENGTH` characters is refused (`IdempotencyKeyInvalid`).
     """
     params = dict(params or {})
-    stored_key = request_sha256 = None
-    if idempotency_key:
-        stored_key = idempotency.key_stored(idempotency_key, user)
-        if user is not None:
-            request_sha256 = idempotency.fingerprint(
-                {
-                    "kind": kind,
-                    "character": character and character.pk,
-                    "prompt_set": prompt_set and prompt_set.pk,
-                    "rubric": rubric and rubric.pk,
-                    "source_run": source_run and source_run.pk,
-                    "group_size": group_size,
-                    "params": params,
-                }
-            )
-            params[idempotency.FINGERPRINT] = request_sha256
-        existing = idempotency.run_for_key(stored_key, request_sha256=request_sha256)
-        if existing is not None:
-            return existing, False
+    key = idempotency.request_key(
+        idempotency_key,
+        user,
+        {
+            "kind": kind,
+            "character": character and character.pk,
+            "prompt_set": prompt_set and prompt_set.pk,
+            "rubric": rubric and rubric.pk,
+            "source_run": source_run and source_run.pk,
+            "group_size": group_size,
+            "params": params,
+        },
+    )
+    if (existing := key.run()) is not None:
+        return existing, False
+    params.update(key.params())
     _run_check(kind=kind, character=character, prompt_set=prompt_set, rubric=rubric, source_run=source_run)
     _endpoints_check(params)
     if kind in GENERATING and not params.get("generator_endpoint"):
@@ -85,14 +82,11 @@ def run_start(
                 source_run=source_run,
                 group_size=group_size,
                 created_by=created_by,
-                idempotency_key=stored_key,
+                idempotency_key=key.stored,
             )
     except IntegrityError:
-        if not stored_key:
-            raise
         # A concurrent request with the same key created it first: that run is the answer.
-        existing = idempotency.run_for_key(stored_key, request_sha256=request_sha256)
-        if existing is None:
+        if (existing := key.run()) is None:
             raise
         return existing, False
     if enqueue:

@@ -50,23 +50,20 @@ def train_start(
     (defaults recorded), and for GRPO a rubric with a criterion a reward can use. The same
     idempotency key returns the run it created the first time (created=False); with `user` it
     is scoped to that user and the request, as `run_start` scopes it."""
-    stored_key = request_sha256 = None
-    if idempotency_key:
-        stored_key = idempotency.key_stored(idempotency_key, user)
-        if user is not None:
-            request_sha256 = idempotency.fingerprint(
-                {
-                    "kind": PipelineRun.Kind.TRAIN,
-                    "dataset_version": dataset_version.pk,
-                    "method": method,
-                    "params": dict(params or {}),
-                    "from_version": from_version,
-                    "rubric": rubric and rubric.pk,
-                }
-            )
-        existing = idempotency.run_for_key(stored_key, request_sha256=request_sha256)
-        if existing is not None:
-            return existing, False
+    key = idempotency.request_key(
+        idempotency_key,
+        user,
+        {
+            "kind": PipelineRun.Kind.TRAIN,
+            "dataset_version": dataset_version.pk,
+            "method": method,
+            "params": dict(params or {}),
+            "from_version": from_version,
+            "rubric": rubric and rubric.pk,
+        },
+    )
+    if (existing := key.run()) is not None:
+        return existing, False
     if method not in METHOD_KINDS:
         raise ValidationError({"method": f"unknown method {method!r} ({', '.join(METHOD_KINDS)})"})
     wanted = METHOD_KINDS[method]
@@ -106,7 +103,7 @@ def train_start(
         "from_version": parent.number,
         "training": training,
         **({"rubric_spec": spec} if spec else {}),
-        **({idempotency.FINGERPRINT: request_sha256} if request_sha256 else {}),
+        **key.params(),
     }
     for _ in range(5):  # a concurrent train run may take the number: take the next
         try:
@@ -120,7 +117,7 @@ def train_start(
                     rubric=rubric,
                     total_items=training["steps"],
                     created_by=created_by,
-                    idempotency_key=stored_key,
+                    idempotency_key=key.stored,
                 )
                 root = version_root(parent.model_name, number)
                 GeneratorVersion.objects.create(
@@ -136,7 +133,7 @@ def train_start(
                     train_run=run,
                 )
         except IntegrityError:
-            if stored_key and (existing := idempotency.run_for_key(stored_key, request_sha256=request_sha256)):
+            if (existing := key.run()) is not None:
                 return existing, False  # a concurrent request with the same key made it first
             continue
         break
