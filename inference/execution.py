@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -51,6 +53,39 @@ def run_claim(*, run_id: int, stale_after_s: int = RUN_STALE_AFTER_S) -> Pipelin
         return None
     transaction.on_commit(lambda: broadcasts.run_changed(run_id))
     return PipelineRun.objects.get(pk=run_id)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run this worker holds: its row as claimed, the execution number every write passes, and
+    the heartbeat's signals (`cancelled`: asked to stop; `superseded`: another worker took it)."""
+
+    run: PipelineRun
+    execution: int
+    cancelled: threading.Event
+    superseded: threading.Event
+
+
+@contextmanager
+def run_claimed(*, run_id: int, stale_after_s: int = RUN_STALE_AFTER_S) -> Iterator[Claim | None]:
+    """Claim the run (`run_claim`) and keep it alive with a heartbeat thread while the block runs;
+    None when another worker holds it. The one claim-and-heartbeat of the pipeline and training
+    workers."""
+    run = run_claim(run_id=run_id, stale_after_s=stale_after_s)
+    if run is None:
+        yield None
+        return
+    claim = Claim(run, run.execution, threading.Event(), threading.Event())
+    stop = threading.Event()
+    beat = threading.Thread(
+        target=heartbeat_loop, args=(run_id, claim.execution, claim.cancelled, claim.superseded, stop), daemon=True
+    )
+    beat.start()
+    try:
+        yield claim
+    finally:
+        stop.set()
+        beat.join(timeout=5)
 
 
 def runs_stale(*, stale_after_s: int = RUN_STALE_AFTER_S, train: bool = False) -> list[int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -50,15 +49,15 @@ def execute(run_id: int, backend=None) -> str:
     only one caller claims it, and a caller whose claim is taken over stops writing. It generates
     and judges through the backends the run's params name (`generator_endpoint`, `judge_endpoint`),
     the default backend otherwise."""
-    run = execution.run_claim(run_id=run_id, stale_after_s=settings.RUN_STALE_AFTER_S)
-    if run is None:
-        return "not claimed"
-    mine = run.execution
-    cancelled, superseded, stop = threading.Event(), threading.Event(), threading.Event()
-    beat = threading.Thread(
-        target=execution.heartbeat_loop, args=(run_id, mine, cancelled, superseded, stop), daemon=True
-    )
-    beat.start()
+    with execution.run_claimed(run_id=run_id, stale_after_s=settings.RUN_STALE_AFTER_S) as claim:
+        if claim is None:
+            return "not claimed"
+        return _execute(claim, backend)
+
+
+def _execute(claim: execution.Claim, backend) -> str:
+    run, run_id, mine = claim.run, claim.run.pk, claim.execution
+    cancelled, superseded = claim.cancelled, claim.superseded
     try:
         try:
             ctx = RunContext(run, settings.INFERENCE_BACKEND)
@@ -100,9 +99,6 @@ def execute(run_id: int, backend=None) -> str:
     except execution.Superseded:
         log.warning("run %s: execution %s was taken over; this worker stopped", run_id, mine)
         return "superseded"
-    finally:
-        stop.set()
-        beat.join(timeout=5)
 
 
 @db_periodic_task(crontab(minute="*"))

@@ -43,30 +43,22 @@ class TrainFailed(Exception):
 
 
 def execute(run_id: int) -> str:
-    run = execution.run_claim(run_id=run_id, stale_after_s=settings.RUN_STALE_AFTER_S)
-    if run is None:
-        return "not claimed"
-    mine = run.execution
-    version = GeneratorVersion.objects.get(train_run=run)
-    cancelled, superseded, stop = threading.Event(), threading.Event(), threading.Event()
-    beat = threading.Thread(
-        target=execution.heartbeat_loop, args=(run_id, mine, cancelled, superseded, stop), daemon=True
-    )
-    beat.start()
-    try:
-        return _execute(run, version, mine, cancelled, superseded)
-    except execution.Superseded:
-        log.warning("train run %s: execution %s was taken over; this worker stopped", run_id, mine)
-        return "superseded"
-    except TrainFailed as exc:
-        log.warning("train run %s failed: %s", run_id, exc)
-        return _fail(run_id, mine, version, exc.kind, str(exc))
-    except Exception as exc:
-        log.exception("train run %s crashed", run_id)
-        return _fail(run_id, mine, version, type(exc).__name__, str(exc))
-    finally:
-        stop.set()
-        beat.join(timeout=5)
+    with execution.run_claimed(run_id=run_id, stale_after_s=settings.RUN_STALE_AFTER_S) as claim:
+        if claim is None:
+            return "not claimed"
+        mine = claim.execution
+        version = GeneratorVersion.objects.get(train_run=claim.run)
+        try:
+            return _execute(claim.run, version, mine, claim.cancelled, claim.superseded)
+        except execution.Superseded:
+            log.warning("train run %s: execution %s was taken over; this worker stopped", run_id, mine)
+            return "superseded"
+        except TrainFailed as exc:
+            log.warning("train run %s failed: %s", run_id, exc)
+            return _fail(run_id, mine, version, exc.kind, str(exc))
+        except Exception as exc:
+            log.exception("train run %s crashed", run_id)
+            return _fail(run_id, mine, version, type(exc).__name__, str(exc))
 
 
 def _fail(run_id: int, mine: int, version: GeneratorVersion, kind: str, message: str) -> str:
