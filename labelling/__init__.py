@@ -1,17 +1,25 @@
-"""The human side of Shaping: the domain (models.py, admin.py) and every page, API route and
-export of it, one sub-package per domain:
+"""The human side of Shaping: the domain and every page, API route and export of it, one
+sub-package per domain:
 
+    models.py    every table of the app
+    admin.py     the admin: every model, file import, rubric versions, dataset freezing, tokens
     catalogue/   characters, rubrics, prompt sets, imports, Architext puzzles
     characters/  character sheets, glTF figures, promotion to a character
     records/     groups, completions and judgments, recorded whoever writes; queue state
-    runs/        starting, resuming and cancelling runs
+    runs/        starting, resuming and cancelling runs; the seam to the model side
     review/      the review queue, claims, submissions, undo, rewrites, agreement stats
     datasets/    freezing dataset versions: filters, rewards, trainer formats, files
+    generators/  generator versions: lineage, the current one, make current / retire, /models/
+    training/    train runs: the request, logged steps, a version's lifecycle, curve charts
+    evaluation/  did a version get better: evaluations, blind A/B pairs, verdicts
     api/         the JSON API, a router per resource
     access/      roles, page decorators, API tokens
     live/        websocket broadcasts and consumers
+    management/  commands: import, build_dataset, create_user, create_token, seed_demo, ...
+    views.py, urls.py, errors.py  the dashboard and health; every page's URL; refusals as field messages
 
-`errors` (refusals as field messages) is shared by all of them; the weighted reward, rule
-criteria, think tags and the evaluation arithmetic are `shaping_core`'s, free of Django. Data
-flows one way: prompt -> generation -> judgment -> review -> dataset version. `labelling` never imports `inference`: the model side calls in.
+The weighted reward, rule criteria, think tags and the evaluation arithmetic are
+`shaping_core`'s, free of Django. Data flows one way: prompt -> generation -> judgment ->
+review -> dataset version. `labelling` never imports `inference`: the model side calls in.
+docs/architecture.md draws the same map with where each kind of change goes.
 """

@@ -2,7 +2,10 @@
 stays free of Django and of both apps (Triton's judge model and the TRL child import it)."""
 
 import ast
+import re
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -161,3 +164,55 @@ def test_pages_close_no_circle_between_rooms_but_the_known_ones():
     assert _cycles(_room_graph(skip_edges=frozenset(KNOWN_PAGE_EDGES))) == []
     for module, room in KNOWN_PAGE_EDGES:  # each still there (else: take it off the list)
         assert room in {_room(m) for m in _module_graph()[module]}, (module, room)
+
+
+def _rooms(package: str) -> set[str]:
+    """A package's modules and sub-packages, Django's own (apps, migrations) aside."""
+    return {
+        path.stem if path.is_file() else path.name
+        for path in (ROOT / package).iterdir()
+        if (path.suffix == ".py" and path.name != "__init__.py") or (path / "__init__.py").is_file()
+    } - {"apps", "migrations"}
+
+
+def _rooms_in_the_architecture_doc() -> dict[str, set[str]]:
+    """The folders and modules docs/architecture.md's picture of the rooms names, per top folder."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = re.search(r"## The rooms\n\n```\n(.*?)```", text, re.S).group(1)
+    named: dict[str, set[str]] = {}
+    top = None
+    for line in block.splitlines():
+        if match := re.match(r"^(\S+)/(\s|$)", line):
+            top = match.group(1)
+            named.setdefault(top, set())
+        elif (match := re.match(r"^  ([^\s,]+(?:, [^\s,]+)*)(\s|$)", line)) and top:
+            named[top].update(name.rstrip("/").removesuffix(".py") for name in match.group(1).split(", "))
+    return named
+
+
+def test_the_architecture_doc_names_every_room_and_nothing_else():
+    named = _rooms_in_the_architecture_doc()
+    for package in ("shaping_core", "labelling", "inference"):
+        assert named.get(package, set()) == _rooms(package), package
+
+
+def test_every_package_says_what_it_holds():
+    # A folder of code without a docstring in its __init__.py is not a room yet.
+    for package in APP_PACKAGES:
+        for init in (ROOT / package).rglob("__init__.py"):
+            if "migrations" not in init.parts and "management" not in init.parts:
+                assert ast.get_docstring(ast.parse(init.read_text())), init.relative_to(ROOT)
+
+
+def _map_in_docstring(package: str) -> set[str]:
+    doc = ast.get_docstring(ast.parse((ROOT / package / "__init__.py").read_text())) or ""
+    named = set()
+    for line in doc.splitlines():
+        if match := re.match(r"^    ([^\s,]+(?:, [^\s,]+)*)(\s|$)", line):
+            named.update(name.rstrip("/").removesuffix(".py") for name in match.group(1).split(", "))
+    return named
+
+
+@pytest.mark.parametrize("package", ["labelling", "inference", "shaping_core", "inference/engine"])
+def test_each_packages_map_names_its_rooms(package):
+    assert _map_in_docstring(package) == _rooms(package)

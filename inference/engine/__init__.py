@@ -5,6 +5,8 @@ three runtimes, and the factory that picks one for a folder.
                       completion, limits; the prompt's checks, each token's bookkeeping
     cpu.py            the batching engine on onnxruntime (CPU exports; Triton's models run it)
     batching.py       its scheduler: requests join and leave one running batch
+    cache.py          its caches: the batch's keys and values, recent prompts' prefixes
+    fair_queue.py     the waiting line, fair between clients (the paged runtime's too)
     sampling.py       next-token choice: guidance mask, temperature, top-k, top-p, per-sequence seeds
     chat_template.py  each model folder's own chat template, rendered as transformers renders it
     static.py         onnxruntime-genai's generator, for GPU exports without paged attention
