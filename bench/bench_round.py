@@ -194,7 +194,7 @@ def divergence(v1: int, v2: int) -> dict:
     from bench_demo_model import divergence as measure
 
     from inference.engine import BatchingEngine
-    from inference.served_versions import version_dir
+    from inference.versions.served import version_dir
 
     a, b = BatchingEngine(version_dir(v1)), BatchingEngine(version_dir(v2))
     try:

@@ -45,8 +45,8 @@ def setup(data_dir: Path):
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from inference import served_versions
     from inference.triton_server import TritonProcess, free_port
+    from inference.versions import served as served_versions
 
     server = TritonProcess(
         data_dir / "triton",
@@ -106,9 +106,9 @@ def dataset():
 
 
 def product_trial(version, steps: int) -> dict:
-    from inference import train_runs
+    from inference.versions import train_runs
     from labelling.models import GeneratorVersion, TrainingStep
-    from labelling.training import services as training_services
+    from labelling.versions.training import services as training_services
 
     run, _ = training_services.train_start(
         dataset_version=version, method="grpo", params={"steps": steps}, enqueue=False
@@ -159,14 +159,14 @@ def plain_trial(version, params: dict, work: Path) -> dict:
 
 
 def _resolved(steps: int) -> dict:
-    from inference.training.config import resolve
+    from inference.versions.training.config import resolve
 
     return resolve("grpo", {"steps": steps})
 
 
 def export_other(hf_dir: Path) -> dict:
     """Convert + check + load another model's weights as a version, timed."""
-    from inference import version_export
+    from inference.versions import export as version_export
     from labelling.models import GeneratorVersion
 
     number = GeneratorVersion.objects.order_by("-number").first().number + 1

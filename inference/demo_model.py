@@ -24,6 +24,10 @@ reads PREPARED.json and returns at once.
 
 Steps 3 and 4 need the `build` extra (torch, transformers, gguf, onnx); serving never does.
 Free of Django: `manage.py prepare_model` runs it and registers the result as a generator version.
+
+One module (over 400 lines) because the five steps share one staging discipline (temporary
+names, the lock, the record written last, the checks of a finished folder): apart, each step
+would have to re-learn it.
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from labelling import errors as labelling_errors
-from labelling.evaluation import services as evaluation_services
 from labelling.live import broadcasts
 from labelling.models import PipelineRun
+from labelling.versions.evaluation import services as evaluation_services
 
 logger = logging.getLogger(__name__)
 

@@ -5,6 +5,10 @@ data and return plain dicts; the file-mode CLI runs them directly. The database
 tasks (`run_items`) wrap them: they load rows, yield from the pure tasks, and
 save each result through labelling's services as soon as it exists, so a run that
 dies resumes with only the missing work.
+
+One module (over 400 lines) because the three tasks are one flow (revise-and-judge runs the
+generate and judge steps) and the database tasks wrap exactly those: split, each half would
+import the other's internals.
 """
 
 from __future__ import annotations
@@ -23,11 +27,11 @@ from inference.dispatch import Call, Task, Throttle
 from inference.engine import SamplingParams
 from inference.errors import IncompleteBatch, InferenceError, JudgeOutputError
 from labelling.catalogue import selectors as catalogue_selectors
-from labelling.generators import selectors as generator_selectors
 from labelling.live import broadcasts
 from labelling.models import Generation, GeneratorVersion, Judgment, ModelVersion, PipelineRun, Prompt, Rubric
 from labelling.records import services as record_services
 from labelling.runs import services as run_services
+from labelling.versions.generators import selectors as generator_selectors
 from shaping_core import rules, scoring
 
 DEFAULT_SAMPLING = {"max_tokens": 128, "temperature": 0.7, "top_p": 0.8, "top_k": 20}

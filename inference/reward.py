@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from inference.errors import InferenceError
 from inference.judging import check_rubric
-from inference.training.rewards import completion_text, judged_scores
+from inference.versions.training.rewards import completion_text, judged_scores
 from shaping_core import rules, scoring
 
 

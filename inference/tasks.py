@@ -17,7 +17,7 @@ from inference.pipelines import RunContext, run_items
 from inference.train_queue import execute_train
 from labelling.models import GeneratorVersion, PipelineRun
 from labelling.runs import services as run_services
-from labelling.training import services as training_services
+from labelling.versions.training import services as training_services
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ def _db_task(decorator):
 
 @_db_task(TRAIN_HUEY.task(retries=0))
 def execute_train(run_id: int) -> str:
-    from inference import train_runs  # the trainer itself runs in a child process
+    from inference.versions import train_runs  # the trainer itself runs in a child process
 
     return train_runs.execute(run_id)
 

@@ -12,7 +12,7 @@ What it takes (checked on this project's machines):
   sys.path itself (for containers where the packages live elsewhere).
 
 On the shipped repository (triton_models/) the server loads every model at start and
-nothing after. On a generated one (inference/model_repository.py: several versions of the
+nothing after. On a generated one (inference/versions/repository.py: several versions of the
 generator side by side) it runs with explicit model control, so that `model_load` makes it
 serve a new set of versions without a restart.
 

@@ -46,7 +46,7 @@ from inference.judging import run_judge
 log = logging.getLogger("shaping.triton")
 
 MODEL_DIR_ENV = {"generator": "SHAPING_GENERATOR_MODEL_DIR", "judge": "SHAPING_JUDGE_MODEL_DIR"}
-MODEL_DIR_FILE = "model_dir"  # in a version folder of a generated repository (inference/model_repository.py)
+MODEL_DIR_FILE = "model_dir"  # in a version folder of a generated repository (inference/versions/repository.py)
 # What a relative model_dir is relative to. The shipped repository, triton_models/, sits in it;
 # a generated one (under DATA_DIR) does not, so the repository's own place is no guide.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 def model_dir_for(args: dict, role: str, params: dict[str, str]) -> Path:
     """The ONNX folder a model version serves, the first of: the file `<version>/model_dir`
-    (written by inference/model_repository.py in a generated repository, one per version),
+    (written by inference/versions/repository.py in a generated repository, one per version),
     the environment variable of the role, the `model_dir` parameter of the config. A relative
     path is relative to the project root (the folder holding `inference/`)."""
     version = str(args.get("model_version", ""))

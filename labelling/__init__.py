@@ -9,9 +9,8 @@ sub-package per domain:
     runs/        starting, resuming and cancelling runs; the seam to the model side
     review/      the review queue, claims, submissions, undo, rewrites, agreement stats
     datasets/    freezing dataset versions: filters, rewards, trainer formats, files
-    generators/  generator versions: lineage, the current one, make current / retire, /models/
-    training/    train runs: the request, logged steps, a version's lifecycle, curve charts
-    evaluation/  did a version get better: evaluations, blind A/B pairs, verdicts
+    versions/    a generator version's lifecycle: its versions and lineage (generators/), train
+                 runs (training/), whether it got better (evaluation/), the /models/ page
     api/         the JSON API, a router per resource
     access/      roles, page decorators, API tokens
     live/        websocket broadcasts and consumers

@@ -25,8 +25,6 @@ from labelling.catalogue.schemas import RubricIn
 from labelling.datasets import selectors as dataset_selectors
 from labelling.datasets import services as dataset_services
 from labelling.datasets import storage
-from labelling.evaluation import selectors as evaluation_selectors
-from labelling.generators import services as generator_services
 from labelling.models import (
     ApiToken,
     Assignment,
@@ -45,6 +43,8 @@ from labelling.models import (
     Rubric,
 )
 from labelling.records import services as record_services
+from labelling.versions.evaluation import selectors as evaluation_selectors
+from labelling.versions.generators import services as generator_services
 from shaping_core import rules, scoring
 
 

@@ -689,7 +689,7 @@ class Evaluation(models.Model):
     """A candidate generator version against a baseline (its parent by default) on the same
     prompts: k completions of each per prompt with the same seeds and sampling, every one judged
     on one rubric. Two generate runs do the work (one pinned to each version); the comparison
-    is computed from their judgments once both have finished (labelling.evaluation)."""
+    is computed from their judgments once both have finished (labelling.versions.evaluation)."""
 
     candidate = models.ForeignKey(GeneratorVersion, on_delete=models.PROTECT, related_name="evaluations_as_candidate")
     baseline = models.ForeignKey(GeneratorVersion, on_delete=models.PROTECT, related_name="evaluations_as_baseline")

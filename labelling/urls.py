@@ -4,11 +4,11 @@ from django.urls import path
 
 from labelling import views
 from labelling.characters import views as character_views
-from labelling.evaluation import views as evaluation_views
-from labelling.generators import views as generator_views
 from labelling.review import views as review_views
 from labelling.runs import views as run_views
-from labelling.training import views as training_views
+from labelling.versions.evaluation import views as evaluation_views
+from labelling.versions.generators import views as generator_views
+from labelling.versions.training import views as training_views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),

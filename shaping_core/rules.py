@@ -31,6 +31,8 @@ classic catastrophic backtracking shape); at most `MAX_TEXT_CHARS` of a text are
 Ambiguous alternations under a repeat (`(a|a)*`) are not detected: keep patterns plain.
 
 Free of Django (like `scoring`): the TRL reward function and the pipelines' pure tasks use it.
+One module (over 400 lines) so that each kind's spec check sits beside its scorer: a new kind is
+one place to add, and `check_rule` and `score_rule` cannot drift apart.
 """
 
 from __future__ import annotations

@@ -240,7 +240,7 @@ INFERENCE_TIMEOUT_S = envfloat("INFERENCE_TIMEOUT_S", 120.0)
 # shipped in the repository until `manage.py prepare_model` (run by `make run`) registers the demo
 # model. GENERATOR_MODEL_DIR makes version 1 serve another ONNX folder (a GPU host's export);
 # JUDGE_MODEL_DIR gives the judge its own weights (unset: the base version's, or
-# GENERATOR_MODEL_DIR's). labelling.generators.selectors resolves both.
+# GENERATOR_MODEL_DIR's). labelling.versions.generators.selectors resolves both.
 GENERATOR_MODEL_DIR = envpath("GENERATOR_MODEL_DIR", None) if os.environ.get("GENERATOR_MODEL_DIR") else None
 JUDGE_MODEL_DIR = envpath("JUDGE_MODEL_DIR", None) if os.environ.get("JUDGE_MODEL_DIR") else None
 # Where `manage.py prepare_model` puts the demo model (inference/demo_model.py).
@@ -264,7 +264,7 @@ TRAIN_WORKERS = envint("TRAIN_WORKERS", 1, minimum=1)
 # project's own by default (`pip install -e '.[train]'`), or a separate training environment.
 TRAIN_PYTHON = os.environ.get("TRAIN_PYTHON", sys.executable)
 # A launcher for the trainer instead, e.g. "accelerate launch --multi_gpu --num_processes 4"
-# on a host with 4 GPUs (its arguments, then `-m inference.training CONFIG` are appended).
+# on a host with 4 GPUs (its arguments, then `-m inference.versions.training CONFIG` are appended).
 TRAIN_LAUNCH = os.environ.get("TRAIN_LAUNCH", "")
 # Seconds a converted version may take to load in Triton and answer its check generation.
 VERSION_LOAD_TIMEOUT_S = envfloat("VERSION_LOAD_TIMEOUT_S", 300.0)

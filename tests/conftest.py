@@ -15,10 +15,10 @@ from labelling.access.roles import ADMIN, REVIEWER, ensure_roles
 from labelling.catalogue import selectors as catalogue_selectors
 from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
-from labelling.generators import services as generator_services
 from labelling.models import Judgment
 from labelling.records import services as record_services
 from labelling.runs import services as run_services
+from labelling.versions.generators import services as generator_services
 
 pytest_plugins = ["tests.triton_fixture", "tests.openai_fixture"]
 

@@ -316,8 +316,8 @@ def _prepare_child(groups: int, reviewers: int, sessions: Path) -> None:
 
     from labelling.access.roles import ADMIN as ADMIN_ROLE
     from labelling.access.roles import REVIEWER, ensure_roles
-    from labelling.generators import services as generator_services
     from labelling.models import PipelineRun
+    from labelling.versions.generators import services as generator_services
 
     call_command("migrate", verbosity=0)
     if production:

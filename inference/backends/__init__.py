@@ -3,7 +3,7 @@ endpoint a run names (`backend_for`).
 
 `generator_dirs` (version number -> that version's ONNX folder) is how the in-process
 backend serves requests that name a generator version; Triton ignores it (the server serves
-the versions of its repository, inference/model_repository.py).
+the versions of its repository, inference/versions/repository.py).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ _lock = threading.Lock()
 
 
 def make_backend(name: str | None = None, *, generator_dirs: Callable[[int], Path] | None = None) -> Backend:
-    """The backend the settings name. Generator versions come from the rows (inference.served_versions):
+    """The backend the settings name. Generator versions come from the rows (inference.versions.served):
     a request that names no version gets the current one, and the in-process backend finds a
     version's ONNX folder there unless `generator_dirs` says otherwise."""
     from django.conf import settings
 
-    from inference import served_versions
+    from inference.versions import served as served_versions
 
     name = name or settings.INFERENCE_BACKEND
     if name == "triton":
@@ -36,7 +36,7 @@ def make_backend(name: str | None = None, *, generator_dirs: Callable[[int], Pat
         )
     if name == "inprocess":
         from inference.backends.inprocess import InProcessBackend
-        from labelling.generators.selectors import judge_model_dir
+        from labelling.versions.generators.selectors import judge_model_dir
 
         return InProcessBackend(
             served_versions.base_dir(),

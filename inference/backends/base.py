@@ -28,7 +28,7 @@ class GenerateRequest:
     prompt: str | None = None
     # How often streamed pieces are sent (coalesced in between); None: the model's default.
     stream_interval_ms: int | None = None
-    # Which served version of the generator answers (inference/model_repository.py); None:
+    # Which served version of the generator answers (inference/versions/repository.py); None:
     # the server's choice (the newest ready one on Triton, the default model in process).
     model_version: int | None = None
     # The order in which a batching engine admits requests: "interactive" (someone waits at

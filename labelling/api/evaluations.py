@@ -10,9 +10,9 @@ from ninja import Field, Path, Router, Schema, Status
 
 from labelling.api.catalogue import rubric_named
 from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, Error, admin_required
-from labelling.evaluation import pairs, selectors, services
 from labelling.models import Character, PromptSet
 from labelling.models import Evaluation as EvaluationRow
+from labelling.versions.evaluation import pairs, selectors, services
 
 router = Router(tags=["evaluations"])
 

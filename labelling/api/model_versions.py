@@ -11,9 +11,9 @@ from ninja.pagination import paginate
 
 from labelling import errors
 from labelling.api.common import ADMIN, MAX_NUMBER, Error, Pages, admin_required
-from labelling.evaluation import selectors as evaluation_selectors
-from labelling.generators import selectors as generator_selectors
-from labelling.generators import services as generator_services
+from labelling.versions.evaluation import selectors as evaluation_selectors
+from labelling.versions.generators import selectors as generator_selectors
+from labelling.versions.generators import services as generator_services
 
 router = Router(tags=["model versions"])
 

@@ -9,9 +9,9 @@ from django.http import HttpRequest
 from ninja import Field, Path, Router, Schema, Status
 
 from labelling.api.common import MAX_ID, READ, Error, reviewer_required
-from labelling.evaluation import pairs
 from labelling.models import PairChoice
 from labelling.review.services import ReviewRefused
+from labelling.versions.evaluation import pairs
 
 router = Router(tags=["review"])
 

@@ -17,9 +17,9 @@ from labelling.access import roles
 from labelling.api.catalogue import rubric_named
 from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, READ, Error, Pages, admin_required
 from labelling.datasets import selectors as dataset_selectors
-from labelling.evaluation import services as evaluation_services
 from labelling.runs import services as run_services
-from labelling.training import services as training_services
+from labelling.versions.evaluation import services as evaluation_services
+from labelling.versions.training import services as training_services
 
 router = Router(tags=["runs"])
 
@@ -215,7 +215,7 @@ def _train_create(request: HttpRequest, body: RunIn, rubric):
 
 
 def _evaluate_create(request: HttpRequest, body: RunIn, rubric):
-    """An evaluation (labelling.evaluation): answered by its candidate's run, whose `evaluation`
+    """An evaluation (labelling.versions.evaluation): answered by its candidate's run, whose `evaluation`
     names it. The same Idempotency-Key returns the same evaluation (200)."""
     if body.candidate is None or rubric is None:
         raise ValidationError(

@@ -12,7 +12,6 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from labelling.generators import selectors as generator_selectors
 from labelling.live import broadcasts
 from labelling.models import (
     Character,
@@ -21,6 +20,7 @@ from labelling.models import (
     Rubric,
 )
 from labelling.runs import executor, idempotency
+from labelling.versions.generators import selectors as generator_selectors
 
 
 def run_start(

@@ -18,10 +18,10 @@ from labelling.catalogue import architext
 from labelling.catalogue.importers import ImportFailed, import_size_check
 from labelling.characters import services as character_services
 from labelling.characters.sheets import SHEET_MAX_TOKENS
-from labelling.generators import selectors as generator_selectors
 from labelling.models import Character, PipelineRun, PromptSet, Rubric
 from labelling.runs import idempotency, selectors, services
-from labelling.training import views as training_views
+from labelling.versions.generators import selectors as generator_selectors
+from labelling.versions.training import views as training_views
 
 KINDS = [(k.value, k.label) for k in (PipelineRun.Kind.GENERATE, PipelineRun.Kind.JUDGE, PipelineRun.Kind.REVISE)]
 

@@ -16,7 +16,6 @@ MAKE_SHEETS = textwrap.dedent("""
     from django.db import transaction
     from labelling.characters import services as character_services
     from labelling.records import services as record_services
-from labelling.runs import services as run_services
     from labelling.models import Rubric
     sample = {sample!r}
     with transaction.atomic():

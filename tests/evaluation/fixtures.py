@@ -2,9 +2,9 @@
 written as a worker would leave them. Shared by the unit tests and the browser test (which
 calls `ab_evaluation` inside the running app through `manage.py shell`)."""
 
-from labelling.evaluation import services
 from labelling.models import Character, GeneratorVersion, Group, Judgment, PipelineRun, PromptSet, Rubric
 from labelling.records import services as record_services
+from labelling.versions.evaluation import services
 
 # Judge scores per seed slot on a 1..5 scale: the candidate is better on every slot but the last.
 CANDIDATE, BASELINE = [5, 5, 2], [1, 3, 4]

@@ -4,8 +4,8 @@ the same Idempotency-Key is the same evaluation; refusals name the field and cre
 import pytest
 
 from labelling.access import tokens
-from labelling.evaluation import services
 from labelling.models import Evaluation, GeneratorVersion, PipelineRun
+from labelling.versions.evaluation import services
 from tests.api.test_api import Api
 
 BODY = {"kind": "evaluate", "candidate": 2, "rubric": "voice", "prompt_set": "keeper"}

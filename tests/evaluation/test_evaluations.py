@@ -5,9 +5,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
-from labelling.evaluation import services
 from labelling.models import Evaluation, GeneratorVersion, PipelineRun, PromptSet
 from labelling.records import services as record_services
+from labelling.versions.evaluation import services
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_the_comparison_appears_once_both_sides_finished(world, v2, admin_client
     assert f'href="/evaluations/{evaluation.pk}/"' in models_page
     # The lineage marks it: its win rate's interval lies above 0.5.
     assert 'class="verdict verdict-better"' in models_page and 'id="reward-by-version"' in models_page
-    from labelling.evaluation import selectors
+    from labelling.versions.evaluation import selectors
 
     assert selectors.needs_confirmation(v2) is None  # better: made current without a question
     GeneratorVersion.objects.create(number=3, parent=v2, status="ready")

@@ -11,10 +11,10 @@ from labelling.catalogue.schemas import CharacterIn, CriterionIn, PromptIn, Prom
 from labelling.datasets import services as dataset_services
 from labelling.datasets.filters import prompt_bucket
 from labelling.datasets.storage import dataset_path
-from labelling.evaluation import services as evaluation_services
 from labelling.models import GeneratorVersion, Judgment
 from labelling.records import services as record_services
 from labelling.runs import services as run_services
+from labelling.versions.evaluation import services as evaluation_services
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from django.utils import timezone
 from labelling.access import tokens
 from labelling.datasets import services as dataset_services
 from labelling.datasets import storage
-from labelling.evaluation import pairs, services
 from labelling.models import ABPair, GeneratorVersion, PairChoice, PipelineRun, PromptSet
 from labelling.review.services import ReviewRefused
+from labelling.versions.evaluation import pairs, services
 from shaping_core.stats import HumanChoice, cohen_kappa, human_compare
 from tests.conftest import _make_user
 from tests.evaluation.fixtures import ab_evaluation, ran

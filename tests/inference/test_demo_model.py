@@ -12,8 +12,8 @@ from django.core.management import call_command
 
 from inference import demo_model
 from inference.demo_model import DEMO, PrepareError, Source, prepare, prepared
-from labelling.generators import services as generator_services
 from labelling.models import GeneratorVersion
+from labelling.versions.generators import services as generator_services
 from shaping_core.weights import SHIPPED_ONNX_DIR, weights_sha256
 
 TINY = Path(__file__).resolve().parents[2] / SHIPPED_ONNX_DIR
@@ -203,7 +203,7 @@ def test_an_install_that_used_the_tiny_model_keeps_it_and_adds_the_demo_model(db
 
 
 def test_a_version_someone_made_current_stays_current(db, tmp_path):
-    from labelling.generators.services import generator_version_make_current
+    from labelling.versions.generators.services import generator_version_make_current
 
     tiny = GeneratorVersion.objects.get(number=1)
     trained = GeneratorVersion.objects.create(number=2, parent=tiny, method="sft", status="ready")

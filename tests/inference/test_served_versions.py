@@ -14,13 +14,6 @@ from inference.backends.inprocess import InProcessBackend
 from inference.backends.triton import TritonBackend
 from inference.engine import SamplingParams
 from inference.errors import ModelNotReady
-from inference.model_repository import (
-    SOURCE,
-    repository_add_version,
-    repository_build,
-    repository_remove_version,
-    repository_versions,
-)
 from inference.triton_server import (
     ModelLoadError,
     TritonProcess,
@@ -30,6 +23,13 @@ from inference.triton_server import (
     model_versions_ready,
 )
 from inference.triton_worker import model_dir_for
+from inference.versions.repository import (
+    SOURCE,
+    repository_add_version,
+    repository_build,
+    repository_remove_version,
+    repository_versions,
+)
 from tests.triton_fixture import TINY_MODEL, start_triton
 
 MESSAGES = [{"role": "user", "content": "Which light is that?"}]

@@ -14,10 +14,10 @@ from labelling.access import tokens
 from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.schemas import CharacterIn, PromptIn, PromptSetIn
 from labelling.datasets.filters import DatasetFilter, groups_for
-from labelling.generators import services as generator_services
 from labelling.models import GeneratorVersion, PipelineRun
 from labelling.records import services as record_services
 from labelling.runs import services as run_services
+from labelling.versions.generators import services as generator_services
 from shaping_core import weights
 
 

@@ -6,9 +6,9 @@ import pytest
 
 from inference import tasks
 from inference.backends.triton import TritonBackend
-from labelling.generators import services as generator_services
 from labelling.models import Generation, GeneratorVersion, PipelineRun
 from labelling.runs import services as run_services
+from labelling.versions.generators import services as generator_services
 from tests.review.test_races import at_once
 
 

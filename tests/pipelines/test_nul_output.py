@@ -12,7 +12,7 @@ from labelling.errors import holds_nul
 from labelling.models import Generation, GeneratorVersion, Judgment, PipelineRun
 from labelling.records import services as record_services
 from labelling.runs import services as run_services
-from labelling.training import services as training_services
+from labelling.versions.training import services as training_services
 
 NUL, FFFD = "\x00", "\ufffd"
 

@@ -1,4 +1,4 @@
-"""The training child (`python -m inference.training CONFIG.json`) as the app runs it: a real
+"""The training child (`python -m inference.versions.training CONFIG.json`) as the app runs it: a real
 subprocess on the shipped tiny model, read line by line. It trains (GRPO's reward rises),
 resumes after a SIGKILL from its last checkpoint, stops on a cancel and still saves, trains
 DPO and SFT (with LoRA, merged), and refuses bad input before importing anything heavy."""
@@ -21,8 +21,8 @@ import pytest
 
 from inference.errors import BackendUnavailable
 from inference.judging import JudgeResult
-from inference.training import config, rewards
-from inference.training.config import ConfigError, RubricError
+from inference.versions.training import config, rewards
+from inference.versions.training.config import ConfigError, RubricError
 from tests.concurrency import InFlight
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,7 +70,7 @@ class Child:
         self.stderr_path = config_path.parent / f"stderr-{time.monotonic_ns()}.log"
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "inference.training", str(config_path)],
+                [sys.executable, "-m", "inference.versions.training", str(config_path)],
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 cwd=REPO,
@@ -256,7 +256,7 @@ def test_an_unexpected_failure_is_an_error_event_with_the_traceback_on_stderr(tm
 def _refused(config_path: Path) -> dict:
     began = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "inference.training", str(config_path)],
+        [sys.executable, "-m", "inference.versions.training", str(config_path)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -325,7 +325,7 @@ def test_an_unknown_param_is_refused_naming_it(tmp_path):
 def test_the_child_checks_its_input_without_torch_trl_or_django():
     heavy = ("torch", "transformers", "trl", "datasets", "peft", "django", "tritonclient")
     code = (
-        "import sys, inference.training.child, inference.training.config; "
+        "import sys, inference.versions.training.child, inference.versions.training.config; "
         f"print([m for m in {heavy!r} if m in sys.modules])"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)

@@ -9,8 +9,8 @@ from huey.contrib.djhuey import HUEY
 
 from inference.train_queue import TRAIN_HUEY
 from labelling.access import tokens
-from labelling.evaluation import selectors as evaluation_selectors
 from labelling.models import Evaluation, Generation, GeneratorVersion, Group, Judgment, PipelineRun
+from labelling.versions.evaluation import selectors as evaluation_selectors
 from tests.doc_blocks import python_block
 from tests.pipelines.conftest import Consumer, run_script, worker_env
 from tests.training.conftest import TRAIN_WORKER

@@ -5,10 +5,10 @@ import io
 
 from django.core.management import call_command
 
-from inference import served_versions
-from inference.model_repository import repository_versions
-from labelling.generators import services as generator_services
+from inference.versions import served as served_versions
+from inference.versions.repository import repository_versions
 from labelling.models import GeneratorVersion
+from labelling.versions.generators import services as generator_services
 from shaping_core.weights import SHIPPED_ONNX_DIR
 
 
@@ -31,7 +31,7 @@ def test_the_repository_holds_the_ready_versions_and_a_request_without_one_gets_
 
 
 def test_generator_model_dir_replaces_version_1s_weights_and_the_judge_follows(db, settings, tmp_path):
-    from labelling.generators.selectors import judge_model_dir
+    from labelling.versions.generators.selectors import judge_model_dir
 
     settings.TRITON_REPOSITORY = tmp_path / "repository"
     settings.GENERATOR_MODEL_DIR = tmp_path / "gpu-export"

@@ -11,17 +11,18 @@ from pathlib import Path
 import pytest
 from django.db.models import Avg
 
-from inference import train_runs, version_export
 from inference.management.commands.evaluate import report
-from inference.model_repository import repository_versions
 from inference.tasks import execute
 from inference.triton_server import model_versions_ready
-from labelling.evaluation import selectors as evaluation_selectors
-from labelling.evaluation import services as evaluation_services
+from inference.versions import export as version_export
+from inference.versions import train_runs
+from inference.versions.repository import repository_versions
 from labelling.models import Generation, GeneratorVersion, Judgment, PipelineRun, TrainingStep
 from labelling.runs import services as run_services
-from labelling.training import selectors as training_selectors
-from labelling.training import services as training_services
+from labelling.versions.evaluation import selectors as evaluation_selectors
+from labelling.versions.evaluation import services as evaluation_services
+from labelling.versions.training import selectors as training_selectors
+from labelling.versions.training import services as training_services
 from tests.pipelines.conftest import Consumer, wait_for, wait_until, worker_env
 from tests.training.conftest import TRAIN_WORKER, dataset, generated
 

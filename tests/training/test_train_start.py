@@ -9,7 +9,7 @@ from labelling.access import tokens
 from labelling.datasets import services as dataset_services
 from labelling.datasets.storage import dataset_path
 from labelling.models import GeneratorVersion, PipelineRun
-from labelling.training import services as training_services
+from labelling.versions.training import services as training_services
 
 
 @pytest.fixture
@@ -235,7 +235,7 @@ def test_the_models_page_starts_a_train_run_and_shows_refusals_under_their_field
 
 
 def test_a_worker_whose_claim_was_taken_over_fails_neither_the_run_nor_its_version(versions):
-    from inference import train_runs
+    from inference.versions import train_runs
 
     run, _ = training_services.train_start(dataset_version=versions["sft"], method="sft", enqueue=False)
     PipelineRun.objects.filter(pk=run.pk).update(status="running", execution=2)
@@ -268,7 +268,7 @@ def test_an_install_that_cannot_train_refuses_the_request_naming_what_to_install
 def test_this_install_can_train():
     import sys
 
-    from inference.training.config import missing_trainer_modules
+    from inference.versions.training.config import missing_trainer_modules
 
     assert missing_trainer_modules(sys.executable) == []
 
@@ -277,7 +277,7 @@ def test_a_real_base_model_trains_lora_adapters_by_default(tmp_path):
     """Defaults follow the model trained: the tiny model's would wreck a real one."""
     import json
 
-    from inference.training.config import DEFAULTS, resolve
+    from inference.versions.training.config import DEFAULTS, resolve
 
     real = tmp_path / "real"
     real.mkdir()

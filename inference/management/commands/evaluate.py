@@ -1,5 +1,5 @@
 """`manage.py evaluate`: did a version get better? Its win rate against a baseline (its parent
-by default) on a prompt set, judged on a rubric, with intervals (labelling/evaluation)."""
+by default) on a prompt set, judged on a rubric, with intervals (labelling/versions/evaluation)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from django.core.management.base import BaseCommand, CommandError
 from labelling.catalogue import selectors as catalogue_selectors
 from labelling.datasets import selectors as dataset_selectors
 from labelling.datasets import services as dataset_services
-from labelling.evaluation import selectors, services
 from labelling.models import Character, PromptSet
+from labelling.versions.evaluation import selectors, services
 from shaping_core.weights import GENERATOR_MODEL
 
 

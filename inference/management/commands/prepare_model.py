@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from inference.demo_model import DEMO, PrepareError, prepare
-from labelling.generators import services as generator_services
+from labelling.versions.generators import services as generator_services
 
 
 class Command(BaseCommand):

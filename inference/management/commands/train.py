@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError
 from labelling.catalogue import selectors as catalogue_selectors
 from labelling.datasets import selectors as dataset_selectors
 from labelling.models import DatasetVersion, PipelineRun
-from labelling.training import selectors as training_selectors
-from labelling.training import services as training_services
+from labelling.versions.training import selectors as training_selectors
+from labelling.versions.training import services as training_services
 
 
 def _setting(text: str) -> tuple[str, object]:
@@ -73,7 +73,7 @@ class Command(BaseCommand):
         if not o["wait"]:
             self.stdout.write(self.style.SUCCESS(f"run #{run.pk} queued (train)"))
             return
-        from inference import train_runs
+        from inference.versions import train_runs
 
         train_runs.execute(run.pk)
         run.refresh_from_db()

@@ -14,8 +14,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from inference import served_versions
 from inference.triton_server import TritonStartError
+from inference.versions import served as served_versions
 
 
 class Command(BaseCommand):

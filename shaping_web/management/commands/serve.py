@@ -22,8 +22,8 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from inference import served_versions
 from inference.triton_server import TritonProcess
+from inference.versions import served as served_versions
 from labelling.management.commands.seed_demo import DEMO_PASSWORD, DEMO_USERS
 from shaping_web.safety import debug_bind_problem
 from shaping_web.supervisor import Child, Supervisor, TritonChild

@@ -13,11 +13,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from labelling.datasets import services as dataset_services
-from labelling.evaluation import pairs, selectors
-from labelling.generators import selectors as generator_selectors
 from labelling.models import Character, Evaluation, PipelineRun, PromptSet, Rubric
 from labelling.runs import executor, idempotency
 from labelling.runs import services as run_services
+from labelling.versions.evaluation import pairs, selectors
+from labelling.versions.generators import selectors as generator_selectors
 from shaping_core.weights import HASHED_FILES, weights_sha256
 
 DEFAULT_SEED = 1234

@@ -29,13 +29,13 @@ import shutil
 import uuid
 from pathlib import Path
 
-SOURCE = Path(__file__).resolve().parent.parent / "triton_models"
+SOURCE = Path(__file__).resolve().parents[2] / "triton_models"
 GENERATOR = "qwen3"
 JUDGE = "judge"
 MODEL_DIR_FILE = "model_dir"
 VERSION_POLICY = "version_policy: { all { } }"
 HEADER = (
-    "# Generated from {source} by inference/model_repository.py: edit that file.\n"
+    "# Generated from {source} by inference/versions/repository.py: edit that file.\n"
     "# Every numbered folder here is served (version_policy all); its model_dir file names the\n"
     "# ONNX folder of that version.\n"
 )

@@ -14,10 +14,10 @@ from pathlib import Path
 from django.conf import settings
 from django.db import DatabaseError
 
-from inference.model_repository import repository_build
 from inference.triton_server import TritonProcess
-from labelling.generators import selectors as generator_selectors
+from inference.versions.repository import repository_build
 from labelling.models import GeneratorVersion
+from labelling.versions.generators import selectors as generator_selectors
 from shaping_core.weights import GENERATOR_MODEL, SHIPPED_ONNX_DIR
 
 _onnx_dir = generator_selectors.generator_version_dir

@@ -13,9 +13,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from labelling import errors
 from labelling.access.decorators import admin_required, reviewer_required
-from labelling.evaluation import pairs, selectors, services
 from labelling.models import Evaluation, PairChoice
 from labelling.review.services import ReviewRefused
+from labelling.versions.evaluation import pairs, selectors, services
 
 
 @require_GET

@@ -11,10 +11,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from labelling import errors
 from labelling.access.decorators import admin_required
-from labelling.generators import views as generator_views
 from labelling.models import DatasetVersion, PipelineRun
 from labelling.runs import idempotency
-from labelling.training import charts, selectors, services
+from labelling.versions.generators import views as generator_views
+from labelling.versions.training import charts, selectors, services
 
 
 @require_GET

@@ -12,10 +12,10 @@ from django.db.models import Max
 
 from labelling import errors
 from labelling.datasets.storage import DatasetCorrupt, dataset_verify
-from labelling.generators import selectors as generator_selectors
 from labelling.live import broadcasts
 from labelling.models import DatasetVersion, GeneratorVersion, PipelineRun, Rubric, TrainingStep
 from labelling.runs import executor, idempotency
+from labelling.versions.generators import selectors as generator_selectors
 
 # The dataset kind each method trains on (TRL's GRPOTrainer wants prompts only: it generates).
 METHOD_KINDS = {

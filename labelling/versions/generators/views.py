@@ -8,11 +8,11 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from labelling.access.decorators import admin_required
-from labelling.evaluation import selectors as evaluation_selectors
-from labelling.generators import selectors
 from labelling.models import DatasetVersion, Evaluation, GeneratorVersion
-from labelling.training import charts
-from labelling.training import selectors as training_selectors
+from labelling.versions.evaluation import selectors as evaluation_selectors
+from labelling.versions.generators import selectors
+from labelling.versions.training import charts
+from labelling.versions.training import selectors as training_selectors
 
 
 def _reward_by_version(versions) -> dict | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from inference.errors import InferenceError, InvalidRequest
 from inference.judging import check_rubric
-from inference.training.config import ConfigError, RubricError
+from inference.versions.training.config import ConfigError, RubricError
 from shaping_core import rules, scoring
 
 JUDGE = "judge"

@@ -22,7 +22,7 @@ from inference import build_model
 from inference.backends.base import GenerateRequest
 from inference.engine import SamplingParams, open_engine
 from labelling.models import GeneratorVersion
-from labelling.training import services as training_services
+from labelling.versions.training import services as training_services
 from shaping_core.weights import weights_sha256
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def _precision(parent: GeneratorVersion | None) -> str | None:
     """The parent's build precision (its BUILD.json): a version is served as its parent is."""
     if parent is None:
         return None
-    from inference.served_versions import version_dir
+    from inference.versions.served import version_dir
 
     try:
         return build_model.build_precision(version_dir(parent.number))
@@ -144,8 +144,8 @@ def serve(model_name: str, number: int, onnx_dir: Path) -> None:
     """Add the version folder to Triton's repository, load it, and check it answers; on any
     failure the folder goes again and Triton unloads it."""
     from inference.backends.triton import TritonBackend
-    from inference.model_repository import repository_add_version, repository_remove_version
     from inference.triton_server import model_load
+    from inference.versions.repository import repository_add_version, repository_remove_version
 
     repository = Path(settings.TRITON_REPOSITORY)
     repository_add_version(repository, number, onnx_dir)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from inference.training.config import DatasetError
+from inference.versions.training.config import DatasetError
 
 # dataset kind -> the fields TRL reads (each a list of chat messages)
 FIELDS = {

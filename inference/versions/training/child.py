@@ -1,6 +1,6 @@
-"""The training child: `python -m inference.training CONFIG.json` checks its input, trains one
+"""The training child: `python -m inference.versions.training CONFIG.json` checks its input, trains one
 new model version with TRL and writes progress to stdout as JSON lines (the protocol is in
-`inference/training/__init__.py`).
+`inference/versions/training/__init__.py`).
 
 Order matters for the parent: everything that can be wrong with the input (the config, the
 dataset's rows, the rubric) is refused before torch, transformers or TRL are imported, so bad
@@ -23,9 +23,9 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
-from inference.training import config as training_config
-from inference.training import data, rewards
-from inference.training.config import BadInput, ConfigError, RunConfig
+from inference.versions.training import config as training_config
+from inference.versions.training import data, rewards
+from inference.versions.training.config import BadInput, ConfigError, RunConfig
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if len(argv) != 1:
-            raise ConfigError("usage: python -m inference.training CONFIG.json")
+            raise ConfigError("usage: python -m inference.versions.training CONFIG.json")
         run = training_config.load(argv[0])
         rows = data.load_rows(run.dataset_path, run.dataset_kind)
         reward_plan = None
@@ -180,7 +180,7 @@ def train(
     import transformers
     from datasets import Dataset
 
-    from inference.training.progress import Progress
+    from inference.versions.training.progress import Progress
 
     transformers.logging.set_verbosity_warning()
     p = run.params

@@ -49,7 +49,7 @@ DEFAULTS: dict[str, dict] = {
         "temperature": 0.7,
         "top_p": 0.8,
         "top_k": 20,
-        # None: one weight per reward function, derived from the rubric (inference/training/rewards.py)
+        # None: one weight per reward function, derived from the rubric (inference/versions/training/rewards.py)
         "reward_weights": None,
     },
     # GRPOConfig has no prompt length limit in TRL 1.16; DPO and SFT truncate at max_length

@@ -1,6 +1,6 @@
 """Training a new model version, in a child process free of Django.
 
-The app writes a config file and runs `<venv python> -m inference.training CONFIG.json`, then
+The app writes a config file and runs `<venv python> -m inference.versions.training CONFIG.json`, then
 reads the child's stdout line by line:
 
     config.py    the methods (grpo, dpo, sft), their recorded defaults, `resolve` (checks a run

@@ -1,7 +1,7 @@
-"""Executing a train run: the trainer (`python -m inference.training`, TRL) runs as a child
+"""Executing a train run: the trainer (`python -m inference.versions.training`, TRL) runs as a child
 process of the worker; this side claims the run, feeds the child its config, stores each logged
 step, turns a cancel into the child's stop file, and hands the finished weights to
-`inference.version_export`, which makes them a served version.
+`inference.versions.export`, which makes them a served version.
 
 A worker that dies takes its child with it (PR_SET_PDEATHSIG); the watchdog queues the run
 again and the new child resumes from its last checkpoint. A worker whose claim was taken over
@@ -23,10 +23,11 @@ from pathlib import Path
 
 from django.conf import settings
 
-from inference import execution, version_export
+from inference import execution
+from inference.versions import export as version_export
 from labelling.datasets.storage import DatasetCorrupt, dataset_path, dataset_verify
 from labelling.models import DatasetVersion, GeneratorVersion, PipelineRun
-from labelling.training import services as training_services
+from labelling.versions.training import services as training_services
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +126,12 @@ def _child_config(run: PipelineRun, version: GeneratorVersion, work: Path) -> di
 
 
 def trainer_command(config_path: Path) -> list[str]:
-    """`python -m inference.training CONFIG`, or through TRAIN_LAUNCH (e.g. `accelerate launch
+    """`python -m inference.versions.training CONFIG`, or through TRAIN_LAUNCH (e.g. `accelerate launch
     --multi_gpu --num_processes 4`) on a host with several accelerators."""
     launch = shlex.split(settings.TRAIN_LAUNCH)
     if launch:
-        return [*launch, "-m", "inference.training", str(config_path)]
-    return [settings.TRAIN_PYTHON, "-m", "inference.training", str(config_path)]
+        return [*launch, "-m", "inference.versions.training", str(config_path)]
+    return [settings.TRAIN_PYTHON, "-m", "inference.versions.training", str(config_path)]
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -207,12 +208,12 @@ def _watch(child: subprocess.Popen, work: Path, cancelled, superseded) -> None:
 
 
 def train_params(method: str, params: dict, *, base_hf_dir=None) -> dict:
-    """A train request's settings, resolved (inference.training.config.resolve), once this
+    """A train request's settings, resolved (inference.versions.training.config.resolve), once this
     install is known to be able to train it: on the embedded default (no REDIS_URL) the trainer
     runs under this host's `serve`, so a missing package refuses the request before anything is
     created. With Redis the training consumer may be another host's; its child says what is
     missing there."""
-    from inference.training.config import TRAIN_EXTRA, missing_trainer_modules, resolve
+    from inference.versions.training.config import TRAIN_EXTRA, missing_trainer_modules, resolve
     from labelling.runs.executor import TrainerUnavailable
 
     if not settings.REDIS_URL:

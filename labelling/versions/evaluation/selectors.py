@@ -6,8 +6,8 @@ from collections import defaultdict
 
 from django.db.models import Prefetch
 
-from labelling.evaluation import pairs
 from labelling.models import CriterionScore, Evaluation, Generation, Judgment, PipelineRun
+from labelling.versions.evaluation import pairs
 from shaping_core.stats import PromptPair, compare
 
 DONE = {PipelineRun.Status.SUCCEEDED, PipelineRun.Status.PARTIAL}
