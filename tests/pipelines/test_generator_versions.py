@@ -9,6 +9,7 @@ from inference.backends.triton import TritonBackend
 from labelling.models import Generation, GeneratorVersion, PipelineRun
 from labelling.runs import services as run_services
 from labelling.versions.generators import services as generator_services
+from tests.factories import generate_run
 from tests.review.test_races import at_once
 
 
@@ -29,14 +30,7 @@ class Untouchable:
 
 def test_a_generate_run_records_version_1_on_every_completion(story, triton_url):
     character, prompt_set, rubric = story(2)
-    run, _ = run_services.run_start(
-        kind="generate",
-        character=character,
-        prompt_set=prompt_set,
-        group_size=2,
-        params={"sampling": {"max_tokens": 8}},
-        enqueue=False,
-    )
+    run = generate_run(character=character, prompt_set=prompt_set, group_size=2)
     assert run.params["generator_version"] == 1
     backend = TritonBackend(triton_url, timeout_s=60)
     try:

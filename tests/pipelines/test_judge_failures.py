@@ -6,7 +6,7 @@ from inference.backends.inprocess import InProcessBackend
 from inference.errors import JudgeOutputError
 from inference.tasks import execute
 from labelling.models import Judgment, PipelineRun
-from labelling.runs import services as run_services
+from tests.factories import generate_run
 from tests.triton_fixture import TINY_MODEL
 
 
@@ -22,15 +22,7 @@ class UnparseableJudge(InProcessBackend):
 
 def test_unparseable_judge_answers_are_recorded_as_failed_judgments(story):
     character, prompt_set, rubric = story(2)
-    run, _ = run_services.run_start(
-        kind="generate",
-        character=character,
-        prompt_set=prompt_set,
-        rubric=rubric,
-        group_size=2,
-        params={"sampling": {"max_tokens": 8}},
-        enqueue=False,
-    )
+    run = generate_run(character=character, prompt_set=prompt_set, rubric=rubric, group_size=2)
     backend = UnparseableJudge()
     assert execute(run.pk, backend=backend) == PipelineRun.Status.SUCCEEDED
     failed = Judgment.objects.filter(run=run, status=Judgment.Status.FAILED)

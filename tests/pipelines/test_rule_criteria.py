@@ -11,6 +11,7 @@ from labelling.catalogue.schemas import CriterionIn, RubricIn
 from labelling.models import Generation, Judgment, PipelineRun
 from labelling.runs import services as run_services
 from shaping_core import rules, scoring
+from tests.factories import generate_run
 from tests.pipelines.conftest import wait_for
 from tests.pipelines.test_runs import FINAL, start
 from tests.triton_fixture import TINY_MODEL
@@ -72,15 +73,7 @@ def test_a_triton_judge_run_stores_the_judges_and_the_rules_scores(story, consum
 def test_the_judge_model_is_asked_about_the_other_criteria_only(story):
     character, prompt_set, _ = story(1)
     rubric = _rubric("mixed", _judge_criterion(), _rule("short", SHORT), _rule("plain", NO_TAGS))
-    run, _ = run_services.run_start(
-        kind="generate",
-        character=character,
-        prompt_set=prompt_set,
-        rubric=rubric,
-        group_size=2,
-        params={"sampling": {"max_tokens": 8}},
-        enqueue=False,
-    )
+    run = generate_run(character=character, prompt_set=prompt_set, rubric=rubric, group_size=2)
     backend = CountingJudge()
     assert execute(run.pk, backend=backend) == PipelineRun.Status.SUCCEEDED
     assert backend.asked and all(keys == ["in_character"] for keys in backend.asked)
@@ -90,15 +83,7 @@ def test_the_judge_model_is_asked_about_the_other_criteria_only(story):
 def test_a_rubric_of_rules_only_judges_without_any_model_call(story):
     character, prompt_set, _ = story(2)
     rubric = _rubric("rules-only", _rule("short", SHORT), _rule("plain", NO_TAGS))
-    generated, _ = run_services.run_start(
-        kind="generate",
-        character=character,
-        prompt_set=prompt_set,
-        rubric=rubric,
-        group_size=2,
-        params={"sampling": {"max_tokens": 8}},
-        enqueue=False,
-    )
+    generated = generate_run(character=character, prompt_set=prompt_set, rubric=rubric, group_size=2)
     backend = CountingJudge(refuse=True)
     assert execute(generated.pk, backend=backend) == PipelineRun.Status.SUCCEEDED
     _assert_covered(generated, rubric, expected=4)

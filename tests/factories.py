@@ -1,0 +1,21 @@
+"""Set-up that many tests share, written once."""
+
+from __future__ import annotations
+
+from labelling.models import PipelineRun
+from labelling.runs import services as run_services
+
+
+def generate_run(*, character, prompt_set, rubric=None, group_size: int = 2, max_tokens: int = 8) -> PipelineRun:
+    """A generate run started as a user would start it, left for the test to execute (not
+    queued): short completions, a small group."""
+    run, _ = run_services.run_start(
+        kind="generate",
+        character=character,
+        prompt_set=prompt_set,
+        rubric=rubric,
+        group_size=group_size,
+        params={"sampling": {"max_tokens": max_tokens}},
+        enqueue=False,
+    )
+    return run
