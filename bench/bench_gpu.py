@@ -15,7 +15,7 @@ loop, on the same weights and the same GPU, each figure against its baseline in 
    requests; 2R judge requests one after another and concurrent; and how often a seeded,
    sampled completion decoded alone is the same text decoded among others.
 5. raw: the same engine driven directly from one thread (no contract, no thread per
-   request): what paged_engine.py adds to a step; and whether the engine's step lets other
+   request): what inference/engine/paged.py adds to a step; and whether the engine's step lets other
    Python threads run (a counting thread's rate during steps against its rate alone).
 
 Each stage runs in a process of its own (GPU memory is freed between them; a stage that

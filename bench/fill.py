@@ -67,7 +67,7 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
         Judgment,
         PipelineRun,
     )
-    from labelling.records import queue_state as queue
+    from labelling.records import queue_state
     from labelling.records import services as record_services
     from shaping_core import scoring
 
@@ -187,7 +187,7 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
                 if g.review_count
                 for user in past
             )
-            queue.groups_queue_refresh([g.pk for g in made])  # ready, queue bucket: as the app keeps them
+            queue_state.groups_queue_refresh([g.pk for g in made])  # ready, queue bucket: as the app keeps them
         counts["groups"] += n
         counts["generations"] += len(gens)
         counts["judgments"] += len(made_judgments)
@@ -207,7 +207,7 @@ def forget_reviews(users) -> None:
     from django.db.models.functions import Coalesce
 
     from labelling.models import Assignment, Group, Judgment
-    from labelling.records import queue_state as queue
+    from labelling.records import queue_state
 
     with transaction.atomic():
         touched = list(
@@ -225,7 +225,7 @@ def forget_reviews(users) -> None:
         for start in range(0, len(touched), 500):
             chunk = touched[start : start + 500]
             Group.objects.filter(pk__in=chunk).update(review_count=Coalesce(Subquery(submitted), 0))
-            queue.groups_queue_refresh(chunk)
+            queue_state.groups_queue_refresh(chunk)
 
 
 def postgres_database(url: str) -> str:

@@ -185,6 +185,13 @@ def _rooms(package: str) -> set[str]:
     } - {"apps", "migrations"}
 
 
+def _names_listed(line: str, *, indent: int) -> set[str]:
+    """The modules or folders a map's line names at this indent ("  views.py, urls.py  the ..."),
+    without ".py" or "/"; none for a line that continues a description."""
+    match = re.match(rf"^ {{{indent}}}([^\s,]+(?:, [^\s,]+)*)(\s|$)", line)
+    return {name.rstrip("/").removesuffix(".py") for name in match.group(1).split(", ")} if match else set()
+
+
 def _rooms_in_the_architecture_doc() -> dict[str, set[str]]:
     """The folders and modules docs/architecture.md's picture of the rooms names, per top folder."""
     text = (ROOT / "docs" / "architecture.md").read_text()
@@ -195,8 +202,8 @@ def _rooms_in_the_architecture_doc() -> dict[str, set[str]]:
         if match := re.match(r"^(\S+)/(\s|$)", line):
             top = match.group(1)
             named.setdefault(top, set())
-        elif (match := re.match(r"^  ([^\s,]+(?:, [^\s,]+)*)(\s|$)", line)) and top:
-            named[top].update(name.rstrip("/").removesuffix(".py") for name in match.group(1).split(", "))
+        elif top:
+            named[top].update(_names_listed(line, indent=2))
     return named
 
 
@@ -216,13 +223,12 @@ def test_every_package_says_what_it_holds():
 
 def _map_in_docstring(package: str) -> set[str]:
     doc = ast.get_docstring(ast.parse((ROOT / package / "__init__.py").read_text())) or ""
-    named = set()
-    for line in doc.splitlines():
-        if match := re.match(r"^    ([^\s,]+(?:, [^\s,]+)*)(\s|$)", line):
-            named.update(name.rstrip("/").removesuffix(".py") for name in match.group(1).split(", "))
-    return named
+    return {name for line in doc.splitlines() for name in _names_listed(line, indent=4)}
 
 
-@pytest.mark.parametrize("package", ["labelling", "inference", "shaping_core", "inference/engine"])
+@pytest.mark.parametrize(
+    "package",
+    ["labelling", "inference", "shaping_core", "inference/engine", "labelling/versions", "inference/versions"],
+)
 def test_each_packages_map_names_its_rooms(package):
     assert _map_in_docstring(package) == _rooms(package)

@@ -3,7 +3,7 @@
 and bookkeeping every runtime shares (the prompt's text and tokens; `SequenceText`, each token's
 end of sequence, stop strings and max tokens).
 
-Every runtime (`cpu.Engine`, `static.StaticEngine`, `paged.PagedEngine`) takes these and
+Every runtime (`cpu.BatchingEngine`, `static.StaticEngine`, `paged.PagedEngine`) takes these and
 imports only this module of the package's shared parts, so the runtimes and the front door
 (`inference.engine.open_engine`) form no circle. Free of Django.
 """

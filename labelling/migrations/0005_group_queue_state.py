@@ -6,10 +6,10 @@ from django.db import migrations, models
 def compute_queue_state(apps, schema_editor):
     # The queue state follows from completions and judgments; computed with the app's own
     # function so the two can never disagree (this migration adds the columns it writes).
-    from labelling.records import queue_state as queue
+    from labelling.records import queue_state
 
     Group = apps.get_model("labelling", "Group")
-    queue.groups_queue_refresh(Group.objects.values_list("pk", flat=True))
+    queue_state.groups_queue_refresh(Group.objects.values_list("pk", flat=True))
 
 
 class Migration(migrations.Migration):

@@ -23,11 +23,10 @@ def lease_end(now):
     return now + timedelta(minutes=settings.REVIEW_LEASE_MINUTES)
 
 
-def seat_taken(now, prefix: str = "") -> Q:
+def _seat_taken(now) -> Q:
     """A row that uses one of its item's seats: submitted, or held under a lease that has not
-    run out (`prefix`: the path to the seat rows, for a filter from the item's side)."""
-    status, leased = f"{prefix}status", f"{prefix}leased_until"
-    return Q(**{status: SUBMITTED}) | Q(**{status: ACTIVE, f"{leased}__gt": now})
+    run out."""
+    return Q(status=SUBMITTED) | Q(status=ACTIVE, leased_until__gt=now)
 
 
 def seat_take(*, seats: QuerySet, reviewer, overlap_target: int, now, create: Callable[[], Seat]) -> Seat | None:
@@ -36,7 +35,7 @@ def seat_take(*, seats: QuerySet, reviewer, overlap_target: int, now, create: Ca
     one item take turns. Only a hold that ran out is renewed, by a conditional write, so two tabs
     renewing at once renew it once; a new seat is `create()`d, and a second tab's at the same
     moment is refused by the rows' uniqueness."""
-    if seats.filter(seat_taken(now)).exclude(reviewer=reviewer).count() >= overlap_target:
+    if seats.filter(_seat_taken(now)).exclude(reviewer=reviewer).count() >= overlap_target:
         return None
     mine = seats.filter(reviewer=reviewer).first()
     if mine is not None:

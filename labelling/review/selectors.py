@@ -28,8 +28,7 @@ from labelling.models import (
     PipelineRun,
     Rubric,
 )
-from labelling.records.queue_state import BUCKET_NO_SIGNAL, BUCKET_REST, QUEUE_BUCKETS  # noqa: F401 (the policy's buckets)
-from labelling.review import leases
+from labelling.records.queue_state import QUEUE_BUCKETS
 
 # --- review queue ------------------------------------------------------------------
 
@@ -46,14 +45,6 @@ DEFAULT_POLICY = POLICY_SIGNAL
 
 def _expired_hold(now) -> Q:
     return Q(status=Assignment.Status.ACTIVE, leased_until__lte=now)
-
-
-def group_seats_taken(group: Group, *, now=None, exclude_reviewer=None) -> int:
-    now = now or timezone.now()
-    seats = group.assignments.filter(leases.seat_taken(now))
-    if exclude_reviewer is not None:
-        seats = seats.exclude(reviewer=exclude_reviewer)
-    return seats.count()
 
 
 def review_queue(*, reviewer, policy: str = DEFAULT_POLICY, now=None) -> QuerySet[Group]:

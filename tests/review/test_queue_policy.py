@@ -2,7 +2,7 @@
 and the reviewer can see and switch the order."""
 
 from labelling.models import Generation, Group, Judgment, Rubric
-from labelling.records import queue_state as queue
+from labelling.records import queue_state
 from labelling.records import services as record_services
 from labelling.review import selectors as review_selectors
 from labelling.runs import services as run_services
@@ -15,8 +15,8 @@ def _prompt(group: Group) -> str:
 
 def test_signal_first_serves_the_group_whose_judge_rewards_are_all_equal(demo, reviewer):
     queue = list(review_selectors.review_queue(reviewer=reviewer))
-    assert _prompt(queue[0]) == "packing" and queue[0].bucket == review_selectors.BUCKET_NO_SIGNAL
-    assert [g.bucket for g in queue[1:]] == [review_selectors.BUCKET_REST] * 4
+    assert _prompt(queue[0]) == "packing" and queue[0].bucket == queue_state.BUCKET_NO_SIGNAL
+    assert [g.bucket for g in queue[1:]] == [queue_state.BUCKET_REST] * 4
 
 
 def test_fifo_serves_the_oldest_group_first(demo, reviewer):
@@ -70,7 +70,7 @@ def test_a_group_still_being_generated_is_not_offered(demo, reviewer):
 def test_the_stored_queue_state_matches_a_recomputation(demo, reviewer, admin_user):
     """Every writer keeps ready/bucket current: recomputing from scratch changes nothing."""
     test_disagreement_comes_before_a_failed_judgment_before_the_rest(demo, reviewer, admin_user)
-    assert queue.groups_queue_refresh(Group.objects.values_list("pk", flat=True)) == 0
+    assert queue_state.groups_queue_refresh(Group.objects.values_list("pk", flat=True)) == 0
 
 
 def test_the_queue_page_shows_the_policy_and_the_counts_per_bucket(reviewer_client, demo):

@@ -4,7 +4,7 @@ their choice (stored once, whatever the retries), and the human figures read fro
 A pair is one completion of each version for the same prompt and seed slot. Each reviewer sees
 the two answers in an order of their own (recorded with the seat), labelled A and B, and never
 which version wrote which until they have chosen. Seats and leases work as they do for groups
-(labelling.review.services): a pair is open while its choices plus live holds are fewer than its
+(`labelling.review.leases`): a pair is open while its choices plus live holds are fewer than its
 overlap target, a lapsed hold goes back to the queue, and two tabs of one reviewer hold one pair.
 """
 
