@@ -38,8 +38,14 @@ def test_grpo_trains_a_version_that_says_her_name_more_and_triton_serves_it_besi
 ):
     before = generated(aria, aria["train"], version=1)
     prompts_version = dataset("grpo_prompts", before)
+    # Half the tiny model's default rate: at 5e-3 about one seed in six learns to say the name
+    # and then collapses to never saying it (every group all-zero, so no advantage to climb
+    # back with); at 2.5e-3 ten of ten seeds tried climbed and stayed up.
     run, _ = training_services.train_start(
-        dataset_version=prompts_version, method="grpo", params={"steps": 40, "seed": 3}, enqueue=False
+        dataset_version=prompts_version,
+        method="grpo",
+        params={"steps": 40, "seed": 3, "learning_rate": 2.5e-3},
+        enqueue=False,
     )
     assert train_runs.execute(run.pk) == "succeeded"
     run.refresh_from_db()
