@@ -105,7 +105,7 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
             )
             for _ in range(-(-groups // len(prompts)))
         ]  # a run holds one group per prompt
-        judge = record_services.model_version_get_or_create(backend="bench", model_name="judge")
+        judge = record_services.producer_get_or_create(backend="bench", model_name="judge")
         criteria = list(rubric.criteria.all())
         role = ensure_roles()[REVIEWER]
         past = []
@@ -132,7 +132,7 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
                     group=g,
                     index=k,
                     run=g.run,
-                    model_version=judge,
+                    producer=judge,
                     messages=[character.system_message(), *prompts[(start + i) % len(prompts)].messages],
                     text=f"Answer {k} to question {start + i}: the light turns, the sea is calm.",
                     raw_text=f"Answer {k} to question {start + i}: the light turns, the sea is calm.",
@@ -148,7 +148,7 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
                         generation=g,
                         rubric=rubric,
                         source="judge",
-                        model_version=judge,
+                        producer=judge,
                         run=g.run,
                         overall=scoring.overall(criteria, dict(zip(("voice", "helpful"), pair, strict=True))),
                     )

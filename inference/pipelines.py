@@ -28,7 +28,7 @@ from inference.engine import SamplingParams
 from inference.errors import IncompleteBatch, InferenceError, JudgeOutputError
 from labelling.catalogue import selectors as catalogue_selectors
 from labelling.live import broadcasts
-from labelling.models import Generation, GeneratorVersion, Judgment, ModelVersion, PipelineRun, Prompt, Rubric
+from labelling.models import Generation, GeneratorVersion, Judgment, PipelineRun, Producer, Prompt, Rubric
 from labelling.records import services as record_services
 from labelling.runs import services as run_services
 from labelling.versions.generators import selectors as generator_selectors
@@ -150,7 +150,7 @@ def revise_and_judge_task(
 
 
 class RunContext:
-    """What every item of one run shares: the run row, its rubric spec, model versions, events.
+    """What every item of one run shares: the run row, its rubric spec, producers, events.
 
     A run that generates records the exact generator version it generates with: the one its
     params pin (run_start pins one), else the current one. A version that is gone or no longer
@@ -158,7 +158,7 @@ class RunContext:
     that version, so Triton answers from its weights whichever versions it serves beside it.
 
     A run whose params name `generator_endpoint` / `judge_endpoint` (OpenAI-compatible servers
-    in the settings) generates / judges there: its ModelVersion rows record the endpoint's name,
+    in the settings) generates / judges there: its Producer rows record the endpoint's name,
     its served model and the sampling; an endpoint no longer configured fails the run saying so."""
 
     def __init__(self, run: PipelineRun, backend_name: str):
@@ -170,20 +170,20 @@ class RunContext:
         self.threshold = float(self.params.get("revise_threshold", 0.5))
         self.max_rounds = int(self.params.get("max_rounds", 1))
         self.generator_version: GeneratorVersion | None = None
-        self.generator: ModelVersion | None = None
+        self.generator: Producer | None = None
         generator_endpoint = self.params.get("generator_endpoint")
         judge_endpoint = self.params.get("judge_endpoint")
         if run.kind in run_services.GENERATING and generator_endpoint:
-            self.generator = _endpoint_model_version(generator_endpoint, self.sampling)
+            self.generator = _endpoint_producer(generator_endpoint, self.sampling)
         elif run.kind in run_services.GENERATING:
             self.generator_version = generator_selectors.generator_version_for(self.params.get("generator_version"))
-            self.generator = record_services.model_version_get_or_create(
+            self.generator = record_services.producer_get_or_create(
                 backend=backend_name, sampling=self.sampling, generator=self.generator_version
             )
         if judge_endpoint:
-            self.judge = _endpoint_model_version(judge_endpoint, JUDGE_SAMPLING, judge=True)
+            self.judge = _endpoint_producer(judge_endpoint, JUDGE_SAMPLING, judge=True)
         else:
-            self.judge = record_services.model_version_get_or_create(backend=backend_name, model_name="judge")
+            self.judge = record_services.producer_get_or_create(backend=backend_name, model_name="judge")
 
     @property
     def model_version(self) -> int | None:
@@ -198,13 +198,13 @@ class RunContext:
 JUDGE_SAMPLING = {"temperature": 0.0, "top_p": 1.0}
 
 
-def _endpoint_model_version(name: str, sampling: dict, *, judge: bool = False) -> ModelVersion:
+def _endpoint_producer(name: str, sampling: dict, *, judge: bool = False) -> Producer:
     """The row of what an OpenAI-compatible endpoint makes: its name, its served model, the sampling
     (for a judge, also how its answer is constrained: the guidance it declares, or none)."""
     endpoint = endpoint_named(name)
     if judge:
         sampling = {**sampling, "guidance": capabilities_of(endpoint).judge_guidance or "none"}
-    return record_services.model_version_get_or_create(
+    return record_services.producer_get_or_create(
         backend="openai", endpoint=name, model_name=endpoint.model, sampling=sampling
     )
 
@@ -335,7 +335,7 @@ def revise_item(ctx: RunContext, generation: Generation) -> Task:
             index=generation.index,
             messages=generation.messages,
             raw_text=completion["text"],
-            model_version=ctx.generator,
+            producer=ctx.generator,
             source=Generation.Source.REVISION,
             run=ctx.run,
             parent=current,
@@ -383,7 +383,7 @@ def _save_generation(ctx: RunContext, group, slot: int, messages: list[dict], co
             index=slot,
             messages=messages,
             raw_text=completion["text"],
-            model_version=ctx.generator,
+            producer=ctx.generator,
             run=ctx.run,
             opened_in_prompt=bool(ctx.sampling.get("enable_thinking")),
             structured=bool(ctx.sampling.get("guidance_type")),
@@ -409,14 +409,14 @@ def _record_judgment(ctx: RunContext, generation: Generation, judged: dict) -> N
             scores=judged["scores"],
             rationale=judged.get("rationale", ""),
             raw_output=judged.get("raw", ""),
-            model_version=ctx.judge,
+            producer=ctx.judge,
             run=ctx.run,
         )
     else:
         record_services.judgment_record_failure(
             generation=generation,
             rubric=ctx.rubric,
-            model_version=ctx.judge,
+            producer=ctx.judge,
             raw_output=judged.get("raw", ""),
             error=judged.get("error", ""),
             run=ctx.run,

@@ -36,8 +36,8 @@ from labelling.models import (
     GeneratorVersion,
     Group,
     Judgment,
-    ModelVersion,
     PipelineRun,
+    Producer,
     Prompt,
     PromptSet,
     Rubric,
@@ -224,8 +224,8 @@ class PromptAdmin(admin.ModelAdmin):
     search_fields = ["external_id"]
 
 
-@admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+@admin.register(Producer)
+class ProducerAdmin(admin.ModelAdmin):
     list_display = ["__str__", "backend", "model_name", "model_version", "generator", "created_at"]
     list_filter = ["backend"]
     readonly_fields = ["key", "generator"]
@@ -347,7 +347,7 @@ class GenerationAdmin(admin.ModelAdmin):
     ]
     list_filter = ["source", "think_valid", "finish_reason"]
     search_fields = ["text"]
-    raw_id_fields = ["group", "parent", "run", "model_version", "author"]
+    raw_id_fields = ["group", "parent", "run", "producer", "author"]
 
 
 class CriterionScoreFormSet(forms.BaseInlineFormSet):
@@ -402,7 +402,7 @@ class JudgmentAdmin(admin.ModelAdmin):
         "rank",
         "flagged",
         "reviewer",
-        "model_version",
+        "producer",
         "run",
         "raw_output",
         "error",
@@ -414,7 +414,7 @@ class JudgmentAdmin(admin.ModelAdmin):
         "status",
         "overall",
         "reviewer",
-        "model_version",
+        "producer",
         "run",
         "raw_output",
         "error",

@@ -166,9 +166,11 @@ class Prompt(models.Model):
         return last_user if len(last_user) <= length else last_user[: length - 1] + "…"
 
 
-class ModelVersion(models.Model):
+class Producer(models.Model):
     """What produced a text: backend (and for an OpenAI-compatible server, the endpoint's name in
-    the settings), served model name + version, sampling."""
+    the settings), served model name + version, sampling. Every completion and every judge
+    judgment points at one (`producer`); a completion of our generator also names the exact
+    GeneratorVersion (`generator`), the numbered weights the "model versions" pages list."""
 
     BACKENDS = [
         ("triton", "Triton"),
@@ -191,7 +193,7 @@ class ModelVersion(models.Model):
         null=True,
         blank=True,
         on_delete=models.PROTECT,
-        related_name="model_versions",
+        related_name="producers",
         help_text="The exact generator version (weights) that produced the text; none for judges, imports, humans.",
     )
     key = models.CharField(
@@ -233,9 +235,7 @@ class PipelineRun(models.Model):
     character = models.ForeignKey(Character, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
     prompt_set = models.ForeignKey(PromptSet, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
     rubric = models.ForeignKey(Rubric, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
-    model_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
-    )
+    producer = models.ForeignKey(Producer, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
     source_run = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived_runs")
     group_size = models.PositiveSmallIntegerField(default=4)
     total_items = models.PositiveIntegerField(default=0)
@@ -377,9 +377,7 @@ class Generation(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     seed = models.BigIntegerField(null=True, blank=True)
-    model_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="generations"
-    )
+    producer = models.ForeignKey(Producer, null=True, blank=True, on_delete=models.PROTECT, related_name="generations")
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -423,9 +421,7 @@ class Judgment(models.Model):
     rubric = models.ForeignKey(Rubric, on_delete=models.PROTECT, related_name="judgments")
     source = models.CharField(max_length=10, choices=Source.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OK)
-    model_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="judgments"
-    )
+    producer = models.ForeignKey(Producer, null=True, blank=True, on_delete=models.PROTECT, related_name="judgments")
     reviewer = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -449,7 +445,7 @@ class Judgment(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(source="judge", model_version__isnull=False) | Q(source="human", reviewer__isnull=False),
+                condition=Q(source="judge", producer__isnull=False) | Q(source="human", reviewer__isnull=False),
                 name="judgment_source_has_author",
             ),
             models.CheckConstraint(
@@ -477,7 +473,7 @@ class Judgment(models.Model):
         ]
 
     def __str__(self) -> str:
-        who = self.reviewer or self.model_version
+        who = self.reviewer or self.producer
         return f"{self.get_source_display()} {who} on {self.generation_id}: {self.overall}"
 
 
@@ -569,7 +565,7 @@ class DatasetVersion(models.Model):
 
 class GeneratorVersion(models.Model):
     """A numbered version of a served generator (weights), with its lineage: the version it was
-    trained from, on which dataset version, how. Every generation's ModelVersion names the one
+    trained from, on which dataset version, how. Every generation's Producer names the one
     that made it. Exactly one version per model name is current: runs generate with it unless
     they pin another.
 

@@ -197,7 +197,7 @@ def world(db, reviewer):
     run, _ = run_services.run_start(
         kind="generate", character=character, prompt_set=prompt_set, rubric=rubric, group_size=3, enqueue=False
     )
-    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    judge = record_services.producer_get_or_create(backend="fixture", model_name="judge")
     made = {}
     for prompt, scores in ((prompts[0], [1, 3, 5]), (prompts[1], [4, 4])):
         group = record_services.group_for(run=run, prompt=prompt)
@@ -207,7 +207,7 @@ def world(db, reviewer):
                 group=group,
                 index=index,
                 messages=messages,
-                model_version=None,
+                producer=None,
                 run=run,
                 raw_text=f"{prompt.external_id}-{index}",
             )
@@ -217,7 +217,7 @@ def world(db, reviewer):
                 source=Judgment.Source.JUDGE,
                 scores={"voice": score},
                 run=run,
-                model_version=judge,
+                producer=judge,
             )
             made[(prompt.external_id, index)] = g
     return {"rubric": rubric, "run": run, "made": made, "reviewer": reviewer}

@@ -61,7 +61,7 @@ def judgment_push(request: HttpRequest, body: JudgmentIn):
         source=models.Judgment.Source.JUDGE,
         scores=body.scores,
         rationale=body.rationale,
-        model_version=record_services.model_version_get_or_create(backend="external", model_name=body.model),
+        producer=record_services.producer_get_or_create(backend="external", model_name=body.model),
     )
     return Status(201, judgment)
 

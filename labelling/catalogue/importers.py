@@ -511,7 +511,7 @@ def group_import(*, data: GroupIn, run: PipelineRun) -> Group:
     judge_scores, judged rows as if our judge had scored them)."""
     character = Character.objects.get(slug=data.character)
     prompt = Prompt.objects.get(prompt_set__slug=data.prompt_set, external_id=data.prompt)
-    model_version = record_services.model_version_get_or_create(backend="external", model_name=data.model)
+    producer = record_services.producer_get_or_create(backend="external", model_name=data.model)
     group = Group.objects.create(run=run, prompt=prompt, character=character, size=len(data.completions))
     messages = catalogue_selectors.prompt_messages_for(character, prompt)
     rubric = catalogue_selectors.rubric_latest(data.rubric) if data.rubric else None
@@ -521,7 +521,7 @@ def group_import(*, data: GroupIn, run: PipelineRun) -> Group:
             index=index,
             messages=messages,
             raw_text=raw,
-            model_version=model_version,
+            producer=producer,
             source=Generation.Source.EXTERNAL,
             run=run,
         )
@@ -533,7 +533,7 @@ def group_import(*, data: GroupIn, run: PipelineRun) -> Group:
                 source=Judgment.Source.JUDGE,
                 scores=scored.scores,
                 rationale=scored.rationale,
-                model_version=model_version,
+                producer=producer,
                 run=run,
             )
     return group

@@ -24,7 +24,7 @@ class DatasetFilter:
     rubric: str | None = None
     rubric_version: int | None = None
     runs: tuple[int, ...] = ()
-    model_version: int | None = None  # a ModelVersion id (one setup: backend, sampling, version)
+    model_version: int | None = None  # a Producer id (one setup: backend, sampling, version)
     generator_version: int | None = None  # a generator version's number: its completions, any setup
     created_after: str | None = None
     created_before: str | None = None
@@ -130,11 +130,11 @@ def _selected(f: DatasetFilter):
     if f.runs:
         q &= Q(run_id__in=f.runs)
     if f.model_version:
-        q &= Q(generations__model_version_id=f.model_version)
+        q &= Q(generations__producer_id=f.model_version)
     if f.generator_version:
         q &= Q(
-            generations__model_version__generator__model_name=GENERATOR_MODEL,
-            generations__model_version__generator__number=f.generator_version,
+            generations__producer__generator__model_name=GENERATOR_MODEL,
+            generations__producer__generator__number=f.generator_version,
         )
     if f.created_after:
         q &= Q(created_at__gte=f.created_after)

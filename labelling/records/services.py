@@ -25,8 +25,8 @@ from labelling.models import (
     GeneratorVersion,
     Group,
     Judgment,
-    ModelVersion,
     PipelineRun,
+    Producer,
     Prompt,
     Rubric,
 )
@@ -34,7 +34,7 @@ from labelling.records.queue_state import group_queue_refresh
 from shaping_core import rules, scoring, thinktags
 
 
-def model_version_get_or_create(
+def producer_get_or_create(
     *,
     backend: str,
     model_name: str = "",
@@ -42,7 +42,7 @@ def model_version_get_or_create(
     sampling: Mapping | None = None,
     generator: GeneratorVersion | None = None,
     endpoint: str = "",
-) -> ModelVersion:
+) -> Producer:
     """The row for one setup. With a generator version, its model name and number are the row's
     (and the version's id joins the key); with an endpoint (an OpenAI-compatible server named in
     the settings) its name joins the key; without either the key is what it always was."""
@@ -54,7 +54,7 @@ def model_version_get_or_create(
     if endpoint:
         fields = [*fields, {"endpoint": endpoint}]
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-    row, _ = ModelVersion.objects.get_or_create(
+    row, _ = Producer.objects.get_or_create(
         key=key,
         defaults={
             "backend": backend,
@@ -75,7 +75,7 @@ def generation_record(
     index: int,
     messages: list[dict],
     raw_text: str,
-    model_version: ModelVersion | None,
+    producer: Producer | None,
     source: str = Generation.Source.MODEL,
     run: PipelineRun | None = None,
     parent: Generation | None = None,
@@ -120,7 +120,7 @@ def generation_record(
             thinking=parsed.thinking,
             think_valid=parsed.valid,
             think_issues=parsed.issues,
-            model_version=model_version,
+            producer=producer,
             **measures,
         )
         if revision == 0:
@@ -189,7 +189,7 @@ def judgment_record(
     scores: Mapping[str, int],
     rationale: str = "",
     raw_output: str = "",
-    model_version: ModelVersion | None = None,
+    producer: Producer | None = None,
     reviewer=None,
     run: PipelineRun | None = None,
     refresh_queue: bool = True,
@@ -203,7 +203,7 @@ def judgment_record(
         generation=generation,
         rubric=rubric,
         source=source,
-        model_version=model_version,
+        producer=producer,
         reviewer=reviewer,
         run=run,
         rationale=rationale,
@@ -221,7 +221,7 @@ def judgment_record_failure(
     *,
     generation: Generation,
     rubric: Rubric,
-    model_version: ModelVersion,
+    producer: Producer,
     raw_output: str,
     error: str,
     run: PipelineRun | None = None,
@@ -234,7 +234,7 @@ def judgment_record_failure(
         rubric=rubric,
         source=Judgment.Source.JUDGE,
         status=Judgment.Status.FAILED,
-        model_version=model_version,
+        producer=producer,
         run=run,
         raw_output=raw_output,
         error=error,

@@ -291,7 +291,7 @@ def generation_rewrite(*, assignment_id: int, reviewer, generation_id: int, text
         index=original.index,
         messages=original.messages,
         raw_text=text,
-        model_version=None,
+        producer=None,
         source=Generation.Source.HUMAN_REWRITE,
         parent=original,
         author=reviewer,

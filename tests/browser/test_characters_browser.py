@@ -23,7 +23,7 @@ MAKE_SHEETS = textwrap.dedent("""
                                           rubric=Rubric.objects.get(slug="sheet-coherence"))
         group = record_services.group_for(run=run, prompt=run.prompt_set.prompts.get())
         for index, text in enumerate([sample, sample[:200]]):
-            record_services.generation_record(group=group, index=index, messages=[], raw_text=text, model_version=None,
+            record_services.generation_record(group=group, index=index, messages=[], raw_text=text, producer=None,
                                        run=run, structured=True)
     print(group.pk)
 """)

@@ -128,15 +128,13 @@ def sheet_group(db, media):
     )
     run, _ = character_services.sheet_run_start(concept="a retired lighthouse keeper", count=2, rubric=rubric)
     group = record_services.group_for(run=run, prompt=run.prompt_set.prompts.get())
-    good = record_services.generation_record(
-        group=group, index=0, messages=[], raw_text=SAMPLE, model_version=None, run=run
-    )
+    good = record_services.generation_record(group=group, index=0, messages=[], raw_text=SAMPLE, producer=None, run=run)
     bad = record_services.generation_record(
         group=group,
         index=1,
         messages=[],
         run=run,
-        model_version=None,
+        producer=None,
         raw_text=json.dumps(sample(appearance__height=3)),
     )
     return {"run": run, "good": good, "bad": bad}
@@ -162,7 +160,7 @@ def test_a_sheet_spelling_nul_is_promoted_with_the_replacement_character(sheet_g
     raw = json.dumps(sample(name="Maren\x00", backstory="Forty\x00 years of lamps."))
     group = sheet_group["good"].group
     spelled = record_services.generation_record(
-        group=group, index=2, messages=[], raw_text=raw, model_version=None, run=sheet_group["run"], structured=True
+        group=group, index=2, messages=[], raw_text=raw, producer=None, run=sheet_group["run"], structured=True
     )
     character_services.sheet_promote(generation=spelled, slug="maren")
     character = Character.objects.get(slug="maren")
@@ -174,7 +172,7 @@ def test_a_think_tag_inside_a_sheet_string_is_text_not_a_think_block(sheet_group
     raw = json.dumps(sample(backstory="She wrote </think> in her log and kept going."))
     group = sheet_group["good"].group
     kept = record_services.generation_record(
-        group=group, index=2, messages=[], raw_text=raw, model_version=None, run=sheet_group["run"], structured=True
+        group=group, index=2, messages=[], raw_text=raw, producer=None, run=sheet_group["run"], structured=True
     )
     assert kept.text == raw and kept.thinking == "" and kept.think_valid
     assert sheet_problems(kept.text) == []

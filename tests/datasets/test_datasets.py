@@ -74,7 +74,7 @@ def test_a_reviewer_rewrite_is_chosen_over_its_original(world):
         group=original.group,
         index=2,
         messages=original.messages,
-        model_version=None,
+        producer=None,
         raw_text="a better answer",
         parent=original,
         source=Generation.Source.HUMAN_REWRITE,

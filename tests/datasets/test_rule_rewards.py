@@ -49,13 +49,13 @@ def judged(db, reviewer):
     run, _ = run_services.run_start(
         kind="generate", character=character, prompt_set=prompt_set, rubric=rubric, group_size=3, enqueue=False
     )
-    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    judge = record_services.producer_get_or_create(backend="fixture", model_name="judge")
     group = record_services.group_for(run=run, prompt=prompt)
     messages = catalogue_selectors.prompt_messages_for(character, prompt)
     made = []
     for index, (text, score) in enumerate((("Fog.", 1), ("The lighthouse is lit.", 3), ("Ships.", 3))):
         generation = record_services.generation_record(
-            group=group, index=index, messages=messages, model_version=None, run=run, raw_text=text
+            group=group, index=index, messages=messages, producer=None, run=run, raw_text=text
         )
         record_services.judgment_record(  # the judge's score only: the rule's is filled in
             generation=generation,
@@ -63,7 +63,7 @@ def judged(db, reviewer):
             source=Judgment.Source.JUDGE,
             scores={"voice": score},
             run=run,
-            model_version=judge,
+            producer=judge,
         )
         made.append(generation)
     return {"rubric": rubric, "made": made, "reviewer": reviewer}

@@ -17,7 +17,7 @@ def _scaled(criterion, score: int) -> int:
 def ran(evaluation, rubric: Rubric, candidate: list[int] = CANDIDATE, baseline: list[int] = BASELINE) -> None:
     """Both sides "ran": their completions judged (`candidate`, `baseline`: the judge's score per
     seed slot, on 1..5; the texts start with "cand" and "base"), their runs succeeded."""
-    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    judge = record_services.producer_get_or_create(backend="fixture", model_name="judge")
     criteria = [c for c in rubric.criteria.all() if not c.is_rule]  # rule criteria score themselves
     k = evaluation.completions_per_prompt
     for run, scores, who in (
@@ -31,7 +31,7 @@ def ran(evaluation, rubric: Rubric, candidate: list[int] = CANDIDATE, baseline: 
                     group=group,
                     index=index,
                     messages=prompt.messages,
-                    model_version=None,
+                    producer=None,
                     run=run,
                     raw_text=f"{who}-{prompt.external_id}-{index}",
                 )
@@ -41,7 +41,7 @@ def ran(evaluation, rubric: Rubric, candidate: list[int] = CANDIDATE, baseline: 
                     source=Judgment.Source.JUDGE,
                     scores={c.key: _scaled(c, score) for c in criteria},
                     run=run,
-                    model_version=judge,
+                    producer=judge,
                 )
         PipelineRun.objects.filter(pk=run.pk).update(status="succeeded")
 

@@ -58,13 +58,13 @@ def test_the_comparison_appears_once_both_sides_finished(world, v2, admin_client
     # Both sides "ran": copy the fixture's judged completions in (baseline) and better ones (candidate).
     from labelling.models import Judgment
 
-    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    judge = record_services.producer_get_or_create(backend="fixture", model_name="judge")
     for run, scores in ((evaluation.candidate_run, [5, 5, 4]), (evaluation.baseline_run, [1, 3, 5])):
         for prompt in PromptSet.objects.get(slug="keeper").prompts.all():
             group = record_services.group_for(run=run, prompt=prompt)
             for index, score in enumerate(scores):
                 g = record_services.generation_record(
-                    group=group, index=index, messages=[], model_version=None, run=run, raw_text="word " * (index + 1)
+                    group=group, index=index, messages=[], producer=None, run=run, raw_text="word " * (index + 1)
                 )
                 record_services.judgment_record(
                     generation=g,
@@ -72,7 +72,7 @@ def test_the_comparison_appears_once_both_sides_finished(world, v2, admin_client
                     source=Judgment.Source.JUDGE,
                     scores={"voice": score},
                     run=run,
-                    model_version=judge,
+                    producer=judge,
                 )
         PipelineRun.objects.filter(pk=run.pk).update(status="succeeded")
     evaluation.refresh_from_db()
@@ -106,14 +106,14 @@ def test_completions_the_judge_could_not_score_are_counted_not_dropped_silently(
     from labelling.models import Judgment
 
     evaluation = _start(world, candidate=2, completions_per_prompt=2)
-    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    judge = record_services.producer_get_or_create(backend="fixture", model_name="judge")
     prompts = list(PromptSet.objects.get(slug="keeper").prompts.order_by("pk"))
     for run in (evaluation.candidate_run, evaluation.baseline_run):
         for n, prompt in enumerate(prompts):
             group = record_services.group_for(run=run, prompt=prompt)
             for index in range(2):
                 g = record_services.generation_record(
-                    group=group, index=index, messages=[], model_version=None, run=run, raw_text="an answer"
+                    group=group, index=index, messages=[], producer=None, run=run, raw_text="an answer"
                 )
                 # The candidate's first prompt: the judge answered prose both times.
                 if run == evaluation.candidate_run and n == 0:
@@ -121,7 +121,7 @@ def test_completions_the_judge_could_not_score_are_counted_not_dropped_silently(
                         generation=g,
                         rubric=world["rubric"],
                         run=run,
-                        model_version=judge,
+                        producer=judge,
                         raw_output="prose",
                         error="unparseable",
                     )
@@ -132,7 +132,7 @@ def test_completions_the_judge_could_not_score_are_counted_not_dropped_silently(
                     source=Judgment.Source.JUDGE,
                     scores={"voice": 3},
                     run=run,
-                    model_version=judge,
+                    producer=judge,
                 )
         PipelineRun.objects.filter(pk=run.pk).update(status="partial")
     evaluation.refresh_from_db()

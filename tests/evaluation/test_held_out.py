@@ -31,12 +31,12 @@ def judged_run(db, media):
     run, _ = run_services.run_start(
         kind="generate", character=character, prompt_set=prompt_set, rubric=rubric, group_size=2, enqueue=False
     )
-    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    judge = record_services.producer_get_or_create(backend="fixture", model_name="judge")
     for prompt in prompts:
         group = record_services.group_for(run=run, prompt=prompt)
         for index, score in enumerate((2, 4)):
             g = record_services.generation_record(
-                group=group, index=index, messages=prompt.messages, model_version=None, run=run, raw_text=f"a{index}"
+                group=group, index=index, messages=prompt.messages, producer=None, run=run, raw_text=f"a{index}"
             )
             record_services.judgment_record(
                 generation=g,
@@ -44,7 +44,7 @@ def judged_run(db, media):
                 source=Judgment.Source.JUDGE,
                 scores={"voice": score},
                 run=run,
-                model_version=judge,
+                producer=judge,
             )
     return {"run": run, "rubric": rubric, "prompts": prompts}
 

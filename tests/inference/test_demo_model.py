@@ -192,10 +192,10 @@ def test_an_install_that_never_used_the_tiny_model_gets_the_demo_model_as_versio
 
 
 def test_an_install_that_used_the_tiny_model_keeps_it_and_adds_the_demo_model(db, tmp_path):
-    from labelling.models import ModelVersion
+    from labelling.models import Producer
 
     tiny = GeneratorVersion.objects.get(number=1)
-    ModelVersion.objects.create(backend="triton", model_name="qwen3", model_version="1", generator=tiny, key="k")
+    Producer.objects.create(backend="triton", model_name="qwen3", model_version="1", generator=tiny, key="k")
     version, done = _register(tmp_path)
     tiny.refresh_from_db()
     assert done == "added" and version.number == 2 and version.parent is None and version.method == ""

@@ -78,7 +78,7 @@ def test_a_revision_takes_the_next_revision_number_of_its_slot(demo):
         index=original.index,
         messages=original.messages,
         raw_text="better",
-        model_version=None,
+        producer=None,
         parent=original,
         source=Generation.Source.REVISION,
     )
@@ -87,7 +87,7 @@ def test_a_revision_takes_the_next_revision_number_of_its_slot(demo):
         index=original.index,
         messages=original.messages,
         raw_text="better still",
-        model_version=None,
+        producer=None,
         parent=first,
         source=Generation.Source.REVISION,
     )
@@ -100,7 +100,7 @@ def test_slugs_are_unique(demo):
     _refused(lambda: PromptSet.objects.create(name="again", slug="aria-demo"))
 
 
-def test_a_judge_judgment_needs_a_model_version_and_a_human_one_a_reviewer(demo):
+def test_a_judge_judgment_needs_a_producer_and_a_human_one_a_reviewer(demo):
     generation = Generation.objects.first()
     rubric = Judgment.objects.first().rubric
     _refused(lambda: Judgment.objects.create(generation=generation, rubric=rubric, source="judge", overall=0.5))
@@ -128,7 +128,7 @@ def test_the_service_refuses_scores_that_do_not_cover_the_rubric(demo):
             rubric=judgment.rubric,
             source="judge",
             scores={"in-character": 3},
-            model_version=judgment.model_version,
+            producer=judgment.producer,
         )
 
 

@@ -147,7 +147,7 @@ def test_the_run_form_offers_ready_versions_and_refuses_a_missing_one(admin_clie
 
 def test_the_cli_refuses_a_missing_version(v1, scene):
     with pytest.raises(CommandError, match="generator_version: there is no version 4 of qwen3"):
-        call_command("start_run", "--task", "generate", "--character", "mira", "--prompt-set", "keeper",
+        call_command("start_run", "--task", "generate", "--character", "mira", "--prompt-set", "keeper",  # --task: --kind's old name
                      "--generator-version", "4")  # fmt: skip
     assert not PipelineRun.objects.exists()
 
@@ -278,7 +278,7 @@ def test_a_dataset_filter_selects_the_groups_of_one_generator_version(v1, scene)
             index=0,
             messages=[],
             raw_text="hello",
-            model_version=record_services.model_version_get_or_create(backend="triton", generator=pinned),
+            producer=record_services.producer_get_or_create(backend="triton", generator=pinned),
             run=run,
         )
         groups[pinned.number] = group.pk

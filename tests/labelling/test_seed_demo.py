@@ -30,7 +30,7 @@ def test_the_demo_has_aria_a_rubric_prompts_and_the_demo_models_answers_to_revie
     assert Group.objects.count() == 5 and Generation.objects.count() == 20
     # Real answers, made by the demo model, each judged by it on the judge criteria and by the
     # rules on the others.
-    assert set(Generation.objects.values_list("model_version__model_name", flat=True)) == {
+    assert set(Generation.objects.values_list("producer__model_name", flat=True)) == {
         "SmolLM2-135M-Instruct (demo model, fp32)"
     }
     assert all(len(text.split()) >= 3 for text in Generation.objects.values_list("text", flat=True))

@@ -167,13 +167,13 @@ def test_the_database_refuses_a_second_judge_judgment_from_one_run(story):
     run = _queued_run(story)
     prompt = run.prompt_set.prompts.first()
     group = record_services.group_for(run=run, prompt=prompt)
-    generation = record_services.generation_record(group=group, index=0, messages=[], raw_text="x", model_version=None)
-    judge = record_services.model_version_get_or_create(backend="test", model_name="judge")
+    generation = record_services.generation_record(group=group, index=0, messages=[], raw_text="x", producer=None)
+    judge = record_services.producer_get_or_create(backend="test", model_name="judge")
     scores = {"in_character": 3, "helpful": 4}
 
     def record():
         record_services.judgment_record(
-            generation=generation, rubric=run.rubric, source="judge", scores=scores, model_version=judge, run=run
+            generation=generation, rubric=run.rubric, source="judge", scores=scores, producer=judge, run=run
         )
 
     record()

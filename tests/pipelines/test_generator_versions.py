@@ -38,11 +38,11 @@ def test_a_generate_run_records_version_1_on_every_completion(story, triton_url)
     finally:
         backend.close()
     v1 = GeneratorVersion.objects.get(number=1)
-    made = Generation.objects.filter(group__run=run).select_related("model_version")
+    made = Generation.objects.filter(group__run=run).select_related("producer")
     assert made.count() == 4
-    assert {
-        (g.model_version.model_name, g.model_version.model_version, g.model_version.generator_id) for g in made
-    } == {("qwen3", "1", v1.pk)}
+    assert {(g.producer.model_name, g.producer.model_version, g.producer.generator_id) for g in made} == {
+        ("qwen3", "1", v1.pk)
+    }
 
 
 def test_a_version_retired_between_start_and_execution_fails_the_run_saying_so(story):

@@ -24,13 +24,13 @@ def _stored(*rows) -> list:
 
 def test_a_generation_and_its_judgments_are_stored_with_the_replacement_character(world):
     group = world["made"][("a", 0)].group
-    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    judge = record_services.producer_get_or_create(backend="fixture", model_name="judge")
     generation = record_services.generation_record(
         group=group,
         index=3,
         messages=[{"role": "user", "content": "What do you see?"}],
         raw_text=f"<think>we{NUL}igh</think>The l{NUL}amp.",
-        model_version=None,
+        producer=None,
         run=world["run"],
         finish_reason=f"stop{NUL}",
     )
@@ -41,12 +41,12 @@ def test_a_generation_and_its_judgments_are_stored_with_the_replacement_characte
         scores={"voice": 4},
         rationale=f"Stea{NUL}dy.",
         raw_output=f'{{"voice": 4}}{NUL}',
-        model_version=judge,
+        producer=judge,
     )
     failed = record_services.judgment_record_failure(
         generation=generation,
         rubric=world["rubric"],
-        model_version=judge,
+        producer=judge,
         raw_output=f"pretty {NUL}good",
         error=f"no score for 'v{NUL}oice'",
     )

@@ -61,7 +61,7 @@ def test_a_generate_and_judge_run_completes(story, consumer, admin_client):
     generation = Generation.objects.filter(group__run=run).first()
     assert generation.messages[0]["role"] == "system"  # the character's persona, snapshotted
     assert 1 <= generation.completion_tokens <= 24  # the run's max_tokens
-    assert (generation.model_version.backend, generation.model_version.model_name) == ("triton", "qwen3")
+    assert (generation.producer.backend, generation.producer.model_name) == ("triton", "qwen3")
     # The run's throughput, over the run's own time.
     tokens = sum(Generation.objects.filter(run=run).values_list("completion_tokens", flat=True))
     rate = tokens / (run.finished_at - run.started_at).total_seconds()

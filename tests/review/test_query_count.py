@@ -25,10 +25,10 @@ def group_of_six(world):
     )
     prompt = first.prompt_set.prompts.get(external_id="b")
     group = record_services.group_for(run=run, prompt=prompt)
-    judge = record_services.model_version_get_or_create(backend="fixture", model_name="judge")
+    judge = record_services.producer_get_or_create(backend="fixture", model_name="judge")
     for index in range(6):
         g = record_services.generation_record(
-            group=group, index=index, messages=[], model_version=None, run=run, raw_text=f"six-{index}"
+            group=group, index=index, messages=[], producer=None, run=run, raw_text=f"six-{index}"
         )
         record_services.judgment_record(
             generation=g,
@@ -36,7 +36,7 @@ def group_of_six(world):
             source=Judgment.Source.JUDGE,
             scores={"voice": 1 + index % 5},
             run=run,
-            model_version=judge,
+            producer=judge,
         )
     return group
 

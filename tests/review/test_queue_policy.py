@@ -38,11 +38,11 @@ def test_disagreement_comes_before_a_failed_judgment_before_the_rest(demo, revie
         reviewer=admin_user,
         scores={"in-character": 1, "helpfulness": 1},
     )
-    judge = Judgment.objects.filter(source="judge").first().model_version
+    judge = Judgment.objects.filter(source="judge").first().producer
     record_services.judgment_record_failure(
         generation=Generation.objects.get(group=stars, index=0),
         rubric=rubric,
-        model_version=judge,
+        producer=judge,
         raw_output="not json",
         error="unparseable",
     )
@@ -58,12 +58,10 @@ def test_a_group_still_being_generated_is_not_offered(demo, reviewer):
     group = record_services.group_for(run=run, prompt=packing.prompt)
     for index in range(2):  # two of three completions are in
         record_services.generation_record(
-            group=group, index=index, messages=[], raw_text=f"answer {index}", model_version=None, run=run
+            group=group, index=index, messages=[], raw_text=f"answer {index}", producer=None, run=run
         )
     assert group.pk not in [g.pk for g in review_selectors.review_queue(reviewer=reviewer)]
-    record_services.generation_record(
-        group=group, index=2, messages=[], raw_text="answer 2", model_version=None, run=run
-    )
+    record_services.generation_record(group=group, index=2, messages=[], raw_text="answer 2", producer=None, run=run)
     assert group.pk in [g.pk for g in review_selectors.review_queue(reviewer=reviewer)]
 
 

@@ -101,7 +101,7 @@ def _revise_and_rewrite(hold, original, reviewer, label: str) -> list:
             index=original.index,
             messages=original.messages,
             raw_text=f"revised {label}",
-            model_version=None,
+            producer=None,
             source=Generation.Source.REVISION,
             parent=latest,
         )

@@ -58,7 +58,7 @@ def test_a_reviewer_holding_a_group_hears_when_it_is_revised(client, reviewer, d
             index=original.index,
             messages=original.messages,
             raw_text="<b>better</b> answer",
-            model_version=None,
+            producer=None,
             parent=original,
         )
 
@@ -98,7 +98,7 @@ def test_a_socket_cannot_listen_to_a_group_it_does_not_hold(client, reviewer, de
             index=original.index,
             messages=original.messages,
             raw_text="again",
-            model_version=None,
+            producer=None,
             parent=original,
         )
 

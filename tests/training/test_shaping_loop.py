@@ -77,7 +77,7 @@ def test_grpo_trains_a_version_that_says_her_name_more_and_triton_serves_it_besi
     for side in (evaluation.candidate_run, evaluation.baseline_run):
         assert execute(side.pk) == "succeeded"
     made_by = {
-        run: set(Generation.objects.filter(group__run=run).values_list("model_version__generator__number", flat=True))
+        run: set(Generation.objects.filter(group__run=run).values_list("producer__generator__number", flat=True))
         for run in (evaluation.candidate_run, evaluation.baseline_run)
     }
     assert made_by == {evaluation.candidate_run: {2}, evaluation.baseline_run: {1}}

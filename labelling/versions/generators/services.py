@@ -117,7 +117,7 @@ def _used(version: GeneratorVersion) -> bool:
     from labelling.models import Evaluation, PipelineRun
 
     return (
-        version.model_versions.exists()
+        version.producers.exists()
         or version.children.exists()
         or Evaluation.objects.filter(Q(candidate=version) | Q(baseline=version)).exists()
         or PipelineRun.objects.filter(params__generator_version=version.number).exists()
