@@ -39,18 +39,19 @@ api.add_exception_handler(IdempotencyKeyInvalid, partial(common.key_malformed, a
 api.add_exception_handler(IdempotencyConflict, partial(common.key_conflict, api=api))
 api.add_exception_handler(RequestDataTooBig, partial(common.body_too_big, api=api))
 
-# Each router spells out its full paths (/runs/{run_id}), so all mount at the root.
-for router in (
-    catalogue.router,
-    characters.router,
-    runs.router,
-    generations.router,
-    judgments.router,
-    datasets.router,
-    model_versions.router,
-    evaluations.router,
-    review.router,
-    pairs.router,
-    common.fallback,  # last: it answers any path the routers above do not claim
+# Each router mounted at its prefix; the catalogue's lists and import are one path each, at the root.
+for prefix, router in (
+    ("", catalogue.router),
+    ("/sheets", characters.sheets),
+    ("/puzzles", characters.puzzles),
+    ("/runs", runs.router),
+    ("/generations", generations.router),
+    ("/judgments", judgments.router),
+    ("/datasets", datasets.router),
+    ("/model-versions", model_versions.router),
+    ("/evaluations", evaluations.router),
+    ("/review/pairs", pairs.router),
+    ("/review", review.router),
+    ("", common.fallback),  # last: it answers any path the routers above do not claim
 ):
-    api.add_router("", router)
+    api.add_router(prefix, router)

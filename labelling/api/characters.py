@@ -14,7 +14,9 @@ from labelling.catalogue import architext
 from labelling.characters import services as character_services
 from labelling.characters.sheets import SHEET_MAX_TOKENS
 
-router = Router(tags=["characters"])
+# Two prefixes: /sheets (generate sheets, promote one) and /puzzles (import).
+sheets = Router(tags=["characters"])
+puzzles = Router(tags=["characters"])
 
 
 class SheetsIn(Schema):
@@ -36,7 +38,7 @@ class PuzzlesIn(Schema):
     prompt_set: str = Field(..., min_length=1, max_length=80, description="slug of the new prompt set")
 
 
-@router.post("/sheets", response={201: Run, 200: Run, 400: Error, 409: Error, **ADMIN}, operation_id="sheet_generate")
+@sheets.post("", response={201: Run, 200: Run, 400: Error, 409: Error, **ADMIN}, operation_id="sheet_generate")
 def sheet_generate(request: HttpRequest, body: SheetsIn):
     """Queue a run generating character sheets under the sheet's JSON schema (Idempotency-Key as for
     runs: the same key and body return the same run, 200; the same key with another body is a 409)."""
@@ -53,8 +55,8 @@ def sheet_generate(request: HttpRequest, body: SheetsIn):
     return Status(201 if created else 200, run)
 
 
-@router.post(
-    "/sheets/{generation_id}/promote",
+@sheets.post(
+    "/{generation_id}/promote",
     response={201: Character, 400: Error, 404: Error, **ADMIN},
     operation_id="sheet_promote",
 )
@@ -65,7 +67,7 @@ def sheet_promote(request: HttpRequest, body: PromoteIn, generation_id: int = Pa
     return Status(201, character_services.sheet_promote(generation=generation, slug=body.slug))
 
 
-@router.post("/puzzles", response={201: PromptSet, 400: Error, **ADMIN}, operation_id="puzzle_import")
+@puzzles.post("", response={201: PromptSet, 400: Error, **ADMIN}, operation_id="puzzle_import")
 def puzzle_import(request: HttpRequest, body: PuzzlesIn):
     """Architext decision puzzles become a prompt set of decision prompts (all or nothing)."""
     admin_required(request)

@@ -3,6 +3,7 @@ pagination, the one error schema and the response maps built from it, the except
 handlers that turn a refusal into that schema, and the JSON 404 for any other path."""
 
 import json
+from typing import Annotated, Any, Union, get_args
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
@@ -20,6 +21,22 @@ from labelling.datasets.storage import DatasetCorrupt
 
 MAX_ID = 2**63 - 1  # the database's integer range: a larger id is a 422, not an overflow
 MAX_NUMBER = 2**31 - 1  # the same for a version number (a rubric's or a dataset's)
+
+
+# The tags of the bodies `tagged_union` joined: an error inside one of them names the field
+# alone, not the tag pydantic puts before it.
+UNION_TAGS: set[str] = set()
+
+
+TAG = "kind"
+
+
+def tagged_union(*schemas: type[Schema]) -> Any:
+    """One body that is one of `schemas`, told apart by their `kind` field (a Literal each), as
+    OpenAPI's oneOf with a discriminator. Take it as `body: Body[...]`."""
+    for schema in schemas:
+        UNION_TAGS.update(get_args(schema.model_fields[TAG].annotation))
+    return Annotated[Union[schemas], Field(discriminator=TAG)]  # noqa: UP007 (a tuple of types)
 
 
 class TokenAuth(HttpBearer):
@@ -54,6 +71,16 @@ def nul_fields(request: HttpRequest) -> list[str]:
         elif errors.holds_nul(body):
             found.append("body")
     return found
+
+
+def named(model, slug: str | None, field: str):
+    """The row a body names by slug (None for none); a 400 naming the field if there is no such row."""
+    if slug is None:
+        return None
+    row = model.objects.filter(slug=slug).first()
+    if row is None:
+        raise ValidationError({field: f"no {model._meta.verbose_name} {slug!r}"})
+    return row
 
 
 def admin_required(request: HttpRequest) -> None:
@@ -122,6 +149,10 @@ def malformed(request: HttpRequest, exc: BodyInvalid, *, api: NinjaAPI) -> HttpR
     fields = {}
     for err in exc.errors:
         loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "payload", "query", "path")]
+        if err.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+            loc = [*loc, TAG]  # the tag that chose no body: name it
+        elif loc and loc[0] in UNION_TAGS:
+            loc = loc[1:]  # inside the body the tag chose
         fields[".".join(loc) or "body"] = str(err.get("msg", "invalid"))
     detail = "; ".join(f"{k}: {v}" for k, v in fields.items())
     return api.create_response(request, {"detail": detail, "errors": fields}, status=422)

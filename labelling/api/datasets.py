@@ -44,7 +44,7 @@ class DatasetCompare(Schema):
     unchanged: int
 
 
-@router.post("/datasets", response={201: DatasetVersion, 400: Error, **ADMIN}, operation_id="dataset_create")
+@router.post("", response={201: DatasetVersion, 400: Error, **ADMIN}, operation_id="dataset_create")
 def dataset_create(request: HttpRequest, body: DatasetIn):
     admin_required(request)
     version = dataset_services.dataset_build(
@@ -53,7 +53,7 @@ def dataset_create(request: HttpRequest, body: DatasetIn):
     return Status(201, version)
 
 
-@router.get("/datasets", response={200: list[DatasetVersion], **ADMIN}, operation_id="dataset_list")
+@router.get("", response={200: list[DatasetVersion], **ADMIN}, operation_id="dataset_list")
 @paginate(Pages)
 def dataset_list(request: HttpRequest):
     admin_required(request)
@@ -62,7 +62,7 @@ def dataset_list(request: HttpRequest):
 
 # Before /datasets/{dataset}/{number}: that path would take "compare" for a number.
 @router.get(
-    "/datasets/{dataset}/compare",
+    "/{dataset}/compare",
     response={200: DatasetCompare, 404: Error, 409: Error, **ADMIN},
     operation_id="dataset_compare",
 )
@@ -80,7 +80,7 @@ def dataset_compare(
 
 
 @router.get(
-    "/datasets/{dataset}/{number}",
+    "/{dataset}/{number}",
     response={200: DatasetVersion, 404: Error, **ADMIN},
     operation_id="dataset_detail",
 )
@@ -90,7 +90,7 @@ def dataset_detail(request: HttpRequest, dataset: str, number: int = Path(..., g
 
 
 @router.get(
-    "/datasets/{dataset}/{number}/download",
+    "/{dataset}/{number}/download",
     response={200: None, 404: Error, 409: Error, **ADMIN},
     operation_id="dataset_download",
 )

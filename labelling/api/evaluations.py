@@ -3,13 +3,12 @@ prompt set, and read the comparison once both sides have run."""
 
 from datetime import datetime
 
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Field, Path, Router, Schema, Status
 
 from labelling.api.catalogue import rubric_named
-from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, Error, admin_required
+from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, Error, admin_required, named
 from labelling.models import Character, PromptSet
 from labelling.models import Evaluation as EvaluationRow
 from labelling.versions.evaluation import pairs, selectors, services
@@ -90,7 +89,7 @@ class Evaluation(Schema):
 
 
 @router.post(
-    "/evaluations",
+    "",
     response={201: Evaluation, 200: Evaluation, 400: Error, 409: Error, **ADMIN},
     operation_id="evaluation_create",
 )
@@ -98,38 +97,57 @@ def evaluation_create(request: HttpRequest, body: EvaluationIn):
     """Queue both sides: k completions per prompt from each version, the same seeds and sampling.
     Send an Idempotency-Key header: the same key returns the same evaluation (200)."""
     admin_required(request)
-    key = request.headers.get("Idempotency-Key") or None
-    prompt_set = None
-    if body.prompt_set is not None:
-        prompt_set = PromptSet.objects.filter(slug=body.prompt_set).first()
-        if prompt_set is None:
-            raise ValidationError({"prompt_set": f"no prompt set {body.prompt_set!r}"})
-    character = None
-    if body.character is not None:
-        character = Character.objects.filter(slug=body.character).first()
-        if character is None:
-            raise ValidationError({"character": f"no character {body.character!r}"})
-    evaluation = services.evaluation_start(
-        character=character,
+    evaluation = evaluation_started(
+        request,
         candidate=body.candidate,
         baseline=body.baseline,
-        prompt_set=prompt_set,
-        rubric=rubric_named(body.rubric),
+        prompt_set=body.prompt_set,
+        rubric=body.rubric,
+        character=body.character,
         completions_per_prompt=body.completions_per_prompt,
         seed=body.seed,
-        sampling={"max_tokens": body.max_tokens},
-        created_by=request.user,
-        idempotency_key=key,
-        user=request.user,
+        max_tokens=body.max_tokens,
         human_pairs=body.human_pairs,
         human_overlap=body.human_overlap,
     )
     return Status(201 if evaluation.started else 200, evaluation)
 
 
-@router.get(
-    "/evaluations/{evaluation_id}", response={200: Evaluation, 404: Error, **ADMIN}, operation_id="evaluation_detail"
-)
+def evaluation_started(
+    request: HttpRequest,
+    *,
+    candidate: int,
+    rubric: str,
+    baseline: int | None,
+    prompt_set: str | None,
+    character: str | None,
+    completions_per_prompt: int,
+    seed: int,
+    max_tokens: int,
+    human_pairs: int,
+    human_overlap: int = 1,
+) -> EvaluationRow:
+    """The one way the API starts an evaluation: this route, and `POST /api/runs` with
+    `kind: "evaluate"` (which answers the candidate's run). The request's Idempotency-Key, if
+    any, is its user's."""
+    return services.evaluation_start(
+        candidate=candidate,
+        baseline=baseline,
+        prompt_set=named(PromptSet, prompt_set, "prompt_set"),
+        rubric=rubric_named(rubric),
+        character=named(Character, character, "character"),
+        completions_per_prompt=completions_per_prompt,
+        seed=seed,
+        sampling={"max_tokens": max_tokens},
+        created_by=request.user,
+        idempotency_key=request.headers.get("Idempotency-Key") or None,
+        user=request.user,
+        human_pairs=human_pairs,
+        human_overlap=human_overlap,
+    )
+
+
+@router.get("/{evaluation_id}", response={200: Evaluation, 404: Error, **ADMIN}, operation_id="evaluation_detail")
 def evaluation_detail(request: HttpRequest, evaluation_id: int = Path(..., ge=1, le=MAX_ID)):
     """One evaluation; its result appears once both runs have finished. An admin's token: the
     answers are shown with the version that wrote them (reviewers compare them blind)."""

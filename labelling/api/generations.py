@@ -37,7 +37,7 @@ class Generation(Schema):
     created_at: datetime
 
 
-@router.post("/generations", response={201: GenerationsPushed, 400: Error, **ADMIN}, operation_id="generation_push")
+@router.post("", response={201: GenerationsPushed, 400: Error, **ADMIN}, operation_id="generation_push")
 def generation_push(request: HttpRequest, body: GenerationsIn):
     """Completions made elsewhere, one group per prompt, queued for review (all or nothing)."""
     admin_required(request)
@@ -45,7 +45,7 @@ def generation_push(request: HttpRequest, body: GenerationsIn):
     return Status(201, {"run_id": summary.run_id, "groups": summary.groups})
 
 
-@router.get("/generations", response={200: list[Generation], **ADMIN}, operation_id="generation_list")
+@router.get("", response={200: list[Generation], **ADMIN}, operation_id="generation_list")
 @paginate(Pages)
 def generation_list(
     request: HttpRequest,

@@ -43,7 +43,7 @@ class Judgment(Schema):
         return {s.criterion.key: s.score for s in obj.scores.all()}
 
 
-@router.post("/judgments", response={201: Judgment, 400: Error, 404: Error, **ADMIN}, operation_id="judgment_push")
+@router.post("", response={201: Judgment, 400: Error, 404: Error, **ADMIN}, operation_id="judgment_push")
 def judgment_push(request: HttpRequest, body: JudgmentIn):
     """Scores from a judge that runs elsewhere, for one generation against a rubric version."""
     admin_required(request)
@@ -66,7 +66,7 @@ def judgment_push(request: HttpRequest, body: JudgmentIn):
     return Status(201, judgment)
 
 
-@router.get("/judgments", response={200: list[Judgment], **ADMIN}, operation_id="judgment_list")
+@router.get("", response={200: list[Judgment], **ADMIN}, operation_id="judgment_list")
 @paginate(Pages)
 def judgment_list(
     request: HttpRequest,

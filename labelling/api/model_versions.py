@@ -54,7 +54,7 @@ class GeneratorVersion(Schema):
         return obj.dataset_version.number if obj.dataset_version_id else None
 
 
-@router.get("/model-versions", response={200: list[GeneratorVersion], **ADMIN}, operation_id="model_version_list")
+@router.get("", response={200: list[GeneratorVersion], **ADMIN}, operation_id="model_version_list")
 @paginate(Pages)
 def model_version_list(request: HttpRequest):
     """Every version of the generator, oldest first: parent, dataset version, method, status (an
@@ -64,7 +64,7 @@ def model_version_list(request: HttpRequest):
 
 
 @router.get(
-    "/model-versions/{number}",
+    "/{number}",
     response={200: GeneratorVersion, 404: Error, **ADMIN},
     operation_id="model_version_detail",
 )
@@ -78,7 +78,7 @@ def model_version_detail(request: HttpRequest, number: int = Path(..., ge=1, le=
 
 
 @router.post(
-    "/model-versions/{number}/current",
+    "/{number}/current",
     response={200: GeneratorVersion, 404: Error, 409: Error, **ADMIN},
     operation_id="model_version_make_current",
 )

@@ -43,7 +43,7 @@ def _refused(exc: ReviewRefused):
     return Status(exc.status, {"detail": exc.message})
 
 
-@router.post("/review/pairs/next", response={200: Pair, 204: None, **READ}, operation_id="pair_next")
+@router.post("/next", response={200: Pair, 204: None, **READ}, operation_id="pair_next")
 def pair_next(request: HttpRequest):
     """The pair this reviewer holds, else the next open one (204 when none is waiting)."""
     reviewer_required(request)
@@ -60,7 +60,7 @@ def pair_next(request: HttpRequest):
 
 
 @router.post(
-    "/review/pairs/{choice_id}/choose",
+    "/{choice_id}/choose",
     response={200: Chosen, 400: Error, 404: Error, 409: Error, **READ},
     operation_id="pair_choose",
 )
@@ -85,7 +85,7 @@ def pair_choose(request: HttpRequest, body: ChoiceIn, choice_id: int = Path(...,
 
 
 @router.post(
-    "/review/pairs/{choice_id}/skip",
+    "/{choice_id}/skip",
     response={204: None, 404: Error, 409: Error, **READ},
     operation_id="pair_skip",
 )

@@ -88,7 +88,7 @@ def _group(assignment: Assignment) -> dict:
     }
 
 
-@router.post("/review/next", response={200: ReviewGroup, 204: None, **ADMIN}, operation_id="review_next")
+@router.post("/next", response={200: ReviewGroup, 204: None, **ADMIN}, operation_id="review_next")
 def review_next(request: HttpRequest):
     """The group this token's user holds, else the next one from the queue under a new lease;
     204 when nothing is left to review."""
@@ -100,7 +100,7 @@ def review_next(request: HttpRequest):
 
 
 @router.post(
-    "/review/{assignment_id}/submit",
+    "/{assignment_id}/submit",
     response={200: Stored, 400: Error, 404: Error, 409: Error, **ADMIN},
     operation_id="review_submit",
 )
@@ -125,7 +125,7 @@ def review_submit(request: HttpRequest, body: ReviewIn, assignment_id: int = Pat
 
 
 @router.post(
-    "/review/{assignment_id}/skip",
+    "/{assignment_id}/skip",
     response={200: Skipped, 404: Error, 409: Error, **ADMIN},
     operation_id="review_skip",
 )

@@ -9,13 +9,14 @@ from typing import Any, Literal
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import Field, Path, Router, Schema, Status
+from ninja import Body, Field, Path, Router, Schema, Status
 from ninja.pagination import paginate
 
 from labelling import errors, models
 from labelling.access import roles
 from labelling.api.catalogue import rubric_named
-from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, READ, Error, Pages, admin_required
+from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, READ, Error, Pages, admin_required, named, tagged_union
+from labelling.api.evaluations import evaluation_started
 from labelling.datasets import selectors as dataset_selectors
 from labelling.runs import services as run_services
 from labelling.versions.evaluation import services as evaluation_services
@@ -26,70 +27,118 @@ router = Router(tags=["runs"])
 RUN_MAX_TOKENS = 128  # a generate / judge / revise run's; an evaluate run takes the evaluation's default
 
 
-class RunIn(Schema):
-    kind: Literal["generate", "judge", "revise", "train", "evaluate"]
-    character: str | None = Field(None, description="character slug (generate; evaluate: default the prompt set's)")
-    prompt_set: str | None = Field(
-        None, description="prompt set slug (generate; evaluate: default the prompts the candidate's dataset held out)"
-    )
-    rubric: str | None = Field(
-        None, description="rubric slug, latest version (judges each completion; evaluate: required)"
-    )
-    source_run: int | None = Field(None, ge=1, le=MAX_ID, description="the run whose completions to judge / revise")
-    group_size: int = Field(4, ge=1, le=16, description="completions per prompt (evaluate: per prompt and side)")
-    max_tokens: int | None = Field(
+def _max_tokens(default: str) -> Any:
+    return Field(None, ge=1, le=4096, description=f"tokens per completion (default {default})")
+
+
+def _endpoint(verb: str) -> Any:
+    return Field(
         None,
-        ge=1,
-        le=4096,
-        description=f"tokens per completion (default {RUN_MAX_TOKENS}; "
-        f"evaluate: {evaluation_services.DEFAULT_SAMPLING['max_tokens']}, as POST /api/evaluations)",
+        max_length=40,
+        description=f"{verb} through this OpenAI-compatible endpoint, by its name in the settings "
+        "(OPENAI_ENDPOINTS; default: the bundled backend)",
     )
+
+
+def _generator_version() -> Any:
+    return Field(
+        None, ge=1, le=MAX_NUMBER, description="generate with this ready model version (default: the current one)"
+    )
+
+
+SOURCE_RUN = Field(..., ge=1, le=MAX_ID, description="the run whose completions to take")
+
+
+class GenerateRunIn(Schema):
+    """Generate k completions per prompt of a prompt set in a character's voice; with a rubric,
+    judge each one, and with `revise`, revise the weak ones in the same run."""
+
+    kind: Literal["generate"]
+    character: str = Field(..., description="character slug")
+    prompt_set: str = Field(..., description="prompt set slug")
+    rubric: str | None = Field(None, description="rubric slug, latest version: judges each completion")
+    group_size: int = Field(4, ge=1, le=16, description="completions per prompt")
+    max_tokens: int | None = _max_tokens(str(RUN_MAX_TOKENS))
     revise: bool = False
     revise_threshold: float = Field(0.5, ge=0, le=1)
     max_rounds: int = Field(1, ge=1, le=5)
-    generator_version: int | None = Field(
-        None,
-        ge=1,
-        le=MAX_NUMBER,
-        description="generate / revise with this ready model version (default: the current one)",
-    )
-    generator_endpoint: str | None = Field(
-        None,
-        max_length=40,
-        description="generate / revise through this OpenAI-compatible endpoint, by its name in the settings "
-        "(OPENAI_ENDPOINTS; default: the bundled backend)",
-    )
-    judge_endpoint: str | None = Field(
-        None,
-        max_length=40,
-        description="judge through this OpenAI-compatible endpoint, by its name in the settings "
-        "(OPENAI_ENDPOINTS; default: the bundled backend)",
-    )
-    dataset: str | None = Field(
-        None, max_length=120, description="train: the dataset version, NAME@N (grpo_prompts, dpo or sft)"
-    )
-    method: Literal["grpo", "dpo", "sft"] | None = Field(None, description="train: the training method")
+    generator_version: int | None = _generator_version()
+    generator_endpoint: str | None = _endpoint("generate")
+    judge_endpoint: str | None = _endpoint("judge")
+
+
+class JudgeRunIn(Schema):
+    """Judge another run's completions under a rubric."""
+
+    kind: Literal["judge"]
+    source_run: int = SOURCE_RUN
+    rubric: str = Field(..., description="rubric slug, latest version")
+    max_tokens: int | None = _max_tokens(str(RUN_MAX_TOKENS))
+    judge_endpoint: str | None = _endpoint("judge")
+
+
+class ReviseRunIn(Schema):
+    """Revise another run's completions that score under the threshold, judging each revision."""
+
+    kind: Literal["revise"]
+    source_run: int = SOURCE_RUN
+    rubric: str = Field(..., description="rubric slug, latest version")
+    max_tokens: int | None = _max_tokens(str(RUN_MAX_TOKENS))
+    revise_threshold: float = Field(0.5, ge=0, le=1)
+    max_rounds: int = Field(1, ge=1, le=5)
+    generator_version: int | None = _generator_version()
+    generator_endpoint: str | None = _endpoint("generate")
+    judge_endpoint: str | None = _endpoint("judge")
+
+
+class TrainRunIn(Schema):
+    """Train a new model version from a dataset version ([training.md](training.md))."""
+
+    kind: Literal["train"]
+    dataset: str = Field(..., max_length=120, description="the dataset version, NAME@N (grpo_prompts, dpo or sft)")
+    method: Literal["grpo", "dpo", "sft"] = Field(..., description="the training method")
     from_version: int | None = Field(
-        None, ge=1, le=MAX_NUMBER, description="train: the version to train from (default: the current one)"
+        None, ge=1, le=MAX_NUMBER, description="the version to train from (default: the current one)"
     )
+    rubric: str | None = Field(None, description="rubric slug, latest version: GRPO's reward (default: the dataset's)")
     training: dict[str, Any] = Field(
         default_factory=dict,
-        description="train: settings over the method's defaults (steps, learning_rate, beta, num_generations, "
+        description="settings over the method's defaults (steps, learning_rate, beta, num_generations, "
         "loss_type, scale_rewards, reward_weights, lora, ...); the run records them all",
     )
-    candidate: int | None = Field(None, ge=1, le=MAX_NUMBER, description="evaluate: the model version to judge")
+
+
+class EvaluateRunIn(Schema):
+    """An evaluation, as `POST /api/evaluations` starts it, answered by its candidate's run."""
+
+    kind: Literal["evaluate"]
+    candidate: int = Field(..., ge=1, le=MAX_NUMBER, description="the model version to judge")
+    rubric: str = Field(..., description="rubric slug, latest version: it scores both sides")
     baseline: int | None = Field(
-        None, ge=1, le=MAX_NUMBER, description="evaluate: the version to compare with (default: the candidate's parent)"
+        None, ge=1, le=MAX_NUMBER, description="the version to compare with (default: the candidate's parent)"
+    )
+    prompt_set: str | None = Field(
+        None, description="prompt set slug (default: the prompts the candidate's dataset held out)"
+    )
+    character: str | None = Field(None, description="character slug (default: the prompt set's)")
+    group_size: int = Field(4, ge=1, le=16, description="completions per prompt and side")
+    max_tokens: int | None = _max_tokens(
+        f"{evaluation_services.DEFAULT_SAMPLING['max_tokens']}, as POST /api/evaluations"
     )
     seed: int | None = Field(
-        None, ge=0, le=2**31 - 1, description=f"evaluate: both sides' seed (default {evaluation_services.DEFAULT_SEED})"
+        None, ge=0, le=2**31 - 1, description=f"both sides' seed (default {evaluation_services.DEFAULT_SEED})"
     )
     human_pairs: int = Field(
         0,
         ge=0,
         le=evaluation_services.MAX_HUMAN_PAIRS,
-        description="evaluate: pairs of answers (one from each side) queued for reviewers to compare blind",
+        description="pairs of answers (one from each side) queued for reviewers to compare blind",
     )
+
+
+# One body per kind, told apart by `kind`: each names only what its kind reads, and what it needs
+# is required (a 422 naming the field when it is missing).
+RunIn = tagged_union(GenerateRunIn, JudgeRunIn, ReviseRunIn, TrainRunIn, EvaluateRunIn)
 
 
 class Run(Schema):
@@ -149,57 +198,44 @@ class Run(Schema):
 RUN_RELATED = ("evaluation_as_candidate", "evaluation_as_baseline")
 
 
-def _slug(model, slug: str | None, field: str):
-    """The row a body names by slug; a 400 naming the field if there is none."""
-    if slug is None:
-        return None
-    row = model.objects.filter(slug=slug).first()
-    if row is None:
-        raise ValidationError({field: f"no {model._meta.verbose_name} {slug!r}"})
-    return row
-
-
-@router.post("/runs", response={201: Run, 200: Run, 400: Error, 409: Error, **ADMIN}, operation_id="run_create")
-def run_create(request: HttpRequest, body: RunIn):
+@router.post("", response={201: Run, 200: Run, 400: Error, 409: Error, **ADMIN}, operation_id="run_create")
+def run_create(request: HttpRequest, body: Body[RunIn]):
     """Queue a run. Send an Idempotency-Key header: the same key returns the same run (200)."""
     admin_required(request)
-    rubric = rubric_named(body.rubric)
-    if body.kind == "train":
-        return _train_create(request, body, rubric)
-    if body.kind == "evaluate":
-        return _evaluate_create(request, body, rubric)
+    if isinstance(body, TrainRunIn):
+        return _train_create(request, body)
+    if isinstance(body, EvaluateRunIn):
+        return _evaluate_create(request, body)
+    rubric = rubric_named(body.rubric)  # first: a bad rubric is named before a bad source run
     source = None
-    if body.source_run is not None:
+    if getattr(body, "source_run", None) is not None:
         source = models.PipelineRun.objects.filter(pk=body.source_run).first()
         if source is None:
             raise ValidationError({"source_run": f"no run {body.source_run}"})
+    fields = body.model_dump()
     run, created = run_services.run_start(
         kind=body.kind,
-        character=_slug(models.Character, body.character, "character"),
-        prompt_set=_slug(models.PromptSet, body.prompt_set, "prompt_set"),
+        character=named(models.Character, fields.get("character"), "character"),
+        prompt_set=named(models.PromptSet, fields.get("prompt_set"), "prompt_set"),
         rubric=rubric,
         source_run=source,
-        group_size=body.group_size,
+        group_size=fields.get("group_size", run_services.GROUP_SIZE),
         created_by=request.user,
         idempotency_key=request.headers.get("Idempotency-Key") or None,
         user=request.user,
         params={
             "sampling": {"max_tokens": body.max_tokens if body.max_tokens is not None else RUN_MAX_TOKENS},
-            "revise": body.revise,
-            "revise_threshold": body.revise_threshold,
-            "max_rounds": body.max_rounds,
-            **({"generator_version": body.generator_version} if body.generator_version is not None else {}),
-            **{f: getattr(body, f) for f in run_services.ENDPOINT_FIELDS if getattr(body, f) is not None},
+            "revise": fields.get("revise", False),
+            "revise_threshold": fields.get("revise_threshold", 0.5),
+            "max_rounds": fields.get("max_rounds", 1),
+            **{f: fields[f] for f in ("generator_version", *run_services.ENDPOINT_FIELDS) if fields.get(f) is not None},
         },
     )
     return Status(201 if created else 200, run)
 
 
-def _train_create(request: HttpRequest, body: RunIn, rubric):
-    if body.dataset is None or body.method is None:
-        raise ValidationError(
-            {k: "a train run needs it" for k, v in (("dataset", body.dataset), ("method", body.method)) if v is None}
-        )
+def _train_create(request: HttpRequest, body: TrainRunIn):
+    rubric = rubric_named(body.rubric)
     dataset = dataset_selectors.dataset_version_named(body.dataset)
     run, created = training_services.train_start(
         dataset_version=dataset,
@@ -214,26 +250,19 @@ def _train_create(request: HttpRequest, body: RunIn, rubric):
     return Status(201 if created else 200, run)
 
 
-def _evaluate_create(request: HttpRequest, body: RunIn, rubric):
+def _evaluate_create(request: HttpRequest, body: EvaluateRunIn):
     """An evaluation (labelling.versions.evaluation): answered by its candidate's run, whose `evaluation`
     names it. The same Idempotency-Key returns the same evaluation (200)."""
-    if body.candidate is None or rubric is None:
-        raise ValidationError(
-            {k: "an evaluate run needs it" for k, v in (("candidate", body.candidate), ("rubric", rubric)) if v is None}
-        )
-    key = request.headers.get("Idempotency-Key") or None
-    evaluation = evaluation_services.evaluation_start(
+    evaluation = evaluation_started(
+        request,
         candidate=body.candidate,
-        rubric=rubric,
-        prompt_set=_slug(models.PromptSet, body.prompt_set, "prompt_set"),
+        rubric=body.rubric,
         baseline=body.baseline,
-        character=_slug(models.Character, body.character, "character"),
+        prompt_set=body.prompt_set,
+        character=body.character,
         completions_per_prompt=body.group_size,
         seed=body.seed if body.seed is not None else evaluation_services.DEFAULT_SEED,
-        sampling={"max_tokens": body.max_tokens} if body.max_tokens is not None else None,
-        created_by=request.user,
-        idempotency_key=key,
-        user=request.user,
+        max_tokens=body.max_tokens or evaluation_services.DEFAULT_SAMPLING["max_tokens"],
         human_pairs=body.human_pairs,
     )
     return Status(
@@ -242,24 +271,24 @@ def _evaluate_create(request: HttpRequest, body: RunIn, rubric):
     )
 
 
-@router.get("/runs", response={200: list[Run], **READ}, operation_id="run_list")
+@router.get("", response={200: list[Run], **READ}, operation_id="run_list")
 @paginate(Pages)
 def run_list(request: HttpRequest):
     return models.PipelineRun.objects.select_related(*RUN_RELATED).order_by("-id")
 
 
-@router.get("/runs/{run_id}", response={200: Run, 404: Error, **READ}, operation_id="run_detail")
+@router.get("/{run_id}", response={200: Run, 404: Error, **READ}, operation_id="run_detail")
 def run_detail(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)):
     return get_object_or_404(models.PipelineRun.objects.select_related(*RUN_RELATED), pk=run_id)
 
 
-@router.post("/runs/{run_id}/cancel", response={200: Run, 404: Error, **ADMIN}, operation_id="run_cancel")
+@router.post("/{run_id}/cancel", response={200: Run, 404: Error, **ADMIN}, operation_id="run_cancel")
 def run_cancel(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)):
     admin_required(request)
     return run_services.run_cancel(run=get_object_or_404(models.PipelineRun, pk=run_id))
 
 
-@router.post("/runs/{run_id}/resume", response={200: Run, 404: Error, 409: Error, **ADMIN}, operation_id="run_resume")
+@router.post("/{run_id}/resume", response={200: Run, 404: Error, 409: Error, **ADMIN}, operation_id="run_resume")
 def run_resume(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)):
     """Queue a failed, partial, cancelled or stalled run again (it does only what is missing).
     A run whose worker is alive, or one already queued or done, is a 409 saying so."""

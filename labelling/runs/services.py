@@ -22,6 +22,8 @@ from labelling.models import (
 from labelling.runs import executor, idempotency
 from labelling.versions.generators import selectors as generator_selectors
 
+GROUP_SIZE = 4  # completions per prompt unless a run says otherwise
+
 
 def run_start(
     *,
@@ -31,7 +33,7 @@ def run_start(
     prompt_set: PromptSet | None = None,
     rubric: Rubric | None = None,
     source_run: PipelineRun | None = None,
-    group_size: int = 4,
+    group_size: int = GROUP_SIZE,
     created_by=None,
     idempotency_key: str | None = None,
     user=None,

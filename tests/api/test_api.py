@@ -176,7 +176,9 @@ def test_resume_queues_a_failed_run_and_refuses_a_running_one_with_409(api, demo
     "body, status, field",
     [
         ({"kind": "generate", "character": "nobody", "prompt_set": "aria-demo"}, 400, "character"),
-        ({"kind": "generate", "character": "aria"}, 400, "prompt_set"),
+        ({"kind": "generate", "character": "aria"}, 422, "prompt_set"),  # each kind's body names what it needs
+        ({"kind": "judge", "source_run": 1}, 422, "rubric"),
+        ({"kind": "train", "method": "sft"}, 422, "dataset"),
         ({"kind": "dance", "character": "aria", "prompt_set": "aria-demo"}, 422, "kind"),
         ({"kind": "judge", "rubric": "no-such-rubric", "source_run": 1}, 400, "rubric"),
         ({"kind": "judge", "rubric": "aria-voice", "source_run": 999999}, 400, "source_run"),

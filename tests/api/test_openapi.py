@@ -145,3 +145,31 @@ def test_a_token_of_a_user_in_no_role_is_refused_everywhere(client, schema, outs
         response = client.get(url, headers=headers) if method == "get" else client.post(url, headers=headers)
         assert response.status_code == 403, (method, path, response.status_code)
         assert "no role" in response.json()["detail"]
+
+
+# A run's body is one of five, told apart by `kind`: each lists only the fields its kind reads.
+RUN_BODIES = {
+    "generate": ("GenerateRunIn", {"kind", "character", "prompt_set"}),
+    "judge": ("JudgeRunIn", {"kind", "source_run", "rubric"}),
+    "revise": ("ReviseRunIn", {"kind", "source_run", "rubric"}),
+    "train": ("TrainRunIn", {"kind", "dataset", "method"}),
+    "evaluate": ("EvaluateRunIn", {"kind", "candidate", "rubric"}),
+}
+
+
+def test_a_run_body_is_one_per_kind_discriminated_by_kind(schema):
+    body = schema["paths"]["/api/runs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["discriminator"] == {
+        "propertyName": "kind",
+        "mapping": {kind: f"#/components/schemas/{name}" for kind, (name, _) in RUN_BODIES.items()},
+    }
+    assert sorted(o["$ref"] for o in body["oneOf"]) == sorted(body["discriminator"]["mapping"].values())
+    components = schema["components"]["schemas"]
+    for kind, (name, required) in RUN_BODIES.items():
+        assert components[name]["properties"]["kind"]["const"] == kind
+        assert set(components[name]["required"]) == required, name
+    assert "character" not in components["JudgeRunIn"]["properties"]  # a judge run reads another run's texts
+    assert (
+        "training" in components["TrainRunIn"]["properties"]
+        and "training" not in components["GenerateRunIn"]["properties"]
+    )

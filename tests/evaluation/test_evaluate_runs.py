@@ -84,8 +84,6 @@ def test_the_same_idempotency_key_returns_the_same_evaluation(api, v2):
 @pytest.mark.parametrize(
     ("body", "field", "message"),
     [
-        ({**BODY, "candidate": None}, "candidate", "an evaluate run needs it"),
-        ({**BODY, "rubric": None}, "rubric", "an evaluate run needs it"),
         ({**BODY, "baseline": 2}, "baseline", "another version"),
         ({**BODY, "candidate": 7}, "candidate", "there is no version 7"),
         ({**BODY, "prompt_set": "nope"}, "prompt_set", "no prompt set 'nope'"),
@@ -96,4 +94,13 @@ def test_refusals_are_400s_naming_the_field_and_create_nothing(api, v2, body, fi
     response = api.post("/runs", body)
     assert response.status_code == 400, response.content
     assert message in response.json()["errors"][field]
+    assert (PipelineRun.objects.count(), Evaluation.objects.count()) == (runs, 0)
+
+
+@pytest.mark.parametrize("field", ["candidate", "rubric"])
+def test_an_evaluate_body_without_what_it_needs_is_a_422_naming_it(api, v2, field):
+    runs = PipelineRun.objects.count()
+    response = api.post("/runs", {k: v for k, v in BODY.items() if k != field})
+    assert response.status_code == 422, response.content
+    assert response.json()["errors"] == {field: "Field required"}
     assert (PipelineRun.objects.count(), Evaluation.objects.count()) == (runs, 0)

@@ -149,16 +149,16 @@ def test_the_api_queues_a_train_run_and_refuses_bad_ones(
     assert response.status_code == 201, response.content
     body = response.json()
     assert (body["kind"], body["status"], body["trains_version"], body["total_items"]) == ("train", "queued", 2, 2)
-    for payload, field in (
-        ({"kind": "train", "method": "sft"}, "dataset"),
-        ({"kind": "train", "dataset": "mira@3"}, "method"),
-        ({"kind": "train", "dataset": "mira@99", "method": "sft"}, "dataset"),
-        ({"kind": "train", "dataset": "mira@3", "method": "sft", "training": {"nope": 1}}, "params"),
-        ({"kind": "train", "dataset": "mira@3", "method": "sft", "from_version": 4}, "from_version"),
+    for payload, field, status in (
+        ({"kind": "train", "method": "sft"}, "dataset", 422),  # the train body requires it
+        ({"kind": "train", "dataset": "mira@3"}, "method", 422),
+        ({"kind": "train", "dataset": "mira@99", "method": "sft"}, "dataset", 400),
+        ({"kind": "train", "dataset": "mira@3", "method": "sft", "training": {"nope": 1}}, "params", 400),
+        ({"kind": "train", "dataset": "mira@3", "method": "sft", "from_version": 4}, "from_version", 400),
     ):
         with django_capture_on_commit_callbacks(execute=False):
             response = client.post("/api/runs", payload, content_type="application/json", headers=headers)
-        assert response.status_code == 400, (payload, response.content)
+        assert response.status_code == status, (payload, response.content)
         assert field in response.json()["errors"], response.json()
     assert _counts() == (1, 2)
 
