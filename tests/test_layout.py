@@ -120,13 +120,10 @@ def test_the_cycle_check_finds_a_circle():
     assert {"inference.engine.contract", "inference.engine.batching"} <= graph["inference.engine.cpu"]
 
 
-# Pages that show another room's work, and so close a circle between labelling's sub-packages:
-# the run pages (a train run's chart, the character-design form), while the rooms they show
-# start runs. The list may only shrink: any other edge that closes a circle fails the test below.
-KNOWN_PAGE_EDGES = {
-    ("labelling.runs.views", "characters"),
-    ("labelling.runs.views", "versions.training"),
-}
+# Pages that show another room's work and so would close a circle between labelling's
+# sub-packages: none now (the run pages take the character-design form and a train run's chart
+# through labelling.apps). Add one here only with its reason; the test below fails on any other.
+KNOWN_PAGE_EDGES: set[tuple[str, str]] = set()
 
 
 def _room(module: str) -> str:

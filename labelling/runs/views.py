@@ -4,6 +4,8 @@ Starting and steering runs is for admins."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -16,12 +18,9 @@ from labelling import errors
 from labelling.access.decorators import admin_required
 from labelling.catalogue import architext
 from labelling.catalogue.importers import ImportFailed, import_size_check
-from labelling.characters import services as character_services
-from labelling.characters.sheets import SHEET_MAX_TOKENS
 from labelling.models import Character, PipelineRun, PromptSet, Rubric
 from labelling.runs import idempotency, selectors, services
 from labelling.versions.generators import selectors as generator_selectors
-from labelling.versions.training import views as training_views
 
 KINDS = [(k.value, k.label) for k in (PipelineRun.Kind.GENERATE, PipelineRun.Kind.JUDGE, PipelineRun.Kind.REVISE)]
 
@@ -36,38 +35,13 @@ def run_new(request: HttpRequest) -> HttpResponse:
         try:
             run = _start(form, request.user)
         except ValidationError as exc:
-            errors = _errors(exc)
+            errors = form_errors(exc)
             if isinstance(exc, idempotency.IdempotencyConflict):
                 form["idempotency_key"] = ""  # the page gets a fresh key: sent again, it is a new run
         else:
             messages.success(request, f"Run #{run.pk} queued.")
             return redirect("run_detail", run_id=run.pk)
-    return _new_page(request, form=form, errors=errors)
-
-
-@require_POST
-@admin_required
-def sheet_run_new(request: HttpRequest) -> HttpResponse:
-    """Design characters: a run generating character sheets for a concept."""
-    form = {**SHEET_DEFAULTS, **request.POST.dict()}
-    try:
-        numbers = _numbers(form, (("count", int, 1, 16), ("sheet_max_tokens", int, SHEET_MAX_TOKENS, 8192)))
-        rubric = _pick(form, Rubric, "sheet_rubric")
-        run, _ = character_services.sheet_run_start(
-            concept=form.get("concept", ""),
-            count=numbers["count"],
-            max_tokens=numbers["sheet_max_tokens"],
-            rubric=rubric,
-            created_by=request.user,
-            idempotency_key=form.get("idempotency_key") or None,
-            user=request.user,
-        )
-    except ValidationError as exc:
-        if isinstance(exc, idempotency.IdempotencyConflict):
-            form["idempotency_key"] = ""  # the page gets a fresh key: sent again, it is a new run
-        return _new_page(request, sheet_form=form, sheet_errors=_errors(exc))
-    messages.success(request, f"Run #{run.pk} queued: {numbers['count']} character sheets.")
-    return redirect("run_detail", run_id=run.pk)
+    return new_page(request, form=form, errors=errors)
 
 
 @require_POST
@@ -86,28 +60,32 @@ def puzzles_new(request: HttpRequest) -> HttpResponse:
             raise ValidationError({"puzzles": f"{upload.name}: not UTF-8 text"}) from None
         prompt_set = architext.puzzles_import(upload.name, text, prompt_set=form.get("puzzle_set", "").strip())
     except ValidationError as exc:
-        return _new_page(request, puzzle_form=form, puzzle_errors=_errors(exc))
+        return new_page(request, puzzle_form=form, puzzle_errors=form_errors(exc))
     except ImportFailed as exc:
-        return _new_page(request, puzzle_form=form, puzzle_errors={"puzzles": str(exc)})
+        return new_page(request, puzzle_form=form, puzzle_errors={"puzzles": str(exc)})
     messages.success(request, f"{prompt_set.prompts.count()} decision prompts imported into {prompt_set.name}.")
     return redirect(f"{reverse('run_new')}?prompt_set={prompt_set.pk}")
 
 
 RUN_DEFAULTS = {"kind": "generate", "group_size": "4", "max_tokens": "128", "threshold": "0.5", "max_rounds": "1"}
-SHEET_DEFAULTS = {"count": "4", "sheet_max_tokens": str(SHEET_MAX_TOKENS)}
+
+# What other rooms add to the run pages, registered when Django starts (labelling.apps): the
+# new-run page's character-design form (characters), a train run's chart (versions.training).
+# The rooms that start runs import runs, so runs imports none of them.
+NEW_PAGE_FORMS: dict[str, Callable[[], dict]] = {}
+RUN_DETAIL: dict[str, Callable[[PipelineRun], dict]] = {}
 
 
-def _new_page(request: HttpRequest, *, form: dict | None = None, errors: dict | None = None, **forms) -> HttpResponse:
-    """The start-a-run page with its three forms (run, character sheets, puzzle import)."""
+def new_page(request: HttpRequest, *, form: dict | None = None, errors: dict | None = None, **forms) -> HttpResponse:
+    """The start-a-run page with its three forms (run, character sheets, puzzle import); `forms`
+    are a refused form's values and errors, shown again."""
     failed = bool(errors) or any(forms.get(k) for k in ("sheet_errors", "puzzle_errors"))
     context = {
         "form": form or RUN_DEFAULTS,
         "errors": errors or {},
-        "sheet_form": SHEET_DEFAULTS,
-        "sheet_errors": {},
-        "sheet_min_tokens": SHEET_MAX_TOKENS,
         "puzzle_form": {},
         "puzzle_errors": {},
+        **{key: value for extra in NEW_PAGE_FORMS.values() for key, value in extra().items()},
         **forms,
         "kinds": KINDS,
         "characters": Character.objects.order_by("name"),
@@ -120,11 +98,11 @@ def _new_page(request: HttpRequest, *, form: dict | None = None, errors: dict | 
     return render(request, "runs/new.html", context, status=400 if failed else 200)
 
 
-def _errors(exc: ValidationError) -> dict[str, str]:
+def form_errors(exc: ValidationError) -> dict[str, str]:
     return errors.validation_fields(exc) or {"__all__": "; ".join(exc.messages)}
 
 
-def _pick(form: dict, model, field: str):
+def form_pick(form: dict, model, field: str):
     """The row a form's select names by primary key, None when none is chosen."""
     value = form.get(field) or ""
     if not value:
@@ -134,7 +112,7 @@ def _pick(form: dict, model, field: str):
     return row
 
 
-def _numbers(form: dict, fields) -> dict:
+def form_numbers(form: dict, fields) -> dict:
     numbers = {}
     for field, cast, low, high in fields:
         try:
@@ -147,7 +125,7 @@ def _numbers(form: dict, fields) -> dict:
 
 
 def _start(form: dict, user) -> PipelineRun:
-    numbers = _numbers(
+    numbers = form_numbers(
         form,
         (
             ("group_size", int, 1, 16),
@@ -166,10 +144,10 @@ def _start(form: dict, user) -> PipelineRun:
             pinned[field] = form[field]
     run, _ = services.run_start(
         kind=form.get("kind", ""),
-        character=_pick(form, Character, "character"),
-        prompt_set=_pick(form, PromptSet, "prompt_set"),
-        rubric=_pick(form, Rubric, "rubric"),
-        source_run=_pick(form, PipelineRun, "source_run"),
+        character=form_pick(form, Character, "character"),
+        prompt_set=form_pick(form, PromptSet, "prompt_set"),
+        rubric=form_pick(form, Rubric, "rubric"),
+        source_run=form_pick(form, PipelineRun, "source_run"),
         group_size=numbers["group_size"],
         params={
             "sampling": {"max_tokens": numbers["max_tokens"]},
@@ -191,8 +169,8 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(PipelineRun.objects.select_related("character", "prompt_set", "rubric"), pk=run_id)
     groups = run.groups.select_related("prompt").prefetch_related("generations").order_by("id")[:50]
     context = {"run": run, "groups": groups, "throughput": selectors.run_throughput(run)}
-    if run.kind == PipelineRun.Kind.TRAIN:
-        context.update(training_views.training_context(run))
+    if (extra := RUN_DETAIL.get(run.kind)) is not None:
+        context.update(extra(run))
     return render(request, "runs/detail.html", context)
 
 
