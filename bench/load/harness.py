@@ -161,7 +161,7 @@ class App:
         cores the bundled CPU tritonserver would otherwise take every cycle the web leaves)."""
         out = self.manage(
             "start_run",
-            "--task=generate",
+            "--kind=generate",
             "--character=bench",
             f"--prompt-set={STREAM_PROMPT_SET}",
             "--rubric=bench",

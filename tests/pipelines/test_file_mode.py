@@ -35,7 +35,7 @@ def test_generate_then_judge_files(tmp_path, triton_url, rubric):
     generated = tmp_path / "generated.jsonl"
     call_command(
         "run_pipeline",
-        task="generate",
+        kind="generate",
         input=write_jsonl(tmp_path / "in.jsonl", PROMPTS),
         output=generated,
         group_size=3,
@@ -53,7 +53,7 @@ def test_generate_then_judge_files(tmp_path, triton_url, rubric):
     judged = tmp_path / "judged.jsonl"
     call_command(
         "run_pipeline",
-        task="judge",
+        kind="judge",
         input=write_jsonl(tmp_path / "j.jsonl", to_judge),
         output=judged,
         rubric="voice",
@@ -70,7 +70,7 @@ def test_bad_lines_run_nothing_and_name_the_line(tmp_path, triton_url):
     source.write_text(json.dumps(PROMPTS[0]) + "\n{not json\n" + json.dumps({"id": "x"}) + "\n")
     out = tmp_path / "out.jsonl"
     with pytest.raises(CommandError) as caught:
-        call_command("run_pipeline", task="generate", input=source, output=out, triton_url=triton_url)
+        call_command("run_pipeline", kind="generate", input=source, output=out, triton_url=triton_url)
     assert "in.jsonl:2: invalid JSON" in str(caught.value)
     assert "in.jsonl:3: messages" in str(caught.value)
     assert not out.exists()
@@ -84,7 +84,7 @@ def test_a_dead_backend_fails_every_line_visibly(tmp_path, db):
     with pytest.raises(CommandError, match="0 ok, 3 failed"):
         call_command(
             "run_pipeline",
-            task="generate",
+            kind="generate",
             input=write_jsonl(tmp_path / "in.jsonl", PROMPTS),
             output=out,
             max_tokens=4,
@@ -97,6 +97,6 @@ def test_a_dead_backend_fails_every_line_visibly(tmp_path, db):
 def test_unknown_rubric_or_character_is_refused(tmp_path, db):
     source = write_jsonl(tmp_path / "in.jsonl", PROMPTS)
     with pytest.raises(CommandError, match="no rubric 'nope'"):
-        call_command("run_pipeline", task="judge", input=source, output=tmp_path / "o", rubric="nope")
+        call_command("run_pipeline", kind="judge", input=source, output=tmp_path / "o", rubric="nope")
     with pytest.raises(CommandError, match="no character 'ghost'"):
-        call_command("run_pipeline", task="generate", input=source, output=tmp_path / "o", character="ghost")
+        call_command("run_pipeline", kind="generate", input=source, output=tmp_path / "o", character="ghost")

@@ -1,6 +1,6 @@
 """Runs that generate through one backend and judge through another: OpenAI-compatible endpoints
 named in the settings, chosen per run from the form, the CLI and the API, and recorded on every
-completion and judgment (ModelVersion: backend, endpoint, served model, sampling)."""
+completion and judgment (Producer: backend, endpoint, served model, sampling)."""
 
 import re
 import shlex
@@ -64,16 +64,16 @@ def test_a_run_generates_with_triton_and_judges_through_transformers_serve(
     finally:
         worker.stop()
     assert run.status == PipelineRun.Status.SUCCEEDED, run.errors
-    generations = list(Generation.objects.filter(run=run).select_related("model_version__generator"))
+    generations = list(Generation.objects.filter(run=run).select_related("producer__generator"))
     assert len(generations) == 2
     for generation in generations:
-        made_by = generation.model_version
+        made_by = generation.producer
         assert (made_by.backend, made_by.endpoint, made_by.model_name) == ("triton", "", "qwen3")
         assert made_by.generator.number == 1 and made_by.sampling["max_tokens"] == 8
-    judgments = list(Judgment.objects.filter(run=run, source=Judgment.Source.JUDGE).select_related("model_version"))
+    judgments = list(Judgment.objects.filter(run=run, source=Judgment.Source.JUDGE).select_related("producer"))
     assert sorted(j.generation_id for j in judgments) == sorted(g.pk for g in generations)
     for judgment in judgments:
-        judged_by = judgment.model_version
+        judged_by = judgment.producer
         assert (judged_by.backend, judged_by.endpoint, judged_by.model_name) == ("openai", "tserve", str(TINY_HF))
         assert judged_by.sampling == {"temperature": 0.0, "top_p": 1.0, "guidance": "none"}
         # No guidance on this server, random weights: the prose answer is kept as a failed judgment.
@@ -104,12 +104,12 @@ def test_an_endpoint_failing_one_item_fails_that_item_and_the_run_goes_on(story,
     (failure,) = run.errors
     assert failure["item"] == "prompt:p1" and failure["error"] == "InferenceError"
     assert "endpoint 'stub' (model 'stub-model'): malformed answer" in failure["message"]
-    generations = Generation.objects.filter(run=run).select_related("model_version")
+    generations = Generation.objects.filter(run=run).select_related("producer")
     assert sorted(g.text for g in generations) == ["Steady light."] * 4
-    assert {(g.model_version.backend, g.model_version.endpoint, g.model_version.model_name) for g in generations} == {
+    assert {(g.producer.backend, g.producer.endpoint, g.producer.model_name) for g in generations} == {
         ("openai", "stub", "stub-model")
     }
-    assert generations[0].model_version.sampling["max_tokens"] == 8
+    assert generations[0].producer.sampling["max_tokens"] == 8
     assert len(stub.requests) == 6  # a group of 2 is 2 requests: the server declares no `n`
 
 
@@ -195,7 +195,7 @@ def test_the_form_starts_a_run_judged_through_an_endpoint(admin_client, demo, en
 def test_the_cli_starts_a_run_through_endpoints(demo, endpoints):
     call_command(
         "start_run",
-        "--task=generate",
+        "--kind=generate",
         "--character=aria",
         "--prompt-set=aria-demo",
         "--generator-endpoint=vllm",
@@ -206,7 +206,7 @@ def test_the_cli_starts_a_run_through_endpoints(demo, endpoints):
     assert run.params["judge_endpoint"] == "hosted_judge"
     with pytest.raises(CommandError, match=r"judge_endpoint: no endpoint 'gpt' \(configured: hosted_judge, vllm\)"):
         call_command(
-            "start_run", "--task=generate", "--character=aria", "--prompt-set=aria-demo", "--judge-endpoint=gpt"
+            "start_run", "--kind=generate", "--character=aria", "--prompt-set=aria-demo", "--judge-endpoint=gpt"
         )
 
 

@@ -4,7 +4,7 @@ Input lines:
 - generate: {"id": ..., "messages": [...]} (the character's persona is prepended)
 - judge:    {"id": ..., "messages": [...], "completion": "..."}
 - revise:   {"id": ..., "messages": [...], "completion": "..."}
-Each output line is the input's id with the task's result, or with "error" for an
+Each output line is the input's id with the run's result, or with "error" for an
 item that failed: every input line gets an output line.
 """
 
@@ -24,14 +24,16 @@ from inference.pipelines import DEFAULT_SAMPLING, generate_task, judge_task, rev
 from labelling.catalogue.selectors import rubric_latest
 from labelling.models import Character
 
-TASKS = ("generate", "judge", "revise")
+KINDS = ("generate", "judge", "revise")
 
 
 class Command(BaseCommand):
     help = "Run generate / judge / revise over a JSONL file and write JSONL results (no database rows)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--task", choices=TASKS, required=True)
+        parser.add_argument(
+            "--kind", "--task", dest="kind", choices=KINDS, required=True, help="(--task: its old name)"
+        )
         parser.add_argument("--input", type=Path, required=True)
         parser.add_argument("--output", type=Path, required=True)
         parser.add_argument("--workers", type=int, default=4)
@@ -45,21 +47,21 @@ class Command(BaseCommand):
         parser.add_argument("--max-rounds", type=int, default=1)
 
     def handle(self, *args, **opts):
-        task = opts["task"]
+        kind = opts["kind"]
         if opts["workers"] < 1 or opts["group_size"] < 1:
             raise CommandError("--workers and --group-size must be at least 1")
         persona = self._persona(opts["character"])
-        rubric = self._rubric(opts["rubric"], required=task != "generate")
-        rows = self._read(opts["input"], task)
+        rubric = self._rubric(opts["rubric"], required=kind != "generate")
+        rows = self._read(opts["input"], kind)
         sampling = {**DEFAULT_SAMPLING, "max_tokens": opts["max_tokens"]}
 
         def make(row: dict):
             messages = ([persona] if persona else []) + [
                 m for m in row["messages"] if not persona or m["role"] != "system"
             ]
-            if task == "generate":
+            if kind == "generate":
                 return lambda: generate_task(messages, sampling, opts["group_size"])
-            if task == "judge":
+            if kind == "judge":
                 return lambda: judge_task(rubric, messages, row["completion"])
             return lambda: revise_and_judge_task(
                 rubric,
@@ -112,7 +114,7 @@ class Command(BaseCommand):
             raise CommandError(f"--rubric: no rubric {slug!r}")
         return rubric.as_spec()
 
-    def _read(self, path: Path, task: str) -> list[dict]:
+    def _read(self, path: Path, kind: str) -> list[dict]:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
@@ -129,8 +131,8 @@ class Command(BaseCommand):
             if not isinstance(row, dict) or not isinstance(row.get("messages"), list) or not row["messages"]:
                 problems.append(f"{path}:{number}: messages: a non-empty list of chat messages is required")
                 continue
-            if task != "generate" and not isinstance(row.get("completion"), str):
-                problems.append(f"{path}:{number}: completion: a string is required for {task}")
+            if kind != "generate" and not isinstance(row.get("completion"), str):
+                problems.append(f"{path}:{number}: completion: a string is required for {kind}")
                 continue
             rows.append(row)
         if problems:

@@ -14,7 +14,9 @@ class Command(BaseCommand):
     help = "Start a generate / judge / revise run (queued for the huey consumer), or resume / cancel one."
 
     def add_arguments(self, parser):
-        parser.add_argument("--task", choices=["generate", "judge", "revise"])
+        parser.add_argument(
+            "--kind", "--task", dest="kind", choices=["generate", "judge", "revise"], help="(--task: its old name)"
+        )
         parser.add_argument("--character", help="character slug (generate)")
         parser.add_argument("--prompt-set", help="prompt set slug (generate)")
         parser.add_argument("--rubric", help="rubric slug; judges each completion (and revises with --revise)")
@@ -69,8 +71,8 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"run #{run.pk} queued ({run.kind})"))
 
     def _start(self, o) -> PipelineRun:
-        if not o["task"]:
-            raise CommandError("--task is required (or --resume / --cancel)")
+        if not o["kind"]:
+            raise CommandError("--kind is required (or --resume / --cancel)")
         params = {
             "sampling": {"max_tokens": o["max_tokens"]},
             "revise": o["revise"],
@@ -91,7 +93,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--rubric: no rubric {o['rubric']!r}")
         try:
             run, _ = run_services.run_start(
-                kind=o["task"],
+                kind=o["kind"],
                 params=params,
                 character=self._get(Character, o["character"], "--character"),
                 prompt_set=self._get(PromptSet, o["prompt_set"], "--prompt-set"),
