@@ -6,6 +6,7 @@ and the versions it makes.
     judging.py       the judge's prompt, its guidance and the answer parser (Django-free)
     errors.py        what the model side raises (Django-free)
     backends/        one interface, three backends: Triton (gRPC streaming), in-process, OpenAI-compatible
+    serving.py       which backend serves a request (the settings', an endpoint's, a run's pair)
     endpoints.py     OpenAI-compatible endpoints by name, read from the environment
     triton_server.py the bundled CPU tritonserver: start, watch, stop
     triton_worker.py what Triton's Python-backend models (triton_models/) run

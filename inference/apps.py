@@ -10,8 +10,8 @@ class InferenceConfig(AppConfig):
     def ready(self) -> None:
         # The one seam labelling reaches the model side through: runs it starts are queued
         # on huey here (train runs on their own queue), and the dashboard's health fragment reads this backend.
-        from inference.backends import get_backend
         from inference.judging import judge_prompt_sha256
+        from inference.serving import get_backend
         from inference.tasks import queue_run
         from inference.versions.train_runs import train_params
         from labelling.runs import executor

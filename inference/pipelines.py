@@ -20,12 +20,12 @@ from typing import Any
 
 from django.db import IntegrityError
 
-from inference.backends import endpoint_named
 from inference.backends.base import GenerateRequest, JudgeRequest
 from inference.backends.openai import capabilities_of
 from inference.dispatch import Call, Task, Throttle
 from inference.engine import SamplingParams
 from inference.errors import IncompleteBatch, InferenceError, JudgeOutputError
+from inference.serving import endpoint_named
 from labelling.catalogue import selectors as catalogue_selectors
 from labelling.live import broadcasts
 from labelling.models import Generation, GeneratorVersion, Judgment, PipelineRun, Producer, Prompt, Rubric

@@ -11,9 +11,9 @@ from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
 
 from inference import execution
-from inference.backends import backends_for_run, get_backend
 from inference.dispatch import TaskManager
 from inference.pipelines import RunContext, run_items
+from inference.serving import backends_for_run, get_backend
 from inference.train_queue import execute_train
 from labelling.models import GeneratorVersion, PipelineRun
 from labelling.runs import services as run_services

@@ -5,7 +5,7 @@ version.
 What a dataset row depends on is snapshotted on the row (a generation keeps the
 exact messages it was made from), so editing a character never rewrites history.
 
-One module for all the nouns (over 400 lines on purpose): they are one Django app's tables,
+One module (over 800 lines) for all the nouns: they are one Django app's tables,
 each a few fields and constraints, and reading them together is how the data model is learnt.
 The code that writes them lives in the domain packages beside this file.
 """

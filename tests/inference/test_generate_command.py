@@ -5,7 +5,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from inference.backends import reset_backend
+from inference.serving import reset_backend
 
 
 @pytest.fixture

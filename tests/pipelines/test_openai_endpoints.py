@@ -10,9 +10,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from inference.backends import reset_backend
 from inference.backends.openai import capabilities_of
 from inference.endpoints import Endpoint, endpoints_from_env
+from inference.serving import reset_backend
 from inference.tasks import execute
 from labelling.access import tokens
 from labelling.models import Generation, Judgment, PipelineRun

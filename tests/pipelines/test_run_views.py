@@ -81,7 +81,7 @@ def test_resuming_a_finished_run_is_refused_with_a_message(admin_client, demo_ro
 
 
 def test_inference_health_shows_each_model(admin_client, settings, triton_url):
-    from inference.backends import reset_backend
+    from inference.serving import reset_backend
 
     settings.TRITON_URL = triton_url
     reset_backend()
@@ -96,7 +96,7 @@ def test_inference_health_shows_each_model(admin_client, settings, triton_url):
 
 
 def test_inference_health_says_when_triton_is_down(admin_client, settings):
-    from inference.backends import reset_backend
+    from inference.serving import reset_backend
     from inference.triton_server import free_port
 
     settings.TRITON_URL = f"127.0.0.1:{free_port()}"

@@ -4,7 +4,7 @@ serves every ready version of the generator."""
 
 import pytest
 
-from inference.backends import reset_backend
+from inference.serving import reset_backend
 from inference.versions import served as served_versions
 from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn

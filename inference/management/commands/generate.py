@@ -15,10 +15,10 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.backends import backend_for
 from inference.backends.base import GenerateRequest, JudgeRequest
 from inference.engine import SamplingParams
 from inference.errors import InferenceError
+from inference.serving import backend_for
 from labelling.catalogue.selectors import rubric_latest
 from labelling.models import Character
 

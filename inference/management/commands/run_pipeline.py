@@ -17,10 +17,10 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.backends import make_backend
 from inference.backends.triton import TritonBackend
 from inference.dispatch import TaskManager
 from inference.pipelines import DEFAULT_SAMPLING, generate_task, judge_task, revise_and_judge_task
+from inference.serving import make_backend
 from labelling.catalogue.selectors import rubric_latest
 from labelling.models import Character
 
