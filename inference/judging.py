@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 
 from inference.errors import InvalidRequest, JudgeOutputError
+from shaping_core import strict
 
 RATIONALE_MAX_CHARS = 400
 # The rationale's characters under guidance: printable ASCII and newlines, never < or >.
@@ -223,8 +224,8 @@ def _as_json(text: str) -> dict | None:
     if not stripped.startswith("{"):
         return None
     try:
-        data = json.loads(stripped)
-    except ValueError:
+        data = strict.json_loads(stripped)
+    except ValueError:  # not JSON, NaN or an infinity, or nested past strict.MAX_DEPTH
         return None
     if not isinstance(data, dict):
         return None

@@ -7,6 +7,7 @@
     stats.py      the paired comparison of two generator versions (bootstrap, sign test,
                   length control)
     weights.py    version 1 (the shipped weights) and how a version's weights are fingerprinted
+    strict.py     strict readers of untrusted text: finite, shallow JSON; ids in ASCII digits
 
 It imports neither Django nor `labelling` nor `inference` (`tests/test_layout.py` checks), so
 anything can import it without settings.

@@ -9,6 +9,7 @@ from functools import partial
 
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from ninja import NinjaAPI
+from ninja.errors import HttpError
 from ninja.errors import ValidationError as BodyInvalid
 
 from labelling.api import (
@@ -28,9 +29,12 @@ from labelling.catalogue.importers import ImportFailed
 from labelling.datasets.storage import DatasetCorrupt
 from labelling.runs.idempotency import IdempotencyConflict, IdempotencyKeyInvalid
 
-api = NinjaAPI(title="Shaping API", version="1", auth=common.TokenAuth(), urls_namespace="api")
+api = NinjaAPI(
+    title="Shaping API", version="1", auth=common.TokenAuth(), parser=common.StrictParser(), urls_namespace="api"
+)
 
 api.add_exception_handler(ValidationError, partial(common.refused, api=api))
+api.add_exception_handler(HttpError, partial(common.unreadable, api=api))
 api.add_exception_handler(BodyInvalid, partial(common.malformed, api=api))
 api.add_exception_handler(ImportFailed, partial(common.import_refused, api=api))
 api.add_exception_handler(DatasetCorrupt, partial(common.dataset_corrupt, api=api))

@@ -37,6 +37,7 @@ from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.schemas import CharacterIn, GroupIn, PromptIn, PromptSetIn, RubricIn
 from labelling.models import Character, Generation, Group, Judgment, PipelineRun, Prompt, PromptSet
 from labelling.records import services as record_services
+from shaping_core import strict
 
 KINDS: dict[str, type[BaseModel]] = {
     "character": CharacterIn,
@@ -133,9 +134,12 @@ def jsonl_values(name: str, text: str) -> Iterator[tuple[int, object] | Problem]
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = strict.json_loads(line)
         except json.JSONDecodeError as exc:
             yield Problem(name, number, "", f"invalid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        except strict.NotStrictJson as exc:  # NaN, an infinity, nesting past strict.MAX_DEPTH
+            yield Problem(name, number, "", f"invalid JSON: {exc}")
             continue
         if (where := errors.nul_path(value)) is not None:  # a "\u0000" escape: no database row takes it
             yield Problem(name, number, _field("", where), errors.NUL_REFUSED)
@@ -186,11 +190,17 @@ class _LineLoader(yaml.SafeLoader):
 def _read_document(name: str, text: str) -> Iterator[_Raw | Problem]:
     try:
         root = yaml.compose(text, Loader=_LineLoader)
-        value = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader
+        value = strict.checked(yaml.load(text, Loader=_LineLoader))  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         yield Problem(name, line, "", f"invalid YAML/JSON: {getattr(exc, 'problem', None) or exc}")
+        return
+    except RecursionError:
+        yield Problem(name, None, "", f"invalid YAML/JSON: nested deeper than {strict.MAX_DEPTH} levels")
+        return
+    except strict.NotStrictJson as exc:  # .nan, .inf, nesting past strict.MAX_DEPTH
+        yield Problem(name, None, "", f"invalid YAML/JSON: {exc}")
         return
     if not isinstance(value, dict):
         yield Problem(

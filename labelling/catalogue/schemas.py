@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from shaping_core import rules
+from shaping_core import rules, strict
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$", max_length=80)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
@@ -65,7 +65,8 @@ class CriterionIn(Strict):
         if self.scale_min >= self.scale_max:
             raise ValueError(f"scale_min ({self.scale_min}) must be below scale_max ({self.scale_max})")
         for level in self.levels:
-            if not level.lstrip("-").isdigit() or not self.scale_min <= int(level) <= self.scale_max:
+            score = strict.whole_number(level.removeprefix("-"))
+            if score is None or not self.scale_min <= (-score if level.startswith("-") else score) <= self.scale_max:
                 raise ValueError(f"levels: {level!r} is not a score in {self.scale_min}..{self.scale_max}")
         return self
 

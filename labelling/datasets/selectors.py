@@ -11,6 +11,7 @@ from labelling.datasets.storage import dataset_path, dataset_verify
 from labelling.models import (
     DatasetVersion,
 )
+from shaping_core import strict
 
 
 def dataset_compare(old: DatasetVersion, new: DatasetVersion) -> dict:
@@ -38,7 +39,7 @@ def dataset_version_named(text: str) -> DatasetVersion:
     """The version `NAME@N` names (the train and evaluate commands, the API); a ValidationError
     on `dataset` saying what is wrong otherwise."""
     name, sep, number = (text or "").rpartition("@")
-    if not sep or not name or not number.isdigit():
+    if not sep or not name or strict.whole_number(number) is None:
         raise ValidationError({"dataset": f"{text!r}: expected NAME@N, e.g. aria@3"})
     version = DatasetVersion.objects.filter(dataset=name, number=int(number)).first()
     if version is None:

@@ -21,6 +21,7 @@ from labelling.catalogue.importers import ImportFailed, import_size_check
 from labelling.models import Character, PipelineRun, PromptSet, Rubric
 from labelling.runs import idempotency, selectors, services
 from labelling.versions.generators import selectors as generator_selectors
+from shaping_core import strict
 
 KINDS = [(k.value, k.label) for k in (PipelineRun.Kind.GENERATE, PipelineRun.Kind.JUDGE, PipelineRun.Kind.REVISE)]
 
@@ -107,7 +108,7 @@ def form_pick(form: dict, model, field: str):
     value = form.get(field) or ""
     if not value:
         return None
-    if not value.isdigit() or (row := model.objects.filter(pk=int(value)).first()) is None:
+    if (pk := strict.whole_number(value)) is None or (row := model.objects.filter(pk=pk).first()) is None:
         raise ValidationError({field: f"no such {model._meta.verbose_name}"})
     return row
 
@@ -116,7 +117,10 @@ def form_numbers(form: dict, fields) -> dict:
     numbers = {}
     for field, cast, low, high in fields:
         try:
-            numbers[field] = cast(form.get(field, ""))
+            text = form.get(field, "")
+            if not text.isascii():  # int("١") is 1, and int("²") fails: digits are 0-9 here
+                raise ValueError(text)
+            numbers[field] = cast(text)
         except ValueError:
             raise ValidationError({field: "a number is required"}) from None
         if not low <= numbers[field] <= high:
@@ -136,9 +140,9 @@ def _start(form: dict, user) -> PipelineRun:
     )
     pinned = {}
     if form.get("generator_version"):  # empty: the current version
-        if not form["generator_version"].isdigit():
+        if (number := strict.whole_number(form["generator_version"])) is None:
             raise ValidationError({"generator_version": "a version number is required"})
-        pinned["generator_version"] = int(form["generator_version"])
+        pinned["generator_version"] = number
     for field in services.ENDPOINT_FIELDS:  # empty: the bundled backend
         if form.get(field):
             pinned[field] = form[field]

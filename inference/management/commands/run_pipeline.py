@@ -23,6 +23,7 @@ from inference.pipelines import DEFAULT_SAMPLING, generate_task, judge_task, rev
 from inference.serving import make_backend
 from labelling.catalogue.selectors import rubric_latest
 from labelling.models import Character
+from shaping_core import strict
 
 KINDS = ("generate", "judge", "revise")
 
@@ -124,9 +125,12 @@ class Command(BaseCommand):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = strict.json_loads(line)
             except json.JSONDecodeError as exc:
                 problems.append(f"{path}:{number}: invalid JSON: {exc.msg}")
+                continue
+            except strict.NotStrictJson as exc:
+                problems.append(f"{path}:{number}: invalid JSON: {exc}")
                 continue
             if not isinstance(row, dict) or not isinstance(row.get("messages"), list) or not row["messages"]:
                 problems.append(f"{path}:{number}: messages: a non-empty list of chat messages is required")

@@ -15,6 +15,7 @@ from labelling.models import DatasetVersion, PipelineRun
 from labelling.runs import idempotency
 from labelling.versions.generators import views as generator_views
 from labelling.versions.training import charts, selectors, services
+from shaping_core import strict
 
 
 @require_GET
@@ -45,13 +46,13 @@ def train_new(request: HttpRequest) -> HttpResponse:
         dataset = _dataset(form.get("dataset", ""))
         params = {}
         if form.get("steps"):
-            if not form["steps"].isdigit():
+            if (steps := strict.whole_number(form["steps"])) is None:
                 raise ValidationError({"steps": "a whole number is required"})
-            params["steps"] = int(form["steps"])
+            params["steps"] = steps
         if form.get("lora") == "on":
             params["lora"] = True
         from_version = form.get("from_version") or None
-        if from_version is not None and not from_version.isdigit():
+        if from_version is not None and strict.whole_number(from_version) is None:
             raise ValidationError({"from_version": "a version number is required"})
         run, _ = services.train_start(
             dataset_version=dataset,
@@ -74,6 +75,8 @@ def train_new(request: HttpRequest) -> HttpResponse:
 
 
 def _dataset(pk: str) -> DatasetVersion:
-    if not pk.isdigit() or (version := DatasetVersion.objects.filter(pk=int(pk)).first()) is None:
+    if (number := strict.whole_number(pk)) is None or (
+        version := DatasetVersion.objects.filter(pk=number).first()
+    ) is None:
         raise ValidationError({"dataset": "choose a dataset version"})
     return version
