@@ -9,6 +9,8 @@ class LabellingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from labelling.access import throttle  # noqa: F401 - its signal receivers count failed sign-ins
+
         # The run pages show other rooms' work; those rooms start runs, so they plug in here
         # rather than being imported by runs (labelling.runs.views).
         from labelling.characters import views as character_views

@@ -822,3 +822,22 @@ class ApiToken(models.Model):
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+class LoginFailure(models.Model):
+    """A failed sign-in (a wrong password, or an unknown or inactive account): what the login
+    throttle counts (labelling.access.throttle). Rows older than the window are deleted as new
+    ones come; a successful sign-in deletes its account's rows from its address."""
+
+    username = models.CharField(max_length=150)
+    address = models.CharField(max_length=45, help_text="The client's IP address (REMOTE_ADDR).")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["username", "at"], name="loginfailure_username_at"),
+            models.Index(fields=["address", "at"], name="loginfailure_address_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} from {self.address} at {self.at:%Y-%m-%d %H:%M:%S}"

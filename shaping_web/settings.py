@@ -284,6 +284,11 @@ PORTRAIT_MAX_BYTES = envint("PORTRAIT_MAX_BYTES", 5 * 1024 * 1024, minimum=1)
 PORTRAIT_MAX_PIXELS = envint("PORTRAIT_MAX_PIXELS", 25_000_000, minimum=1)
 # One import file (admin, API, CLI; puzzle files too). YAML imports refuse anchors and aliases.
 IMPORT_MAX_BYTES = envint("IMPORT_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
+# The login throttle (labelling.access.throttle): failed sign-ins allowed per account and per
+# address within the window; past either, sign-in is refused until the window has moved on.
+LOGIN_FAILURES_PER_ACCOUNT = envint("LOGIN_FAILURES_PER_ACCOUNT", 10, minimum=1)
+LOGIN_FAILURES_PER_ADDRESS = envint("LOGIN_FAILURES_PER_ADDRESS", 50, minimum=1)
+LOGIN_FAILURE_WINDOW_S = envint("LOGIN_FAILURE_WINDOW_S", 900, minimum=1)
 
 # --- auth ---------------------------------------------------------------------
 # `seed_demo` may create users with the public demo password only where this is on: a DEBUG
