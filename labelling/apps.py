@@ -9,7 +9,7 @@ class LabellingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from labelling.access import throttle  # noqa: F401 - its signal receivers count failed sign-ins
+        from labelling.access import roles, throttle  # noqa: F401 - their signal receivers: staff follows the admin role; failed sign-ins are counted
 
         # The run pages show other rooms' work; those rooms start runs, so they plug in here
         # rather than being imported by runs (labelling.runs.views).

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.db import transaction
+from django.db.models.signals import m2m_changed
+from django.dispatch import receiver
 
 REVIEWER = "reviewer"
 ADMIN = "admin"
@@ -33,3 +36,15 @@ def user_role(user: AbstractBaseUser) -> str | None:
 
 def is_admin(user: AbstractBaseUser) -> bool:
     return user_role(user) == ADMIN
+
+
+@receiver(m2m_changed, sender=get_user_model().groups.through, dispatch_uid="shaping-staff-follows-role")
+def _staff_follows_role(sender, action: str, **kwargs) -> None:
+    """Staff status follows the admin role, whichever side of the membership changed (a user's
+    groups, a group's users): gaining the role gives it, losing it takes it away (a superuser
+    keeps it). The admin site checks the role too, so a lingering flag opens nothing."""
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    users = get_user_model().objects.filter(is_superuser=False)
+    users.filter(is_staff=True).exclude(groups__name=ADMIN).update(is_staff=False)
+    users.filter(is_staff=False, groups__name=ADMIN).update(is_staff=True)

@@ -2,9 +2,10 @@
 
 import hashlib
 
+from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from labelling.access import tokens
+from labelling.access import roles, tokens
 from labelling.models import ApiToken, DatasetVersion
 
 
@@ -69,3 +70,30 @@ def test_the_admin_shows_a_new_token_once_and_stores_its_hash(admin_client, admi
         reverse("admin:labelling_apitoken_changelist"), {"action": "revoke", "_selected_action": [row.pk]}
     )
     assert tokens.token_authenticate(token) is None
+
+
+def test_only_the_admin_role_opens_the_admin_downloads_included(client, admin_user, world, media):
+    """A staff user without the role (made by hand, no permissions) and an admin moved to the
+    reviewer role get neither the changelist nor a version's file."""
+    client.force_login(admin_user)
+    freeze(client)
+    version = DatasetVersion.objects.get()
+    download = reverse("admin:labelling_datasetversion_download", args=[version.pk])
+    changelist = reverse("admin:labelling_datasetversion_changelist")
+    staff = get_user_model().objects.create_user(username="staffer", password="x", is_staff=True)
+    client.force_login(staff)
+    assert [client.get(url).status_code for url in (download, changelist)] == [302, 302]  # to the admin login
+
+    groups = roles.ensure_roles()
+    admin_user.groups.remove(groups[roles.ADMIN])
+    admin_user.groups.add(groups[roles.REVIEWER])
+    admin_user.refresh_from_db()
+    assert not admin_user.is_staff  # losing the role took staff status with it
+    client.force_login(admin_user)
+    assert [client.get(url).status_code for url in (download, changelist)] == [302, 302]
+
+    groups[roles.ADMIN].user_set.add(admin_user)  # back, from the group's side
+    admin_user.refresh_from_db()
+    assert admin_user.is_staff
+    client.force_login(admin_user)
+    assert client.get(download).status_code == 200
