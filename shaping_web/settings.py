@@ -289,6 +289,13 @@ IMPORT_MAX_BYTES = envint("IMPORT_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
 LOGIN_FAILURES_PER_ACCOUNT = envint("LOGIN_FAILURES_PER_ACCOUNT", 10, minimum=1)
 LOGIN_FAILURES_PER_ADDRESS = envint("LOGIN_FAILURES_PER_ADDRESS", 50, minimum=1)
 LOGIN_FAILURE_WINDOW_S = envint("LOGIN_FAILURE_WINDOW_S", 900, minimum=1)
+# The live socket (labelling.live.consumers): its right to stay open (a signed-in session, an
+# active user, the role it connected with) is checked again before a push at most every
+# RECHECK_S and while idle every RECHECK_IDLE_S; it is closed after MAX_AGE_S, and the page
+# connects again (signing in afresh).
+LIVE_SOCKET_RECHECK_S = envfloat("LIVE_SOCKET_RECHECK_S", 1.0)
+LIVE_SOCKET_RECHECK_IDLE_S = envfloat("LIVE_SOCKET_RECHECK_IDLE_S", 30.0)
+LIVE_SOCKET_MAX_AGE_S = envfloat("LIVE_SOCKET_MAX_AGE_S", 3600.0)
 
 # --- auth ---------------------------------------------------------------------
 # `seed_demo` may create users with the public demo password only where this is on: a DEBUG

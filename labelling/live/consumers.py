@@ -2,10 +2,13 @@
 
 import asyncio
 import re
+import time
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import get_user_model
 
 from labelling.access import roles
 from labelling.live.broadcasts import DASHBOARD_GROUP, register_web_loop, review_group, run_group
@@ -15,6 +18,9 @@ NOT_SIGNED_IN = 4401
 NO_ROLE = 4403
 MALFORMED = 4400
 NO_SUCH_PATH = 4404
+# A socket that lived LIVE_SOCKET_MAX_AGE_S: closed as "service restart", which htmx's ws
+# extension answers by connecting again, signing in afresh through the handshake.
+LIFETIME_OVER = 1012
 _MALFORMED = object()  # what _query_id answers for a parameter that is not one id
 
 # An id is a positive integer in the database's range (a longer one would overflow the query).
@@ -55,19 +61,53 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             self.groups_joined.append(review_group(group_id))
         for name in self.groups_joined:
             await self.channel_layer.group_add(name, self.channel_name)
+        self.role, self.checked_at, self.closing = role, time.monotonic(), False
         await self.accept()
+        self.watch = asyncio.create_task(self._watch(time.monotonic() + settings.LIVE_SOCKET_MAX_AGE_S))
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
         """Pages never send on this socket: anything sent is not ours to read."""
         await self.close(code=MALFORMED)
 
     async def disconnect(self, code: int) -> None:
+        if (watch := getattr(self, "watch", None)) is not None:
+            watch.cancel()
         for name in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(name, self.channel_name)
 
     async def html_push(self, event: dict) -> None:
-        """A rendered fragment with hx-swap-oob targets; htmx swaps it in."""
+        """A rendered fragment with hx-swap-oob targets; htmx swaps it in, if the socket's
+        right to it still holds (checked at most every LIVE_SOCKET_RECHECK_S)."""
+        if self.closing:
+            return
+        if time.monotonic() - self.checked_at >= settings.LIVE_SOCKET_RECHECK_S and not await self._still_entitled():
+            return
         await self.send(text_data=event["html"])
+
+    async def _still_entitled(self) -> bool:
+        """Whether the socket may stay open: its session still signed in (not logged out or
+        flushed), its user still active and in the role it connected with. If not, it is
+        closed: 4401 for a session that ended, 4403 for a right that was taken away (the page,
+        reloaded, connects with what its user has now)."""
+        self.checked_at = time.monotonic()
+        code = await database_sync_to_async(_refusal)(self.scope, self.role)
+        if code is not None:
+            self.closing = True
+            await self.close(code=code)
+            return False
+        return True
+
+    async def _watch(self, closes_at: float) -> None:
+        """Between pushes: the same check every LIVE_SOCKET_RECHECK_IDLE_S, and the lifetime."""
+        while True:
+            left = closes_at - time.monotonic()
+            if left <= 0:
+                self.closing = True
+                await self.close(code=LIFETIME_OVER)
+                return
+            await asyncio.sleep(min(left, settings.LIVE_SOCKET_RECHECK_IDLE_S))
+            if time.monotonic() < closes_at and not await self._still_entitled():
+                return
 
 
 class UnknownPathConsumer(AsyncJsonWebsocketConsumer):
@@ -75,6 +115,20 @@ class UnknownPathConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         await self.close(code=NO_SUCH_PATH)
+
+
+def _refusal(scope: dict, role: str) -> int | None:
+    """The close code for a socket whose right to be open has ended, None while it holds."""
+    session, user = scope.get("session"), scope.get("user")
+    key = getattr(session, "session_key", None)
+    if key is None or not session.exists(key):
+        return NOT_SIGNED_IN  # logged out (the session was flushed) or expired
+    fresh = get_user_model().objects.filter(pk=user.pk, is_active=True).first()
+    if fresh is None:
+        return NOT_SIGNED_IN
+    if roles.user_role(fresh) != role:
+        return NO_ROLE  # a role taken away or changed: the page reconnects with the new one
+    return None
 
 
 @database_sync_to_async
