@@ -1,0 +1,69 @@
+"""Health that tells the truth: a database that takes no writes is "down" in /readyz, while
+a read through the API still works (a token's use is stamped at most once a minute, best
+effort); and the probes answer over plain HTTP in production instead of redirecting."""
+
+import json
+
+import pytest
+from django.db import connection
+
+from labelling.access import tokens
+from labelling.models import ApiToken
+from tests.labelling.test_fail_closed import SECRET, manage
+
+pytestmark = pytest.mark.django_db(transaction=True)  # autocommit: each statement its own transaction
+
+
+@pytest.fixture
+def read_only(transactional_db):
+    """This connection refuses every write from now on, as a read-only file or replica does."""
+    on, off = (
+        ("PRAGMA query_only = ON", "PRAGMA query_only = OFF")
+        if connection.vendor == "sqlite"
+        else ("SET default_transaction_read_only = on", "SET default_transaction_read_only = off")
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(on)
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(off)
+
+
+def test_readyz_says_the_database_is_down_when_it_takes_no_writes(client, read_only):
+    body = client.get("/readyz").json()
+    assert body["database"] is False and body["ok"] is False
+
+
+def test_readyz_says_the_database_is_up_when_a_write_commits(client):
+    assert client.get("/readyz").json()["database"] is True
+
+
+@pytest.fixture
+def token(admin_user):
+    return tokens.token_create(user=admin_user, name="reader")[1]
+
+
+def test_a_read_through_the_api_works_while_the_database_takes_no_writes(client, token, read_only, caplog):
+    response = client.get("/api/runs", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.content
+    assert "its use was not recorded" in caplog.text
+
+
+def test_a_tokens_use_is_stamped_at_most_once_a_minute(token):
+    tokens.token_authenticate(token)
+    first = ApiToken.objects.get().last_used_at
+    tokens.token_authenticate(token)
+    assert ApiToken.objects.get().last_used_at == first
+    ApiToken.objects.update(last_used_at=first.replace(year=first.year - 1))
+    tokens.token_authenticate(token)
+    assert ApiToken.objects.get().last_used_at > first
+
+
+def test_in_production_the_probes_answer_over_plain_http():
+    code = (
+        "from django.test import Client; import json; c = Client(); "
+        "print(json.dumps([c.get(p).status_code for p in ('/healthz', '/accounts/login/')]))"
+    )
+    result = manage("shell", "-c", code, DEBUG="0", SECRET_KEY=SECRET, ALLOWED_HOSTS="testserver")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [200, 301]
