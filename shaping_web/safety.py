@@ -79,3 +79,20 @@ class LoopbackOnlyInDebug:
             await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, receive, send)
+
+
+def production_problem(debug: bool, secret_key: str, allowed_hosts: list[str]) -> str | None:
+    """Why these settings cannot serve production (DEBUG off), or None: no host to answer to
+    (every request, health probes included, would be a 400), or a SECRET_KEY an attacker could
+    guess (sessions, CSRF tokens and password resets are signed with it). The bar for the key
+    is Django's own deploy check's: 50 characters, 5 different ones, not a generated dev key."""
+    if debug:
+        return None
+    if not allowed_hosts:
+        return "ALLOWED_HOSTS is empty with DEBUG off: name the hosts the site answers to (e.g. shaping.example.org)"
+    if len(secret_key) < 50 or len(set(secret_key)) < 5 or secret_key.startswith("django-insecure"):
+        return (
+            "SECRET_KEY is too weak for DEBUG off: use at least 50 characters with at least 5 different ones, "
+            'e.g. python -c "import secrets; print(secrets.token_urlsafe(50))"'
+        )
+    return None

@@ -14,7 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from inference.endpoints import EndpointConfigError, endpoints_from_env
-from shaping_web.safety import debug_hosts_problem
+from shaping_web.safety import debug_hosts_problem, production_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -85,6 +85,8 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if 
 # machine only (`manage.py serve` and the ASGI application check the address they listen on).
 if _debug_exposed := debug_hosts_problem(DEBUG, ALLOWED_HOSTS):
     raise ImproperlyConfigured(_debug_exposed)
+if _unsafe := production_problem(DEBUG, SECRET_KEY, ALLOWED_HOSTS):
+    raise ImproperlyConfigured(_unsafe)
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -122,18 +124,28 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
+
 # Behind escaping, a second line of defence: scripts only from this site's own files (no inline
 # script, no eval; WebAssembly may compile: model-viewer's mesh decoder, for the 3D figures),
 # styles from them plus style attributes (a sheet's colour swatches; htmx's indicator style),
 # pictures also from data: and blob: URLs (the figures' textures), and connections to this
-# site and its websockets.
+# site and its websockets on the hosts it serves (ALLOWED_HOSTS; any port): a page may open
+# no socket elsewhere. ('self' covers same-origin sockets in CSP 3 browsers; the host list
+# covers the others. IPv6 literals are not valid CSP sources: 'self' alone covers them.)
+def socket_sources(hosts: list[str]) -> list[str]:
+    if "*" in hosts:
+        return ["ws:", "wss:"]
+    named = ["*" + h if h.startswith(".") else h for h in hosts if not h.startswith("[")]
+    return [f"{scheme}://{host}:*" for host in named for scheme in ("ws", "wss")]
+
+
 CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'self'",
         "script-src 'self' 'wasm-unsafe-eval'",
         "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data: blob:",
-        "connect-src 'self' ws: wss:",
+        " ".join(["connect-src 'self'", *socket_sources(ALLOWED_HOSTS)]),
         "object-src 'none'",
         "base-uri 'self'",
         "frame-ancestors 'none'",

@@ -17,7 +17,9 @@ DIRECTIVES = {
     "script-src": "'self' 'wasm-unsafe-eval'",
     "style-src": "'self' 'unsafe-inline'",
     "img-src": "'self' data: blob:",
-    "connect-src": "'self' ws: wss:",
+    # Sockets to the hosts the site serves only (the test settings: 127.0.0.1 and localhost;
+    # [::1] is not a valid CSP source, 'self' covers it).
+    "connect-src": "'self' ws://127.0.0.1:* wss://127.0.0.1:* ws://localhost:* wss://localhost:*",
     "object-src": "'none'",
     "base-uri": "'self'",
     "frame-ancestors": "'none'",
@@ -81,3 +83,17 @@ def test_no_template_has_an_inline_script_or_event_handler():
         for pattern in (r"<script(?![^>]*\bsrc=)[^>]*>", r"\son[a-z]+\s*=", r"javascript:"):
             found += [f"{path.relative_to(TEMPLATES)}: {m.group()}" for m in re.finditer(pattern, text)]
     assert found == []
+
+
+@pytest.mark.parametrize(
+    ("hosts", "sources"),
+    [
+        (["shaping.example.org"], ["ws://shaping.example.org:*", "wss://shaping.example.org:*"]),
+        ([".example.org", "[::1]"], ["ws://*.example.org:*", "wss://*.example.org:*"]),
+        (["*"], ["ws:", "wss:"]),  # a site that serves any host can name none
+    ],
+)
+def test_sockets_may_go_only_to_the_hosts_the_site_serves(hosts, sources):
+    from shaping_web.settings import socket_sources
+
+    assert socket_sources(hosts) == sources

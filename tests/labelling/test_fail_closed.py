@@ -179,3 +179,17 @@ def test_seed_demo_takes_another_password_anywhere(db, settings):
     call_command("seed_demo", "--password", "a-long-private-password-7", verbosity=0)
     admin = get_user_model().objects.get(username="admin")
     assert admin.check_password("a-long-private-password-7") and not admin.check_password("shaping-demo")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SECRET_KEY": SECRET}, "ALLOWED_HOSTS is empty with DEBUG off"),
+        ({"SECRET_KEY": "x", "ALLOWED_HOSTS": "shaping.example.org"}, "SECRET_KEY is too weak"),
+        ({"SECRET_KEY": "ab" * 40, "ALLOWED_HOSTS": "shaping.example.org"}, "SECRET_KEY is too weak"),
+        ({"SECRET_KEY": "django-insecure-" + "q1w2e3r4t5" * 5, "ALLOWED_HOSTS": "a.example.org"}, "too weak"),
+    ],
+)
+def test_production_refuses_to_start_without_hosts_or_with_a_guessable_key(env, message):
+    result = manage("check", DEBUG="0", **env)
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-1000:]

@@ -89,7 +89,16 @@ def test_redis_url_switches_huey_and_the_channel_layer():
 def test_production_static_files_collect_with_their_manifest(tmp_path):
     """With DEBUG off pages name static files through the manifest; every file (vendored
     ones included) must collect, or the first page fails."""
-    result = _manage("collectstatic", "--noinput", "-v", "0", DEBUG="0", SECRET_KEY="k" * 60, DATA_DIR=str(tmp_path))
+    result = _manage(
+        "collectstatic",
+        "--noinput",
+        "-v",
+        "0",
+        DEBUG="0",
+        SECRET_KEY="k" * 60 + "-production-secret-for-the-check",
+        ALLOWED_HOSTS="shaping.example.org",
+        DATA_DIR=str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     manifest = (tmp_path / "staticfiles" / "staticfiles.json").read_text()
     assert "vendor/model-viewer-4.4.0.min.js" in manifest and "css/app.css" in manifest
