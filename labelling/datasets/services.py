@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import uuid
 from pathlib import Path
 
@@ -19,14 +21,22 @@ from labelling.models import (
     Prompt,
     PromptSet,
 )
+from shaping_core import strict
+
+DATASET_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
 
 def dataset_build(*, dataset: str, kind: str, filter: dict | None = None, created_by=None) -> DatasetVersion:
     """Freeze a new numbered version; refuses a filter that selects nothing (writes nothing)."""
     if kind not in FORMATS:
         raise ValidationError({"kind": f"unknown format {kind!r} ({', '.join(sorted(FORMATS))})"})
-    if not dataset or not all(ch.isalnum() or ch in "-_" for ch in dataset):
-        raise ValidationError({"dataset": "a slug is required (letters, digits, - and _)"})
+    if not DATASET_NAME.fullmatch(dataset or ""):
+        # ASCII: the name is a folder and the download's filename (Content-Disposition).
+        raise ValidationError({"dataset": "a slug is required: up to 80 ASCII letters, digits, - and _"})
+    try:
+        strict.checked(filter or {})
+    except strict.NotStrictJson as exc:  # NaN compares false with everything: a filter of nothing
+        raise ValidationError({"filter": str(exc)}) from None
     f = DatasetFilter.from_dict(filter or {})
     rubric = rubric_for(f)
     if kind != DatasetVersion.Kind.GRPO_PROMPTS and rubric is None:
@@ -66,6 +76,8 @@ def dataset_build(*, dataset: str, kind: str, filter: dict | None = None, create
         raise ValidationError({"dataset": "could not take a version number; try again"})
     finally:
         tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a build that wrote nothing leaves no empty folder
+            root.rmdir()
 
 
 def dataset_held_out_prompt_set(*, version: DatasetVersion) -> PromptSet:

@@ -63,8 +63,7 @@ def _encode(row: dict) -> bytes:
 
 def write_rows(rows: Iterable[dict], path: Path, kind: str) -> tuple[str, Stats]:
     digest, stats = hashlib.sha256(), Stats(kind)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as out:
+    with _created(path) as out:
         for row in rows:
             line = _encode(row)
             digest.update(line)
@@ -94,3 +93,17 @@ def dataset_stream(version: DatasetVersion, block: int = 1 << 16) -> Iterator[by
     dataset_verify(version)
     with open(dataset_path(version), "rb") as f:
         yield from iter(lambda: f.read(block), b"")
+
+
+def _created(path: Path):
+    """`path` opened for writing, its folder made first. A build that wrote nothing removes its
+    dataset's folder if it is empty (services.dataset_build): when one does so between this
+    mkdir and this open, the folder is made again."""
+    for attempt in range(3):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return open(path, "wb")  # noqa: SIM115 - the caller's `with` closes it
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")

@@ -3,6 +3,7 @@ too deep, NaN and infinities, digits that are not ASCII, numbers too long for th
 through the API, imports and the pages' forms."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -160,3 +161,33 @@ def test_the_train_form_refuses_other_digits_on_the_field(admin_client, demo, fi
     response = admin_client.post("/models/train", form)
     assert response.status_code == 400, response.content[:300]
     assert not PipelineRun.objects.filter(kind="train").exists()
+
+
+# --- dataset names and filters -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["données", "a/b", "ＡＢ"])  # length: the schema says (a 422)
+def test_a_dataset_name_is_an_ascii_slug(api, demo, media, name):
+    body = {"dataset": name, "kind": "dpo", "filter": {"rubric": "aria-voice"}}
+    response = api.post("/datasets", body)
+    assert response.status_code == 400, response.content
+    assert "ASCII" in response.json()["errors"]["dataset"]
+    assert not DatasetVersion.objects.exists()
+
+
+def test_a_nan_filter_from_the_admin_form_is_named_and_a_failed_build_leaves_no_folder(demo, media):
+    from django.conf import settings
+    from django.core.exceptions import ValidationError
+
+    from labelling.datasets import services as dataset_services
+
+    folder = Path(settings.MEDIA_ROOT) / "datasets" / "aria"
+    with pytest.raises(ValidationError) as refused:
+        dataset_services.dataset_build(
+            dataset="aria", kind="dpo", filter={"rubric": "aria-voice", "min_margin": float("nan")}
+        )
+    assert "nan is not a number" in refused.value.message_dict["filter"][0]
+    with pytest.raises(ValidationError, match="selects no rows"):
+        dataset_services.dataset_build(dataset="aria", kind="dpo", filter={"rubric": "aria-voice", "runs": [424242]})
+    assert not folder.exists()
+    assert not DatasetVersion.objects.exists()
