@@ -208,7 +208,9 @@ def run_finish(*, run_id: int, execution: int, done: int | None = None, cancelle
         if not (cancelled or run.cancel_requested):
             run.failed_items = run.total_items - run.done_items
         run.failed_items = min(run.failed_items, run.total_items - run.done_items)
-    if cancelled or run.cancel_requested:
+    # A cancel that came after the last item was done stopped nothing: the run did it all.
+    all_done = run.kind != PipelineRun.Kind.TRAIN and run.total_items > 0 and run.done_items == run.total_items
+    if (cancelled or run.cancel_requested) and not all_done:
         run.status = PipelineRun.Status.CANCELLED
     elif run.failed_items == 0:
         run.status = PipelineRun.Status.SUCCEEDED

@@ -57,3 +57,10 @@ def test_create_user_refuses_a_taken_name(db):
 
 def test_a_user_in_no_role_has_no_role(outsider):
     assert user_role(outsider) is None
+
+
+@pytest.mark.parametrize("password", ["short", "password123"])
+def test_create_user_refuses_a_password_the_validators_refuse(db, password):
+    with pytest.raises(CommandError, match="--password: This password is"):
+        call_command("create_user", "weak", "--role", "reviewer", "--password", password)
+    assert not get_user_model().objects.filter(username="weak").exists()

@@ -274,3 +274,20 @@ def test_only_outages_resume_themselves_and_at_most_three_times(story):
     assert set(PipelineRun.objects.filter(pk__in=[other.pk, tired.pk]).values_list("status", flat=True)) == {
         PipelineRun.Status.PARTIAL
     }
+
+
+def test_a_cancel_that_comes_after_the_last_item_leaves_the_run_succeeded(story):
+    """Cancel requested once every item was done stopped nothing: the run did it all (it read
+    "cancelled" at 2 of 2). One that stops a run short still ends cancelled."""
+    character, prompt_set, rubric = story(2)
+    for done, status in ((2, PipelineRun.Status.SUCCEEDED), (1, PipelineRun.Status.CANCELLED)):
+        run, _ = run_services.run_start(
+            kind="generate", character=character, prompt_set=prompt_set, rubric=rubric, group_size=2, enqueue=False
+        )
+        claimed = execution.run_claim(run_id=run.pk, stale_after_s=60)
+        execution.run_set_total(run_id=run.pk, execution=claimed.execution, total=2, already_done=0)
+        for _ in range(done):
+            execution.run_item_finished(run_id=run.pk, execution=claimed.execution, ok=True)
+        PipelineRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+        finished = execution.run_finish(run_id=run.pk, execution=claimed.execution, done=done, cancelled=True)
+        assert (finished.status, finished.done_items) == (status, done)

@@ -3,6 +3,8 @@
 import secrets
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -25,6 +27,10 @@ class Command(BaseCommand):
             raise CommandError(f"user {username!r} already exists")
         generated = password is None
         password = password or secrets.token_urlsafe(12)
+        try:  # the same validators as the admin's password form (AUTH_PASSWORD_VALIDATORS)
+            validate_password(password, User(username=username, email=email))
+        except ValidationError as exc:
+            raise CommandError(f"--password: {' '.join(exc.messages)}") from None
         user = User.objects.create_user(username=username, email=email, password=password, is_staff=role == ADMIN)
         user.groups.add(ensure_roles()[role])
         self.stdout.write(self.style.SUCCESS(f"created {role} {username!r}"))
