@@ -49,7 +49,19 @@ def _generator_version() -> Any:
 SOURCE_RUN = Field(..., ge=1, le=MAX_ID, description="the run whose completions to take")
 
 
-class GenerateRunIn(Schema):
+class _Revises(Schema):
+    """What a run that generates and judges (generate with `revise`, revise) takes besides its
+    own fields: how weak a completion is, how many rounds, and with what."""
+
+    max_tokens: int | None = _max_tokens(str(RUN_MAX_TOKENS))
+    revise_threshold: float = Field(0.5, ge=0, le=1)
+    max_rounds: int = Field(1, ge=1, le=5)
+    generator_version: int | None = _generator_version()
+    generator_endpoint: str | None = _endpoint("generate")
+    judge_endpoint: str | None = _endpoint("judge")
+
+
+class GenerateRunIn(_Revises):
     """Generate k completions per prompt of a prompt set in a character's voice; with a rubric,
     judge each one, and with `revise`, revise the weak ones in the same run."""
 
@@ -58,13 +70,7 @@ class GenerateRunIn(Schema):
     prompt_set: str = Field(..., description="prompt set slug")
     rubric: str | None = Field(None, description="rubric slug, latest version: judges each completion")
     group_size: int = Field(4, ge=1, le=16, description="completions per prompt")
-    max_tokens: int | None = _max_tokens(str(RUN_MAX_TOKENS))
     revise: bool = False
-    revise_threshold: float = Field(0.5, ge=0, le=1)
-    max_rounds: int = Field(1, ge=1, le=5)
-    generator_version: int | None = _generator_version()
-    generator_endpoint: str | None = _endpoint("generate")
-    judge_endpoint: str | None = _endpoint("judge")
 
 
 class JudgeRunIn(Schema):
@@ -77,18 +83,12 @@ class JudgeRunIn(Schema):
     judge_endpoint: str | None = _endpoint("judge")
 
 
-class ReviseRunIn(Schema):
+class ReviseRunIn(_Revises):
     """Revise another run's completions that score under the threshold, judging each revision."""
 
     kind: Literal["revise"]
     source_run: int = SOURCE_RUN
     rubric: str = Field(..., description="rubric slug, latest version")
-    max_tokens: int | None = _max_tokens(str(RUN_MAX_TOKENS))
-    revise_threshold: float = Field(0.5, ge=0, le=1)
-    max_rounds: int = Field(1, ge=1, le=5)
-    generator_version: int | None = _generator_version()
-    generator_endpoint: str | None = _endpoint("generate")
-    judge_endpoint: str | None = _endpoint("judge")
 
 
 class TrainRunIn(Schema):
