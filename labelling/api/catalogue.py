@@ -7,7 +7,7 @@ from ninja import Field, Router, Schema, Status
 from ninja.pagination import paginate
 
 from labelling import models
-from labelling.api.common import ADMIN, READ, Error, Pages, admin_required
+from labelling.api.common import ADMIN, READ, BodyIn, Error, Pages, admin_required
 from labelling.catalogue import selectors as catalogue_selectors
 from labelling.catalogue.importers import import_text
 
@@ -53,7 +53,7 @@ class PromptSet(Schema):
         return obj.prompts.count()
 
 
-class ImportIn(Schema):
+class ImportIn(BodyIn):
     name: str = Field("api.jsonl", description="file name: its extension picks JSONL / YAML / JSON")
     content: str = Field(..., min_length=1, description="the file's text")
 

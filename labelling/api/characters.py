@@ -4,11 +4,11 @@ a prompt set. The list of characters is the catalogue's (catalogue.py)."""
 
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import Field, Path, Router, Schema, Status
+from ninja import Field, Path, Router, Status
 
 from labelling import models
 from labelling.api.catalogue import Character, PromptSet, rubric_named
-from labelling.api.common import ADMIN, MAX_ID, Error, admin_required
+from labelling.api.common import ADMIN, MAX_ID, BodyIn, Error, admin_required
 from labelling.api.runs import Run
 from labelling.catalogue import architext
 from labelling.characters import services as character_services
@@ -19,7 +19,7 @@ sheets = Router(tags=["characters"])
 puzzles = Router(tags=["characters"])
 
 
-class SheetsIn(Schema):
+class SheetsIn(BodyIn):
     concept: str = Field(..., min_length=1, max_length=2000, description="what kind of character to design")
     count: int = Field(4, ge=1, le=16, description="sheets to generate (one GRPO group)")
     max_tokens: int = Field(
@@ -28,11 +28,11 @@ class SheetsIn(Schema):
     rubric: str | None = Field(None, description="rubric slug to judge the sheets with (coherence)")
 
 
-class PromoteIn(Schema):
+class PromoteIn(BodyIn):
     slug: str = Field(..., min_length=1, max_length=80)
 
 
-class PuzzlesIn(Schema):
+class PuzzlesIn(BodyIn):
     name: str = Field("puzzles.jsonl", min_length=1, max_length=200)
     content: str = Field(..., min_length=1, description="Architext rows, one JSON object per line")
     prompt_set: str = Field(..., min_length=1, max_length=80, description="slug of the new prompt set")

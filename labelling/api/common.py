@@ -14,6 +14,7 @@ from ninja.errors import ValidationError as BodyInvalid
 from ninja.pagination import LimitOffsetPagination
 from ninja.parser import Parser
 from ninja.security import HttpBearer
+from pydantic import ConfigDict
 
 from labelling import errors
 from labelling.access import roles, tokens
@@ -127,6 +128,14 @@ class Pages(LimitOffsetPagination):
 
 
 # Every error the API answers: a line of text and, where a field is to blame, its message.
+class BodyIn(Schema):
+    """A request body: a field it does not know is refused (a 422 naming it), never ignored, so a
+    misspelt or misplaced setting ("temprature", a train setting on a generate run) is not
+    silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class Error(Schema):
     detail: str
     errors: dict[str, str] = {}

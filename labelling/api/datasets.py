@@ -10,7 +10,7 @@ from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.pagination import paginate
 
 from labelling import models
-from labelling.api.common import ADMIN, MAX_NUMBER, Error, Pages, admin_required
+from labelling.api.common import ADMIN, MAX_NUMBER, BodyIn, Error, Pages, admin_required
 from labelling.datasets import selectors as dataset_selectors
 from labelling.datasets import services as dataset_services
 from labelling.datasets import storage
@@ -18,7 +18,7 @@ from labelling.datasets import storage
 router = Router(tags=["datasets"])
 
 
-class DatasetIn(Schema):
+class DatasetIn(BodyIn):
     dataset: str = Field(..., min_length=1, max_length=80)
     kind: Literal["grpo", "grpo_prompts", "dpo", "kto", "sft"]
     filter: dict = Field(default_factory=dict)

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Path, Router, Schema, Status
 
 from labelling.api.catalogue import rubric_named
-from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, Error, admin_required, named
+from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, BodyIn, Error, admin_required, named
 from labelling.models import Character, PromptSet
 from labelling.models import Evaluation as EvaluationRow
 from labelling.versions.evaluation import pairs, selectors, services
@@ -16,7 +16,7 @@ from labelling.versions.evaluation import pairs, selectors, services
 router = Router(tags=["evaluations"])
 
 
-class EvaluationIn(Schema):
+class EvaluationIn(BodyIn):
     candidate: int = Field(..., ge=1, le=MAX_NUMBER, description="the version to judge")
     baseline: int | None = Field(None, ge=1, le=MAX_NUMBER, description="default: the candidate's parent")
     prompt_set: str | None = Field(

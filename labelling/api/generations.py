@@ -8,14 +8,14 @@ from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import paginate
 
 from labelling import models
-from labelling.api.common import ADMIN, MAX_ID, Error, Pages, admin_required
+from labelling.api.common import ADMIN, MAX_ID, BodyIn, Error, Pages, admin_required
 from labelling.catalogue.importers import import_objects
 from labelling.catalogue.schemas import GroupIn
 
 router = Router(tags=["generations"])
 
 
-class GenerationsIn(Schema):
+class GenerationsIn(BodyIn):
     groups: list[GroupIn] = Field(..., min_length=1, max_length=1000)
 
 

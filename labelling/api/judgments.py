@@ -11,13 +11,13 @@ from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import paginate
 
 from labelling import models
-from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, Error, Pages, admin_required
+from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, BodyIn, Error, Pages, admin_required
 from labelling.records import services as record_services
 
 router = Router(tags=["judgments"])
 
 
-class JudgmentIn(Schema):
+class JudgmentIn(BodyIn):
     generation: int = Field(..., ge=1, le=MAX_ID)
     rubric: str = Field(..., min_length=1, max_length=80, description="rubric slug")
     rubric_version: int | None = Field(None, ge=1, le=MAX_NUMBER, description="defaults to the latest version")

@@ -8,7 +8,7 @@ from typing import Literal
 from django.http import HttpRequest
 from ninja import Field, Path, Router, Schema, Status
 
-from labelling.api.common import MAX_ID, READ, Error, reviewer_required
+from labelling.api.common import MAX_ID, READ, BodyIn, Error, reviewer_required
 from labelling.models import PairChoice
 from labelling.review.services import ReviewRefused
 from labelling.versions.evaluation import pairs
@@ -28,7 +28,7 @@ class Pair(Schema):
     leased_until: str
 
 
-class ChoiceIn(Schema):
+class ChoiceIn(BodyIn):
     choice: Literal["a", "b", "tie", "both_bad"]
     submission_id: uuid.UUID = Field(description="made by the client: a retry with it stores nothing twice")
 

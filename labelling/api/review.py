@@ -8,7 +8,7 @@ from typing import Literal
 from django.http import Http404, HttpRequest
 from ninja import Field, Path, Router, Schema, Status
 
-from labelling.api.common import ADMIN, MAX_ID, Error, reviewer_required
+from labelling.api.common import ADMIN, MAX_ID, BodyIn, Error, reviewer_required
 from labelling.models import Assignment
 from labelling.review import selectors, services
 
@@ -41,7 +41,7 @@ class ReviewGroup(Schema):
     leased_until: datetime
 
 
-class ReviewIn(Schema):
+class ReviewIn(BodyIn):
     submission_id: uuid.UUID = Field(description="made by the client: a retry with the same id stores nothing twice")
     scores: dict[int, dict[str, int]] = Field(
         description="generation id -> criterion key -> score, every completion, every criterion without a rule"

@@ -15,7 +15,18 @@ from ninja.pagination import paginate
 from labelling import errors, models
 from labelling.access import roles
 from labelling.api.catalogue import rubric_named
-from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, READ, Error, Pages, admin_required, named, tagged_union
+from labelling.api.common import (
+    ADMIN,
+    MAX_ID,
+    MAX_NUMBER,
+    READ,
+    BodyIn,
+    Error,
+    Pages,
+    admin_required,
+    named,
+    tagged_union,
+)
 from labelling.api.evaluations import evaluation_started
 from labelling.datasets import selectors as dataset_selectors
 from labelling.runs import services as run_services
@@ -49,7 +60,7 @@ def _generator_version() -> Any:
 SOURCE_RUN = Field(..., ge=1, le=MAX_ID, description="the run whose completions to take")
 
 
-class _Revises(Schema):
+class _Revises(BodyIn):
     """What a run that generates and judges (generate with `revise`, revise) takes besides its
     own fields: how weak a completion is, how many rounds, and with what."""
 
@@ -73,7 +84,7 @@ class GenerateRunIn(_Revises):
     revise: bool = False
 
 
-class JudgeRunIn(Schema):
+class JudgeRunIn(BodyIn):
     """Judge another run's completions under a rubric."""
 
     kind: Literal["judge"]
@@ -91,7 +102,7 @@ class ReviseRunIn(_Revises):
     rubric: str = Field(..., description="rubric slug, latest version")
 
 
-class TrainRunIn(Schema):
+class TrainRunIn(BodyIn):
     """Train a new model version from a dataset version ([training.md](training.md))."""
 
     kind: Literal["train"]
@@ -108,7 +119,7 @@ class TrainRunIn(Schema):
     )
 
 
-class EvaluateRunIn(Schema):
+class EvaluateRunIn(BodyIn):
     """An evaluation, as `POST /api/evaluations` starts it, answered by its candidate's run."""
 
     kind: Literal["evaluate"]

@@ -191,3 +191,28 @@ def test_a_nan_filter_from_the_admin_form_is_named_and_a_failed_build_leaves_no_
         dataset_services.dataset_build(dataset="aria", kind="dpo", filter={"rubric": "aria-voice", "runs": [424242]})
     assert not folder.exists()
     assert not DatasetVersion.objects.exists()
+
+
+# --- unknown fields ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        (
+            "/runs",
+            {"kind": "generate", "character": "aria", "prompt_set": "aria-demo", "temperature": 1e9},
+            "temperature",
+        ),
+        ("/runs", {"kind": "generate", "character": "aria", "prompt_set": "aria-demo", "training": {}}, "training"),
+        ("/runs", {"kind": "judge", "source_run": 1, "rubric": "aria-voice", "character": "aria"}, "character"),
+        ("/datasets", {"dataset": "aria", "kind": "dpo", "filter": {}, "shuffle": True}, "shuffle"),
+        ("/evaluations", {"candidate": 1, "rubric": "aria-voice", "sampling": {}}, "sampling"),
+    ],
+)
+def test_a_field_the_body_does_not_know_is_a_422_naming_it(api, demo, path, body, field):
+    before = counts()
+    response = api.post(path, body)
+    assert response.status_code == 422, response.content
+    assert response.json()["errors"] == {field: "Extra inputs are not permitted"}
+    assert counts() == before
