@@ -89,10 +89,19 @@ _ADDRESS = re.compile(
         (
             r"[a-zA-Z][a-zA-Z0-9+.-]*://\S*[^\s.,;:)'\"]",  # a URL: grpc://, http:// (not its closing punctuation)
             r"\b(?:ipv4|ipv6|unix|dns):\S*[^\s.,;:)'\"]",  # a gRPC target: ipv4:10.0.0.5:8001
-            r"\[[0-9a-fA-F:.]+\]:\d{1,5}\b",  # [IPv6]:port
+            r"\[[0-9a-fA-F:.]+(?:%[\w.-]+)?\](?::\d{1,5}\b)?",  # [IPv6], [IPv6%zone], with a port
+            # A bare IPv6 address (and zone): with "::", or five groups or more (not a time, 12:30:45).
+            r"(?<![\w:])[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4})*::(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4})*)?"
+            r"(?:%[\w.-]+)?(?![\w:])",
+            r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){4,7}[0-9a-fA-F]{1,4}(?:%[\w.-]+)?(?![\w:])",
+            # A name only an internal resolver knows: cluster DNS, .internal, .local, .lan.
+            r"\b[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*\.(?:svc(?:\.cluster\.local)?|cluster\.local|internal|local|lan)\b(?::\d{1,5}\b)?",
             r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b",  # an IPv4 address, with its port
             r"\b[a-zA-Z0-9.-]*[a-zA-Z][a-zA-Z0-9.-]*:\d{1,5}(?!\.?\w)",  # host:port (not a tag: qwen3:0.6b)
             r"(?<![\w.~/-])/[^\s'\",;)]*[^\s'\",;):.]",  # an absolute path (not its closing punctuation)
+            r"(?<![\w.~/-])\.{1,2}/[^\s'\",;)]*[^\s'\",;):.]",  # a relative one: ./data, ../models
+            # A relative path to a model or data file: models/qwen3/1/model.onnx
+            r"(?<![\w.~/-])[\w.-]+(?:/[\w.-]+)+\.(?:onnx|data|json|jsonl|gguf|safetensors|bin|sqlite3|log)\b",
         )
     )
 )

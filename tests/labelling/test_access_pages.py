@@ -111,3 +111,25 @@ def test_model_versions_are_an_admins_and_a_runs_errors_name_addresses_only_to_a
     seen = get(reviewer, f"/api/runs/{run.pk}").json()["errors"][0]
     assert seen["message"] == "Triton at [address] did not load [address]: timeout"
     assert seen["error"] == "BackendUnavailable"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("fe80::1%eth0 refused", "[address] refused"),
+        ("at 2001:db8:0:0:0:0:2:1 now", "at [address] now"),
+        ("::1 refused", "[address] refused"),
+        ("[fe80::1%eth0]:8001 refused", "[address] refused"),
+        ("triton.shaping.svc.cluster.local refused", "[address] refused"),
+        ("redis.cache.svc.cluster.local:6379 timed out", "[address] timed out"),
+        ("db.internal down", "[address] down"),
+        ("no models/qwen3/1/model.onnx here", "no [address] here"),
+        ("see ./data/x.", "see [address]."),
+        # What is not an address stays: a time, a score, a model tag, a list of kinds.
+        ("at 12:30:45 scored 3:2 with qwen3:0.6b, kind grpo/dpo/sft, Foo::bar", None),
+    ],
+)
+def test_ipv6_zones_cluster_names_and_relative_paths_are_taken_out_too(text, shown):
+    from labelling.errors import without_addresses
+
+    assert without_addresses(text) == (text if shown is None else shown)
