@@ -15,6 +15,7 @@ from inference.dispatch import TaskManager
 from inference.pipelines import RunContext, run_items
 from inference.serving import backends_for_run, get_backend
 from inference.train_queue import execute_train
+from labelling import health
 from labelling.models import GeneratorVersion, PipelineRun
 from labelling.runs import services as run_services
 from labelling.versions.training import services as training_services
@@ -106,7 +107,8 @@ def resume_stale_runs() -> list[int]:
     """The watchdog, every minute: a run whose worker died (no heartbeat) is queued again and
     resumes where it stopped; one cancelled while its worker died ends as cancelled; one that
     failed only because the backend was unreachable resumes itself once the backend answers
-    again (at most `execution.AUTO_RESUMES` times)."""
+    again (at most `execution.AUTO_RESUMES` times). First, this queue's heartbeat (/readyz)."""
+    health.heartbeat_record("queue:pipeline")
     for run_id in execution.runs_stale_cancelled_finish(stale_after_s=settings.RUN_STALE_AFTER_S):
         log.warning("run %s was cancelled and lost its worker; it ends as cancelled", run_id)
         version = GeneratorVersion.objects.filter(train_run_id=run_id, status=GeneratorVersion.Status.TRAINING).first()
@@ -143,6 +145,7 @@ def resume_after_outage(backend=None) -> list[int]:
 
 @HUEY.on_startup()
 def _check_for_orphans_soon() -> None:
+    health.heartbeat_record("queue:pipeline")  # alive (/readyz), before the first minute's watchdog
     # A consumer that just started may be replacing one that died mid-run; look
     # again once such a run's heartbeat has had time to go stale.
     resume_stale_runs.schedule(delay=settings.RUN_STALE_AFTER_S + 1)

@@ -17,6 +17,7 @@ from huey import RedisHuey, SqliteHuey, crontab
 from huey.contrib.djhuey import close_db
 
 from inference import execution
+from labelling import health
 
 
 def _make():
@@ -57,7 +58,9 @@ def execute_train(run_id: int) -> str:
 def resume_stale_train_runs() -> list[int]:
     """The training consumers' own watchdog, every minute and soon after one starts: a train run
     whose worker died (no heartbeat) is queued again, and its trainer resumes from its last
-    checkpoint. (Cancelled ones whose worker died are ended by the pipeline watchdog.)"""
+    checkpoint. (Cancelled ones whose worker died are ended by the pipeline watchdog.) First,
+    this queue's heartbeat (/readyz)."""
+    health.heartbeat_record("queue:train")
     stale = execution.runs_stale(stale_after_s=settings.RUN_STALE_AFTER_S, train=True)
     for run_id in stale:
         log.warning("train run %s lost its worker; resuming from its last checkpoint", run_id)
@@ -67,5 +70,6 @@ def resume_stale_train_runs() -> list[int]:
 
 @TRAIN_HUEY.on_startup()
 def _check_for_orphans_soon() -> None:
+    health.heartbeat_record("queue:train")  # alive (/readyz), before the first minute's watchdog
     # A training consumer that just started may be replacing one that died mid-round.
     resume_stale_train_runs.schedule(delay=settings.RUN_STALE_AFTER_S + 1)

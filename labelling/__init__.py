@@ -16,6 +16,7 @@ sub-package per domain:
     live/        websocket broadcasts and consumers
     management/  commands: import, build_dataset, create_user, create_token, seed_demo, ...
     views.py, urls.py, errors.py  the dashboard and health; every page's URL; refusals as field messages
+    health.py        heartbeats: what /readyz writes and reads, what the queues' consumers write
 
 The weighted reward, rule criteria, think tags and the evaluation arithmetic are
 `shaping_core`'s, free of Django. Data flows one way: prompt -> generation -> judgment ->

@@ -12,16 +12,14 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.db import connection
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.utils import timezone
 from django.utils._os import safe_join
 from django.views.decorators.http import require_GET
 from huey.contrib.djhuey import HUEY
 
-from labelling import errors
+from labelling import errors, health
 from labelling.access import roles
 from labelling.access.decorators import reviewer_required
 from labelling.catalogue import selectors as catalogue_selectors
-from labelling.models import Heartbeat
 from labelling.review import selectors as review_selectors
 from labelling.runs import executor
 from labelling.runs import selectors as run_selectors
@@ -59,11 +57,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @login_not_required
 def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness, for a load balancer or an orchestrator: the database (a write commits), the
-    task queue and each model. 503 when any is down. Says what is down, never where it lives
-    (no addresses)."""
+    task queue, a live consumer on each queue (labelling.health) and each model. 503 when any
+    is down. Says what is down, never where it lives (no addresses)."""
     checks: dict[str, object] = {}
     try:  # a write that commits: a database that only reads (a read-only file, a replica) is down
-        Heartbeat.objects.update_or_create(name="web", defaults={"at": timezone.now()})
+        health.heartbeat_record("web")
         checks["database"] = True
     except Exception:
         log.warning("readyz: the database refused a write", exc_info=True)
@@ -74,12 +72,17 @@ def readyz(request: HttpRequest) -> JsonResponse:
     except Exception:
         checks["queue"] = False
     try:
-        health = executor.health()
-        checks["models"] = dict(health.models)
-        models_ok = health.ready
+        backend = executor.health()
+        checks["models"] = dict(backend.models)
+        models_ok = backend.ready
     except Exception:
         checks["models"], models_ok = {}, False
-    ok = checks["database"] is True and checks["queue"] is True and models_ok
+    try:
+        checks["consumers"] = health.consumers_alive()
+    except Exception:
+        checks["consumers"] = {}
+    consumers_ok = bool(checks["consumers"]) and all(checks["consumers"].values())
+    ok = checks["database"] is True and checks["queue"] is True and consumers_ok and models_ok
     return JsonResponse({"ok": ok, **checks}, status=200 if ok else 503)
 
 

@@ -308,6 +308,9 @@ LOGIN_FAILURE_WINDOW_S = envint("LOGIN_FAILURE_WINDOW_S", 900, minimum=1)
 LIVE_SOCKET_RECHECK_S = envfloat("LIVE_SOCKET_RECHECK_S", 1.0)
 LIVE_SOCKET_RECHECK_IDLE_S = envfloat("LIVE_SOCKET_RECHECK_IDLE_S", 30.0)
 LIVE_SOCKET_MAX_AGE_S = envfloat("LIVE_SOCKET_MAX_AGE_S", 3600.0)
+# /readyz: a queue's consumer is alive if it wrote its heartbeat (at start and each minute), or
+# one of its runs beat, within this many seconds.
+CONSUMER_HEARTBEAT_MAX_AGE_S = envint("CONSUMER_HEARTBEAT_MAX_AGE_S", 150, minimum=1)
 
 # --- auth ---------------------------------------------------------------------
 # `seed_demo` may create users with the public demo password only where this is on: a DEBUG

@@ -72,6 +72,7 @@ def test_a_killed_tritonserver_is_restarted_and_readyz_follows(managed_app):
         "database": True,
         "queue": True,
         "models": {"qwen3": True, "judge": True},
+        "consumers": {"pipeline": True, "train": True},
     }
     [pid] = _pids("tritonserver", f"--grpc-port={app.triton_port}")
     os.kill(pid, signal.SIGKILL)

@@ -67,3 +67,52 @@ def test_in_production_the_probes_answer_over_plain_http():
     result = manage("shell", "-c", code, DEBUG="0", SECRET_KEY=SECRET, ALLOWED_HOSTS="testserver")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [200, 301]
+
+
+# --- a live consumer on each queue -------------------------------------------------------------
+
+
+def test_a_queue_is_alive_by_its_recent_heartbeat_or_by_a_run_that_beats(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labelling import health
+    from labelling.models import Heartbeat, PipelineRun
+
+    settings.CONSUMER_HEARTBEAT_MAX_AGE_S = 150
+    assert health.consumers_alive() == {"pipeline": False, "train": False}
+    health.heartbeat_record("queue:pipeline")
+    assert health.consumers_alive() == {"pipeline": True, "train": False}
+    Heartbeat.objects.update(at=timezone.now() - timedelta(seconds=151))  # stopped a while ago
+    assert health.consumers_alive() == {"pipeline": False, "train": False}
+    # Every worker busy with a long training round: the round's own heartbeat proves the consumer.
+    PipelineRun.objects.create(kind="train", status="running", heartbeat_at=timezone.now())
+    assert health.consumers_alive() == {"pipeline": False, "train": True}
+
+
+def test_readyz_is_503_while_a_queue_has_no_live_consumer_and_names_it(client):
+    from labelling import health
+
+    health.heartbeat_record("queue:train")
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["consumers"] == {"pipeline": False, "train": True}
+
+
+@pytest.mark.parametrize(
+    ("queue", "command"),
+    [("pipeline", ("run_huey", "--workers", "1", "--worker-type", "thread")), ("train", ("run_train_worker",))],
+)
+def test_a_real_consumer_proves_itself_as_it_starts(tmp_path, queue, command, settings):
+    from bench.faults import Consumer, worker_env
+    from labelling import health
+    from tests.pipelines.conftest import wait_until
+
+    settings.CONSUMER_HEARTBEAT_MAX_AGE_S = 150
+    worker = Consumer(worker_env("127.0.0.1:1"), tmp_path / "consumer.log", command).start()
+    try:
+        wait_until(lambda: health.consumers_alive()[queue], timeout_s=60, what=f"the {queue} consumer's heartbeat")
+    finally:
+        worker.stop()
+    assert worker.log.read_text().count("Traceback") == 0, worker.log.read_text()[-2000:]
