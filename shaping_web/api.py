@@ -5,13 +5,16 @@ JSON: {"detail": "...", "errors": {"field": "message"}}. Lists paginate with ?li
 ?offset=. The routers and their schemas live in `labelling.api`.
 """
 
-from functools import partial
+from functools import partial, wraps
 
-from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
 from ninja import NinjaAPI
 from ninja.errors import HttpError
 from ninja.errors import ValidationError as BodyInvalid
 
+from labelling.access import roles
 from labelling.api import (
     catalogue,
     characters,
@@ -29,8 +32,30 @@ from labelling.catalogue.importers import ImportFailed
 from labelling.datasets.storage import DatasetCorrupt
 from labelling.runs.idempotency import IdempotencyConflict, IdempotencyKeyInvalid
 
+
+def _docs_for_users_with_a_role(view):
+    """The API's docs page and OpenAPI document where API_DOCS_PUBLIC is off (production's
+    default): for a signed-in user with a role; anyone else is sent to sign in (a 403 for a user
+    in no role). They list every operation, which outsiders need not see."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if roles.user_role(request.user) is None:
+            raise PermissionDenied("the API's documentation is for reviewers and admins")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
 api = NinjaAPI(
-    title="Shaping API", version="1", auth=common.TokenAuth(), parser=common.StrictParser(), urls_namespace="api"
+    title="Shaping API",
+    version="1",
+    auth=common.TokenAuth(),
+    parser=common.StrictParser(),
+    urls_namespace="api",
+    docs_decorator=None if settings.API_DOCS_PUBLIC else _docs_for_users_with_a_role,
 )
 
 api.add_exception_handler(ValidationError, partial(common.refused, api=api))

@@ -311,6 +311,9 @@ LIVE_SOCKET_MAX_AGE_S = envfloat("LIVE_SOCKET_MAX_AGE_S", 3600.0)
 # /readyz: a queue's consumer is alive if it wrote its heartbeat (at start and each minute), or
 # one of its runs beat, within this many seconds.
 CONSUMER_HEARTBEAT_MAX_AGE_S = envint("CONSUMER_HEARTBEAT_MAX_AGE_S", 150, minimum=1)
+# The API's docs page and OpenAPI document: public, or for signed-in users with a role (the
+# default with DEBUG off: they list every operation).
+API_DOCS_PUBLIC = envbool("API_DOCS_PUBLIC", DEBUG)
 
 # --- auth ---------------------------------------------------------------------
 # `seed_demo` may create users with the public demo password only where this is on: a DEBUG

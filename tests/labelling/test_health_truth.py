@@ -116,3 +116,39 @@ def test_a_real_consumer_proves_itself_as_it_starts(tmp_path, queue, command, se
     finally:
         worker.stop()
     assert worker.log.read_text().count("Traceback") == 0, worker.log.read_text()[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("public", "paths", "statuses"),
+    [
+        ("", ("/api/docs", "/api/openapi.json"), [302, 302]),  # to sign in
+        ("1", ("/api/openapi.json",), [200]),  # (the docs page needs collected static files)
+    ],
+)
+def test_in_production_the_api_docs_are_for_signed_in_users_unless_made_public(public, paths, statuses):
+    code = (
+        "from django.test import Client; import json; c = Client(); "
+        f"print(json.dumps([c.get(p, secure=True).status_code for p in {paths!r}]))"
+    )
+    env = {"API_DOCS_PUBLIC": public} if public else {}
+    result = manage("shell", "-c", code, DEBUG="0", SECRET_KEY=SECRET, ALLOWED_HOSTS="testserver", **env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == statuses
+
+
+def test_the_docs_guard_lets_a_user_with_a_role_through_and_refuses_one_without(rf, reviewer, django_user_model):
+    from django.contrib.auth.models import AnonymousUser
+    from django.core.exceptions import PermissionDenied
+    from django.http import HttpResponse
+
+    from shaping_web.api import _docs_for_users_with_a_role
+
+    view = _docs_for_users_with_a_role(lambda request: HttpResponse("the docs"))
+    request = rf.get("/api/docs")
+    request.user = reviewer
+    assert view(request).content == b"the docs"
+    request.user = django_user_model.objects.create_user(username="nobody", password="x")
+    with pytest.raises(PermissionDenied):
+        view(request)
+    request.user = AnonymousUser()
+    assert view(request)["Location"].startswith("/accounts/login/?next=")
