@@ -26,12 +26,10 @@ MAX_ID = 2**63 - 1  # the database's integer range: a larger id is a 422, not an
 MAX_NUMBER = 2**31 - 1  # the same for a version number (a rubric's or a dataset's)
 
 
-# The tags of the bodies `tagged_union` joined: an error inside one of them names the field
-# alone, not the tag pydantic puts before it.
-UNION_TAGS: set[str] = set()
-
-
+# The field that tells a tagged union's bodies apart, and the tags `tagged_union` has joined: an
+# error inside one of those bodies names the field alone, not the tag pydantic puts before it.
 TAG = "kind"
+UNION_TAGS: set[str] = set()
 
 
 def tagged_union(*schemas: type[Schema]) -> Any:
@@ -127,7 +125,6 @@ class Pages(LimitOffsetPagination):
         offset: int = Field(0, ge=0, le=10**9)
 
 
-# Every error the API answers: a line of text and, where a field is to blame, its message.
 class BodyIn(Schema):
     """A request body: a field it does not know is refused (a 422 naming it), never ignored, so a
     misspelt or misplaced setting ("temprature", a train setting on a generate run) is not
@@ -136,6 +133,7 @@ class BodyIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
 
+# Every error the API answers: a line of text and, where a field is to blame, its message.
 class Error(Schema):
     detail: str
     errors: dict[str, str] = {}
