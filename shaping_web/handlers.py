@@ -17,10 +17,12 @@ once; more wait for a thread in arrival order.
 from __future__ import annotations
 
 import asyncio
+import json as _json
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
 
@@ -87,6 +89,10 @@ class SyncASGIHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        if refused := body_refusal(scope):
+            # Before a web thread is borrowed and before a byte of the body is read.
+            await _answer(send, *refused, json=scope["path"].startswith("/api/"))
+            return
         executor = await self.leases.borrow()
         try:
             # Every thread-sensitive call of this request (signals, the chain, closing the
@@ -98,3 +104,38 @@ class SyncASGIHandler(ASGIHandler):
 
     async def get_response_async(self, request):
         return await sync_to_async(self.get_response, thread_sensitive=True)(request)
+
+
+# Methods whose operations here take no request body.
+_BODILESS = {"GET", "HEAD", "OPTIONS", "DELETE"}
+
+
+def body_refusal(scope: dict) -> tuple[int, str] | None:
+    """A request refused from its headers alone: a body on a method that takes none (400), or a
+    declared length past DATA_UPLOAD_MAX_MEMORY_SIZE (413). Otherwise a client could hold a web
+    thread while it sends megabytes no operation reads. (A body sent without a length, chunked,
+    is read and then refused by Django past the same limit.)"""
+    length = None
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length":
+            length = int(value) if value.isdigit() else -1
+    if length is None or length == 0:
+        return None
+    if length < 0:
+        return 400, "the Content-Length header is not a number"
+    if scope.get("method") in _BODILESS:
+        return 400, f"a {scope['method']} request takes no body here"
+    if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        return (
+            413,
+            f"the request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)",
+        )
+    return None
+
+
+async def _answer(send, status: int, message: str, *, json: bool) -> None:
+    body = _json.dumps({"detail": message, "errors": {}}).encode() if json else message.encode() + b"\n"
+    kind = b"application/json" if json else b"text/plain; charset=utf-8"
+    headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -4,6 +4,10 @@ Defaults run the whole app on one machine with nothing to set up (SQLite in WAL
 mode, huey on SQLite, an in-process channel layer, the bundled CPU Triton).
 DATABASE_URL switches to PostgreSQL; REDIS_URL switches huey and the channel
 layer to Redis. With DEBUG off the app refuses to start without SECRET_KEY.
+
+One module (over 400 lines): Django reads its settings from one module, and each setting
+sits beside the comment that says what it does and why its default is what it is; README's
+settings table points here.
 """
 
 import os
@@ -308,6 +312,9 @@ LOGIN_FAILURE_WINDOW_S = envint("LOGIN_FAILURE_WINDOW_S", 900, minimum=1)
 LIVE_SOCKET_RECHECK_S = envfloat("LIVE_SOCKET_RECHECK_S", 1.0)
 LIVE_SOCKET_RECHECK_IDLE_S = envfloat("LIVE_SOCKET_RECHECK_IDLE_S", 30.0)
 LIVE_SOCKET_MAX_AGE_S = envfloat("LIVE_SOCKET_MAX_AGE_S", 3600.0)
+# Live sockets one user may hold open on one web process (a page each: tabs, the dashboard,
+# review); one more is refused with close code 4429.
+LIVE_SOCKETS_PER_USER = envint("LIVE_SOCKETS_PER_USER", 20, minimum=1)
 # /readyz: a queue's consumer is alive if it wrote its heartbeat (at start and each minute), or
 # one of its runs beat, within this many seconds.
 CONSUMER_HEARTBEAT_MAX_AGE_S = envint("CONSUMER_HEARTBEAT_MAX_AGE_S", 150, minimum=1)

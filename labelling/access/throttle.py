@@ -27,6 +27,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils import timezone
 
+from labelling.access.demo import demo_password_refusal
 from labelling.models import LoginFailure
 
 log = logging.getLogger("shaping.security")
@@ -76,7 +77,13 @@ class ThrottledMixin:
         if reason := refusal(username, address_of(self.request)):
             self.throttled = reason
             raise ValidationError(self.error_messages["throttled"], code="throttled", params={"reason": reason})
-        return super().clean()
+        cleaned = super().clean()
+        # Only a right password reaches here: the demo's public one is refused outside a local demo.
+        if reason := demo_password_refusal(self.data.get("password") or ""):
+            self.throttled = reason
+            log.warning("sign-in refused: %r still has the demo's public password", username)
+            raise ValidationError(self.error_messages["throttled"], code="throttled", params={"reason": reason})
+        return cleaned
 
 
 class ThrottledLoginForm(ThrottledMixin, AuthenticationForm):

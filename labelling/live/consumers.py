@@ -3,6 +3,7 @@
 import asyncio
 import re
 import time
+from collections import Counter
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -18,6 +19,7 @@ NOT_SIGNED_IN = 4401
 NO_ROLE = 4403
 MALFORMED = 4400
 NO_SUCH_PATH = 4404
+TOO_MANY = 4429  # the user already has LIVE_SOCKETS_PER_USER sockets open on this web process
 # A socket that lived LIVE_SOCKET_MAX_AGE_S: closed as "service restart", which htmx's ws
 # extension answers by connecting again, signing in afresh through the handshake.
 LIFETIME_OVER = 1012
@@ -26,18 +28,27 @@ _MALFORMED = object()  # what _query_id answers for a parameter that is not one 
 # An id is a positive integer in the database's range (a longer one would overflow the query).
 _ID = re.compile(r"[1-9][0-9]{0,17}")
 
+# Open sockets per user id, on this process (its consumers all run on one event loop).
+_open_sockets: Counter[int] = Counter()
+
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     """One socket per open page, joining only what its user may see over HTTP:
 
-    - the dashboard feed: any user with a role (the dashboard shows runs only to them);
+    - the dashboard feed (every run's row): a socket that asks for neither a run nor a group
+      (the dashboard's), of any user with a role (the dashboard shows runs only to them);
     - a run's stream and rows (?run=ID): admins, like the run's page; for anyone else the
       parameter joins nothing (the review page asks for it; the rest of its socket stands);
     - a review group's notices (?group=ID): the reviewer holding that group.
 
+    A page hears only what it has a place for: the run page no other run's row, the review
+    page no run row at all (htmx would report each as a swap without a target).
+
     A socket without a signed-in user closes with 4401, one whose user has no role with 4403,
-    and one whose run or group id is not a positive integer with 4400. The socket only
-    pushes: a message from the client closes it with 4400."""
+    and one whose run or group id is not a positive integer with 4400; a user with
+    LIVE_SOCKETS_PER_USER sockets already open on this web process is refused another (4429),
+    so one account cannot hold a process's connections. The socket only pushes: a message
+    from the client closes it with 4400."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -52,24 +63,41 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if run_id is _MALFORMED or group_id is _MALFORMED:
             await self.close(code=MALFORMED)
             return
-        # Workers running as threads of this process publish through this loop.
-        register_web_loop(asyncio.get_running_loop())
-        self.groups_joined = [DASHBOARD_GROUP]
-        if run_id is not None and role == roles.ADMIN:
-            self.groups_joined.append(run_group(run_id))
-        if group_id is not None and await _holds(user, group_id):
-            self.groups_joined.append(review_group(group_id))
-        for name in self.groups_joined:
-            await self.channel_layer.group_add(name, self.channel_name)
-        self.role, self.checked_at, self.closing = role, time.monotonic(), False
-        await self.accept()
+        if _open_sockets[user.pk] >= settings.LIVE_SOCKETS_PER_USER:
+            await self.close(code=TOO_MANY)
+            return
+        _open_sockets[user.pk] += 1  # counted with the check: no await between them
+        self.counted = user.pk
+        try:
+            # Workers running as threads of this process publish through this loop.
+            register_web_loop(asyncio.get_running_loop())
+            self.groups_joined = [DASHBOARD_GROUP] if run_id is None and group_id is None else []
+            if run_id is not None and role == roles.ADMIN:
+                self.groups_joined.append(run_group(run_id))
+            if group_id is not None and await _holds(user, group_id):
+                self.groups_joined.append(review_group(group_id))
+            for name in self.groups_joined:
+                await self.channel_layer.group_add(name, self.channel_name)
+            self.role, self.checked_at, self.closing = role, time.monotonic(), False
+            await self.accept()
+        except BaseException:
+            self._uncount()
+            raise
         self.watch = asyncio.create_task(self._watch(time.monotonic() + settings.LIVE_SOCKET_MAX_AGE_S))
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
         """Pages never send on this socket: anything sent is not ours to read."""
         await self.close(code=MALFORMED)
 
+    def _uncount(self) -> None:
+        if (counted := getattr(self, "counted", None)) is not None:
+            self.counted = None
+            _open_sockets[counted] -= 1
+            if _open_sockets[counted] <= 0:
+                del _open_sockets[counted]
+
     async def disconnect(self, code: int) -> None:
+        self._uncount()
         if (watch := getattr(self, "watch", None)) is not None:
             watch.cancel()
         for name in getattr(self, "groups_joined", []):

@@ -15,6 +15,7 @@ from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.core.management.base import SystemCheckError
 
 from shaping_web.asgi import application
 from shaping_web.safety import is_loopback
@@ -181,6 +182,28 @@ def test_seed_demo_takes_another_password_anywhere(db, settings):
     assert admin.check_password("a-long-private-password-7") and not admin.check_password("shaping-demo")
 
 
+def test_a_database_seeded_for_the_demo_signs_no_one_in_with_its_password_outside_the_demo(db, settings, client):
+    call_command("seed_demo", verbosity=0)  # the tests allow the demo password, as a DEBUG run does
+    settings.ALLOW_DEMO_PASSWORD = False  # then served with DEBUG off
+    page = client.post("/accounts/login/", {"username": "admin", "password": "shaping-demo"})
+    assert page.status_code == 200 and "_auth_user_id" not in client.session
+    assert "still has the demo&#x27;s public password" in page.content.decode()
+    # Its admin page, the same.
+    admin = client.post("/admin/login/", {"username": "admin", "password": "shaping-demo", "next": "/admin/"})
+    assert admin.status_code == 200 and "_auth_user_id" not in client.session
+    # check --deploy names every demo user that still has it; a new password clears it.
+    with pytest.raises(SystemCheckError, match=r"(?s)labelling\.E001.*'admin'.*'reviewer'.*'reviewer2'"):
+        call_command("check", deploy=True, fail_level="ERROR")
+    for user in get_user_model().objects.all():
+        user.set_password("a-long-private-password-7")
+        user.save()
+    call_command("check", deploy=True, fail_level="ERROR", tags=["security"])
+    assert (
+        client.post("/accounts/login/", {"username": "admin", "password": "a-long-private-password-7"}).status_code
+        == 302
+    )
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -193,3 +216,32 @@ def test_seed_demo_takes_another_password_anywhere(db, settings):
 def test_production_refuses_to_start_without_hosts_or_with_a_guessable_key(env, message):
     result = manage("check", DEBUG="0", **env)
     assert result.returncode != 0 and message in result.stderr, result.stderr[-1000:]
+
+
+# --- bodies refused from their headers ---------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("method", "path", "length", "status", "says"),
+    [
+        ("GET", "/healthz", "20000000", 400, b"a GET request takes no body"),
+        ("GET", "/api/runs", "5", 400, b'"detail": "a GET request takes no body here"'),
+        ("POST", "/api/runs", "999999999", 413, b"over 1000 bytes"),
+        ("POST", "/api/runs", "12abc", 400, b"not a number"),
+    ],
+)
+def test_a_body_no_operation_could_take_is_refused_before_it_is_read(settings, method, path, length, status, says):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    scope = {**http_scope(("127.0.0.1", 8000)), "method": method, "path": path, "raw_path": path.encode()}
+    scope["headers"] = [*scope["headers"], (b"content-length", length.encode())]
+    start, body = asgi(scope)  # no body sent at all: the answer comes from the headers
+    assert start["status"] == status and says in body["body"], body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_body_within_the_limit_on_a_method_that_takes_one_goes_through(settings):
+    scope = {**http_scope(("127.0.0.1", 8000)), "method": "POST", "path": "/api/runs", "raw_path": b"/api/runs"}
+    scope["headers"] = [*scope["headers"], (b"content-length", b"2")]
+    start, _ = asgi(scope, {"type": "http.request", "body": b"{}", "more_body": False})
+    assert start["status"] == 401  # read, and answered by the API (no token)

@@ -3,6 +3,7 @@ a role, a run's stream and rows for admins, a review group's notices for its hol
 id, an unknown path or a message from the client closes the socket cleanly."""
 
 import logging
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -13,6 +14,7 @@ from django.test import Client
 from labelling.live import broadcasts
 from labelling.models import Group
 from labelling.review import services as review_services
+from labelling.runs import services as run_services
 from shaping_web.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,10 +33,19 @@ def cookie_of(user) -> tuple[bytes, bytes] | None:
 END = '<div id="end-of-test"></div>'
 
 
+def channels_of(path: str) -> list[str]:
+    query = parse_qs(urlsplit(path).query)
+    found = [broadcasts.DASHBOARD_GROUP]
+    found += [broadcasts.run_group(int(v)) for v in query.get("run", []) if v.isdigit()]
+    found += [broadcasts.review_group(int(v)) for v in query.get("group", []) if v.isdigit()]
+    return found
+
+
 def listen(user, path: str, *, publish=None, send: str | bytes | None = None) -> dict:
     """Connect as `user` (None: anonymous), run `publish` (in a thread, as a worker would), and
     report whether the socket connected, its close code, and every fragment it received before
-    a last one sent to the dashboard feed (which every socket that connects has joined)."""
+    a last one sent to every channel the path could join (a socket that joined none hears
+    nothing: then what it heard within two seconds)."""
 
     headers = [ORIGIN] + ([cookie] if (cookie := cookie_of(user)) else [])
 
@@ -47,8 +58,12 @@ def listen(user, path: str, *, publish=None, send: str | bytes | None = None) ->
             closed = (await communicator.receive_output(timeout=5))["code"]
         if connected and publish is not None:
             await database_sync_to_async(publish)()
-            await database_sync_to_async(broadcasts.push_html)(broadcasts.DASHBOARD_GROUP, END)
-            while (html := await communicator.receive_from(timeout=5)) != END:
+            for channel in channels_of(path):
+                await database_sync_to_async(broadcasts.push_html)(channel, END)
+            # receive_nothing waits without ending the application (a timed-out receive would).
+            while not await communicator.receive_nothing(timeout=2):
+                if (html := await communicator.receive_from()) == END:
+                    break
                 heard.append(html)
         if connected and closed is None:
             await communicator.disconnect()
@@ -116,9 +131,21 @@ def test_a_reviewer_asking_for_a_run_hears_neither_its_stream_nor_its_second_row
 
     result = listen(reviewer, f"/ws/live/?run={run.pk}", publish=publish)
     # Connected (the review page's socket also carries its group's notices), but the run's
-    # channel was not joined: only the dashboard feed's copy of the row arrives.
-    assert result["connected"] and len(result["heard"]) == 1
-    assert "secret-token" not in result["heard"][0]
+    # channel was not joined, and a socket that asks for a run hears no dashboard feed.
+    assert result["connected"] and result["heard"] == []
+
+
+def test_an_admins_run_page_hears_its_own_run_and_no_other(admin_user, run):
+    other, _ = run_services.run_start(
+        kind="generate", character=run.character, prompt_set=run.prompt_set, group_size=1, enqueue=False
+    )
+
+    def publish():
+        run_row_published(other.pk)()  # another run's row: the dashboard's business
+        run_row_published(run.pk)()
+
+    result = listen(admin_user, f"/ws/live/?run={run.pk}", publish=publish)
+    assert result["connected"] and len(result["heard"]) == 1 and f'id="run-{run.pk}"' in result["heard"][0]
 
 
 # --- a review group's notices: its holder --------------------------------------------------
@@ -175,3 +202,25 @@ def test_a_message_from_the_client_closes_the_socket_cleanly(reviewer, message, 
         result = listen(reviewer, "/ws/live/", send=message)
     assert result["connected"] and result["code"] == 4400
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_one_user_holds_at_most_the_set_number_of_sockets_on_a_process(reviewer, settings):
+    settings.LIVE_SOCKETS_PER_USER = 2
+    headers = [ORIGIN, cookie_of(reviewer)]
+
+    async def go():
+        first, second, third, fourth = (
+            WebsocketCommunicator(application, "/ws/live/", headers=headers) for _ in range(4)
+        )
+        assert (await first.connect())[0] and (await second.connect())[0]
+        assert await third.connect() == (False, 4429)  # a third is refused, saying why
+        await first.disconnect()
+        await first.wait()
+        assert (await fourth.connect())[0]  # a closed one frees its place
+        for communicator in (second, fourth):
+            await communicator.disconnect()
+            await communicator.wait()
+        await third.wait()
+
+    async_to_sync(go)()
+    assert listen(reviewer, "/ws/live/")["connected"]  # and nothing is left counted

@@ -13,13 +13,12 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from labelling.access.roles import ADMIN, REVIEWER, ensure_roles
+from labelling.access.demo import DEMO_PASSWORD, DEMO_USERS
+from labelling.access.roles import ADMIN, ensure_roles
 from labelling.catalogue.importers import ImportFailed, import_path
 from labelling.models import Character, PipelineRun
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
-DEMO_USERS = {"admin": ADMIN, "reviewer": REVIEWER, "reviewer2": REVIEWER}
-DEMO_PASSWORD = "shaping-demo"  # noqa: S105 - printed to the person who seeded a local demo
 
 
 class Command(BaseCommand):

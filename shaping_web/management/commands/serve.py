@@ -24,7 +24,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from inference.triton_server import TritonProcess
 from inference.versions import served as served_versions
-from labelling.management.commands.seed_demo import DEMO_PASSWORD, DEMO_USERS
+from labelling.access.demo import DEMO_PASSWORD, DEMO_USERS
 from shaping_web.safety import debug_bind_problem
 from shaping_web.supervisor import Child, Supervisor, TritonChild
 
