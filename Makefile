@@ -23,12 +23,13 @@ test: install-test chromium node_modules/.installed ## install what the tests ne
 	$(VENV)/bin/ruff format --check .
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
-# The quick loop while editing (about a minute): lint, then every test that needs neither
-# the tritonserver nor a browser and is not slow (markers: pyproject.toml, tests/conftest.py).
+# The quick loop while editing (about a minute on 2 cores): lint, then every test that needs
+# neither the tritonserver nor a browser and is not slow (markers: pyproject.toml,
+# tests/conftest.py), spread over one pytest-xdist worker per core (TEST_WORKERS=0: one process).
 test-fast: install-test ## lint and the fast tests (no tritonserver, browser or slow tests)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(TEST_ENV) $(PY) -m pytest -m "not triton and not browser and not slow" $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -n $${TEST_WORKERS:-auto} -m "not triton and not browser and not slow" $(PYTEST_ARGS)
 
 install: $(VENV)/.installed-run
 install-test: $(VENV)/.installed-test
