@@ -9,6 +9,7 @@ sub-package per domain:
     runs/        starting, resuming and cancelling runs; the seam to the model side
     review/      the review queue, claims, submissions, undo, rewrites, agreement stats
     datasets/    freezing dataset versions: filters, rewards, trainer formats, files
+    explorer/    a run's or a dataset version's rows with their scores, filtered, sorted, paged
     versions/    a generator version's lifecycle: its versions and lineage (generators/), train
                  runs (training/), whether it got better (evaluation/), the /models/ page
     api/         the JSON API, a router per resource

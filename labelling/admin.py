@@ -344,6 +344,23 @@ class GroupAdmin(admin.ModelAdmin):
     inlines = [GenerationInline]
 
 
+class FinishReasonFilter(admin.SimpleListFilter):
+    """The finish reasons stored, with the blank one (an import records none) named."""
+
+    title = "finish reason"
+    parameter_name = "finish_reason"
+
+    def lookups(self, request, model_admin):
+        reasons = Generation.objects.order_by().values_list("finish_reason", flat=True).distinct()
+        return [(reason or "-", reason or "(none recorded)") for reason in sorted(reasons)]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(finish_reason="" if value == "-" else value)
+
+
 @admin.register(Generation)
 class GenerationAdmin(admin.ModelAdmin):
     list_display = [
@@ -356,7 +373,7 @@ class GenerationAdmin(admin.ModelAdmin):
         "finish_reason",
         "created_at",
     ]
-    list_filter = ["source", "think_valid", "finish_reason"]
+    list_filter = ["source", "think_valid", FinishReasonFilter]
     search_fields = ["text"]
     raw_id_fields = ["group", "parent", "run", "producer", "author"]
 
@@ -454,21 +471,48 @@ class DatasetBuildForm(forms.Form):
         initial=dict,
         required=False,
         help_text='e.g. {"character": "aria", "rubric": "aria-voice", "min_human_reviews": 1}. '
-        "Fields: character, rubric, rubric_version, runs, model_version, created_after, "
-        "created_before, min_human_reviews, exclude_flagged, min_margin.",
+        "Fields: character, rubric, rubric_version, runs, model_version, generator_version, created_after, "
+        "created_before, min_human_reviews, exclude_flagged, min_margin, held_out (a share of prompts, "
+        "0 up to 1, kept out of the version for evaluation).",
     )
 
 
 @admin.register(DatasetVersion)
 class DatasetVersionAdmin(admin.ModelAdmin):
-    list_display = ["dataset", "number", "kind", "row_count", "short_sha", "created_at", "download_link"]
+    list_display = ["dataset", "number", "kind", "row_count", "short_sha", "created_at", "download_link", "rows_link"]
     list_filter = ["kind", "dataset"]
-    readonly_fields = [f.name for f in DatasetVersion._meta.fields]
+    # The file as a link to the checked download (the file itself is not served under /media/).
+    fields = readonly_fields = [
+        "file_link" if f.name == "file" else f.name for f in DatasetVersion._meta.fields if f.name != "id"
+    ] + ["rows_link"]
     change_list_template = "admin/labelling/datasetversion_change_list.html"
     actions = ["compare_versions"]
 
     def has_add_permission(self, request):
         return False  # versions are frozen by the dataset builder, never typed in
+
+    def has_change_permission(self, request, obj=None):
+        # A frozen version is read, never edited: its page offers no Save.
+        return super().has_change_permission(request, obj) and not (obj is not None and obj.sha256)
+
+    def has_delete_permission(self, request, obj=None):
+        # A frozen version stays: trained versions and evaluations name it.
+        return False if obj is None or obj.sha256 else super().has_delete_permission(request, obj)
+
+    @admin.display(description="file")
+    def file_link(self, obj: DatasetVersion) -> str:
+        if not obj.file:
+            return "—"
+        url = reverse("admin:labelling_datasetversion_download", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, obj.file.name.rpartition("/")[2])
+
+    @admin.display(description="rows")
+    def rows_link(self, obj: DatasetVersion) -> str:
+        return format_html(
+            '<a href="{}">preview</a> · <a href="{}">explore</a>',
+            reverse("dataset_preview", args=[obj.pk]),
+            reverse("explorer_dataset", args=[obj.pk]),
+        )
 
     @admin.display(description="sha256")
     def short_sha(self, obj: DatasetVersion) -> str:

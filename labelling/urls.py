@@ -4,6 +4,7 @@ from django.urls import path
 
 from labelling import views
 from labelling.characters import views as character_views
+from labelling.explorer import views as explorer_views
 from labelling.review import views as review_views
 from labelling.runs import views as run_views
 from labelling.versions.evaluation import views as evaluation_views
@@ -22,6 +23,10 @@ urlpatterns = [
     path("runs/<int:run_id>/cancel", run_views.run_cancel, name="run_cancel"),
     path("runs/<int:run_id>/resume", run_views.run_resume, name="run_resume"),
     path("runs/<int:run_id>/curve", training_views.training_curve, name="training_curve"),
+    path("runs/<int:run_id>/rows", explorer_views.run_rows, name="explorer_run"),
+    path("groups/<int:group_id>/", explorer_views.group_detail, name="explorer_group"),
+    path("datasets/<int:version_id>/", explorer_views.dataset_preview, name="dataset_preview"),
+    path("datasets/<int:version_id>/rows", explorer_views.dataset_rows, name="explorer_dataset"),
     path("models/", generator_views.model_versions, name="model_versions"),
     path("models/train", training_views.train_new, name="train_new"),
     path("evaluations/<int:evaluation_id>/", evaluation_views.evaluation_detail, name="evaluation_detail"),

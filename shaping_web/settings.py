@@ -171,6 +171,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "shaping_web.navigation.section",
             ],
             "builtins": ["template_partials.templatetags.partials"],
         },
@@ -284,6 +285,8 @@ TRAIN_PYTHON = os.environ.get("TRAIN_PYTHON", sys.executable)
 TRAIN_LAUNCH = os.environ.get("TRAIN_LAUNCH", "")
 # Seconds a converted version may take to load in Triton and answer its check generation.
 VERSION_LOAD_TIMEOUT_S = envfloat("VERSION_LOAD_TIMEOUT_S", 300.0)
+# The fewest prompts a verdict rests on (docs/loop.md); 6: the fewest a sign test can pass at 5%.
+EVALUATION_MIN_PROMPTS = envint("EVALUATION_MIN_PROMPTS", 6, minimum=1)
 
 # --- review -------------------------------------------------------------------
 # How long a reviewer holds a group before it returns to the queue, and how long

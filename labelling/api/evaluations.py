@@ -11,7 +11,7 @@ from labelling.api.catalogue import rubric_named
 from labelling.api.common import ADMIN, MAX_ID, MAX_NUMBER, BodyIn, Error, admin_required, named
 from labelling.models import Character, PromptSet
 from labelling.models import Evaluation as EvaluationRow
-from labelling.versions.evaluation import pairs, selectors, services
+from labelling.versions.evaluation import decisions, pairs, selectors, services
 
 router = Router(tags=["evaluations"])
 
@@ -46,12 +46,21 @@ class Evaluation(Schema):
     candidate_run: int
     baseline_run: int
     judge: dict
+    prompt_set_use: dict = Field(
+        description="whether its prompts were held out of the candidate's training: `kind` held_out, training, "
+        "mixed or unknown (no training data recorded), `label`, `trained_on` of `prompts`, `text`"
+    )
     status: str = Field(description="running, done or stopped (a side failed or was cancelled)")
     result: dict | None = Field(description="the comparison once both sides have run (docs/training.md)")
     human_pairs: int
     human: dict | None = Field(
         description="blind A/B: pairs sent and chosen on, and once there are choices the human win rate with its "
         "interval, agreement with the judge (same side, Cohen's kappa) and side bias, overall and per reviewer"
+    )
+    decision: dict = Field(
+        description="the verdict that counts (`verdict`: better, worse, undecided, or null before a comparison), "
+        "whose it is (`source`: judge or human), why (`reason`), each side's own verdict and reason (`judge`, "
+        "`human`), `min_prompts` (EVALUATION_MIN_PROMPTS) and the `rule` that combines them (docs/loop.md)"
     )
     created_at: datetime
 
@@ -84,8 +93,27 @@ class Evaluation(Schema):
         return selectors.evaluation_status(obj)
 
     @staticmethod
+    def resolve_prompt_set_use(obj) -> dict:
+        return decisions.prompt_set_use(obj)
+
+    @staticmethod
+    def resolve_result(obj) -> dict | None:
+        return selectors.evaluation_result(obj)
+
+    @staticmethod
     def resolve_human(obj) -> dict | None:
-        return pairs.human_figures(obj)
+        return _human(obj)
+
+    @staticmethod
+    def resolve_decision(obj) -> dict:
+        return selectors.evaluation_decision(obj, _human(obj))
+
+
+def _human(evaluation: EvaluationRow) -> dict | None:
+    """The blind A/B figures, read once per answer."""
+    if not hasattr(evaluation, "human_read"):
+        evaluation.human_read = pairs.human_figures(evaluation)
+    return evaluation.human_read
 
 
 @router.post(

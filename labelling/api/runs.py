@@ -31,6 +31,8 @@ from labelling.api.evaluations import evaluation_started
 from labelling.datasets import selectors as dataset_selectors
 from labelling.runs import services as run_services
 from labelling.versions.evaluation import services as evaluation_services
+from labelling.versions.generators import selectors as generator_selectors
+from labelling.versions.training import selectors as training_selectors
 from labelling.versions.training import services as training_services
 
 router = Router(tags=["runs"])
@@ -81,6 +83,9 @@ class GenerateRunIn(_Revises):
     prompt_set: str = Field(..., description="prompt set slug")
     rubric: str | None = Field(None, description="rubric slug, latest version: judges each completion")
     group_size: int = Field(4, ge=1, le=16, description="completions per prompt")
+    review_overlap: int = Field(
+        1, ge=1, le=10, description="reviewers each group goes to (2 or more: agreement between reviewers is measured)"
+    )
     revise: bool = False
 
 
@@ -209,6 +214,53 @@ class Run(Schema):
 RUN_RELATED = ("evaluation_as_candidate", "evaluation_as_baseline")
 
 
+class TrainingStep(Schema):
+    step: int
+    loss: float | None
+    reward_mean: float | None
+    reward_std: float | None
+    kl: float | None
+    tokens_per_s: float | None
+
+
+class RewardWeight(Schema):
+    function: str = Field(description="the reward function: rule_<criterion> or judge")
+    criteria: list[str] = Field(description="the rubric criteria it scores")
+    weight: float
+    derived: bool = Field(description="derived from the rubric's weights (true) or given in the run's settings")
+
+
+class Training(Schema):
+    version: int | None = Field(description="the model version it makes")
+    method: str
+    dataset: str = Field(description="NAME@N")
+    max_steps: int
+    steps: list[TrainingStep] = Field(
+        description="every logged step, oldest first: the numbers the run page's chart draws"
+    )
+    reward_weights: list[RewardWeight] | None = Field(
+        description="GRPO: each reward function and the weight the trainer gives it; null for DPO and SFT"
+    )
+
+
+class RunDetail(Run):
+    training: Training | None = Field(None, description="train runs: per-step progress and reward weights")
+
+    @staticmethod
+    def resolve_training(obj) -> dict | None:
+        if obj.kind != models.PipelineRun.Kind.TRAIN:
+            return None
+        params = obj.params or {}
+        return {
+            "version": params.get("version"),
+            "method": params.get("method", ""),
+            "dataset": params.get("dataset", ""),
+            "max_steps": obj.total_items,
+            "steps": training_selectors.training_curve(obj.pk),
+            "reward_weights": generator_selectors.reward_weights(params),
+        }
+
+
 @router.post("", response={201: Run, 200: Run, 400: Error, 409: Error, **ADMIN}, operation_id="run_create")
 def run_create(request: HttpRequest, body: Body[RunIn]):
     """Queue a run. Send an Idempotency-Key header: the same key returns the same run (200)."""
@@ -239,6 +291,7 @@ def run_create(request: HttpRequest, body: Body[RunIn]):
             "revise": fields.get("revise", False),
             "revise_threshold": fields.get("revise_threshold", 0.5),
             "max_rounds": fields.get("max_rounds", 1),
+            "review_overlap": fields.get("review_overlap", 1),
             **{f: fields[f] for f in ("generator_version", *run_services.ENDPOINT_FIELDS) if fields.get(f) is not None},
         },
     )
@@ -288,8 +341,9 @@ def run_list(request: HttpRequest):
     return models.PipelineRun.objects.select_related(*RUN_RELATED).order_by("-id")
 
 
-@router.get("/{run_id}", response={200: Run, 404: Error, **READ}, operation_id="run_detail")
+@router.get("/{run_id}", response={200: RunDetail, 404: Error, **READ}, operation_id="run_detail")
 def run_detail(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)):
+    """A run's status and progress; a train run's also its logged steps (`training`)."""
     return get_object_or_404(models.PipelineRun.objects.select_related(*RUN_RELATED), pk=run_id)
 
 

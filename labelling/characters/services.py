@@ -93,6 +93,13 @@ def sheet_run_start(
 
 
 @transaction.atomic
+def _plain(error: dict) -> str:
+    """A validation message a person reads: the slug's rule in words, not its regex."""
+    if error["type"] == "string_pattern_mismatch" and error["loc"][:1] == ("slug",):
+        return "use lowercase letters and digits, words joined by - or _ (such as nova-2)"
+    return error["msg"]
+
+
 def sheet_promote(*, generation: Generation, slug: str) -> Character:
     """Make a Character of a completion holding a valid sheet, with its glTF appearance. The
     sheet is the model's text: a NUL its JSON spells (the "\\u0000" escape) becomes U+FFFD, as
@@ -113,7 +120,7 @@ def sheet_promote(*, generation: Generation, slug: str) -> Character:
             backstory=sheet.backstory,
         )
     except Invalid as exc:
-        raise ValidationError({str(e["loc"][0]): e["msg"] for e in exc.errors()}) from None
+        raise ValidationError({str(e["loc"][0]): _plain(e) for e in exc.errors()}) from None
     character = Character.objects.create(**data.model_dump(), sheet=sheet.model_dump(mode="json"))
     character.appearance_model.save(f"{slug}.glb", ContentFile(build_glb(sheet.appearance, name=sheet.name)))
     return character

@@ -39,7 +39,11 @@ def sheet_promote(request: HttpRequest, generation_id: int) -> HttpResponse:
         raise PermissionDenied("Only an admin can promote a sheet to a character.")
     generation = get_object_or_404(Generation, pk=generation_id)
     try:
-        character = services.sheet_promote(generation=generation, slug=request.POST.get("slug", "").strip())
+        # Each sheet on the page has its own box (slug-<id>); a plain form posts `slug`.
+        slug = request.POST.get(f"slug-{generation_id}", request.POST.get("slug", "")).strip()
+        if not slug:
+            raise ValidationError({"slug": "give the new character a slug"})
+        character = services.sheet_promote(generation=generation, slug=slug)
     except ValidationError as exc:
         return errors.refusal(errors.validation_text(exc), 400)
     url = reverse("character_detail", args=[character.slug])

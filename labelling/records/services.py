@@ -245,8 +245,12 @@ def judgment_record_failure(
 
 @transaction.atomic
 def group_for(*, run: PipelineRun, prompt: Prompt) -> Group:
-    """The run's group for a prompt, made on first use (safe against a concurrent maker)."""
+    """The run's group for a prompt, made on first use (safe against a concurrent maker); it goes
+    to as many reviewers as the run asks (`review_overlap`, default 1)."""
+    overlap = (run.params or {}).get("review_overlap", 1)
     group, _ = Group.objects.get_or_create(
-        run=run, prompt=prompt, defaults={"character": run.character, "size": run.group_size}
+        run=run,
+        prompt=prompt,
+        defaults={"character": run.character, "size": run.group_size, "overlap_target": overlap},
     )
     return group

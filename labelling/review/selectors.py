@@ -83,6 +83,11 @@ QUEUE_TOTALS_KEY = "review-queue-totals"
 QUEUE_TOTALS_TTL_S = 5
 
 
+def queue_totals_forget() -> None:
+    """Drop the shared totals: the next summary counts afresh."""
+    cache.delete(QUEUE_TOTALS_KEY)
+
+
 def review_queue_summary(*, reviewer, policy: str = DEFAULT_POLICY) -> dict:
     """How many groups wait in each bucket, for the queue header: the ready groups short
     of their overlap, less those this reviewer has already taken (two index-sized counts,

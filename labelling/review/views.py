@@ -8,6 +8,7 @@ import json
 import uuid
 from collections import defaultdict
 
+from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
@@ -59,7 +60,9 @@ def review_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
         return errors.refusal(errors.validation_text(exc), 400)
     except services.ReviewRefused as exc:
         return errors.refusal(exc.message, exc.status)
-    return _next(request, {"review-submitted": {"assignment": assignment_id, "stored": stored}})
+    assignment = Assignment.objects.only("group_id").get(pk=assignment_id)
+    notice = f"Saved your scores for group #{assignment.group_id}." if stored else "Already saved."
+    return _next(request, {"review-submitted": {"assignment": assignment_id, "stored": stored}}, notice=notice)
 
 
 @require_POST
@@ -70,7 +73,9 @@ def review_skip(request: HttpRequest, assignment_id: int) -> HttpResponse:
         services.review_skip(assignment_id=assignment.pk, reviewer=request.user)
     except services.ReviewRefused as exc:
         return errors.refusal(exc.message, exc.status)
-    return _next(request, {"review-skipped": {"assignment": assignment.pk}})
+    return _next(
+        request, {"review-skipped": {"assignment": assignment.pk}}, notice=f"Skipped group #{assignment.group_id}."
+    )
 
 
 @require_POST
@@ -80,7 +85,9 @@ def review_undo(request: HttpRequest) -> HttpResponse:
         assignment = services.review_undo(reviewer=request.user)
     except services.ReviewRefused as exc:
         return errors.refusal(exc.message, exc.status)
-    return _next(request, {"review-undone": {"assignment": assignment.pk}})
+    return _next(
+        request, {"review-undone": {"assignment": assignment.pk}}, notice=f"Group #{assignment.group_id} is back."
+    )
 
 
 @require_POST
@@ -121,19 +128,24 @@ def _policy(request: HttpRequest) -> str:
     return remembered if remembered in selectors.QUEUE_POLICIES else selectors.DEFAULT_POLICY
 
 
-def _next(request: HttpRequest, trigger: dict) -> HttpResponse:
-    """After a write: the next group swaps in (htmx), or a plain redirect to the queue."""
+def _next(request: HttpRequest, trigger: dict, *, notice: str) -> HttpResponse:
+    """After a write: the next group swaps in (htmx) under a line saying what was done, or a
+    plain redirect to the queue. The queue's counts are taken afresh: the reviewer's own write
+    changed them, and a count that does not drop after a submit reads as a lost one."""
     if not request.htmx:
+        messages.success(request, notice)
         return redirect("review_queue")
+    selectors.queue_totals_forget()
     policy = _policy(request)
     assignment = services.assignment_claim_next(reviewer=request.user, policy=policy)
-    response = _render_panel(request, assignment, policy)
+    response = _render_panel(request, assignment, policy, notice=notice)
     response["HX-Trigger"] = json.dumps(trigger)
     return response
 
 
-def _render_panel(request: HttpRequest, assignment: Assignment | None, policy: str) -> HttpResponse:
+def _render_panel(request: HttpRequest, assignment: Assignment | None, policy: str, notice: str = "") -> HttpResponse:
     context = {
+        "notice": notice,
         "policy": policy,
         "policies": selectors.QUEUE_POLICIES,
         "summary": selectors.review_queue_summary(reviewer=request.user, policy=policy),

@@ -25,6 +25,18 @@ from labelling.versions.generators import selectors as generator_selectors
 GROUP_SIZE = 4  # completions per prompt unless a run says otherwise
 
 
+REVIEW_OVERLAP_MAX = 10
+
+
+def _overlap_check(params: Mapping) -> None:
+    """`review_overlap`: how many reviewers each of the run's groups goes to, 1..10."""
+    overlap = params.get("review_overlap", 1)
+    if type(overlap) is not int or not 1 <= overlap <= REVIEW_OVERLAP_MAX:
+        raise ValidationError(
+            {"review_overlap": f"reviewers per group is a whole number from 1 to {REVIEW_OVERLAP_MAX}"}
+        )
+
+
 def run_start(
     *,
     kind: str,
@@ -69,6 +81,7 @@ def run_start(
     params.update(key.params())
     _run_check(kind=kind, character=character, prompt_set=prompt_set, rubric=rubric, source_run=source_run)
     _endpoints_check(params)
+    _overlap_check(params)
     if kind in GENERATING and not params.get("generator_endpoint"):
         params["generator_version"] = generator_selectors.generator_version_checked(
             params.get("generator_version")

@@ -68,7 +68,14 @@ def puzzles_new(request: HttpRequest) -> HttpResponse:
     return redirect(f"{reverse('run_new')}?prompt_set={prompt_set.pk}")
 
 
-RUN_DEFAULTS = {"kind": "generate", "group_size": "4", "max_tokens": "128", "threshold": "0.5", "max_rounds": "1"}
+RUN_DEFAULTS = {
+    "kind": "generate",
+    "group_size": "4",
+    "review_overlap": "1",
+    "max_tokens": "128",
+    "threshold": "0.5",
+    "max_rounds": "1",
+}
 
 # What other rooms add to the run pages, registered when Django starts (labelling.apps): the
 # new-run page's character-design form (characters), a train run's chart (versions.training).
@@ -136,6 +143,7 @@ def _start(form: dict, user) -> PipelineRun:
             ("max_tokens", int, 1, 4096),
             ("threshold", float, 0.0, 1.0),
             ("max_rounds", int, 1, 5),
+            ("review_overlap", int, 1, 10),
         ),
     )
     pinned = {}
@@ -158,6 +166,7 @@ def _start(form: dict, user) -> PipelineRun:
             "revise": form.get("revise") == "on",
             "revise_threshold": numbers["threshold"],
             "max_rounds": numbers["max_rounds"],
+            "review_overlap": numbers["review_overlap"],
             **pinned,
         },
         created_by=user,
@@ -170,9 +179,17 @@ def _start(form: dict, user) -> PipelineRun:
 @require_GET
 @admin_required
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = get_object_or_404(PipelineRun.objects.select_related("character", "prompt_set", "rubric"), pk=run_id)
-    groups = run.groups.select_related("prompt").prefetch_related("generations").order_by("id")[:50]
-    context = {"run": run, "groups": groups, "throughput": selectors.run_throughput(run)}
+    run = get_object_or_404(
+        PipelineRun.objects.select_related("character", "prompt_set", "rubric", "source_run"), pk=run_id
+    )
+    context = {"run": run, **selectors.run_groups(run)}
+    if request.htmx:  # the live socket (re)opened: the groups as they are now
+        return render(request, "runs/detail.html#live-groups", context)
+    context.update(
+        throughput=selectors.run_throughput(run),
+        settings=selectors.run_settings(run),
+        resumable=run.is_resumable,
+    )
     if (extra := RUN_DETAIL.get(run.kind)) is not None:
         context.update(extra(run))
     return render(request, "runs/detail.html", context)
@@ -181,8 +198,15 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 @require_POST
 @admin_required
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = services.run_cancel(run=get_object_or_404(PipelineRun, pk=run_id))
-    messages.info(request, f"Run #{run.pk}: cancel requested.")
+    run = get_object_or_404(PipelineRun, pk=run_id)
+    if run.is_finished:
+        messages.info(request, f"Run #{run.pk} has already finished ({run.get_status_display()}): nothing to cancel.")
+        return redirect("run_detail", run_id=run.pk)
+    run = services.run_cancel(run=run)
+    if run.is_finished:
+        messages.info(request, f"Run #{run.pk} cancelled.")
+    else:
+        messages.info(request, f"Run #{run.pk}: cancel requested; it stops after its current item.")
     return redirect("run_detail", run_id=run.pk)
 
 

@@ -24,6 +24,14 @@
     return { col: cols[pos.col], fieldset: crits[pos.crit] };
   }
 
+  // The submit bar is fixed to the bottom of the screen: whatever scrolls into view (the
+  // highlighted criterion, a text box) stops above it, however tall it wraps.
+  function keepClearOfBar() {
+    const bar = $(".submit-bar");
+    if (bar) document.documentElement.style.scrollPaddingBottom = `${bar.offsetHeight + 8}px`;
+  }
+  window.addEventListener("resize", keepClearOfBar);
+
   function paint(scroll) {
     $$(".kb-focus, .kb-col").forEach((el) => el.classList.remove("kb-focus", "kb-col"));
     const here = current();
@@ -148,6 +156,7 @@
         if (!$("input:checked", crits[k])) { pos.col = c; pos.crit = k; break outer; }
       }
     }
+    keepClearOfBar();
     paint(false);
     form.addEventListener("change", (e) => {
       const fs = e.target.closest("fieldset.criterion");
@@ -165,9 +174,46 @@
     });
   }
 
+  // The help is a modal dialog: it takes focus (its Close button), keys do nothing behind it,
+  // and focus returns where it was when it closes.
+  let focusBeforeHelp = null;
   function toggleHelp(force) {
     const help = $("#key-help");
-    if (help) help.hidden = force === undefined ? !help.hidden : !force;
+    if (!help) return;
+    const open = force === undefined ? help.hidden : force;
+    if (open === !help.hidden) return;
+    help.hidden = !open;
+    if (open) {
+      focusBeforeHelp = document.activeElement;
+      $("button", help).focus();
+    } else if (focusBeforeHelp && document.contains(focusBeforeHelp)) {
+      focusBeforeHelp.focus();
+    }
+  }
+
+  // c, r and f act on the highlighted completion: its critique box, its rewrite, its flag.
+  function critique() {
+    const here = current();
+    const box = here && $("textarea[name^=critique-]", here.col);
+    if (box) { box.focus(); box.scrollIntoView({ block: "nearest" }); }
+  }
+
+  function rewrite() {
+    const here = current();
+    const details = here && $("details.rewrite", here.col);
+    if (!details) return;
+    details.open = true;
+    const box = $("textarea", details);
+    box.focus();
+    box.scrollIntoView({ block: "nearest" });
+  }
+
+  function flag() {
+    const here = current();
+    const box = here && $("input[name^=flag-]", here.col);
+    if (!box) return;
+    box.checked = !box.checked;
+    box.dispatchEvent(new Event("change", { bubbles: true }));
   }
 
   function toggleJudge() {
@@ -215,10 +261,15 @@
       return;
     }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const help = $("#key-help");
+    if (help && !help.hidden) {
+      if (e.key === "Escape" || e.key === "?") { toggleHelp(false); e.preventDefault(); }
+      else if (e.key === "Tab") { e.preventDefault(); $("button", help).focus(); }  // focus stays in the dialog
+      else if (!(e.key === "Enter" || e.key === " ")) e.preventDefault();  // nothing behind it is scored
+      return;
+    }
     // Enter and Space on a focused button, link or summary keep their usual meaning.
     if (t.closest && t.closest("button, a, summary") && (e.key === "Enter" || e.key === " ")) return;
-    const help = $("#key-help");
-    if (help && !help.hidden && (e.key === "Escape" || e.key === "?")) { toggleHelp(false); e.preventDefault(); return; }
     let handled = true;
     if (/^[0-9]$/.test(e.key)) score(e.key);
     else if (e.key === "j" || e.key === "ArrowDown") move(0, 1);
@@ -229,6 +280,9 @@
     else if (e.key === "s") click("#skip-button");
     else if (e.key === "u") click("#undo-button");
     else if (e.key === "v") toggleJudge();
+    else if (e.key === "c") critique();
+    else if (e.key === "r") rewrite();
+    else if (e.key === "f") flag();
     else if (e.key === "?") toggleHelp();
     else handled = false;
     if (handled) e.preventDefault();
@@ -242,8 +296,13 @@
   });
 
   // Server answers and connection trouble both surface above the form.
+  // An element naming its own error box (data-error-target) gets the message beside it.
   document.addEventListener("htmx:responseError", (e) => {
-    showError(e.detail.xhr.responseText || `The server answered ${e.detail.xhr.status}.`);
+    const message = e.detail.xhr.responseText || `The server answered ${e.detail.xhr.status}.`;
+    const own = e.detail.elt && e.detail.elt.dataset && e.detail.elt.dataset.errorTarget;
+    const box = own && document.getElementById(own);
+    if (box) { box.textContent = message; box.hidden = false; }
+    else showError(message);
   });
   document.addEventListener("htmx:sendError", () => {
     showError("Could not reach the server. Nothing was lost: your scores are kept here; press Enter to retry.");
@@ -259,7 +318,11 @@
     }, { once: true });
   });
 
-  document.addEventListener("htmx:afterSettle", init);
+  // A new group opens at its prompt, not at the scroll position the last one was left at.
+  document.addEventListener("htmx:afterSettle", (e) => {
+    if (e.target && e.target.id === "review-panel") window.scrollTo({ top: 0 });
+    init();
+  });
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
 })();

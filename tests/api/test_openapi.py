@@ -173,3 +173,22 @@ def test_a_run_body_is_one_per_kind_discriminated_by_kind(schema):
         "training" in components["TrainRunIn"]["properties"]
         and "training" not in components["GenerateRunIn"]["properties"]
     )
+
+
+def test_the_api_docs_list_every_operation_with_its_method_and_path(schema):
+    """docs/api.md's endpoint table names each operation of the document, on a row that gives its
+    method and path (path parameters may be named differently: `{id}` for `{run_id}`)."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    rows = [line for line in doc.splitlines() if line.startswith("| `")]
+
+    def shape(text: str) -> str:
+        return re.sub(r"\{\w+\}", "{}", text)
+
+    missing = []
+    for method, path, operation in operations(schema):
+        row = next((r for r in rows if f"`{operation['operationId']}`" in r), "")
+        if f"{method.upper()} {shape(path)}" not in shape(row):
+            missing.append(f"{method.upper()} {path} ({operation['operationId']})")
+    assert missing == []

@@ -55,7 +55,11 @@ def test_a_sheet_group_shows_cards_with_3d_figures_and_an_admin_promotes_one(sig
     expect(page.locator(".sheet-invalid")).to_contain_text("Not a valid character sheet")
     _figure_loaded(page, ".sheet-card model-viewer")
 
-    page.fill(".promote input[name=slug]", "maren")
+    page.fill(".promote input[name^=slug-]", "Maren Tollis")  # not a slug: told so beside the box
+    page.click(".promote button")
+    expect(page.locator(".promote .error")).to_contain_text("lowercase letters and digits")
+    assert "[a-z0-9]" not in page.locator(".promote .error").inner_text()
+    page.fill(".promote input[name^=slug-]", "maren")
     page.click(".promote button")
     page.wait_for_url(f"{live_app.url}/characters/maren/")
     expect(page.locator("h1")).to_contain_text("Maren Tollis")

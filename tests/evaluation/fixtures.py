@@ -2,6 +2,8 @@
 written as a worker would leave them. Shared by the unit tests and the browser test (which
 calls `ab_evaluation` inside the running app through `manage.py shell`)."""
 
+from django.db.models import Max
+
 from labelling.models import Character, GeneratorVersion, Group, Judgment, PipelineRun, PromptSet, Rubric
 from labelling.records import services as record_services
 from labelling.versions.evaluation import services
@@ -14,9 +16,11 @@ def _scaled(criterion, score: int) -> int:
     return criterion.scale_min + round((score - 1) / 4 * (criterion.scale_max - criterion.scale_min))
 
 
-def ran(evaluation, rubric: Rubric, candidate: list[int] = CANDIDATE, baseline: list[int] = BASELINE) -> None:
+def ran(
+    evaluation, rubric: Rubric, candidate: list[int] = CANDIDATE, baseline: list[int] = BASELINE, pad: str = ""
+) -> None:
     """Both sides "ran": their completions judged (`candidate`, `baseline`: the judge's score per
-    seed slot, on 1..5; the texts start with "cand" and "base"), their runs succeeded."""
+    seed slot, on 1..5; the texts start with "cand" and "base", then `pad`), their runs succeeded."""
     judge = record_services.producer_get_or_create(backend="fixture", model_name="judge")
     criteria = [c for c in rubric.criteria.all() if not c.is_rule]  # rule criteria score themselves
     k = evaluation.completions_per_prompt
@@ -33,7 +37,7 @@ def ran(evaluation, rubric: Rubric, candidate: list[int] = CANDIDATE, baseline: 
                     messages=prompt.messages,
                     producer=None,
                     run=run,
-                    raw_text=f"{who}-{prompt.external_id}-{index}",
+                    raw_text=f"{who}-{prompt.external_id}-{index}{pad}",
                 )
                 record_services.judgment_record(
                     generation=g,
@@ -46,15 +50,21 @@ def ran(evaluation, rubric: Rubric, candidate: list[int] = CANDIDATE, baseline: 
         PipelineRun.objects.filter(pk=run.pk).update(status="succeeded")
 
 
-def ab_evaluation(*, rubric: str, prompt_set: str, character: str | None = None, human_pairs: int = 5, k: int = 3):
+def ab_evaluation(
+    *, rubric: str, prompt_set: str, character: str | None = None, human_pairs: int = 5, k: int = 3, pad: str = ""
+):
     """Version 2 (a child of the shipped version 1) evaluated against it, both sides run, its blind
     pairs sent. The sides' groups stay out of the group review queue, so a shared app's other
     tests see the groups they expect."""
     parent = GeneratorVersion.objects.get(number=1)
-    GeneratorVersion.objects.get_or_create(number=2, defaults={"parent": parent, "status": "ready"})
+    # A ready child of version 1 (2 on a fresh database; another test's may be training).
+    child = GeneratorVersion.objects.filter(parent=parent, status="ready").order_by("number").first()
+    if child is None:
+        number = GeneratorVersion.objects.aggregate(top=Max("number"))["top"] + 1
+        child = GeneratorVersion.objects.create(number=number, parent=parent, status="ready")
     rubric_row = Rubric.objects.filter(slug=rubric).order_by("-version").first()
     evaluation = services.evaluation_start(
-        candidate=2,
+        candidate=child.number,
         prompt_set=PromptSet.objects.get(slug=prompt_set),
         rubric=rubric_row,
         character=Character.objects.get(slug=character) if character else None,
@@ -62,6 +72,6 @@ def ab_evaluation(*, rubric: str, prompt_set: str, character: str | None = None,
         human_pairs=human_pairs,
         enqueue=False,
     )
-    ran(evaluation, rubric_row)
+    ran(evaluation, rubric_row, pad=pad)
     Group.objects.filter(run__in=[evaluation.candidate_run_id, evaluation.baseline_run_id]).update(overlap_target=0)
     return services.evaluation_finish(evaluation=evaluation)

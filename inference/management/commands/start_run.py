@@ -28,6 +28,12 @@ class Command(BaseCommand):
         parser.add_argument("--threshold", type=float, default=0.5)
         parser.add_argument("--max-rounds", type=int, default=1)
         parser.add_argument(
+            "--review-overlap",
+            type=int,
+            default=1,
+            help="reviewers each group goes to (2 or more: agreement is measured)",
+        )
+        parser.add_argument(
             "--generator-version",
             type=int,
             metavar="N",
@@ -78,6 +84,7 @@ class Command(BaseCommand):
             "revise": o["revise"],
             "revise_threshold": o["threshold"],
             "max_rounds": o["max_rounds"],
+            "review_overlap": o["review_overlap"],
         }
         if o["workers"]:
             params["workers"] = o["workers"]

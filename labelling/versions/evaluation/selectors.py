@@ -6,8 +6,9 @@ from collections import defaultdict
 
 from django.db.models import Prefetch
 
-from labelling.models import CriterionScore, Evaluation, Generation, Judgment, PipelineRun
-from labelling.versions.evaluation import pairs
+from labelling.datasets.filters import DatasetFilter
+from labelling.models import Character, CriterionScore, Evaluation, Generation, Judgment, PipelineRun, Rubric
+from labelling.versions.evaluation import decisions, pairs
 from shaping_core.stats import PromptPair, compare
 
 DONE = {PipelineRun.Status.SUCCEEDED, PipelineRun.Status.PARTIAL}
@@ -154,77 +155,166 @@ def evaluation_compare(evaluation: Evaluation) -> dict:
 
 
 def verdict(result: dict | None) -> str | None:
-    """better: the win rate's interval lies above 0.5; worse: below; undecided otherwise; None
-    without a finished comparison."""
-    if not result or not result.get("prompts"):
-        return None
-    win = result["win_rate"]
-    if win["low"] > 0.5:
-        return "better"
-    if win["high"] < 0.5:
-        return "worse"
-    return "undecided"
+    """The verdict of a comparison (decisions.verdict): better, worse, undecided, or None."""
+    return decisions.verdict(result)
+
+
+def evaluation_result(evaluation: Evaluation) -> dict | None:
+    """The stored comparison with its per-source verdicts read again (they follow
+    EVALUATION_MIN_PROMPTS as it is now, not as it was when the comparison was stored)."""
+    result = evaluation.result
+    if not result or not result.get("by_source"):
+        return result
+    by_source = {
+        name: {**b, "verdict": decisions.verdict(b), "reason": decisions.verdict_reason(b)}
+        for name, b in result["by_source"].items()
+    }
+    return {**result, "by_source": by_source}
+
+
+def evaluation_decision(evaluation: Evaluation, human: dict | None = None) -> dict:
+    """The verdict that counts for an evaluation (decisions.RULE), from the judge's comparison
+    and the blind A/B figures (`human`, read here unless given)."""
+    return decisions.decision(evaluation.result, human if human is not None else pairs.human_figures(evaluation))
+
+
+def evaluations_recent(limit: int = 20) -> list[Evaluation]:
+    """The latest evaluations, each with the prompts it ran on (`prompt_set_use`) and, once
+    finished, its decision (`decision`)."""
+    evaluations = list(
+        Evaluation.objects.select_related(
+            "candidate__parent", "candidate__dataset_version", "baseline", "prompt_set"
+        ).order_by("-created_at", "-pk")[:limit]
+    )
+    cache: dict = {}
+    for e in evaluations:
+        e.prompt_set_use = decisions.prompt_set_use(e, cache=cache)
+        e.decision = evaluation_decision(e) if e.result is not None else None
+    return evaluations
 
 
 def against_parent(versions) -> dict[int, Evaluation]:
-    """Each version's latest finished evaluation against its parent: {version pk: evaluation}."""
+    """Each version's finished evaluation against its parent that counts: the latest one on
+    held-out prompts, else the latest one (on training prompts, or prompts of unknown use).
+    Each carries `prompt_set_use`. {version pk: evaluation}."""
     found: dict[int, Evaluation] = {}
     pks = [v.pk for v in versions if v.parent_id]
     evaluations = (
         Evaluation.objects.filter(candidate_id__in=pks, result__isnull=False)
-        .select_related("candidate", "baseline")
-        .order_by("created_at")
+        .select_related("candidate__parent", "candidate__dataset_version", "baseline", "prompt_set")
+        .order_by("created_at", "pk")
     )
+    cache: dict = {}
     for e in evaluations:
-        if e.baseline_id == e.candidate.parent_id:
-            found[e.candidate_id] = e  # the latest wins
+        if e.baseline_id != e.candidate.parent_id:
+            continue
+        e.prompt_set_use = decisions.prompt_set_use(e, cache=cache)
+        kept = found.get(e.candidate_id)
+        if kept is None or e.prompt_set_use["kind"] == "held_out" or kept.prompt_set_use["kind"] != "held_out":
+            found[e.candidate_id] = e  # the latest wins, a held-out one over any other
     return found
 
 
 def figures(evaluation: Evaluation | None) -> dict | None:
-    """The few numbers a lineage shows for a version's evaluation against its parent."""
+    """The few numbers a lineage shows for a version's evaluation against its parent: the
+    judge's, the reviewers', the prompts it ran on, and the verdict that counts (`verdict`,
+    with `decision` saying whose it is and why)."""
     if evaluation is None:
         return None
     r = evaluation.result
+    human = pairs.human_figures(evaluation)
+    decided = evaluation_decision(evaluation, human)
+    use = getattr(evaluation, "prompt_set_use", None) or decisions.prompt_set_use(evaluation)
     return {
         "evaluation": evaluation.pk,
         "baseline": evaluation.baseline.number,
+        "prompt_set": evaluation.prompt_set.slug,
+        "prompt_set_use": use,
         "prompts": r["prompts"],
         "win_rate": r["win_rate"],
         "reward_delta": r["reward"]["delta"],
         "reward_candidate": r["reward"]["candidate"]["estimate"],
         "reward_baseline": r["reward"]["baseline"]["estimate"],
         "criteria": r["criteria"],
-        "verdict": verdict(r),
-        "human": human_summary(pairs.human_figures(evaluation)),
+        "verdict": decided["verdict"],
+        "judge_verdict": decided["judge"]["verdict"],
+        "decision": decided,
+        "human": human_summary(human),
     }
 
 
 def human_summary(human: dict | None) -> dict | None:
-    """What a lineage shows of the blind A/B: the win rate once there are choices, the counts."""
+    """What a lineage shows of the blind A/B: the win rate once there are choices, the counts,
+    the reviewers' own verdict and why."""
     if human is None:
         return None
+    as_result = {"prompts": human.get("prompts"), "win_rate": human.get("win_rate")}
     return {
         "pairs": human["pairs"],
         "choices": human.get("choices", 0),
         "prompts": human.get("prompts", 0),
         "win_rate": human.get("win_rate"),
-        "verdict": verdict({"prompts": human.get("prompts"), "win_rate": human.get("win_rate")}),
+        "verdict": decisions.verdict(as_result),
+        "reason": decisions.verdict_reason(as_result),
     }
 
 
-def needs_confirmation(version) -> str | None:
-    """Why making `version` current should be confirmed (it is not marked better than its
-    parent), or None (it is, or it has no parent: a rollback to the first version)."""
+_LOOKED_UP = object()
+
+
+def needs_confirmation(version, evaluation=_LOOKED_UP) -> str | None:
+    """Why making `version` current should be confirmed, or None: a version with no parent (a
+    rollback to the first version) or one whose evaluation against its parent on held-out
+    prompts says better (by decisions.RULE). Asked are: a version never evaluated against its
+    parent, one evaluated only on prompts it (or a version it was trained from) trained on or
+    whose use is unknown, and one not marked better. `evaluation`: the one against_parent
+    keeps for it, when the caller has it already."""
     if version.parent_id is None:
         return None
-    f = figures(against_parent([version]).get(version.pk))
-    if f is None:
-        return f"version {version.number} has not been evaluated against its parent (v{version.parent.number})"
-    if f["verdict"] != "better":
-        w = f["win_rate"]
+    if evaluation is _LOOKED_UP:
+        evaluation = against_parent([version]).get(version.pk)
+    parent = f"v{version.parent.number}"
+    if evaluation is None:
+        return f"version {version.number} has not been evaluated against its parent ({parent})"
+    f = figures(evaluation)
+    use = f["prompt_set_use"]
+    if use["kind"] != "held_out":
         return (
-            f"version {version.number} is {f['verdict']} against v{f['baseline']}: win rate {w['estimate']:.3f} "
-            f"[{w['low']:.3f}, {w['high']:.3f}] over {f['prompts']} prompts"
+            f"version {version.number} has been evaluated against {parent} only on {use['label']} "
+            f"({use['text']}), never on held-out prompts: its verdict ({f['verdict'] or 'none'}) may not hold "
+            "on prompts it has not seen"
         )
+    if f["verdict"] != "better":
+        said = f["verdict"] or "without a verdict"
+        return f"version {version.number} is {said} against {parent} on held-out prompts: {f['decision']['reason']}"
     return None
+
+
+def evaluation_defaults(version) -> dict:
+    """What an evaluation of `version` against its parent takes by default, for the Models
+    page's form: the rubric it was trained with (its train run's, else its dataset version's),
+    the character whose persona led its dataset's prompts, and whether its dataset held prompts
+    out (`held_out`: the default prompt set's description, or None: a prompt set must be named)."""
+    defaults = {"rubric": None, "character": None, "held_out": None}
+    run = version.train_run
+    if run is not None and run.rubric_id:
+        defaults["rubric"] = run.rubric
+    spec = ((run.params or {}).get("rubric_spec") if run is not None else None) or {}
+    dataset = version.dataset_version
+    named = spec.get("slug") and (spec.get("slug"), spec.get("version"))
+    if dataset is not None and not named:
+        slug, _, number = str((dataset.reward_policy or {}).get("rubric") or "").partition("@v")
+        named = slug and (slug, int(number) if number.isdigit() else None)
+    if defaults["rubric"] is None and named:
+        rubrics = Rubric.objects.filter(slug=named[0]).order_by("-version")
+        defaults["rubric"] = rubrics.filter(version=named[1]).first() or rubrics.first()
+    if dataset is not None:
+        f = DatasetFilter.from_dict(dataset.filter or {})
+        if f.character:
+            defaults["character"] = Character.objects.filter(slug=f.character).first()
+        if defaults["character"] is None and f.runs:
+            run_with = PipelineRun.objects.filter(pk__in=f.runs, character__isnull=False).order_by("-pk").first()
+            defaults["character"] = run_with.character if run_with else None
+        if f.held_out:
+            defaults["held_out"] = f"the prompts {dataset.dataset} v{dataset.number} held out ({f.held_out:.0%})"
+    return defaults

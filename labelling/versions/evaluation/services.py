@@ -1,5 +1,7 @@
 """Writes of evaluations: start one (two generate runs, one pinned to each version, the same
-prompts, seeds, sampling and rubric), and store its result once both have finished."""
+prompts, seeds, sampling and rubric), store its result once both have finished, and make a
+version current when its evaluation allows it or the question is answered (the API's and the
+Models page's one check)."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from labelling.datasets import services as dataset_services
-from labelling.models import Character, Evaluation, PipelineRun, PromptSet, Rubric
+from labelling.models import Character, Evaluation, GeneratorVersion, PipelineRun, PromptSet, Rubric
 from labelling.runs import executor, idempotency
 from labelling.runs import services as run_services
 from labelling.versions.evaluation import pairs, selectors
 from labelling.versions.generators import selectors as generator_selectors
+from labelling.versions.generators import services as generator_services
 from shaping_core.weights import HASHED_FILES, weights_sha256
 
 DEFAULT_SEED = 1234
@@ -258,3 +261,25 @@ def evaluation_finish(*, evaluation: Evaluation) -> Evaluation:
     if evaluation.human_pairs and not evaluation.pairs.exists():
         pairs.pairs_create(evaluation)
     return evaluation
+
+
+class ConfirmationNeeded(ValidationError):
+    """Making a version current needs a confirmation: `reason` says why (selectors.needs_confirmation)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__({"confirm": f"{reason}; confirm to make it current anyway"})
+
+
+def generator_version_promote(*, version: GeneratorVersion, confirmed: bool = False) -> GeneratorVersion:
+    """Make a version current (the API's and the Models page's one way): refused with
+    ConfirmationNeeded, changing nothing, while the version is not marked better than its
+    parent on held-out prompts (selectors.needs_confirmation) unless `confirmed`; then as
+    generators.services.generator_version_make_current (a version that is not ready is refused
+    there, confirmed or not)."""
+    with transaction.atomic():
+        asked = version.status == GeneratorVersion.Status.READY and not version.is_current  # else nothing to confirm
+        reason = selectors.needs_confirmation(version) if asked else None
+        if reason and not confirmed:
+            raise ConfirmationNeeded(reason)
+        return generator_services.generator_version_make_current(version=version)

@@ -1,5 +1,6 @@
-"""The evaluation page (admins): the candidate against the baseline, with intervals, length
-effects and the worst regressions side by side, and the blind A/B figures; and the blind A/B
+"""The evaluation page (admins): the candidate against the baseline, with the prompts it ran on
+(held out or not), the verdict that counts and why, intervals, length effects and the worst
+regressions side by side, and the blind A/B figures; and the blind A/B
 review itself (reviewers): two answers, A and B, chosen from the keyboard."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from labelling import errors
 from labelling.access.decorators import admin_required, reviewer_required
 from labelling.models import Evaluation, PairChoice
 from labelling.review.services import ReviewRefused
-from labelling.versions.evaluation import pairs, selectors, services
+from labelling.versions.evaluation import decisions, pairs, selectors, services
 
 
 @require_GET
@@ -28,14 +29,17 @@ def evaluation_detail(request: HttpRequest, evaluation_id: int) -> HttpResponse:
         pk=evaluation_id,
     )
     evaluation = services.evaluation_finish(evaluation=evaluation)
+    human = pairs.human_figures(evaluation)
     return render(
         request,
         "evaluation/detail.html",
         {
             "evaluation": evaluation,
             "status": selectors.evaluation_status(evaluation),
-            "r": evaluation.result,
-            "h": pairs.human_figures(evaluation),
+            "r": selectors.evaluation_result(evaluation),
+            "h": human,
+            "decision": selectors.evaluation_decision(evaluation, human),
+            "use": decisions.prompt_set_use(evaluation),
         },
     )
 
@@ -87,14 +91,27 @@ def ab_skip(request: HttpRequest, choice_id: int) -> HttpResponse:
 def _ab_panel(request: HttpRequest, hold: PairChoice | None, revealed: PairChoice | None = None) -> HttpResponse:
     """The pair on screen (answers only: no version until chosen), and the versions of the pair
     just chosen on, revealed."""
+    shown = pairs.pair_shown(hold) if hold else None
     context = {
-        "shown": pairs.pair_shown(hold) if hold else None,
+        "shown": shown,
+        **(_persona(shown) if shown else {}),
         "open": pairs.pairs_open_count(reviewer=request.user),
         "submission_id": uuid.uuid4(),
         "revealed": _revealed(revealed) if revealed else None,
     }
     template = "evaluation/pairs.html#ab-panel" if request.htmx else "evaluation/pairs.html"
     return render(request, template, context)
+
+
+def _persona(shown: pairs.Shown) -> dict:
+    """Whose answers these are: the character, and the system prompt both versions were given
+    (the one in the completion's own messages, else the character's persona)."""
+    generation = shown.hold.pair.candidate
+    character = generation.group.character
+    system = [m for m in generation.messages or [] if m.get("role") == "system"]
+    if not system and character and character.persona:
+        system = [{"role": "system", "content": character.persona}]
+    return {"shown_character": character, "shown_system": system}
 
 
 def _revealed(hold: PairChoice) -> dict:

@@ -10,6 +10,7 @@ from django.db import DatabaseError
 from django.db.models import QuerySet
 
 from labelling.models import GeneratorVersion
+from shaping_core import rules
 from shaping_core.weights import GENERATOR_MODEL, SHIPPED_ONNX_DIR
 
 
@@ -22,7 +23,7 @@ def generator_versions(model_name: str = GENERATOR_MODEL) -> QuerySet[GeneratorV
     """Every version, oldest first (the lineage reads v1 -> v2 -> ...), with its parent and dataset."""
     return (
         GeneratorVersion.objects.filter(model_name=model_name)
-        .select_related("parent", "dataset_version")
+        .select_related("parent", "dataset_version", "train_run")
         .order_by("number")
     )
 
@@ -87,3 +88,35 @@ def judge_model_dir() -> Path:
     if base is not None:
         return generator_version_dir(base)
     return Path(settings.GENERATOR_MODEL_DIR or GeneratorVersion.path(SHIPPED_ONNX_DIR))
+
+
+def reward_weights(params: dict | None) -> list[dict] | None:
+    """A GRPO train run's reward functions with the weight each had, from the run's recorded
+    params: the `training.reward_weights` it was given, else the ones derived from its rubric
+    (`rubric_spec`) as the trainer derives them (inference/versions/training/rewards.py): one
+    function per rule criterion of weight above 0 (`rule_<key>`), weighted by its rubric weight
+    over the total, and one `judge` for the other criteria together, weighted by the sum of
+    theirs. None for DPO and SFT (no reward functions)."""
+    params = params or {}
+    spec = params.get("rubric_spec")
+    if params.get("method") != "grpo" or not isinstance(spec, dict):
+        return None
+    weighted = [c for c in spec.get("criteria") or [] if isinstance(c, dict) and c.get("weight", 1.0) > 0]
+    ruled = [c for c in weighted if rules.is_rule(c)]
+    judged = [c for c in weighted if not rules.is_rule(c)]
+    functions = [(f"rule_{c['key']}", [c["key"]], c.get("weight", 1.0)) for c in ruled]
+    if judged:
+        functions.append(("judge", [c["key"] for c in judged], sum(c.get("weight", 1.0) for c in judged)))
+    total = sum(w for _, _, w in functions) or 1.0
+    given = ((params.get("training") or {}).get("reward_weights")) or None
+    if given is not None and len(given) != len(functions):
+        given = None  # the trainer refuses such a run: it trained with none
+    return [
+        {
+            "function": name,
+            "criteria": keys,
+            "weight": float(given[i]) if given is not None else round(w / total, 6),
+            "derived": given is None,
+        }
+        for i, (name, keys, w) in enumerate(functions)
+    ]

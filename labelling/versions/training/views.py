@@ -1,12 +1,15 @@
-"""The training curve fragment (the run page polls it while a train run runs) and the form that
-starts a train run (on /models/)."""
+"""A train run's training section (its charts, the status part the run page polls while it
+trains, the numbers behind the charts as JSON) and the form that starts a train run (on
+/models/)."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from labelling import errors
@@ -21,18 +24,38 @@ from shaping_core import strict
 @require_GET
 @admin_required
 def training_curve(request: HttpRequest, run_id: int) -> HttpResponse:
+    """A train run's training section: whole, or its status part when htmx polls it while the
+    run trains; with `?format=json`, the numbers behind its charts (charts.training_series)."""
     run = get_object_or_404(PipelineRun, pk=run_id, kind=PipelineRun.Kind.TRAIN)
-    return render(request, "partials/training_curve.html", training_context(run))
+    if request.GET.get("format") == "json":
+        return JsonResponse(charts.training_series(run))
+    template = "partials/training_curve.html" + ("#training-status" if request.htmx else "")
+    response = render(request, template, training_context(run))
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+LAST_STEPS = 5  # the table that stands in for the charts where no script runs
 
 
 def training_context(run: PipelineRun) -> dict:
+    """What partials/training_curve.html draws: the run, its version, the logged steps (as rows
+    and as the charts' columns), the SVG lines and the runs its charts may lay over it."""
+    version = selectors.train_run_version(run)
     curve = selectors.training_curve(run.pk)
+    overlays = [
+        {**choice, "url": f"{reverse('training_curve', args=[choice['run']])}?format=json"}
+        for choice in charts.overlay_runs(run, version)
+    ]
     return {
         "run": run,
-        "version": selectors.train_run_version(run),
+        "version": version,
         "curve": curve,
         "last": curve[-1] if curve else None,
+        "last_steps": curve[-LAST_STEPS:],
         "lines": charts.curve_lines(curve),
+        "series": charts.series_of(run, version, curve),
+        "overlays": overlays,
     }
 
 

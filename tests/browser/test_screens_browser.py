@@ -1,0 +1,90 @@
+"""Every page of the app on a laptop (1366×900) and on a phone (390×844): axe finds no WCAG 2
+A/AA violation, the console shows no error, and nothing makes the page scroll sideways.
+
+axe-core runs inside the page (npm's copy, injected by the test: the app never serves it).
+"""
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+AXE_SOURCE = AXE.read_text() + "\n;true"
+SIZES = {"laptop": (1366, 900), "phone": (390, 844)}
+EVALUATION = (
+    "from tests.evaluation.fixtures import ab_evaluation; "
+    "print(ab_evaluation(rubric='aria-voice', prompt_set='aria-demo', character='aria', human_pairs=1, k=1).pk)"
+)
+AXE_RUN = """async () => {
+  const result = await axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}});
+  return result.violations.map(v => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map(n => n.target.join(" ")).join(" | ")}`
+    + ` — ${v.nodes[0].failureSummary.split("\\n").slice(0, 2).join(" ")}`);
+}"""
+SIDEWAYS = "() => document.documentElement.scrollWidth - window.innerWidth"
+
+
+def screen_problems(page, path: str) -> list[str]:
+    """What is wrong with one page as it stands: axe's violations, sideways scroll, console errors."""
+    errors: list[str] = []
+
+    def on_console(message):
+        if message.type == "error":
+            errors.append(message.text)
+
+    def on_error(error):
+        errors.append(str(error))
+
+    page.on("console", on_console)
+    page.on("pageerror", on_error)
+    response = page.goto(path)
+    page.wait_for_load_state("networkidle")
+    problems = [] if response.status == 200 else [f"answered {response.status}"]
+    page.evaluate(AXE_SOURCE)  # devtools evaluation: the page's policy forbids an injected script tag
+    problems += page.evaluate(AXE_RUN)
+    sideways = page.evaluate(SIDEWAYS)
+    if sideways > 0:
+        problems.append(f"scrolls sideways by {sideways}px")
+    page.remove_listener("console", on_console)
+    page.remove_listener("pageerror", on_error)
+    problems += [f"console: {e}" for e in errors]
+    return [f"{path}: {p}" for p in problems]
+
+
+def admin_pages(page) -> list[str]:
+    """The admin's index, and every changelist and add page it links to."""
+    page.goto("/admin/")
+    links = page.locator("#content-main a[href^='/admin/']").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    return ["/admin/", *dict.fromkeys(links)]
+
+
+def first_id(live_app, table: str, where: str = "1=1") -> int | None:
+    rows = live_app.query(f"SELECT min(id) FROM labelling_{table} WHERE {where}")  # noqa: S608 - test constants
+    return rows[0][0] if rows else None
+
+
+@pytest.fixture(scope="module")
+def evaluation(live_app) -> int:
+    return int(live_app.manage("shell", "-c", EVALUATION).strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_reviewers_pages_pass_axe_and_fit_the_screen(sign_in, live_app, evaluation, size):
+    page = sign_in("reviewer", SIZES[size])
+    problems = []
+    for path in ("/", "/review/", "/review/ab/", "/stats/", "/characters/aria/"):
+        problems += screen_problems(page, path)
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_an_admins_pages_and_the_admin_pass_axe_and_fit_the_screen(sign_in, live_app, evaluation, size):
+    page = sign_in("admin", SIZES[size])
+    run = first_id(live_app, "pipelinerun")
+    paths = ["/", "/runs/new", "/models/", f"/runs/{run}/", f"/evaluations/{evaluation}/"]
+    paths += admin_pages(page)
+    problems = []
+    for path in paths:
+        problems += screen_problems(page, path)
+    assert problems == [], "\n".join(problems)
