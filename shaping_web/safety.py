@@ -52,10 +52,23 @@ def debug_bind_problem(debug: bool, host: str) -> str | None:
     )
 
 
+# Headers a reverse proxy adds to what it forwards (nginx, Caddy, Traefik, cloud balancers).
+FORWARDED_HEADERS = {b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip"}
+DEBUG_PROXIED = (
+    "DEBUG is on and a request came through a proxy (it carries X-Forwarded-For or Forwarded): with "
+    "DEBUG on the app serves this machine only. Set DEBUG=0 (with SECRET_KEY and ALLOWED_HOSTS) behind a proxy."
+)
+
+
+def _forwarded(scope: dict) -> bool:
+    return any(name.lower() in FORWARDED_HEADERS for name, _ in scope.get("headers", ()))
+
+
 class LoopbackOnlyInDebug:
     """ASGI middleware: with DEBUG on, a connection that arrived on an address other than a
-    loopback one (the server is bound to 0.0.0.0, say) is refused: 403, or a websocket closed
-    with 4403. However the server was started (daphne's command line, another ASGI server)."""
+    loopback one (the server is bound to 0.0.0.0, say), or a request a proxy forwarded (to a
+    loopback address: a proxy on this machine), is refused: 403, or a websocket closed with
+    4403. However the server was started (daphne's command line, another ASGI server)."""
 
     def __init__(self, app):
         self.app = app
@@ -65,15 +78,23 @@ class LoopbackOnlyInDebug:
         from django.conf import settings
 
         server = scope.get("server") if scope["type"] in ("http", "websocket") else None
-        if settings.DEBUG and server and not is_loopback(str(server[0])):
+        beyond = server and not is_loopback(str(server[0]))
+        # A proxy on this machine forwards other machines' requests to a loopback address: the
+        # headers it adds say so, and with DEBUG on such a request is refused as well.
+        proxied = server and _forwarded(scope)
+        if settings.DEBUG and (beyond or proxied):
             if not self.warned:
                 self.warned = True
-                log.error("%s", debug_bind_problem(True, str(server[0])))
+                log.error("%s", debug_bind_problem(True, str(server[0])) if beyond else DEBUG_PROXIED)
             if scope["type"] == "websocket":
                 await receive()  # websocket.connect, answered by refusing it
                 await send({"type": "websocket.close", "code": 4403})
                 return
-            body = b"DEBUG is on: this server answers on loopback addresses only.\n"
+            body = (
+                b"DEBUG is on: this server answers on loopback addresses only.\n"
+                if beyond
+                else b"DEBUG is on: this server answers this machine only, not requests a proxy forwards.\n"
+            )
             headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
             await send({"type": "http.response.start", "status": 403, "headers": headers})
             await send({"type": "http.response.body", "body": body})

@@ -245,3 +245,18 @@ def test_a_body_within_the_limit_on_a_method_that_takes_one_goes_through(setting
     scope["headers"] = [*scope["headers"], (b"content-length", b"2")]
     start, _ = asgi(scope, {"type": "http.request", "body": b"{}", "more_body": False})
     assert start["status"] == 401  # read, and answered by the API (no token)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("header", [b"x-forwarded-for", b"Forwarded", b"x-real-ip"])
+def test_with_debug_on_a_request_a_proxy_forwarded_to_loopback_is_refused(settings, header):
+    settings.DEBUG = True
+    scope = http_scope(("127.0.0.1", 8000))
+    scope["headers"] = [*scope["headers"], (header, b"203.0.113.9")]
+    start, body = asgi(scope, REQUEST)
+    assert start["status"] == 403 and b"not requests a proxy forwards" in body["body"]
+    socket = {**scope, "type": "websocket", "path": "/ws/live/"}
+    assert asgi(socket, {"type": "websocket.connect"}) == [{"type": "websocket.close", "code": 4403}]
+    settings.DEBUG = False  # behind a proxy in production: served
+    start, _ = asgi(scope, REQUEST)
+    assert start["status"] == 200
