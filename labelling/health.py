@@ -30,10 +30,12 @@ def heartbeat_record(name: str) -> None:
 
 
 def consumers_alive() -> dict[str, bool]:
-    """Each queue: whether a consumer proved itself within CONSUMER_HEARTBEAT_MAX_AGE_S."""
+    """Each queue readiness asks for (READY_QUEUES): whether a consumer proved itself within
+    CONSUMER_HEARTBEAT_MAX_AGE_S."""
     since = timezone.now() - timedelta(seconds=settings.CONSUMER_HEARTBEAT_MAX_AGE_S)
     return {
         queue: Heartbeat.objects.filter(name=f"queue:{queue}", at__gte=since).exists()
         or PipelineRun.objects.filter(runs, status=PipelineRun.Status.RUNNING, heartbeat_at__gte=since).exists()
         for queue, runs in QUEUES.items()
+        if queue in settings.READY_QUEUES
     }

@@ -321,6 +321,11 @@ LIVE_SOCKETS_PER_USER = envint("LIVE_SOCKETS_PER_USER", 20, minimum=1)
 # /readyz: a queue's consumer is alive if it wrote its heartbeat (at start and each minute), or
 # one of its runs beat, within this many seconds.
 CONSUMER_HEARTBEAT_MAX_AGE_S = envint("CONSUMER_HEARTBEAT_MAX_AGE_S", 150, minimum=1)
+# The queues /readyz wants a live consumer on (a deployment that trains elsewhere, or not at
+# all, leaves out "train"); at least one, each of "pipeline" and "train".
+READY_QUEUES = [q.strip() for q in os.environ.get("READY_QUEUES", "pipeline,train").split(",") if q.strip()]
+if not READY_QUEUES or set(READY_QUEUES) - {"pipeline", "train"}:
+    raise ImproperlyConfigured(f"READY_QUEUES={os.environ.get('READY_QUEUES')!r}: name pipeline, train or both")
 # The API's docs page and OpenAPI document: public, or for signed-in users with a role (the
 # default with DEBUG off: they list every operation).
 API_DOCS_PUBLIC = envbool("API_DOCS_PUBLIC", DEBUG)

@@ -100,6 +100,23 @@ def test_readyz_is_503_while_a_queue_has_no_live_consumer_and_names_it(client):
     assert response.json()["consumers"] == {"pipeline": False, "train": True}
 
 
+def test_readiness_asks_only_for_the_queues_named_in_ready_queues(client, settings):
+    from labelling import health
+
+    health.heartbeat_record("queue:pipeline")  # no training consumer anywhere
+    settings.READY_QUEUES = ["pipeline"]
+    assert health.consumers_alive() == {"pipeline": True}
+    assert client.get("/readyz").json()["consumers"] == {"pipeline": True}
+    settings.READY_QUEUES = ["pipeline", "train"]
+    assert client.get("/readyz").json()["consumers"] == {"pipeline": True, "train": False}
+
+
+@pytest.mark.parametrize("value", ["", "pipeline,gpu", " , "])
+def test_ready_queues_naming_no_queue_or_an_unknown_one_stops_start_up(value):
+    result = manage("check", READY_QUEUES=value)
+    assert result.returncode != 0 and "READY_QUEUES=" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("queue", "command"),
     [("pipeline", ("run_huey", "--workers", "1", "--worker-type", "thread")), ("train", ("run_train_worker",))],
