@@ -41,35 +41,13 @@ def build(groups: int, log=print) -> dict:
     from django.test import Client
 
     from labelling.access.roles import ADMIN, REVIEWER, ensure_roles
-    from labelling.catalogue import services as catalogue_services
-    from labelling.catalogue.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
     from labelling.models import CriterionScore, Generation, Group, Judgment, PipelineRun
     from labelling.records import services as record_services
     from shaping_core import scoring
 
     started = time.perf_counter()
     with transaction.atomic():
-        character = catalogue_services.character_create(
-            data=CharacterIn(slug="bench", name="Bench", persona="A patient lighthouse keeper who answers briefly.")
-        )
-        rubric = catalogue_services.rubric_create(
-            data=RubricIn(
-                slug="bench",
-                name="Bench",
-                criteria=[
-                    CriterionIn(key="voice", description="In voice", scale_min=1, scale_max=5, weight=2),
-                    CriterionIn(key="helpful", description="Helpful", scale_min=1, scale_max=5),
-                ],
-            )
-        )
-        prompt_set = catalogue_services.prompt_set_create(data=PromptSetIn(slug="bench", name="Bench"))
-        prompts = catalogue_services.prompts_add(
-            prompt_set=prompt_set,
-            prompts=[
-                PromptIn(id=f"p{i}", messages=[{"role": "user", "content": f"Question number {i}: what do you see?"}])
-                for i in range(groups)
-            ],
-        )
+        character, rubric, prompt_set, prompts = fill.catalogue(groups)
         run = PipelineRun.objects.create(
             kind="generate",
             status="succeeded",

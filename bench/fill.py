@@ -50,6 +50,36 @@ def setup(data_dir: Path, *, database_url: str | None = None, fresh: bool = Fals
         call_command("flush", "--noinput", verbosity=0)
 
 
+def catalogue(prompts: int) -> tuple:
+    """The benchmarks' character, two-criterion rubric (voice, weight 2; helpful) and a prompt
+    set of `prompts` prompts; call inside a transaction."""
+    from labelling.catalogue import services as catalogue_services
+    from labelling.catalogue.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
+
+    character = catalogue_services.character_create(
+        data=CharacterIn(slug="bench", name="Bench", persona="A patient lighthouse keeper who answers briefly.")
+    )
+    rubric = catalogue_services.rubric_create(
+        data=RubricIn(
+            slug="bench",
+            name="Bench",
+            criteria=[
+                CriterionIn(key="voice", description="In voice", scale_min=1, scale_max=5, weight=2),
+                CriterionIn(key="helpful", description="Helpful", scale_min=1, scale_max=5),
+            ],
+        )
+    )
+    prompt_set = catalogue_services.prompt_set_create(data=PromptSetIn(slug="bench", name="Bench"))
+    made = catalogue_services.prompts_add(
+        prompt_set=prompt_set,
+        prompts=[
+            PromptIn(id=f"p{i}", messages=[{"role": "user", "content": f"Question number {i}: what do you see?"}])
+            for i in range(prompts)
+        ],
+    )
+    return character, rubric, prompt_set, made
+
+
 def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0, reviewers: int = 0, log=print) -> dict:
     """Fill an empty, migrated database; returns the rows it made (counts)."""
     from django.contrib.auth import get_user_model
@@ -57,8 +87,6 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
     from django.utils import timezone
 
     from labelling.access.roles import REVIEWER, ensure_roles
-    from labelling.catalogue import services as catalogue_services
-    from labelling.catalogue.schemas import CharacterIn, CriterionIn, PromptIn, PromptSetIn, RubricIn
     from labelling.models import (
         Assignment,
         CriterionScore,
@@ -73,27 +101,7 @@ def fill(groups: int, *, group_size: int = GROUP_SIZE, reviewed_groups: int = 0,
 
     started = time.perf_counter()
     with transaction.atomic():
-        character = catalogue_services.character_create(
-            data=CharacterIn(slug="bench", name="Bench", persona="A patient lighthouse keeper who answers briefly.")
-        )
-        rubric = catalogue_services.rubric_create(
-            data=RubricIn(
-                slug="bench",
-                name="Bench",
-                criteria=[
-                    CriterionIn(key="voice", description="In voice", scale_min=1, scale_max=5, weight=2),
-                    CriterionIn(key="helpful", description="Helpful", scale_min=1, scale_max=5),
-                ],
-            )
-        )
-        prompt_set = catalogue_services.prompt_set_create(data=PromptSetIn(slug="bench", name="Bench"))
-        prompts = catalogue_services.prompts_add(
-            prompt_set=prompt_set,
-            prompts=[
-                PromptIn(id=f"p{i}", messages=[{"role": "user", "content": f"Question number {i}: what do you see?"}])
-                for i in range(1000)
-            ],
-        )
+        character, rubric, prompt_set, prompts = catalogue(1000)
         runs = [
             PipelineRun.objects.create(
                 kind="generate",
