@@ -4,6 +4,8 @@ no wider, they follow the steps the run logs, and the console shows no error."""
 
 import pytest
 
+from tests.browser.test_screens_browser import screen_problems
+
 pytestmark = [pytest.mark.browser, pytest.mark.triton]
 
 SIZES = {"laptop": (1366, 900), "phone": (390, 844)}
@@ -85,3 +87,5 @@ def test_a_train_runs_charts_draw_with_axes_and_values_and_fit_the_screen(sign_i
         assert page.locator("#training-status .training-steps").count() == 1
         assert not page.locator("#training-status .training-steps").is_visible()
     assert errors == []
+    problems = screen_problems(page, f"/runs/{train_run}/")  # axe, reloaded: WCAG 2 A/AA on the training page
+    assert problems == [], "\n".join(problems)

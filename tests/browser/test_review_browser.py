@@ -65,27 +65,24 @@ def rate_and_submit(page) -> int:
     return group
 
 
+def import_groups(live_app, tmp_path, groups: dict[str, list[str]]) -> None:
+    """Import Aria's groups of its own for a test: one group for each demo prompt named, with
+    these completions."""
+    source = tmp_path / "groups.jsonl"
+    rows = [
+        {"kind": "group", "character": "aria", "prompt_set": "aria-demo", "prompt": prompt, "completions": completions}
+        for prompt, completions in groups.items()
+    ]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    live_app.manage("import", str(source))
+
+
 def test_two_reviewers_with_overlap_one_never_get_the_same_group(sign_in, live_app, tmp_path):
     # Groups of its own: each reviewer takes two and is shown a third, whatever the session's
     # earlier tests have left open (the demo's five run out when earlier tests reviewed or
     # hold some, depending on which group the queue happened to offer whom).
-    source = tmp_path / "pair.jsonl"
-    source.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "kind": "group",
-                    "character": "aria",
-                    "prompt_set": "aria-demo",
-                    "prompt": prompt,
-                    "completions": [f"Answer {prompt} a.", f"Answer {prompt} b."],
-                }
-            )
-            + "\n"
-            for prompt in ("stars", "lonely", "human", "packing", "nebula", "mistake")  # an import: one group a prompt
-        )
-    )
-    live_app.manage("import", str(source))
+    prompts = ("stars", "lonely", "human", "packing", "nebula", "mistake")
+    import_groups(live_app, tmp_path, {p: [f"Answer {p} a.", f"Answer {p} b."] for p in prompts})
     first, second = sign_in("reviewer"), sign_in("reviewer2")
     reviewed = {"reviewer": set(), "reviewer2": set()}
     for _ in range(2):
@@ -158,24 +155,8 @@ def test_a_phone_keeps_submit_and_the_current_criterion_on_screen_and_says_what_
     from tests.browser.conftest import PASSWORD
 
     live_app.manage("shell", "-c", PHONE_REVIEWER.format(password=PASSWORD))
-    source = tmp_path / "phone.jsonl"
     answer = "Aria looks up from the telescope and smiles. " * 12
-    source.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "kind": "group",
-                    "character": "aria",
-                    "prompt_set": "aria-demo",
-                    "prompt": p,
-                    "completions": [answer + "(one)", answer + "(two)"],
-                }
-            )
-            + "\n"
-            for p in ("stars", "lonely", "nebula")
-        )
-    )
-    live_app.manage("import", str(source))
+    import_groups(live_app, tmp_path, {p: [answer + "(one)", answer + "(two)"] for p in ("stars", "lonely", "nebula")})
     page = sign_in("phone-reviewer", (390, 844))
     page.goto("/review/")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390, "nothing scrolls sideways"

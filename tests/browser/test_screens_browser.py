@@ -88,3 +88,34 @@ def test_an_admins_pages_and_the_admin_pass_axe_and_fit_the_screen(sign_in, live
     for path in paths:
         problems += screen_problems(page, path)
     assert problems == [], "\n".join(problems)
+
+
+THROTTLED_USER = (
+    "from django.contrib.auth import get_user_model; from labelling.access.roles import REVIEWER, ensure_roles; "
+    "u = get_user_model().objects.create_user('locked-out', password='a-long-private-password-7'); "
+    "u.groups.add(ensure_roles()[REVIEWER])"
+)
+
+
+def test_the_sign_in_page_says_when_sign_in_is_throttled_on_a_phone(browser, live_app):
+    live_app.manage("shell", "-c", THROTTLED_USER)
+    context = browser.new_context(base_url=live_app.url, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    assert screen_problems(page, "/accounts/login/") == []
+    for _ in range(10):  # LOGIN_FAILURES_PER_ACCOUNT's default
+        page.fill("input[name=username]", "locked-out")
+        page.fill("input[name=password]", "not-the-password")
+        page.click("button[type=submit]")
+        page.wait_for_load_state("load")
+    page.fill("input[name=username]", "locked-out")
+    page.fill("input[name=password]", "a-long-private-password-7")  # the right one, refused while throttled
+    page.click("button[type=submit]")
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "Too many failed sign-ins for this account" in alert.inner_text()
+    box = alert.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["y"] + box["height"] <= 844, box
+    assert page.url.endswith("/accounts/login/")
+    problems = screen_problems(page, "/accounts/login/")  # the page itself, again: axe, console, width
+    context.close()
+    assert problems == [], "\n".join(problems)
