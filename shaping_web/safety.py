@@ -87,7 +87,8 @@ class LoopbackOnlyInDebug:
                 self.warned = True
                 log.error("%s", debug_bind_problem(True, str(server[0])) if beyond else DEBUG_PROXIED)
             if scope["type"] == "websocket":
-                await receive()  # websocket.connect, answered by refusing it
+                await receive()  # websocket.connect: opened, then closed saying why (as consumers.refuse)
+                await send({"type": "websocket.accept"})
                 await send({"type": "websocket.close", "code": 4403})
                 return
             body = (

@@ -53,18 +53,18 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=NOT_SIGNED_IN)
+            await refuse(self, NOT_SIGNED_IN)
             return
         role = await database_sync_to_async(roles.user_role)(user)
         if role is None:
-            await self.close(code=NO_ROLE)
+            await refuse(self, NO_ROLE)
             return
         run_id, group_id = _query_id(self.scope, "run"), _query_id(self.scope, "group")
         if run_id is _MALFORMED or group_id is _MALFORMED:
-            await self.close(code=MALFORMED)
+            await refuse(self, MALFORMED)
             return
         if _open_sockets[user.pk] >= settings.LIVE_SOCKETS_PER_USER:
-            await self.close(code=TOO_MANY)
+            await refuse(self, TOO_MANY)
             return
         _open_sockets[user.pk] += 1  # counted with the check: no await between them
         self.counted = user.pk
@@ -142,7 +142,15 @@ class UnknownPathConsumer(AsyncJsonWebsocketConsumer):
     """Any other websocket path: closed with 4404, as an unknown page is a 404."""
 
     async def connect(self) -> None:
-        await self.close(code=NO_SUCH_PATH)
+        await refuse(self, NO_SUCH_PATH)
+
+
+async def refuse(consumer: AsyncJsonWebsocketConsumer, code: int) -> None:
+    """Open the socket, then close it with `code`, sending nothing between. A socket refused
+    at the handshake reaches the browser as 1006 with no reason, and htmx's ws extension
+    answers 1006 by connecting again, for ever; a 4xxx close says why and is not retried."""
+    await consumer.accept()
+    await consumer.close(code=code)
 
 
 def _refusal(scope: dict, role: str) -> int | None:

@@ -35,3 +35,22 @@ def test_an_admins_pages_and_the_admin_run_under_the_policy(sign_in, live_app):
     ):
         assert page.goto(path).status == 200, path
     expect(page.locator("#swagger-ui .info")).to_be_visible()  # the API docs drew themselves
+
+
+CLOSE_CODE = """path => new Promise(done => {
+    const socket = new WebSocket(`ws://${location.host}${path}`);
+    socket.onclose = event => done(event.code);
+})"""
+
+
+def test_a_refused_socket_tells_the_browser_why_instead_of_failing_at_the_handshake(browser, live_app, sign_in):
+    """The browser reads the refusal's code (4401, 4400, 4404), not 1006: htmx's ws extension
+    would answer 1006 by connecting again, for ever."""
+    context = browser.new_context(base_url=live_app.url)
+    anonymous = context.new_page()
+    anonymous.goto("/accounts/login/")
+    assert anonymous.evaluate(CLOSE_CODE, "/ws/live/") == 4401
+    context.close()
+    page = sign_in("reviewer")
+    assert page.evaluate(CLOSE_CODE, "/ws/live/?run=x") == 4400
+    assert page.evaluate(CLOSE_CODE, "/ws/live/nowhere") == 4404

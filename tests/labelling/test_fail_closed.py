@@ -113,7 +113,7 @@ def asgi(scope: dict, *events: dict) -> list[dict]:
         for event in events:
             await communicator.send_input(event)
         answers = [await communicator.receive_output(timeout=10)]
-        while answers[-1]["type"] == "http.response.start" or answers[-1].get("more_body"):
+        while answers[-1]["type"] in ("http.response.start", "websocket.accept") or answers[-1].get("more_body"):
             answers.append(await communicator.receive_output(timeout=10))
         await communicator.wait(timeout=10)
         return answers
@@ -148,7 +148,7 @@ def test_with_debug_on_a_connection_to_a_non_loopback_address_is_refused(setting
     closed = asgi(
         {**http_scope(("10.0.0.5", 8000)), "type": "websocket", "path": "/ws/live/"}, {"type": "websocket.connect"}
     )
-    assert closed == [{"type": "websocket.close", "code": 4403}]
+    assert closed == [{"type": "websocket.accept"}, {"type": "websocket.close", "code": 4403}]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -256,7 +256,10 @@ def test_with_debug_on_a_request_a_proxy_forwarded_to_loopback_is_refused(settin
     start, body = asgi(scope, REQUEST)
     assert start["status"] == 403 and b"not requests a proxy forwards" in body["body"]
     socket = {**scope, "type": "websocket", "path": "/ws/live/"}
-    assert asgi(socket, {"type": "websocket.connect"}) == [{"type": "websocket.close", "code": 4403}]
+    assert asgi(socket, {"type": "websocket.connect"}) == [
+        {"type": "websocket.accept"},
+        {"type": "websocket.close", "code": 4403},
+    ]
     settings.DEBUG = False  # behind a proxy in production: served
     start, _ = asgi(scope, REQUEST)
     assert start["status"] == 200

@@ -16,6 +16,7 @@ from labelling.models import Group
 from labelling.review import services as review_services
 from labelling.runs import services as run_services
 from shaping_web.asgi import application
+from tests.clients import socket_opened
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,7 +52,7 @@ def listen(user, path: str, *, publish=None, send: str | bytes | None = None) ->
 
     async def go():
         communicator = WebsocketCommunicator(application, path, headers=headers)
-        connected, code = await communicator.connect()
+        connected, code = await socket_opened(communicator)
         heard, closed = [], None
         if connected and send is not None:
             await (communicator.send_to(bytes_data=send) if isinstance(send, bytes) else communicator.send_to(send))
@@ -212,11 +213,11 @@ def test_one_user_holds_at_most_the_set_number_of_sockets_on_a_process(reviewer,
         first, second, third, fourth = (
             WebsocketCommunicator(application, "/ws/live/", headers=headers) for _ in range(4)
         )
-        assert (await first.connect())[0] and (await second.connect())[0]
-        assert await third.connect() == (False, 4429)  # a third is refused, saying why
+        assert (await socket_opened(first))[0] and (await socket_opened(second))[0]
+        assert await socket_opened(third) == (False, 4429)  # a third is refused, saying why
         await first.disconnect()
         await first.wait()
-        assert (await fourth.connect())[0]  # a closed one frees its place
+        assert (await socket_opened(fourth))[0]  # a closed one frees its place
         for communicator in (second, fourth):
             await communicator.disconnect()
             await communicator.wait()

@@ -5,12 +5,13 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 
 from shaping_web.asgi import application
+from tests.clients import socket_opened
 
 
 def _connect(headers):
     async def go():
         communicator = WebsocketCommunicator(application, "/ws/live/", headers=headers)
-        connected, code = await communicator.connect()
+        connected, code = await socket_opened(communicator)
         await communicator.disconnect()
         return connected, code
 
