@@ -14,6 +14,7 @@ Triton answers for a version it does not serve.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,9 +27,14 @@ from inference.backends.base import (
     JudgeRequest,
     OnDelta,
 )
-from inference.engine import Completion, Engine, open_engine
+from inference.engine import Completion, Engine, SamplingParams, open_engine
 from inference.errors import ModelNotReady
 from inference.judging import JudgeResult, run_judge
+
+# How long a model's answer to the health probe counts (in seconds): probes more often than
+# this (a load balancer's every few seconds) cost nothing.
+PROBE_TTL_S = 30.0
+PROBE = SamplingParams(max_tokens=1, temperature=0.0, seed=0)
 
 
 class InProcessBackend:
@@ -52,6 +58,8 @@ class InProcessBackend:
         self.generator_dirs = generator_dirs
         self._engines: dict[Path, Engine] = {}
         self._lock = threading.Lock()
+        # Per model folder: (monotonic time of the probe, its failure or "" for an answer).
+        self._probed: dict[Path, tuple[float, str]] = {}
 
     def _engine(self, model_dir: Path) -> Engine:
         with self._lock:  # load each model once, lazily
@@ -110,12 +118,15 @@ class InProcessBackend:
         )
 
     def health(self) -> Health:
+        """A model is ready when it answers: its engine loads in this process and gives one
+        token for a one-word prompt. An answer counts for PROBE_TTL_S."""
         models = {}
         detail = []
         for name, path in ((GENERATOR_MODEL, self.generator_dir), (JUDGE_MODEL, self.judge_dir)):
-            models[name] = (path / "genai_config.json").is_file()
-            if not models[name]:
-                detail.append(f"{name}: no model at {path}")
+            failure = self._probe(path)
+            models[name] = not failure
+            if failure:
+                detail.append(f"{name}: {failure}")
         with self._lock:
             loaded = dict(self._engines)
         engines = {
@@ -124,6 +135,26 @@ class InProcessBackend:
             if path in loaded
         }
         return Health(self.name, str(self.generator_dir), True, models, "; ".join(detail), engines)
+
+    def _probe(self, path: Path) -> str:
+        """Why the model in `path` does not answer ("" when it does), asked at most every
+        PROBE_TTL_S: a model that failed is asked again after as long, not at every probe."""
+        now = time.monotonic()
+        with self._lock:
+            probed = self._probed.get(path)
+        if probed is not None and now - probed[0] < PROBE_TTL_S:
+            return probed[1]
+        if not (path / "genai_config.json").is_file():
+            failure = f"no model at {path}"
+        else:
+            try:
+                answer = self._engine(path).generate(prompt="Hello", params=PROBE)
+                failure = "" if len(answer) == 1 else f"it gave {len(answer)} answers to one request"
+            except Exception as exc:
+                failure = f"it does not answer ({type(exc).__name__}: {exc})"
+        with self._lock:
+            self._probed[path] = (now, failure)
+        return failure
 
     def close(self) -> None:
         with self._lock:

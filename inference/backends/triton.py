@@ -43,6 +43,8 @@ from inference.errors import (
 from inference.judging import JudgeResult
 
 NOT_READY_MARKERS = ("unknown model", "is not found", "not ready", "is not healthy", "unavailable model")
+# How long a ready model may take to answer the health check's request.
+HEALTH_ANSWER_S = 5.0
 TRANSIENT_STATUSES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED")
 
 
@@ -110,11 +112,17 @@ class TritonBackend:
         except Exception as exc:
             return Health(self.name, self.url, False, models, f"cannot reach Triton at {self.url}: {_message(exc)}")
         missing = [name for name, ready in models.items() if not ready]
-        detail = f"not ready: {', '.join(missing)}" if missing else ""
+        problems = [f"not ready: {', '.join(missing)}"] if missing else []
+        # A model Triton calls ready must answer too: its worker takes a request (the stats
+        # one, through the model's own execute) within HEALTH_ANSWER_S.
         engines = {}
         for name in (n for n, ready in models.items() if ready):
-            with contextlib.suppress(InferenceError):  # a model of an older worker has no stats
-                engines[name] = self._call(name, {"stats": True}, None).get("stats") or {}
+            try:
+                engines[name] = self._call(name, {"stats": True}, None, timeout_s=HEALTH_ANSWER_S).get("stats") or {}
+            except InferenceError as exc:
+                models[name] = False
+                problems.append(f"{name} does not answer ({_message(exc)})")
+        detail = "; ".join(problems)
         return Health(self.name, self.url, server_ready, models, detail, engines)
 
     def close(self) -> None:
@@ -161,7 +169,9 @@ class TritonBackend:
                 self._clients.append(client)
         return client
 
-    def _call(self, model: str, payload: dict, on_event, version: int | None = None) -> dict:
+    def _call(
+        self, model: str, payload: dict, on_event, version: int | None = None, timeout_s: float | None = None
+    ) -> dict:
         import tritonclient.grpc as grpcclient
 
         data = grpcclient.InferInput("request", [1], "BYTES")
@@ -176,7 +186,7 @@ class TritonBackend:
                 request_id=request_id,
                 enable_empty_final_response=True,
             )
-            return self._read(model, request_id, events, on_event, version)
+            return self._read(model, request_id, events, on_event, version, timeout_s or self.timeout_s)
         except InferenceError as exc:
             if not isinstance(exc, InvalidRequest | JudgeOutputError):
                 # Includes a gRPC channel that saw the server go away: it would back off
@@ -193,14 +203,16 @@ class TritonBackend:
             self._forget_stream()
             raise _map_error(error or exc, model, version) from exc
 
-    def _read(self, model: str, request_id: str, events: queue.Queue, on_event, version: int | None = None) -> dict:
-        deadline = time.monotonic() + self.timeout_s
+    def _read(
+        self, model: str, request_id: str, events: queue.Queue, on_event, version: int | None, timeout_s: float
+    ) -> dict:
+        deadline = time.monotonic() + timeout_s
         last: dict | None = None
         while True:
             try:
                 result, error = events.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise BackendUnavailable(f"{model} gave no answer within {self.timeout_s:.0f}s") from None
+                raise BackendUnavailable(f"{model} gave no answer within {timeout_s:.0f}s") from None
             if error is not None:
                 raise _map_error(error, model, version)
             response = result.get_response()

@@ -104,6 +104,32 @@ def test_a_crashed_model_instance_is_reported_not_waited_on(tmp_path):
         server.stop()
 
 
+@pytest.mark.triton  # its own server: a stopped model would stall the shared one's other tests
+def test_a_model_triton_calls_ready_but_that_does_not_answer_is_not_ready(tmp_path):
+    """Triton's own readiness says only that a model loaded: with its worker stopped (SIGSTOP)
+    it stays "ready" there, while the health check's request gets no answer (Triton's stub
+    health check answers for it: "not healthy")."""
+    server = start_triton(tmp_path)
+    backend = TritonBackend(server.url, timeout_s=20)
+    judge = [pid for pid in _stub_pids(server.process.pid) if b"/judge/" in _cmdline(pid)]
+    assert len(judge) == 1, "expected one Python-backend stub for the judge"
+    try:
+        assert backend.health().ready
+        os.kill(judge[0], signal.SIGSTOP)
+        health = backend.health()
+        assert health.models == {"qwen3": True, "judge": False} and not health.ready
+        assert "judge does not answer" in health.detail
+    finally:  # (this tritonserver then exits: `serve` restarts one, tests/inference/test_serve_supervision.py)
+        os.kill(judge[0], signal.SIGCONT)
+        backend.close()
+        server.stop()
+
+
+def _cmdline(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read()
+
+
 def _stub_pids(parent: int) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
