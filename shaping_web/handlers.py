@@ -99,8 +99,26 @@ class SyncASGIHandler(ASGIHandler):
             # response) runs on the borrowed thread, which keeps its database connection.
             async with ThreadSensitiveContext(executor=executor):
                 await self.handle(scope, receive, send)
+        except BodyTooLarge as exc:  # raised while the body was read: nothing was answered yet
+            await _answer(send, 413, str(exc), json=scope["path"].startswith("/api/"))
         finally:
             self.leases.give_back(executor)
+
+    async def read_body(self, receive):
+        """Django's, with the body counted as it arrives: one sent without a length (chunked)
+        is refused past DATA_UPLOAD_MAX_MEMORY_SIZE, where Django would spool all of it and
+        then read it whole into memory (its own limit reads only Content-Length)."""
+        limit, seen = settings.DATA_UPLOAD_MAX_MEMORY_SIZE, 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if limit is not None and seen > limit:
+                raise BodyTooLarge(_too_large())
+            return message
+
+        return await super().read_body(counted)
 
     async def get_response_async(self, request):
         return await sync_to_async(self.get_response, thread_sensitive=True)(request)
@@ -110,15 +128,28 @@ class SyncASGIHandler(ASGIHandler):
 _BODILESS = {"GET", "HEAD", "OPTIONS", "DELETE"}
 
 
+class BodyTooLarge(Exception):
+    """A body sent without a length grew past DATA_UPLOAD_MAX_MEMORY_SIZE while it was read."""
+
+
+def _too_large() -> str:
+    return f"the request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)"
+
+
 def body_refusal(scope: dict) -> tuple[int, str] | None:
     """A request refused from its headers alone: a body on a method that takes none (400), or a
     declared length past DATA_UPLOAD_MAX_MEMORY_SIZE (413). Otherwise a client could hold a web
     thread while it sends megabytes no operation reads. (A body sent without a length, chunked,
-    is read and then refused by Django past the same limit.)"""
-    length = None
+    is counted as it is read and refused past the same limit: `SyncASGIHandler.read_body`.)"""
+    length, chunked = None, False
     for name, value in scope.get("headers", ()):
-        if name.lower() == b"content-length":
+        name = name.lower()
+        if name == b"content-length":
             length = int(value) if value.isdigit() else -1
+        elif name == b"transfer-encoding":
+            chunked = True
+    if length is None and chunked and scope.get("method") in _BODILESS:
+        return 400, f"a {scope['method']} request takes no body here"
     if length is None or length == 0:
         return None
     if length < 0:
@@ -126,10 +157,7 @@ def body_refusal(scope: dict) -> tuple[int, str] | None:
     if scope.get("method") in _BODILESS:
         return 400, f"a {scope['method']} request takes no body here"
     if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-        return (
-            413,
-            f"the request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)",
-        )
+        return 413, _too_large()
     return None
 
 

@@ -240,6 +240,18 @@ def test_a_body_no_operation_could_take_is_refused_before_it_is_read(settings, m
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_body_sent_without_a_length_is_refused_once_it_passes_the_limit(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    scope = {**http_scope(("127.0.0.1", 8000)), "method": "POST", "path": "/api/runs", "raw_path": b"/api/runs"}
+    scope["headers"] = [*scope["headers"], (b"transfer-encoding", b"chunked")]
+    piece = {"type": "http.request", "body": b"[" * 400, "more_body": True}
+    start, body = asgi(scope, piece, piece, piece)  # 1,200 bytes and more to come: not waited for
+    assert start["status"] == 413 and b'"detail": "the request body is over 1000 bytes' in body["body"], body
+    start, body = asgi({**scope, "method": "GET"})  # and a GET that announces one at all
+    assert start["status"] == 400 and b"a GET request takes no body here" in body["body"], body
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_body_within_the_limit_on_a_method_that_takes_one_goes_through(settings):
     scope = {**http_scope(("127.0.0.1", 8000)), "method": "POST", "path": "/api/runs", "raw_path": b"/api/runs"}
     scope["headers"] = [*scope["headers"], (b"content-length", b"2")]
