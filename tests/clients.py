@@ -24,6 +24,8 @@ async def socket_opened(communicator) -> tuple[bool, int | None]:
     if not await communicator.receive_nothing(timeout=0.2):
         output = await communicator.receive_output()
         if output["type"] == "websocket.close":
+            # As the server would answer the close: the consumer ends now, not at wait()'s timeout.
+            await communicator.send_input({"type": "websocket.disconnect", "code": output.get("code")})
             return False, output.get("code")
         raise AssertionError(f"a socket's first message came before anything was published: {output}")
     return True, None

@@ -57,6 +57,7 @@ def listen(user, path: str, *, publish=None, send: str | bytes | None = None) ->
         if connected and send is not None:
             await (communicator.send_to(bytes_data=send) if isinstance(send, bytes) else communicator.send_to(send))
             closed = (await communicator.receive_output(timeout=5))["code"]
+            await communicator.send_input({"type": "websocket.disconnect", "code": closed})  # as the server answers
         if connected and publish is not None:
             await database_sync_to_async(publish)()
             for channel in channels_of(path):
