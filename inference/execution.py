@@ -75,6 +75,8 @@ def run_claimed(*, run_id: int, stale_after_s: int = RUN_STALE_AFTER_S) -> Itera
     if run is None:
         yield None
         return
+    # Which consumer runs what: each host's log says which runs it claimed.
+    logger.info("run %s (%s): claimed, execution %s", run_id, run.kind, run.execution)
     claim = Claim(run, run.execution, threading.Event(), threading.Event())
     stop = threading.Event()
     beat = threading.Thread(

@@ -97,10 +97,12 @@ def free_port() -> int:
 
 @dataclass
 class TritonProcess:
-    """One tritonserver on loopback. `start()` returns once every model is ready."""
+    """One tritonserver, on loopback unless `address` says otherwise (a Triton host of its own
+    serving other hosts). `start()` returns once every model is ready."""
 
     work_dir: Path
     grpc_port: int = 8001
+    address: str = "127.0.0.1"  # what gRPC listens on
     metrics_port: int = 8002
     generator_dir: Path | None = None
     judge_dir: Path | None = None
@@ -115,7 +117,9 @@ class TritonProcess:
 
     @property
     def url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        # Listening on every address: this machine reaches it on loopback.
+        host = "127.0.0.1" if self.address in ("0.0.0.0", "") else self.address  # noqa: S104
+        return f"[{host}]:{self.grpc_port}" if ":" in host else f"{host}:{self.grpc_port}"
 
     @property
     def model_control_explicit(self) -> bool:
@@ -145,7 +149,7 @@ class TritonProcess:
             f"--model-repository={self.model_repository}",
             f"--backend-directory={backend_dir}",
             "--allow-http=false",  # the app speaks gRPC; no port to collide with the web server
-            "--grpc-address=127.0.0.1",
+            f"--grpc-address={self.address}",
             f"--grpc-port={self.grpc_port}",
             f"--metrics-port={self.metrics_port}",
             "--allow-metrics=false",

@@ -23,6 +23,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         host, _, port = settings.TRITON_URL.rpartition(":")
+        parser.add_argument(
+            "--address",
+            default="127.0.0.1",
+            help="the address gRPC listens on: another host's workers and web processes reach a Triton host on "
+            "its own address (or 0.0.0.0); the default serves this machine only",
+        )
         parser.add_argument("--grpc-port", type=int, default=int(port or 8001))
         parser.add_argument("--metrics-port", type=int, default=0, help="default: the gRPC port + 1")
         parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the models")
@@ -33,7 +39,9 @@ class Command(BaseCommand):
             "for a Triton that runs elsewhere (a GPU container) on the same folder",
         )
 
-    def handle(self, *args, grpc_port: int, metrics_port: int, timeout: float, write_repository: bool, **options):
+    def handle(
+        self, *args, address: str, grpc_port: int, metrics_port: int, timeout: float, write_repository: bool, **options
+    ):
         try:
             if write_repository:
                 self.stdout.write(str(served_versions.repository_sync()))
@@ -41,7 +49,7 @@ class Command(BaseCommand):
             server = served_versions.managed_server()
         except DatabaseError as exc:  # the versions to serve are rows: none to read yet
             raise CommandError(f"cannot read the generator versions ({exc}): run `manage.py migrate` first") from None
-        server.grpc_port, server.metrics_port = grpc_port, metrics_port or grpc_port + 1
+        server.address, server.grpc_port, server.metrics_port = address, grpc_port, metrics_port or grpc_port + 1
         stopping = False
 
         def _stop(signum, frame):
@@ -50,13 +58,14 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
-        self.stdout.write(f"Starting tritonserver on {server.url} (log: {server.work_dir / 'tritonserver.log'})")
+        listening = f"{server.address}:{server.grpc_port}"
+        self.stdout.write(f"Starting tritonserver on {listening} (log: {server.work_dir / 'tritonserver.log'})")
         self.stdout.flush()
         try:
             server.start(timeout_s=timeout)
         except TritonStartError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(self.style.SUCCESS(f"Triton ready on {server.url}: models {', '.join(server.models)}"))
+        self.stdout.write(self.style.SUCCESS(f"Triton ready on {listening}: models {', '.join(server.models)}"))
         self.stdout.flush()
         try:
             while not stopping:
