@@ -852,3 +852,17 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class SharedVolume(models.Model):
+    """The data directory every host shares (dataset files, trained versions, Triton's
+    repository), as the first role to start on it recorded it: one row. Each role checks at
+    start that its DATA_DIR holds the same volume, at the same path (shaping_web.volume)."""
+
+    key = models.CharField(max_length=20, primary_key=True, default="shared")
+    volume_id = models.CharField(max_length=36)
+    path = models.CharField(max_length=1000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"volume {self.volume_id} at {self.path}"
