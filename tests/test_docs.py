@@ -41,6 +41,14 @@ BLOCKS: dict[str, list[tuple[str, str]]] = {
     ],
     "architecture.md": [("", "a picture of the folders: tests/test_layout.py checks the rules")],
     "benchmarks.md": [],
+    "deploy.md": [
+        ("text", "a refusal's wording: tests/labelling/test_volume.py checks each refusal's message"),
+        (
+            "sh",
+            "needs a container engine, which this machine does not run: tests/test_deploy.py checks the files it "
+            "runs, tests/hosts/test_split_apart.py runs their roles as separate hosts",
+        ),
+    ],
     "reliability.md": [],
     "api.md": [
         ("sh", f"{HERE}::test_the_token_commands_run_as_written"),
