@@ -86,7 +86,7 @@ def proxy_to(deployment: hosts.Deployment, webs: list[str]) -> None:
             text = text.replace(f"    server {deployment.h[name].address}:8000;\n", "")
     (conf / "nginx.conf").write_text(text)
     done = deployment.h["proxy"].call(
-        ["nginx", "-c", str(conf / "nginx.conf"), "-p", str(conf), "-s", "reload"], env={}
+        ["/usr/sbin/nginx", "-c", str(conf / "nginx.conf"), "-p", str(conf), "-s", "reload"], env={}
     )
     assert done.returncode == 0, done.stderr
     time.sleep(2)  # the old workers finish their requests and leave

@@ -348,7 +348,7 @@ class Deployment:
         )  # fmt: skip
         (conf / "nginx.conf").write_text(self.proxy_conf(conf))
         proxy.run(
-            ["nginx", "-c", str(conf / "nginx.conf"), "-p", str(conf), "-g", "daemon off;"],
+            ["/usr/sbin/nginx", "-c", str(conf / "nginx.conf"), "-p", str(conf), "-g", "daemon off;"],
             env={"PATH": "/usr/sbin:/usr/bin:/bin"},
             log=self.log("proxy"),
         )
