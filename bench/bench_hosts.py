@@ -9,6 +9,10 @@ tests/hosts/test_split_apart.py runs them; root only).
   connection through the proxy) reading what a reviewer's and a script's pages read (a run, a
   page of its completions) for `--seconds`: first with the proxy sending everything to web1,
   then spread over web1 and web2.
+- **Reviewers**: the load test's reviewers (locust, bench/load/locustfile.py: open the review
+  page, score, submit, 5% sent twice) over HTTPS through the proxy, `--reviewers` of them for
+  `--review-seconds`, on `--groups` filled groups (bench/fill.py; the database is emptied
+  first), one web process against two; then every acknowledged submission is looked up.
 
 Every role shares this machine's cores (the hosts are namespaces, not machines), so the figures
 say what a second process adds when the first is the bottleneck, not what a second machine adds.
@@ -19,6 +23,7 @@ say what a second process adds when the first is the bottleneck, not what a seco
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import threading
@@ -28,6 +33,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import hosts  # noqa: E402
+from bench.load import harness  # noqa: E402
+
+# The filled database's sessions are signed with this key (bench/fill.py): the web processes use it too.
+FILL_SECRET_KEY = "bench-" + "x" * 50
 
 
 def pipeline_batch(deployment: hosts.Deployment, label: str, *, runs: int, prompts: int, max_tokens: int) -> float:
@@ -77,6 +86,26 @@ def web_load(deployment: hosts.Deployment, *, clients: int, seconds: float, run_
     }
 
 
+def review_load(deployment: hosts.Deployment, *, reviewers: int, seconds: int, sessions: Path, tag: str) -> dict:
+    result = harness.run_locust(
+        deployment.proxy_url,
+        users=reviewers,
+        seconds=seconds,
+        sessions=sessions,
+        out_dir=deployment.work / "locust",
+        think=(0.2, 0.6),
+        tag=tag,
+    )
+    both = sorted(result.timings.get("next", []) + result.timings.get("submit", []))
+    return {
+        "requests_s": result.requests / seconds,
+        "p50_ms": statistics.median(both),
+        "p95_ms": both[int(len(both) * 0.95) - 1],
+        "server_errors": result.server_errors,
+        "acked": result.acked,
+    }
+
+
 def proxy_to(deployment: hosts.Deployment, webs: list[str]) -> None:
     """Point the proxy at `webs` only (nginx reloads its file without dropping connections)."""
     conf = deployment.work / "nginx"
@@ -99,10 +128,13 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--reviewers", type=int, default=20)
+    parser.add_argument("--review-seconds", type=int, default=30)
+    parser.add_argument("--groups", type=int, default=3000)
     args = parser.parse_args()
     batch = {"runs": args.runs, "prompts": args.prompts, "max_tokens": args.max_tokens}
 
-    with hosts.deployment_up() as deployment:
+    with hosts.deployment_up({"SECRET_KEY": FILL_SECRET_KEY}) as deployment:
         deployment.h["worker2"].lose()
         one = pipeline_batch(deployment, "one", **batch)
         deployment.start_consumer("worker2")
@@ -118,6 +150,20 @@ def main() -> None:
         web_one = web_load(deployment, clients=args.clients, seconds=args.seconds, run_id=run_id)
         proxy_to(deployment, ["web1", "web2"])
         web_two = web_load(deployment, clients=args.clients, seconds=args.seconds, run_id=run_id)
+
+        # The reviewers' phase empties the database and fills it (bench/fill.py): it comes last.
+        sessions = deployment.work / "sessions.json"
+        harness.prepare(deployment.env, groups=args.groups, reviewers=args.reviewers, sessions=sessions, log=print)
+        os.environ["REQUESTS_CA_BUNDLE"] = str(deployment.cert)  # locust's client trusts the proxy's certificate
+        proxy_to(deployment, ["web1"])
+        review_one = review_load(
+            deployment, reviewers=args.reviewers, seconds=args.review_seconds, sessions=sessions, tag="one"
+        )
+        proxy_to(deployment, ["web1", "web2"])
+        review_two = review_load(
+            deployment, reviewers=args.reviewers, seconds=args.review_seconds, sessions=sessions, tag="two"
+        )
+        stored = harness.reconcile(review_one["acked"] + review_two["acked"], harness.ledger(deployment.env))
 
     completions = args.runs * args.prompts * 4
     print(f"\npipeline: {args.runs} runs of {args.prompts} prompts × 4 completions, {args.max_tokens} tokens, judged")
@@ -135,6 +181,21 @@ def main() -> None:
             f"| {label} | {result['requests_s']:.1f} | {result['p50_ms']:.0f} | {result['p95_ms']:.0f} | "
             f"{result['failed']} | {result['requests_s'] / web_one['requests_s']:.2f}x |"
         )
+    print(
+        f"\nreviewers: {args.reviewers} locust reviewers for {args.review_seconds} s over HTTPS through the proxy "
+        f"(review page, submit; think 0.2-0.6 s), {args.groups:,} filled groups"
+    )
+    print("| web processes | requests/s | p50 ms | p95 ms | 5xx | vs one |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for label, result in (("one", review_one), ("two", review_two)):
+        print(
+            f"| {label} | {result['requests_s']:.1f} | {result['p50_ms']:.0f} | {result['p95_ms']:.0f} | "
+            f"{result['server_errors']} | {result['requests_s'] / review_one['requests_s']:.2f}x |"
+        )
+    print(
+        f"submissions acknowledged {stored.acked}, stored {stored.stored}, lost {stored.lost}, "
+        f"stored twice {stored.twice}"
+    )
 
 
 if __name__ == "__main__":

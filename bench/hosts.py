@@ -397,13 +397,14 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def deployment_up() -> Iterator[Deployment]:
-    """Every role started on its own host, ready through the proxy; all removed afterwards (a
-    leftover namespace or link fails it)."""
+def deployment_up(env: dict | None = None) -> Iterator[Deployment]:
+    """Every role started on its own host, ready through the proxy (with `env` over the
+    roles' settings); all removed afterwards (a leftover namespace or link fails it)."""
     # Not under a test's tmp_path: PostgreSQL runs as its own user, who must reach its folder.
     work = Path(tempfile.mkdtemp(prefix="shaping-hosts-"))
     work.chmod(0o755)
     deployment = Deployment(work)
+    deployment.env.update(env or {})
     try:
         deployment.start_db()
         done = deployment.h["web1"].call([str(ENTRYPOINT), "migrate"], env=deployment.env, timeout=300)

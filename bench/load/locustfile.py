@@ -101,7 +101,9 @@ class Reviewer(HttpUser):
             self._submit(assignment, fields, name="submit (again)")
 
     def _submit(self, assignment: int, fields: dict, *, name: str) -> None:
-        headers = {**HTMX_HEADERS, "HX-Current-URL": f"{self.host}/review/", "X-CSRFToken": self.csrf}
+        # Referer as the browser sends it: over HTTPS (through a proxy) Django's CSRF check wants it.
+        page = f"{self.host}/review/"
+        headers = {**HTMX_HEADERS, "HX-Current-URL": page, "Referer": page, "X-CSRFToken": self.csrf}
         try:
             with self.client.post(
                 f"/review/{assignment}/submit",
