@@ -226,3 +226,14 @@ def test_one_user_holds_at_most_the_set_number_of_sockets_on_a_process(reviewer,
 
     async_to_sync(go)()
     assert listen(reviewer, "/ws/live/")["connected"]  # and nothing is left counted
+
+
+def test_the_server_gives_a_browser_time_to_answer_its_close():
+    """autobahn resets a socket whose close the browser has not answered within its close
+    timeout, and a reset discards the unread close frame: the app's ASGI module raises it from
+    autobahn's 1 s, so that a busy browser still reads the code (shaping_web/asgi.py)."""
+    from daphne.ws_protocol import WebSocketFactory
+
+    import shaping_web.asgi
+
+    assert WebSocketFactory(None).closeHandshakeTimeout == shaping_web.asgi.CLOSE_HANDSHAKE_TIMEOUT_S == 5
