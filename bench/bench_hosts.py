@@ -96,6 +96,7 @@ def review_load(deployment: hosts.Deployment, *, reviewers: int, seconds: int, s
         think=(0.2, 0.6),
         tag=tag,
     )
+    print(f"reviewers, {tag} web process(es): statuses {result.statuses}, problems {result.problems[:3]}")
     both = sorted(result.timings.get("next", []) + result.timings.get("submit", []))
     return {
         "requests_s": result.requests / seconds,
@@ -121,6 +122,33 @@ def proxy_to(deployment: hosts.Deployment, webs: list[str]) -> None:
     time.sleep(2)  # the old workers finish their requests and leave
 
 
+def reviewers_phase(deployment: hosts.Deployment, args) -> None:
+    """The load test's reviewers through the proxy, one web process against two; prints its table."""
+    sessions = deployment.work / "sessions.json"
+    harness.prepare(deployment.env, groups=args.groups, reviewers=args.reviewers, sessions=sessions, log=print)
+    os.environ["LOAD_CA_BUNDLE"] = str(deployment.cert)  # locust's client trusts the proxy's certificate
+    proxy_to(deployment, ["web1"])
+    one = review_load(deployment, reviewers=args.reviewers, seconds=args.review_seconds, sessions=sessions, tag="one")
+    proxy_to(deployment, ["web1", "web2"])
+    two = review_load(deployment, reviewers=args.reviewers, seconds=args.review_seconds, sessions=sessions, tag="two")
+    stored = harness.reconcile(one["acked"] + two["acked"], harness.ledger(deployment.env))
+    print(
+        f"\nreviewers: {args.reviewers} locust reviewers for {args.review_seconds} s over HTTPS through the proxy "
+        f"(review page, submit; think 0.2-0.6 s), {args.groups:,} filled groups"
+    )
+    print("| web processes | requests/s | p50 ms | p95 ms | 5xx | vs one |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for label, result in (("one", one), ("two", two)):
+        print(
+            f"| {label} | {result['requests_s']:.1f} | {result['p50_ms']:.0f} | {result['p95_ms']:.0f} | "
+            f"{result['server_errors']} | {result['requests_s'] / one['requests_s']:.2f}x |"
+        )
+    print(
+        f"submissions acknowledged {stored.acked}, stored {stored.stored}, lost {stored.lost}, "
+        f"stored twice {stored.twice}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=4)
@@ -131,10 +159,14 @@ def main() -> None:
     parser.add_argument("--reviewers", type=int, default=20)
     parser.add_argument("--review-seconds", type=int, default=30)
     parser.add_argument("--groups", type=int, default=3000)
+    parser.add_argument("--only-reviewers", action="store_true", help="skip the pipeline and API phases")
     args = parser.parse_args()
     batch = {"runs": args.runs, "prompts": args.prompts, "max_tokens": args.max_tokens}
 
     with hosts.deployment_up({"SECRET_KEY": FILL_SECRET_KEY}) as deployment:
+        if args.only_reviewers:
+            reviewers_phase(deployment, args)
+            return
         deployment.h["worker2"].lose()
         one = pipeline_batch(deployment, "one", **batch)
         deployment.start_consumer("worker2")
@@ -152,18 +184,7 @@ def main() -> None:
         web_two = web_load(deployment, clients=args.clients, seconds=args.seconds, run_id=run_id)
 
         # The reviewers' phase empties the database and fills it (bench/fill.py): it comes last.
-        sessions = deployment.work / "sessions.json"
-        harness.prepare(deployment.env, groups=args.groups, reviewers=args.reviewers, sessions=sessions, log=print)
-        os.environ["REQUESTS_CA_BUNDLE"] = str(deployment.cert)  # locust's client trusts the proxy's certificate
-        proxy_to(deployment, ["web1"])
-        review_one = review_load(
-            deployment, reviewers=args.reviewers, seconds=args.review_seconds, sessions=sessions, tag="one"
-        )
-        proxy_to(deployment, ["web1", "web2"])
-        review_two = review_load(
-            deployment, reviewers=args.reviewers, seconds=args.review_seconds, sessions=sessions, tag="two"
-        )
-        stored = harness.reconcile(review_one["acked"] + review_two["acked"], harness.ledger(deployment.env))
+        reviewers_phase(deployment, args)
 
     completions = args.runs * args.prompts * 4
     print(f"\npipeline: {args.runs} runs of {args.prompts} prompts × 4 completions, {args.max_tokens} tokens, judged")
@@ -181,21 +202,6 @@ def main() -> None:
             f"| {label} | {result['requests_s']:.1f} | {result['p50_ms']:.0f} | {result['p95_ms']:.0f} | "
             f"{result['failed']} | {result['requests_s'] / web_one['requests_s']:.2f}x |"
         )
-    print(
-        f"\nreviewers: {args.reviewers} locust reviewers for {args.review_seconds} s over HTTPS through the proxy "
-        f"(review page, submit; think 0.2-0.6 s), {args.groups:,} filled groups"
-    )
-    print("| web processes | requests/s | p50 ms | p95 ms | 5xx | vs one |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for label, result in (("one", review_one), ("two", review_two)):
-        print(
-            f"| {label} | {result['requests_s']:.1f} | {result['p50_ms']:.0f} | {result['p95_ms']:.0f} | "
-            f"{result['server_errors']} | {result['requests_s'] / review_one['requests_s']:.2f}x |"
-        )
-    print(
-        f"submissions acknowledged {stored.acked}, stored {stored.stored}, lost {stored.lost}, "
-        f"stored twice {stored.twice}"
-    )
 
 
 if __name__ == "__main__":

@@ -71,6 +71,8 @@ class Reviewer(HttpUser):
     wait_time = constant(0)  # the think time is spent inside the task, between seeing a group and submitting it
 
     def on_start(self) -> None:
+        if bundle := os.environ.get("LOAD_CA_BUNDLE"):  # an HTTPS proxy with a certificate of its own
+            self.client.verify = bundle
         self.client.cookies.set("sessionid", SESSIONS["reviewers"][next(_next_reviewer) % len(SESSIONS["reviewers"])])
         self.csrf = ""
         self.panel = ""
@@ -86,7 +88,8 @@ class Reviewer(HttpUser):
         with self.client.get("/review/", name="next", timeout=TIMEOUT_S, catch_response=True) as answer:
             self._keep_cookies()
             if answer.status_code != 200:
-                answer.failure(f"next answered {answer.status_code}")
+                # Status 0: no answer at all; say why (a refused connection, a certificate).
+                answer.failure(f"next answered {answer.status_code}" + (f": {answer.error}" if answer.error else ""))
                 return
             self.csrf = csrf_token(answer.text) or self.csrf
             self.panel = answer.text
