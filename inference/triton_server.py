@@ -118,7 +118,7 @@ class TritonProcess:
     @property
     def url(self) -> str:
         # Listening on every address: this machine reaches it on loopback.
-        host = "127.0.0.1" if self.address in ("0.0.0.0", "") else self.address  # noqa: S104
+        host = "127.0.0.1" if self.address in ("0.0.0.0", "::", "") else self.address  # noqa: S104
         return f"[{host}]:{self.grpc_port}" if ":" in host else f"{host}:{self.grpc_port}"
 
     @property
