@@ -6,6 +6,7 @@
     thinktags.py  think tags: validate, strip, extract the thinking
     stats.py      the paired comparison of two generator versions (bootstrap, sign test,
                   length control)
+    calibration.py  a judge's scores mapped onto the reviewers' scale (an isotonic fit)
     weights.py    version 1 (the shipped weights) and how a version's weights are fingerprinted
     strict.py     strict readers of untrusted text: finite, shallow JSON; ids in ASCII digits
 

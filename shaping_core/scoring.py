@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from shaping_core.calibration import calibrated_scores
+
 
 class CriterionLike(Protocol):
     key: str
@@ -65,16 +67,21 @@ def check(criteria: Iterable[CriterionLike], scores: Mapping[str, object]) -> No
             raise ScoresInvalid(f"scores.{c.key}", f"{value!r} is outside {c.scale_min}..{c.scale_max}")
 
 
-def overall(criteria: Iterable[CriterionLike], scores: Mapping[str, int]) -> float:
+def overall(
+    criteria: Iterable[CriterionLike], scores: Mapping[str, int], calibration: Mapping[str, Mapping] | None = None
+) -> float:
     """Weighted mean of the scores rescaled to 0..1 (0.0 when no criterion has weight).
 
     Checks the scores first: a reward from a partial or padded set of scores would be
-    a different number from the one every other part of the product computes."""
+    a different number from the one every other part of the product computes. With
+    `calibration` (criterion key -> `shaping_core.calibration` table), a judge's scores are
+    mapped onto the reviewers' scale first."""
     criteria = list(criteria)
     check(criteria, scores)
+    values = calibrated_scores(scores, calibration) if calibration else scores
     total = weight_sum = 0.0
     for c in criteria:
-        total += c.weight * (scores[c.key] - c.scale_min) / (c.scale_max - c.scale_min)
+        total += c.weight * (values[c.key] - c.scale_min) / (c.scale_max - c.scale_min)
         weight_sum += c.weight
     return total / weight_sum if weight_sum else 0.0
 

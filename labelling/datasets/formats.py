@@ -36,11 +36,12 @@ def rows_for(
     f: DatasetFilter,
     rubric: Rubric | None,
     groups: Iterable[tuple[GroupRow, list[Completion]]] | None = None,
+    calibration: dict | None = None,
 ) -> Iterator[dict]:
     """The format's rows for the selected groups (`groups` replaces the database read)."""
     label = f"{rubric.slug}@v{rubric.version}" if rubric else None
     selected: set[int] = set()  # dpo: the groups whose blind A/B pairs may join the rows
-    for group, completions in iter_groups(f, rubric) if groups is None else groups:
+    for group, completions in iter_groups(f, rubric, calibration) if groups is None else groups:
         if kind == DatasetVersion.Kind.DPO:
             selected.add(group.pk)
         originals = [c for c in completions if c.generation.revision == 0]

@@ -29,6 +29,7 @@ from labelling.models import (
     Rubric,
 )
 from shaping_core import scoring
+from shaping_core.calibration import calibrated_scores
 
 EPS = 1e-6
 
@@ -85,25 +86,52 @@ def _reward(criteria: list[Criterion], scores: dict[str, int]) -> float:
     return scoring.overall(criteria, scores) if criteria else 0.0
 
 
+CALIBRATED_POLICY = (
+    "one scale per group: the reviewers' scores when they scored every original completion of the "
+    "group, else the judge's latest scores mapped onto the reviewers' scale (calibration) for every one"
+)
+
+
+def _humans_everywhere(generations: list[Gen], judgments: dict[int, list[tuple]]) -> bool:
+    originals = [g for g in generations if g.revision == 0]
+    return bool(originals) and all(
+        any(j[0] == Judgment.Source.HUMAN for j in judgments.get(g.pk, ())) for g in originals
+    )
+
+
 def score_group(
-    generations: list[Gen], judgments: dict[int, list[tuple]], criteria: list[Criterion]
+    generations: list[Gen],
+    judgments: dict[int, list[tuple]],
+    criteria: list[Criterion],
+    calibration: dict | None = None,
 ) -> list[Completion]:
     """The group's completions (originals and revisions) with rewards and advantages.
 
     `judgments` maps a generation id to its successful judgments against the rubric, in id
-    order, each as (source, flagged, {criterion key: score}).
+    order, each as (source, flagged, {criterion key: score}). With `calibration` (criterion key
+    -> table, `shaping_core.calibration`) no group mixes human and judge scores
+    (CALIBRATED_POLICY): a group the reviewers scored throughout is rewarded from their scores,
+    any other from the calibrated judge's.
     """
+    judge_only = calibration is not None and not _humans_everywhere(generations, judgments)
     out = []
     for generation in generations:
         mine = judgments.get(generation.pk, ())
         humans = [j for j in mine if j[0] == Judgment.Source.HUMAN]
         judges = [j for j in mine if j[0] == Judgment.Source.JUDGE]
         flagged = any(j[1] for j in humans)
-        chosen, source = (humans, "human") if humans else ((judges[-1:], "judge") if judges else ([], None))
+        if judge_only:
+            chosen, source = (judges[-1:], "judge") if judges else ([], None)
+        else:
+            chosen, source = (humans, "human") if humans else ((judges[-1:], "judge") if judges else ([], None))
         if not chosen:
             out.append(Completion(generation, None, None, flagged=flagged))
             continue
-        if len(chosen) == 1:  # the common case, without the averaging
+        if judge_only:
+            scores = chosen[0][2]
+            reward = scoring.overall(criteria, scores, calibration) if criteria else 0.0
+            means = {k: round(v, 6) for k, v in sorted(calibrated_scores(scores, calibration).items())}
+        elif len(chosen) == 1:  # the common case, without the averaging
             scores = chosen[0][2]
             reward, means = _reward(criteria, scores), {k: float(scores[k]) for k in sorted(scores)}
         else:
@@ -186,7 +214,9 @@ def _criterion_keys() -> dict[int, str]:
     return dict(Criterion.objects.values_list("id", "key"))
 
 
-def iter_groups(f: DatasetFilter, rubric: Rubric | None) -> Iterator[tuple[GroupRow, list[Completion]]]:
+def iter_groups(
+    f: DatasetFilter, rubric: Rubric | None, calibration: dict | None = None
+) -> Iterator[tuple[GroupRow, list[Completion]]]:
     """Selected groups in id order, CHUNK at a time (a handful of flat queries per chunk, so
     memory stays flat whatever the version's size), each with its scored completions."""
     criteria = list(rubric.criteria.all()) if rubric else []
@@ -203,7 +233,7 @@ def iter_groups(f: DatasetFilter, rubric: Rubric | None) -> Iterator[tuple[Group
             generations[values[1]].append(Gen(*values))
         judgments = _judgments_of(chunk, rubric)
         for group_id, character_id, prompt_id in rows:
-            completions = score_group(generations[group_id], judgments, criteria)
+            completions = score_group(generations[group_id], judgments, criteria, calibration)
             if f.exclude_flagged:
                 completions = [c for c in completions if not c.flagged]
             yield GroupRow(group_id, characters.get(character_id), prompts[prompt_id]), completions

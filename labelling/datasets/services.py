@@ -14,7 +14,7 @@ from django.db.models import Max
 
 from labelling.datasets.filters import DatasetFilter, groups_for, held_out_prompt_ids, rubric_for
 from labelling.datasets.formats import FORMATS, rows_for
-from labelling.datasets.rewards import REWARD_POLICY
+from labelling.datasets.rewards import CALIBRATED_POLICY, REWARD_POLICY
 from labelling.datasets.storage import write_rows
 from labelling.models import (
     DatasetVersion,
@@ -26,8 +26,12 @@ from shaping_core import strict
 DATASET_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
 
-def dataset_build(*, dataset: str, kind: str, filter: dict | None = None, created_by=None) -> DatasetVersion:
-    """Freeze a new numbered version; refuses a filter that selects nothing (writes nothing)."""
+def dataset_build(
+    *, dataset: str, kind: str, filter: dict | None = None, created_by=None, calibration: dict | None = None
+) -> DatasetVersion:
+    """Freeze a new numbered version; refuses a filter that selects nothing (writes nothing).
+    With `calibration` (a campaign's judge fitted against its reviewers: criterion key -> table)
+    rewards follow `rewards.CALIBRATED_POLICY`, recorded with the version."""
     if kind not in FORMATS:
         raise ValidationError({"kind": f"unknown format {kind!r} ({', '.join(sorted(FORMATS))})"})
     if not DATASET_NAME.fullmatch(dataset or ""):
@@ -44,7 +48,7 @@ def dataset_build(*, dataset: str, kind: str, filter: dict | None = None, create
     root = Path(settings.MEDIA_ROOT) / "datasets" / dataset
     tmp = root / f".building-{kind}-{uuid.uuid4().hex}.jsonl"  # never shared by two builders
     try:
-        sha, stats = write_rows(rows_for(kind, f, rubric), tmp, kind)
+        sha, stats = write_rows(rows_for(kind, f, rubric, calibration=calibration), tmp, kind)
         if stats.rows == 0:
             raise ValidationError({"filter": "the filter selects no rows for this format"})
         for _ in range(5):  # a concurrent build may take the number: take the next
@@ -59,6 +63,7 @@ def dataset_build(*, dataset: str, kind: str, filter: dict | None = None, create
                         filter=f.as_dict(),
                         reward_policy={
                             **REWARD_POLICY,
+                            **({"precedence": CALIBRATED_POLICY, "calibration": calibration} if calibration else {}),
                             "rubric": f"{rubric.slug}@v{rubric.version}" if rubric else None,
                             "rubric_spec": rubric.as_spec() if rubric else None,
                         },

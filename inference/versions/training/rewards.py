@@ -121,10 +121,12 @@ def judge_reward(judge_rubric: dict, backend, *, concurrency: int) -> Callable:
     on a pool of `concurrency` threads (the Triton backend keeps one client per thread)."""
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge")
     criteria = scoring.criteria_of(judge_rubric)
+    # A campaign's judge, calibrated against its reviewers: each criterion's table, if any.
+    calibration = {c["key"]: c["calibration"] for c in judge_rubric["criteria"] if c.get("calibration")} or None
 
     def score(prompt, completion) -> float | None:
         try:
-            return scoring.overall(criteria, judged_scores(backend, judge_rubric, prompt, completion))
+            return scoring.overall(criteria, judged_scores(backend, judge_rubric, prompt, completion), calibration)
         except (InferenceError, scoring.ScoresInvalid):
             return None
 

@@ -37,6 +37,7 @@ def train_start(
     params: Mapping | None = None,
     from_version: int | None = None,
     rubric: Rubric | None = None,
+    calibration: dict | None = None,
     created_by=None,
     idempotency_key: str | None = None,
     user=None,
@@ -96,6 +97,14 @@ def train_start(
     except ValueError as exc:
         raise ValidationError({"params": str(exc)}) from None
     spec = _reward_rubric(method, dataset_version, rubric)
+    if spec and calibration:  # GRPO's judge reward maps the judge's scores through them
+        spec = {
+            **spec,
+            "criteria": [
+                {**c, **({"calibration": calibration[c["key"]]} if c["key"] in calibration else {})}
+                for c in spec["criteria"]
+            ],
+        }
     run_params = {
         "method": method,
         "dataset": f"{dataset_version.dataset}@{dataset_version.number}",
