@@ -12,7 +12,7 @@ class InferenceConfig(AppConfig):
         # on huey here (train runs on their own queue), and the dashboard's health fragment reads this backend.
         from inference.judging import judge_prompt_sha256
         from inference.serving import get_backend
-        from inference.tasks import queue_run
+        from inference.tasks import campaign_poll, queue_run
         from inference.versions.train_runs import train_params
         from labelling.runs import executor
 
@@ -21,4 +21,5 @@ class InferenceConfig(AppConfig):
             health=lambda: get_backend().health(),
             train_params=train_params,
             judge_prompt_sha256=judge_prompt_sha256,
+            campaign_poll=campaign_poll,
         )

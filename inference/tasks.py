@@ -16,6 +16,7 @@ from inference.pipelines import RunContext, run_items
 from inference.serving import backends_for_run, get_backend
 from inference.train_queue import execute_train
 from labelling import health
+from labelling.campaigns import runner as campaign_runner
 from labelling.models import GeneratorVersion, PipelineRun
 from labelling.runs import services as run_services
 from labelling.versions.training import services as training_services
@@ -141,6 +142,30 @@ def resume_after_outage(backend=None) -> list[int]:
         log.warning("run %s failed while the backend was down; it is back, resuming", run_id)
         resumed.append(run_id)
     return resumed
+
+
+@db_task(retries=0)
+def campaign_poll(campaign_id: int) -> str:
+    """Move a campaign's open round on as far as it can go, then look again in CAMPAIGN_POLL_S
+    while it waits for something (one chain of these a campaign: `runner.poll_claim`)."""
+    try:
+        said = campaign_runner.advance(campaign_id)
+    except Exception:  # a database hiccup, say: logged, and the next poll tries again
+        log.exception("campaign %s: advancing failed; trying again", campaign_id)
+        said = "advancing failed"
+    if campaign_runner.poll_claim(campaign_id, settings.CAMPAIGN_POLL_S):
+        campaign_poll.schedule((campaign_id,), delay=settings.CAMPAIGN_POLL_S)
+    return said
+
+
+@db_periodic_task(crontab(minute="*"))
+def resume_campaigns() -> list[int]:
+    """The campaigns' watchdog, every minute: a campaign whose chain of polls was lost (its
+    consumer died) or never began is looked at again."""
+    due = campaign_runner.campaigns_due()
+    for campaign_id in due:
+        campaign_poll(campaign_id)
+    return due
 
 
 @HUEY.on_startup()

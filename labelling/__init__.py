@@ -12,6 +12,8 @@ sub-package per domain:
     explorer/    a run's or a dataset version's rows with their scores, filtered, sorted, paged
     versions/    a generator version's lifecycle: its versions and lineage (generators/), train
                  runs (training/), whether it got better (evaluation/), the /models/ page
+    campaigns/   continuous shaping: rounds that run themselves, routing to reviewers,
+                 the judge calibrated against them, the campaign pages
     api/         the JSON API, a router per resource
     access/      roles, page decorators, API tokens
     live/        websocket broadcasts and consumers

@@ -28,6 +28,8 @@ from labelling.datasets import storage
 from labelling.models import (
     ApiToken,
     Assignment,
+    Campaign,
+    CampaignRound,
     Character,
     Criterion,
     CriterionScore,
@@ -639,3 +641,39 @@ class ApiTokenAdmin(admin.ModelAdmin):
         for row in queryset:
             tokens.token_revoke(token=row)
         self.message_user(request, f"Revoked {queryset.count()} token(s).", messages.SUCCESS)
+
+
+class CampaignRoundInline(admin.TabularInline):
+    model = CampaignRound
+    fields = readonly_fields = [
+        "number",
+        "step",
+        "outcome",
+        "parent_version",
+        "generate_run",
+        "train_run",
+        "evaluation",
+        "reason",
+    ]
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    """Read here; created and moved by the campaign's commands, API and page (its checks live there)."""
+
+    list_display = ["slug", "character", "rubric", "method", "trigger", "rounds_planned", "status"]
+    list_filter = ["status", "trigger"]
+    fields = readonly_fields = [f.name for f in Campaign._meta.fields if f.name != "id"]
+    inlines = [CampaignRoundInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

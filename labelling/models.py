@@ -717,6 +717,117 @@ class Evaluation(models.Model):
         return f"evaluation #{self.pk}: v{self.candidate.number} vs v{self.baseline.number}"
 
 
+class Campaign(models.Model):
+    """Continuous shaping for one character and rubric: rounds of generate -> judge -> route a
+    share to reviewers -> calibrate the judge -> freeze -> train -> evaluate -> promote, run by
+    the queues (labelling.campaigns). `policy` holds every knob, defaults filled in and
+    recorded at creation (labelling.campaigns.policy)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"  # rounds run when the trigger fires
+        PAUSED = "paused"  # stopped by a fault or a check (status_reason says which); resumable
+        STOPPED = "stopped"  # a round's candidate did not win: a person decides what next
+        FINISHED = "finished"  # every planned round ran
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual"  # a round starts when someone starts it (page, API, CLI)
+        CONTINUOUS = "continuous"  # the next round starts when the last one promoted
+        REVIEWS = "reviews"  # ... once reviewers have scored `trigger_reviews` groups since it began
+        SCHEDULE = "schedule"  # ... once `trigger_every_s` have passed since it began
+
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=120)
+    character = models.ForeignKey(Character, on_delete=models.PROTECT, related_name="campaigns")
+    rubric = models.ForeignKey(Rubric, on_delete=models.PROTECT, related_name="campaigns")
+    prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="campaigns")
+    held_out = models.ForeignKey(
+        PromptSet,
+        on_delete=models.PROTECT,
+        related_name="campaigns_held_out",
+        help_text="The pool's prompts kept out of every round's training: what each evaluation runs on.",
+    )
+    method = models.CharField(max_length=10)
+    trigger = models.CharField(max_length=12, choices=Trigger.choices, default=Trigger.MANUAL)
+    rounds_planned = models.PositiveSmallIntegerField(default=3)
+    policy = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    status_reason = models.TextField(blank=True)
+    poll_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the next advance of its round is due (one chain of polls at a time)."
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"campaign {self.slug}"
+
+
+class CampaignRound(models.Model):
+    """One round of a campaign. `step` is where it is; every object a step made is linked, so
+    a worker that dies mid-round resumes at its step without making anything twice."""
+
+    class Step(models.TextChoices):
+        GENERATE = "generate"
+        REVIEW = "review"
+        CALIBRATE = "calibrate"
+        FREEZE = "freeze"
+        TRAIN = "train"
+        EVALUATE = "evaluate"
+        DONE = "done"
+
+    class Outcome(models.TextChoices):
+        PROMOTED = "promoted"
+        NOT_PROMOTED = "not_promoted"
+        FAILED = "failed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="rounds")
+    number = models.PositiveSmallIntegerField()
+    step = models.CharField(max_length=10, choices=Step.choices, default=Step.GENERATE)
+    outcome = models.CharField(max_length=14, choices=Outcome.choices, blank=True)
+    reason = models.TextField(blank=True)
+    parent_version = models.ForeignKey(
+        GeneratorVersion, on_delete=models.PROTECT, related_name="campaign_rounds_as_parent"
+    )
+    prompts = models.ForeignKey(
+        PromptSet, null=True, blank=True, on_delete=models.PROTECT, related_name="campaign_rounds"
+    )
+    generate_run = models.OneToOneField(
+        PipelineRun, null=True, blank=True, on_delete=models.PROTECT, related_name="campaign_round_generated"
+    )
+    routing = models.JSONField(default=dict, blank=True, help_text="Which groups went to reviewers, and why.")
+    routed_at = models.DateTimeField(null=True, blank=True)
+    calibration = models.JSONField(default=dict, blank=True, help_text="Per criterion: the fit, its sample, agreement.")
+    dataset_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="campaign_rounds"
+    )
+    train_run = models.OneToOneField(
+        PipelineRun, null=True, blank=True, on_delete=models.PROTECT, related_name="campaign_round_trained"
+    )
+    evaluation = models.OneToOneField(
+        Evaluation, null=True, blank=True, on_delete=models.PROTECT, related_name="campaign_round"
+    )
+    stages = models.JSONField(default=dict, blank=True, help_text="Step -> seconds it took.")
+    step_started_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["campaign", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "number"], name="campaign_round_number"),
+            # Rounds of one campaign never overlap: two triggers at once start one round.
+            models.UniqueConstraint(
+                fields=["campaign"], condition=Q(finished_at__isnull=True), name="campaign_one_open_round"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign.slug} round {self.number}"
+
+
 # A pair the blind A/B queue may offer: choices still wanted.
 OPEN_PAIR = Q(choice_count__lt=F("overlap_target"))
 

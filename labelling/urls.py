@@ -3,6 +3,7 @@
 from django.urls import path
 
 from labelling import views
+from labelling.campaigns import views as campaign_views
 from labelling.characters import views as character_views
 from labelling.explorer import views as explorer_views
 from labelling.review import views as review_views
@@ -29,6 +30,9 @@ urlpatterns = [
     path("datasets/<int:version_id>/rows", explorer_views.dataset_rows, name="explorer_dataset"),
     path("models/", generator_views.model_versions, name="model_versions"),
     path("models/train", training_views.train_new, name="train_new"),
+    path("campaigns/", campaign_views.campaign_list, name="campaign_list"),
+    path("campaigns/<slug:slug>/", campaign_views.campaign_detail, name="campaign_detail"),
+    path("campaigns/<slug:slug>/action", campaign_views.campaign_action, name="campaign_action"),
     path("evaluations/<int:evaluation_id>/", evaluation_views.evaluation_detail, name="evaluation_detail"),
     path("review/", review_views.review_queue, name="review_queue"),
     path("review/ab/", evaluation_views.ab_queue, name="ab_queue"),

@@ -16,6 +16,7 @@ from ninja.errors import ValidationError as BodyInvalid
 
 from labelling.access import roles
 from labelling.api import (
+    campaigns,
     catalogue,
     characters,
     common,
@@ -78,6 +79,7 @@ for prefix, router in (
     ("/judgments", judgments.router),
     ("/datasets", datasets.router),
     ("/model-versions", model_versions.router),
+    ("/campaigns", campaigns.router),
     ("/evaluations", evaluations.router),
     ("/review/pairs", pairs.router),
     ("/review", review.router),

@@ -287,6 +287,8 @@ TRAIN_LAUNCH = os.environ.get("TRAIN_LAUNCH", "")
 VERSION_LOAD_TIMEOUT_S = envfloat("VERSION_LOAD_TIMEOUT_S", 300.0)
 # The fewest prompts a verdict rests on (docs/loop.md); 6: the fewest a sign test can pass at 5%.
 EVALUATION_MIN_PROMPTS = envint("EVALUATION_MIN_PROMPTS", 6, minimum=1)
+# Seconds between looks at a campaign whose round waits (for a run, reviewers, a verdict).
+CAMPAIGN_POLL_S = envfloat("CAMPAIGN_POLL_S", 2.0)
 
 # --- review -------------------------------------------------------------------
 # How long a reviewer holds a group before it returns to the queue, and how long

@@ -39,6 +39,18 @@ BLOCKS: dict[str, list[tuple[str, str]]] = {
         ),
         ("", "a picture of the folders: tests/test_layout.py checks the rules"),
     ],
+    "campaigns.md": [
+        (
+            "json",
+            "tests/campaigns/test_campaign_docs.py::test_the_documented_spec_and_commands_create_and_show_the_campaign",
+        ),
+        (
+            "sh",
+            "create and show: tests/campaigns/test_campaign_docs.py; `campaign run` as a user runs it: "
+            "tests/campaigns/test_campaign_processes.py",
+        ),
+        ("text", "tests/campaigns/test_campaign_docs.py::test_the_output_sample_has_the_form_the_command_prints"),
+    ],
     "architecture.md": [("", "a picture of the folders: tests/test_layout.py checks the rules")],
     "benchmarks.md": [],
     "deploy.md": [

@@ -15,6 +15,7 @@ _enqueue: Callable[[int], object] | None = None
 _health: Callable[[], dict] | None = None
 _train_params: Callable[..., dict] | None = None
 _judge_prompt_sha256: Callable[[dict], str] | None = None
+_campaign_poll: Callable[[int], object] | None = None
 
 
 def register(
@@ -23,9 +24,11 @@ def register(
     health: Callable[[], dict],
     train_params: Callable[..., dict] | None = None,
     judge_prompt_sha256: Callable[[dict], str] | None = None,
+    campaign_poll: Callable[[int], object] | None = None,
 ) -> None:
-    global _enqueue, _health, _train_params, _judge_prompt_sha256
+    global _enqueue, _health, _train_params, _judge_prompt_sha256, _campaign_poll
     _enqueue, _health, _train_params, _judge_prompt_sha256 = enqueue, health, train_params, judge_prompt_sha256
+    _campaign_poll = campaign_poll
 
 
 class TrainerUnavailable(Exception):
@@ -42,6 +45,11 @@ def _registered(hook):
 def enqueue(run_id: int) -> None:
     """Queue the run for a worker (call it after the run's row is committed)."""
     _registered(_enqueue)(run_id)
+
+
+def campaign_poll(campaign_id: int) -> None:
+    """Queue a look at the campaign: its open round moves on as far as it can (labelling.campaigns.runner)."""
+    _registered(_campaign_poll)(campaign_id)
 
 
 def health() -> dict:

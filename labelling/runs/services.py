@@ -29,9 +29,11 @@ REVIEW_OVERLAP_MAX = 10
 
 
 def _overlap_check(params: Mapping) -> None:
-    """`review_overlap`: how many reviewers each of the run's groups goes to, 1..10."""
+    """`review_overlap`: how many reviewers each of the run's groups goes to, 1..10; a campaign's
+    run starts at 0 (no reviewer until the campaign routes the group: labelling.campaigns)."""
     overlap = params.get("review_overlap", 1)
-    if type(overlap) is not int or not 1 <= overlap <= REVIEW_OVERLAP_MAX:
+    low = 0 if "campaign" in params else 1
+    if type(overlap) is not int or not low <= overlap <= REVIEW_OVERLAP_MAX:
         raise ValidationError(
             {"review_overlap": f"reviewers per group is a whole number from 1 to {REVIEW_OVERLAP_MAX}"}
         )

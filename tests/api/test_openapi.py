@@ -42,6 +42,12 @@ OPERATIONS = {
     ("post", "/api/review/pairs/next"): "pair_next",
     ("post", "/api/review/pairs/{choice_id}/choose"): "pair_choose",
     ("post", "/api/review/pairs/{choice_id}/skip"): "pair_skip",
+    ("post", "/api/campaigns"): "campaign_create",
+    ("get", "/api/campaigns"): "campaign_list",
+    ("get", "/api/campaigns/{slug}"): "campaign_detail",
+    ("post", "/api/campaigns/{slug}/rounds"): "campaign_round_start",
+    ("post", "/api/campaigns/{slug}/pause"): "campaign_pause",
+    ("post", "/api/campaigns/{slug}/resume"): "campaign_resume",
 }
 
 # Those a reviewer's token may call (every write, the judgments and the datasets need an admin's).
@@ -68,6 +74,8 @@ CONFLICT = {
     "sheet_generate",
     "run_create",
     "evaluation_create",
+    "campaign_round_start",
+    "campaign_resume",
 }
 
 # A review hold (of a group or a blind pair) that lapsed, or was already submitted or skipped.
@@ -135,7 +143,7 @@ def test_a_reviewer_token_is_refused_exactly_where_the_document_says(client, sch
         refused = operation["operationId"] not in READABLE_BY_A_REVIEWER | FOR_REVIEWERS
         assert (response.status_code == 403) == refused, (method, path, response.status_code)
         checked += 1
-    assert checked == 21
+    assert checked == 26
 
 
 def test_a_token_of_a_user_in_no_role_is_refused_everywhere(client, schema, outsider):

@@ -17,6 +17,16 @@ EVALUATION = (
     "from tests.evaluation.fixtures import ab_evaluation; "
     "print(ab_evaluation(rubric='aria-voice', prompt_set='aria-demo', character='aria', human_pairs=1, k=1).pk)"
 )
+CAMPAIGN = (
+    "from labelling.campaigns import services; from labelling.models import *; "
+    "c = services.campaign_create(slug='aria-screens', name='Aria <b>on screen</b>', character=Character.objects.get(slug='aria'), "
+    "rubric=Rubric.objects.filter(slug='aria-voice').latest('version'), prompt_set=PromptSet.objects.get(slug='aria-everyday'), "
+    "held_out=0.25, policy={'prompts_per_round': 4}); "
+    "lock = services.locked(c.pk); locked = lock.__enter__(); r = services.round_open(locked); "
+    "r.routing = {'groups': {'1': 'audit'}, 'counts': {'no_spread': 0, 'rules_disagree': 0, 'uncertain': 0, 'audit': 1}, 'of': 4, 'reviewed': 1}; "
+    "r.calibration = {'in-character': {'n': 8, 'weight': 2.0, 'calibrated': True, 'table': {}, 'alpha_raw': 0.1, 'alpha_calibrated': 0.4, 'rho_raw': 0.3, 'rho_calibrated': 0.3}}; "
+    "r.stages = {'generate': 12.5}; r.step = 'calibrate'; r.save(); lock.__exit__(None, None, None)"
+)
 AXE_RUN = """async () => {
   const result = await axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}});
   return result.violations.map(v => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map(n => n.target.join(" ")).join(" | ")}`
@@ -66,6 +76,7 @@ def first_id(live_app, table: str, where: str = "1=1") -> int | None:
 
 @pytest.fixture(scope="module")
 def evaluation(live_app) -> int:
+    live_app.manage("shell", "-c", CAMPAIGN)  # a campaign with a round, for its pages
     return int(live_app.manage("shell", "-c", EVALUATION).strip().splitlines()[-1])
 
 
@@ -82,7 +93,8 @@ def test_a_reviewers_pages_pass_axe_and_fit_the_screen(sign_in, live_app, evalua
 def test_an_admins_pages_and_the_admin_pass_axe_and_fit_the_screen(sign_in, live_app, evaluation, size):
     page = sign_in("admin", SIZES[size])
     run = first_id(live_app, "pipelinerun")
-    paths = ["/", "/runs/new", "/models/", f"/runs/{run}/", f"/evaluations/{evaluation}/"]
+    paths = ["/", "/runs/new", "/models/", f"/runs/{run}/", f"/evaluations/{evaluation}/", "/campaigns/"]
+    paths += ["/campaigns/aria-screens/"]
     paths += admin_pages(page)
     problems = []
     for path in paths:
