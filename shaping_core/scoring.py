@@ -78,7 +78,12 @@ def overall(
     mapped onto the reviewers' scale first."""
     criteria = list(criteria)
     check(criteria, scores)
-    values = calibrated_scores(scores, calibration) if calibration else scores
+    return overall_of_values(criteria, calibrated_scores(scores, calibration) if calibration else scores)
+
+
+def overall_of_values(criteria: Iterable[CriterionLike], values: Mapping[str, float]) -> float:
+    """`overall` of values already on each criterion's scale that need not be integers (the mean
+    of several reviewers' scores, a calibrated judge's): the same weighted mean, no check."""
     total = weight_sum = 0.0
     for c in criteria:
         total += c.weight * (values[c.key] - c.scale_min) / (c.scale_max - c.scale_min)

@@ -22,11 +22,13 @@ import time
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connections
 
 from inference import execution
 from inference.versions import export as version_export
 from labelling.datasets.storage import DatasetCorrupt, dataset_path, dataset_verify
 from labelling.models import DatasetVersion, GeneratorVersion, PipelineRun
+from labelling.versions.training import live as live_reviews
 from labelling.versions.training import services as training_services
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,11 @@ def _child_config(run: PipelineRun, version: GeneratorVersion, work: Path) -> di
         "rubric": params.get("rubric_spec"),
         "triton_url": settings.TRITON_URL,
         "judge_concurrency": int(settings.PIPELINE_WORKERS),
+        **(
+            {"live_review": {**params["live_review"], "folder": str(work / "live")}}
+            if params.get("live_review")
+            else {}
+        ),
     }
 
 
@@ -156,6 +163,7 @@ def _train(run: PipelineRun, mine: int, config_path: Path, work: Path, cancelled
     finished: dict | None = None
     error: dict | None = None
     last_broadcast = 0.0
+    steps_seen = [0]  # the last step the trainer reported: a review request belongs to the next
     try:
         for line in child.stdout:
             try:
@@ -171,11 +179,20 @@ def _train(run: PipelineRun, mine: int, config_path: Path, work: Path, cancelled
                     training_services.train_resumed(run_id=run.pk, step=int(event["resumed_from"]))
                 execution.run_progress(run_id=run.pk, execution=mine, done=event.get("resumed_from") or 0)
             elif kind == "step":
+                steps_seen[0] = int(event["step"])
                 training_services.training_step_record(run_id=run.pk, step=int(event["step"]), metrics=event)
                 now = time.monotonic()
                 if now - last_broadcast >= BROADCAST_EVERY_S or event["step"] >= run.total_items:
                     execution.run_progress(run_id=run.pk, execution=mine, done=int(event["step"]))
                     last_broadcast = now
+            elif kind == "review_request":
+                _live_review_serve(run, event, work, steps_seen)
+            elif kind == "live_review":
+                live_reviews.live_review_record(
+                    train_run_id=run.pk,
+                    entry={k: event.get(k) for k in ("id", "groups", "sent", "human", "waited_s")}
+                    | {"step": steps_seen[0] + 1},
+                )
             elif kind == "finished":
                 finished = event
             elif kind == "error":
@@ -193,6 +210,36 @@ def _train(run: PipelineRun, mine: int, config_path: Path, work: Path, cancelled
         tail = stderr_path.read_text(errors="replace")[-STDERR_TAIL:] if stderr_path.exists() else ""
         raise TrainFailed("TrainerExited", f"the trainer exited with code {code} before finishing:\n{tail}")
     return finished
+
+
+def _live_review_serve(run: PipelineRun, event: dict, work: Path, steps_seen: list[int]) -> None:
+    """A step's groups for reviewers: served on a thread of its own (the trainer waits for the
+    answer, the event loop goes on reading), the answer written whole into the live folder."""
+    folder = work / "live"
+    folder.mkdir(exist_ok=True)
+    request = str(event.get("id", ""))
+    if not request.replace("-", "").isalnum():
+        log.warning("train run %s: a review request with a bad id %.80r", run.pk, request)
+        return
+
+    def serve() -> None:
+        try:
+            scored = live_reviews.live_review(
+                train_run=run,
+                request=request,
+                groups=list(event.get("groups") or []),
+                deadline_s=float(event.get("deadline_s") or 0),
+            )
+        except Exception:  # noqa: BLE001 - logged; the trainer goes on with the judge's scores
+            log.exception("train run %s: review request %s failed", run.pk, request)
+            scored = {}
+        finally:
+            connections.close_all()
+        partial = folder / f".{request}.json"
+        partial.write_text(json.dumps({"groups": scored}))
+        partial.replace(folder / f"{request}.json")
+
+    threading.Thread(target=serve, name=f"live-review-{run.pk}", daemon=True).start()
 
 
 def _watch(child: subprocess.Popen, work: Path, cancelled, superseded) -> None:

@@ -17,6 +17,8 @@ DEFAULTS: dict = {
     "calibration_min_pairs": 8,  # completions scored by both, per criterion, before a fit counts
     "min_agreement": 0.2,  # Krippendorff's alpha, calibrated judge against reviewers: below it, pause
     "training": {},  # the train run's settings (the trainer's defaults otherwise)
+    "live_review_share": 0.0,  # GRPO: share of each step's groups sent live to reviewers (0: off)
+    "live_review_deadline_s": 30,  # how long a step waits for them; the calibrated judge fills in
     "completions_per_prompt": 4,  # the evaluation's, each side
     "seed": 1234,  # the evaluation's sampling seed
     "human_pairs": 0,  # blind A/B pairs per evaluation
@@ -36,6 +38,8 @@ RANGES = {
     "review_deadline_s": (0, 7 * 86400),
     "calibration_min_pairs": (2, 100_000),
     "min_agreement": (-1.0, 1.0),
+    "live_review_share": (0.0, 1.0),
+    "live_review_deadline_s": (1, 3600),
     "completions_per_prompt": (1, 16),
     "seed": (0, 2**31 - 1),
     "human_pairs": (0, 200),
@@ -43,7 +47,7 @@ RANGES = {
     "trigger_reviews": (1, 100_000),
     "trigger_every_s": (60, 365 * 86400),
 }
-FLOATS = {"temperature", "review_share", "audit_share", "min_agreement"}
+FLOATS = {"temperature", "review_share", "audit_share", "min_agreement", "live_review_share"}
 
 
 def policy_checked(given: object) -> dict:

@@ -185,6 +185,11 @@ def _train(campaign: Campaign, rnd: CampaignRound) -> str:
             from_version=rnd.parent_version.number,
             rubric=campaign.rubric,
             calibration=calibration.tables(rnd.calibration),
+            live_review=(
+                {"share": campaign.policy["live_review_share"], "deadline_s": campaign.policy["live_review_deadline_s"]}
+                if campaign.policy["live_review_share"] > 0
+                else None
+            ),
             idempotency_key=f"campaign/{campaign.pk}/round/{rnd.number}/train",
         )
         return f"round {rnd.number}: train run #{rnd.train_run.pk} queued"

@@ -76,6 +76,13 @@ def campaign_check(
     if isinstance(held_out, bool) or not isinstance(held_out, int | float) or not 0 < held_out < 1:
         raise ValidationError({"held_out": "a share above 0 and below 1: every round is evaluated on held-out prompts"})
     policy = policy_checked(policy)
+    if policy["live_review_share"] > 0:
+        if method != "grpo":
+            raise ValidationError({"live_review_share": "reviewers inside the RL step is a GRPO mode"})
+        if not any(not c.is_rule and c.weight > 0 for c in criteria):
+            raise ValidationError(
+                {"live_review_share": f"rubric {rubric.slug} has no judge criterion with a weight above 0 for reviewers to score in the step"}
+            )
     kept, training = _pool_split(prompt_set, held_out)
     need = decisions.min_prompts()
     if len(kept) < need:

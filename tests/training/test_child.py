@@ -465,3 +465,47 @@ def test_grpo_scores_judge_criteria_through_triton(tmp_path, triton_url):
     for step in child.of("step"):
         assert 0 <= step["rewards"]["judge"] <= 1  # the judge scored the completions (None would mean none)
     assert child.events[-1]["stopped"] == "completed"
+
+
+def test_reviewers_inside_the_step_reward_the_groups_they_scored_whole_and_the_judge_the_rest(tmp_path):
+    """The live judge reward alone (its parent stood in for by a thread that answers): of the
+    two groups sent, the one reviewers scored whole takes their scores; the one they scored in
+    part, and the one not sent, keep the judge's (no group mixes the two)."""
+    voice = {"key": "voice", "scale_min": 1, "scale_max": 5, "weight": 1}
+    judge_rubric = {**RUBRIC, "criteria": [voice]}
+    events = []
+    live = rewards.LiveReview(share=0.6, deadline_s=5, folder=tmp_path, emit=lambda e, **f: events.append((e, f)))
+
+    def parent():
+        while not events:
+            time.sleep(0.01)
+        _, request = events[0]
+        assert [len(g["completions"]) for g in request["groups"]] == [2, 2]  # 3 groups, 2 sent
+        answer = {"groups": {"0": [{"voice": 1}, {"voice": 2}], "1": [{"voice": 5}, None]}}
+        (tmp_path / f"{request['id']}.json").write_text(json.dumps(answer))
+
+    answering = threading.Thread(target=parent)
+    answering.start()
+    reward = rewards.live_judge_reward(judge_rubric, FakeJudge({"voice": 5}), concurrency=2, live=live)
+    prompts = [[{"role": "user", "content": q}] for q in ("a", "a", "b", "b", "c", "c")]
+    completions = [[{"role": "assistant", "content": f"answer {i}"}] for i in range(6)]
+    got = _await(reward(prompts=prompts, completions=completions))
+    answering.join()
+    assert got == [0.0, 0.25, 1.0, 1.0, 1.0, 1.0]  # group a: the reviewers' 1 and 2; b and c: the judge's 5
+    assert events[-1][0] == "live_review"
+    assert {k: events[-1][1][k] for k in ("groups", "sent", "human")} == {"groups": 3, "sent": 2, "human": 1}
+
+
+def test_without_an_answer_by_the_deadline_the_judge_scores_every_group(tmp_path):
+    events = []
+    live = rewards.LiveReview(
+        share=1.0, deadline_s=1, folder=tmp_path, emit=lambda e, **f: events.append((e, f)), grace_s=0.2
+    )
+    judge_rubric = {**RUBRIC, "criteria": [{"key": "voice", "scale_min": 1, "scale_max": 5, "weight": 1}]}
+    reward = rewards.live_judge_reward(judge_rubric, FakeJudge({"voice": 3}), concurrency=2, live=live)
+    got = _await(
+        reward(
+            prompts=[[{"role": "user", "content": "a"}]] * 2, completions=[[{"role": "assistant", "content": "x"}]] * 2
+        )
+    )
+    assert got == [0.5, 0.5] and events[-1][1]["human"] == 0 and events[-1][1]["waited_s"] >= 1

@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -48,10 +49,15 @@ class Events:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.closed = False
+        self.lock = threading.Lock()  # the trainer's callbacks and a reward function's thread both emit
 
     def emit(self, event: str, **fields) -> None:
         if self.closed:
             return
+        with self.lock:
+            self._write(event, fields)
+
+    def _write(self, event: str, fields: dict) -> None:
         try:
             self.stream.write(json.dumps({"event": event, **_finite(fields)}, allow_nan=False) + "\n")
             self.stream.flush()
@@ -234,7 +240,15 @@ def train(
             # Prompts rendered as the server renders them: thinking off where the template has a switch.
             chat_template_kwargs=_chat_template_kwargs(run.base_hf_dir),
         )
-        funcs = rewards.build(reward_plan, triton_url=run.triton_url, concurrency=run.judge_concurrency)
+        live = None
+        if run.live_review is not None:
+            live = rewards.LiveReview(
+                share=run.live_review["share"],
+                deadline_s=run.live_review["deadline_s"],
+                folder=Path(run.live_review["folder"]),
+                emit=events.emit,
+            )
+        funcs = rewards.build(reward_plan, triton_url=run.triton_url, concurrency=run.judge_concurrency, live=live)
         trainer = GRPOTrainer(
             model=model,
             reward_funcs=funcs,

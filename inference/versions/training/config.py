@@ -229,6 +229,8 @@ class RunConfig:
     rubric: dict | None = None
     triton_url: str | None = None
     judge_concurrency: int = 8
+    # Reviewers inside the RL step (GRPO): {"share", "deadline_s", "folder"}; None: the judge alone.
+    live_review: dict | None = None
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -253,6 +255,7 @@ FIELDS = (
     "rubric",
     "triton_url",
     "judge_concurrency",
+    "live_review",
 )
 
 
@@ -300,6 +303,14 @@ def from_dict(raw: object) -> RunConfig:
     if concurrency is None:
         concurrency = 8
     _need(_int(concurrency) and 1 <= concurrency <= 256, "judge_concurrency", concurrency, "a whole number, 1 to 256")
+    live = raw.get("live_review")
+    if live is not None:
+        if method != "grpo":
+            raise ConfigError("live_review is a GRPO mode: reviewers score a share of each step's groups")
+        check_live_review(live)
+        folder = live.get("folder") if isinstance(live, dict) else None
+        if not isinstance(folder, str) or not Path(folder).is_absolute():
+            raise ConfigError(f"live_review.folder must be an absolute path; got {folder!r}")
     return RunConfig(
         method=method,
         dataset_kind=kind,
@@ -307,5 +318,28 @@ def from_dict(raw: object) -> RunConfig:
         rubric=rubric if method == "grpo" else None,
         triton_url=url,
         judge_concurrency=concurrency,
+        live_review=live,
         **paths,
     )
+
+
+LIVE_DEADLINE_MAX_S = 3600
+
+
+def check_live_review(live: object) -> dict:
+    """`{"share": (0, 1], "deadline_s": 1..3600}` (a train request's, the child's with its folder);
+    ConfigError says what is wrong."""
+    if not isinstance(live, dict):
+        raise ConfigError(f"live_review must be an object with share and deadline_s; got {live!r}")
+    unknown = sorted(set(live) - {"share", "deadline_s", "folder"})
+    if unknown:
+        raise ConfigError(f"unknown live_review field {', '.join(unknown)}; known: share, deadline_s")
+    share, deadline = live.get("share"), live.get("deadline_s")
+    _need(_number(share) and 0 < share <= 1, "live_review.share", share, "a share in (0, 1]")
+    _need(
+        _number(deadline) and 1 <= deadline <= LIVE_DEADLINE_MAX_S,
+        "live_review.deadline_s",
+        deadline,
+        f"seconds from 1 to {LIVE_DEADLINE_MAX_S}",
+    )
+    return live

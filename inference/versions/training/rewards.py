@@ -17,9 +17,14 @@ from `judge`, which TRL leaves out. Criteria of weight 0 get no function.
 from __future__ import annotations
 
 import asyncio
+import json
+import math
+import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from inference.errors import InferenceError, InvalidRequest
 from inference.judging import check_rubric
@@ -139,13 +144,114 @@ def judge_reward(judge_rubric: dict, backend, *, concurrency: int) -> Callable:
     return judge
 
 
-def build(reward_plan: RewardPlan, *, triton_url: str | None, concurrency: int, backend=None) -> list[Callable]:
-    """The reward functions, in the plan's order (its names and weights)."""
+@dataclass
+class LiveReview:
+    """Reviewers inside the RL step: each step, `share` of the step's groups go to reviewers
+    (the `review_request` event, to the parent), who have `deadline_s` to score them; the
+    parent writes what they scored to `folder/<request id>.json`. A group the reviewers scored
+    whole is rewarded from their scores; every other group from the (calibrated) judge, so no
+    group mixes the two. Each request ends with a `live_review` event: groups, sent, scored by
+    people, seconds waited."""
+
+    share: float
+    deadline_s: float
+    folder: Path
+    emit: Callable[..., None]
+    grace_s: float = 30.0  # past the deadline, for the parent to write its answer
+    requests: int = 0
+
+    def ask(self, groups: list[dict]) -> str:
+        self.requests += 1
+        request = f"{os.getpid()}-{self.requests}"
+        self.emit("review_request", id=request, deadline_s=self.deadline_s, groups=groups)
+        return request
+
+    def answer(self, request: str) -> dict:
+        """What the reviewers scored: group index (as sent) -> one {criterion: score} or None per
+        completion. Empty when no answer came in time (the step goes on with the judge)."""
+        path = self.folder / f"{request}.json"
+        deadline = time.monotonic() + self.deadline_s + self.grace_s
+        while time.monotonic() < deadline:
+            if path.is_file():
+                try:
+                    return json.loads(path.read_text()).get("groups", {})
+                except (OSError, ValueError):
+                    pass  # written as we read: the parent renames a whole file in, so read again
+            time.sleep(0.2)
+        return {}
+
+
+def live_judge_reward(judge_rubric: dict, backend, *, concurrency: int, live: LiveReview) -> Callable:
+    """The judge's reward with reviewers inside the step (LiveReview). TRL repeats each prompt
+    num_generations times in a batch: completions of the same prompt are one group."""
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge")
+    criteria = scoring.criteria_of(judge_rubric)
+    keys = [c.key for c in criteria]
+    calibration = {c["key"]: c["calibration"] for c in judge_rubric["criteria"] if c.get("calibration")} or None
+
+    def judged(prompt, completion) -> float | None:
+        try:
+            return scoring.overall(criteria, judged_scores(backend, judge_rubric, prompt, completion), calibration)
+        except (InferenceError, scoring.ScoresInvalid):
+            return None
+
+    def human(scores: object) -> float | None:
+        if not isinstance(scores, dict) or any(not isinstance(scores.get(k), int | float) for k in keys):
+            return None
+        return scoring.overall_of_values(criteria, {k: float(scores[k]) for k in keys})
+
+    async def judge(prompts, completions, **kwargs) -> list[float | None]:
+        began = time.monotonic()
+        groups: dict[str, list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            groups.setdefault(json.dumps(prompt_messages(prompt), sort_keys=True), []).append(i)
+        members = list(groups.values())
+        sent = members[: math.ceil(live.share * len(members))]
+        request = live.ask(
+            [
+                {"prompt": prompt_messages(prompts[g[0]]), "completions": [completion_text(completions[i]) for i in g]}
+                for g in sent
+            ]
+        )
+        loop = asyncio.get_running_loop()
+        calls = [loop.run_in_executor(pool, judged, p, c) for p, c in zip(prompts, completions, strict=True)]
+        rewards = list(await asyncio.gather(*calls))
+        answer = await loop.run_in_executor(None, live.answer, request)
+        scored = 0
+        for index, group in enumerate(sent):
+            people = answer.get(str(index)) or []
+            values = [human(s) for s in people] if len(people) == len(group) else []
+            if values and all(v is not None for v in values):  # scored whole: the reviewers' scale
+                scored += 1
+                for i, value in zip(group, values, strict=True):
+                    rewards[i] = value
+        live.emit(
+            "live_review",
+            id=request,
+            groups=len(members),
+            sent=len(sent),
+            human=scored,
+            waited_s=round(time.monotonic() - began, 3),
+        )
+        return rewards
+
+    judge.__name__ = JUDGE
+    return judge
+
+
+def build(
+    reward_plan: RewardPlan, *, triton_url: str | None, concurrency: int, backend=None, live: LiveReview | None = None
+) -> list[Callable]:
+    """The reward functions, in the plan's order (its names and weights); with `live`, the
+    judge's has reviewers inside the step."""
     funcs = [rule_reward(c) for c in reward_plan.rule_criteria]
     if reward_plan.judge_rubric is not None:
         if backend is None:
             from inference.backends.triton import TritonBackend
 
             backend = TritonBackend(triton_url)
-        funcs.append(judge_reward(reward_plan.judge_rubric, backend, concurrency=concurrency))
+        if live is not None:
+            funcs.append(live_judge_reward(reward_plan.judge_rubric, backend, concurrency=concurrency, live=live))
+        else:
+            funcs.append(judge_reward(reward_plan.judge_rubric, backend, concurrency=concurrency))
     return funcs

@@ -38,6 +38,7 @@ def train_start(
     from_version: int | None = None,
     rubric: Rubric | None = None,
     calibration: dict | None = None,
+    live_review: dict | None = None,
     created_by=None,
     idempotency_key: str | None = None,
     user=None,
@@ -97,6 +98,8 @@ def train_start(
     except ValueError as exc:
         raise ValidationError({"params": str(exc)}) from None
     spec = _reward_rubric(method, dataset_version, rubric)
+    if live_review is not None:
+        _live_review_check(method, live_review, spec)
     if spec and calibration:  # GRPO's judge reward maps the judge's scores through them
         spec = {
             **spec,
@@ -112,6 +115,7 @@ def train_start(
         "from_version": parent.number,
         "training": training,
         **({"rubric_spec": spec} if spec else {}),
+        **({"live_review": dict(live_review)} if live_review else {}),
         **key.params(),
     }
     for _ in range(5):  # a concurrent train run may take the number: take the next
@@ -152,6 +156,30 @@ def train_start(
         transaction.on_commit(lambda: executor.enqueue(run.pk))
     transaction.on_commit(lambda: broadcasts.run_changed(run.pk))
     return run, True
+
+
+LIVE_DEADLINE_MAX_S = 3600
+
+
+def _live_review_check(method: str, live_review: dict, spec: dict | None) -> None:
+    """Reviewers inside the RL step: GRPO only, a share of each step's groups in (0, 1], a
+    deadline of 1 to 3600 s, and a judge criterion that moves the reward (the reviewers score
+    what the judge would)."""
+    if method != "grpo":
+        raise ValidationError({"live_review": "reviewers inside the RL step is a GRPO mode"})
+    share, deadline = live_review.get("share"), live_review.get("deadline_s")
+    if set(live_review) != {"share", "deadline_s"}:
+        raise ValidationError({"live_review": "an object of exactly share and deadline_s"})
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+        raise ValidationError({"live_review": "share is a share of each step's groups, above 0 and at most 1"})
+    if isinstance(deadline, bool) or not isinstance(deadline, int | float) or not 1 <= deadline <= LIVE_DEADLINE_MAX_S:
+        raise ValidationError({"live_review": f"deadline_s is seconds from 1 to {LIVE_DEADLINE_MAX_S}"})
+    if not any(c.get("rule") is None and (c.get("weight") or 0) > 0 for c in (spec or {}).get("criteria", [])):
+        raise ValidationError(
+            {
+                "live_review": "the rubric has no judge criterion with a weight above 0: nothing for reviewers to score in the step"
+            }
+        )
 
 
 def _reward_rubric(method: str, dataset_version: DatasetVersion, rubric: Rubric | None) -> dict | None:
