@@ -13,7 +13,8 @@ reads the child's stdout line by line:
 
 The config file (JSON): method, base_hf_dir (the parent version's Hugging Face folder),
 output_dir (the child's own), dataset_path (JSONL), dataset_kind, params (as for `resolve`),
-rubric (grpo), triton_url (grpo with judge-scored criteria), judge_concurrency.
+rubric (grpo), triton_url (grpo with judge-scored criteria), judge_concurrency, live_review
+(grpo, optional: {"share", "deadline_s", "folder"}, reviewers inside the step).
 
 stdout carries only these JSON objects, one a line, each flushed (NaN and inf as null):
 
@@ -23,6 +24,11 @@ stdout carries only these JSON objects, one a line, each flushed (NaN and inf as
      "tokens_per_s", "learning_rate", "rewards": {function: mean} or null, "elapsed_s",
      "metrics": {every number TRL logged}}                          for each logged step
     {"event": "checkpoint", "step"}                                 after each checkpoint is saved
+    {"event": "review_request", "id", "deadline_s", "groups": [{"prompt", "completions"}]}
+                  live_review: a step's groups for reviewers; the parent writes what they
+                  scored to folder/<id>.json ({"groups": {index: [{criterion: score} or null]}})
+                  by the deadline, and the step waits for it (30 s more at most)
+    {"event": "live_review", "id", "groups", "sent", "human", "waited_s"}   the request's outcome
     {"event": "finished", "step", "stopped": "completed" | "cancelled", "hf_dir", "seconds",
      "steps_per_s"}                                                 exit code 0
     {"event": "error", "error": kind, "message"}                    exit code 2 for bad input
