@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_round import Api, free_port, manage, start  # noqa: E402
+from bench_round import Api, demo_up  # noqa: E402
 
 SEA = re.compile(r"\b(harbou?r|ship|boat|sea|tide|star|stars|sail|wave|waves|pilot|night|sky|compass|port)\b", re.I)
 SIGNED = re.compile(r"(?m)^\s*-\s*Aria\W*\Z")
@@ -73,23 +73,9 @@ def main() -> int:
     if args.work.exists() and any(args.work.iterdir()):
         raise SystemExit(f"{args.work} is not empty: remove it or pass another --work")
     args.work.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "DATA_DIR": str(args.work),
-        "MODELS_DIR": str(args.models_dir),
-        "HUEY_NAME": "bench-campaign",
-        "DATABASE_URL": "",
-        "REDIS_URL": "",
-    }
-    began = time.monotonic()
-    manage(env, "migrate", "--noinput", "-v", "0")
-    print(manage(env, "prepare_model").strip().splitlines()[-1])
-    manage(env, "seed_demo")
-    token = manage(env, "create_token", "admin", "--name", "bench").split("shp_", 1)[1].split()[0]
-    port = free_port()
-    server = start(env, port, args.work / "serve.log")
-    print(f"set up and started in {time.monotonic() - began:.0f} s")
-    api = Api(f"http://127.0.0.1:{port}", "shp_" + token)
+    seconds: dict = {}
+    server, api = demo_up(args.work, args.models_dir, "bench-campaign", seconds)
+    print(f"set up and started in {seconds['set_up'] + seconds['start']:.0f} s")
     spec = {
         "slug": "aria-bench",
         "name": "Aria, measured",

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_campaign import score  # noqa: E402
-from bench_round import Api, free_port, manage, start  # noqa: E402
+from bench_round import Api, demo_up  # noqa: E402
 
 
 def reviewer_loop(api: Api, stop: threading.Event, think_s: float, counts: dict) -> None:
@@ -76,27 +76,8 @@ def main() -> int:
     if args.work.exists() and any(args.work.iterdir()):
         raise SystemExit(f"{args.work} is not empty: remove it or pass another --work")
     args.work.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "DATA_DIR": str(args.work),
-        "MODELS_DIR": str(args.models_dir),
-        "HUEY_NAME": "bench-live-review",
-        "DATABASE_URL": "",
-        "REDIS_URL": "",
-    }
-    os.environ.update({k: env[k] for k in ("DATA_DIR", "MODELS_DIR", "HUEY_NAME", "DATABASE_URL")})
-    os.environ.pop("REDIS_URL", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "shaping_web.settings"
-    manage(env, "migrate", "--noinput", "-v", "0")
-    print(manage(env, "prepare_model").strip().splitlines()[-1])
-    manage(env, "seed_demo")
-    token = manage(env, "create_token", "admin", "--name", "bench").split("shp_", 1)[1].split()[0]
-    port = free_port()
-    server = start(env, port, args.work / "serve.log")
-    api = Api(f"http://127.0.0.1:{port}", "shp_" + token)
-    import django
-
-    django.setup()
+    seconds: dict = {}
+    server, api = demo_up(args.work, args.models_dir, "bench-live-review", seconds)
     from labelling.catalogue import services as catalogue_services
     from labelling.catalogue.schemas import PromptIn, PromptSetIn
     from labelling.datasets import services as dataset_services

@@ -110,6 +110,38 @@ def start(env: dict, port: int, log: Path) -> subprocess.Popen:
     raise SystemExit(f"the app did not start:\n{log.read_text()[-3000:]}")
 
 
+def demo_up(work: Path, models_dir: Path, huey_name: str, seconds: dict | None = None) -> tuple[subprocess.Popen, Api]:
+    """What `make run` starts, in `work` on the embedded defaults: migrate, prepare_model,
+    seed_demo, an admin's token, `serve`; this process set up for Django on the same data (so a
+    bench can read and write it directly). The server's process and the API as the admin."""
+    env = {
+        **os.environ,
+        "DATA_DIR": str(work),
+        "MODELS_DIR": str(models_dir),
+        "HUEY_NAME": huey_name,
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+    }
+    os.environ.update({k: env[k] for k in ("DATA_DIR", "MODELS_DIR", "HUEY_NAME", "DATABASE_URL")})
+    os.environ.pop("REDIS_URL", None)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "shaping_web.settings"
+    seconds = {} if seconds is None else seconds
+    began = time.monotonic()
+    manage(env, "migrate", "--noinput", "-v", "0")
+    print(manage(env, "prepare_model").strip().splitlines()[-1])
+    manage(env, "seed_demo")
+    seconds["set_up"] = time.monotonic() - began
+    token = manage(env, "create_token", "admin", "--name", "bench").split("shp_", 1)[1].split()[0]
+    port = free_port()
+    began = time.monotonic()
+    server = start(env, port, work / "serve.log")
+    seconds["start"] = time.monotonic() - began
+    import django
+
+    django.setup()
+    return server, Api(f"http://127.0.0.1:{port}", "shp_" + token)
+
+
 def train_and_evaluate(api: Api, dataset: str, args, training: dict, key: str) -> dict:
     began = time.monotonic()
     train = api(
@@ -239,32 +271,8 @@ def main() -> int:
     if args.work.exists() and any(args.work.iterdir()):
         raise SystemExit(f"{args.work} is not empty: remove it or pass another --work")
     args.work.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "DATA_DIR": str(args.work),
-        "MODELS_DIR": str(args.models_dir),
-        "HUEY_NAME": "bench-round",
-        "DATABASE_URL": "",
-        "REDIS_URL": "",
-    }
-    os.environ.update({k: env[k] for k in ("DATA_DIR", "MODELS_DIR", "HUEY_NAME", "DATABASE_URL")})
-    os.environ.pop("REDIS_URL", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "shaping_web.settings"
     seconds: dict[str, float] = {}
-    began = time.monotonic()
-    manage(env, "migrate", "--noinput", "-v", "0")
-    print(manage(env, "prepare_model").strip().splitlines()[-1])
-    manage(env, "seed_demo")
-    seconds["set_up"] = time.monotonic() - began
-    token = manage(env, "create_token", "admin", "--name", "bench").split("shp_", 1)[1].split()[0]
-    port = free_port()
-    began = time.monotonic()
-    server = start(env, port, args.work / "serve.log")
-    seconds["start"] = time.monotonic() - began
-    api = Api(f"http://127.0.0.1:{port}", "shp_" + token)
-    import django
-
-    django.setup()
+    server, api = demo_up(args.work, args.models_dir, "bench-round", seconds)
     results: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "seconds": seconds}
     try:
         began = time.monotonic()

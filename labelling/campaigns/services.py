@@ -12,6 +12,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from labelling.campaigns.policy import policy_checked
+from labelling.catalogue import services as catalogue_services
 from labelling.datasets.filters import prompt_bucket
 from labelling.models import Campaign, CampaignRound, Character, PipelineRun, Prompt, PromptSet, Rubric
 from labelling.runs import executor
@@ -81,7 +82,9 @@ def campaign_check(
             raise ValidationError({"live_review_share": "reviewers inside the RL step is a GRPO mode"})
         if not any(not c.is_rule and c.weight > 0 for c in criteria):
             raise ValidationError(
-                {"live_review_share": f"rubric {rubric.slug} has no judge criterion with a weight above 0 for reviewers to score in the step"}
+                {
+                    "live_review_share": f"rubric {rubric.slug} has no judge criterion with a weight above 0 for reviewers to score in the step"
+                }
             )
     kept, training = _pool_split(prompt_set, held_out)
     need = decisions.min_prompts()
@@ -108,16 +111,7 @@ def campaign_check(
 
 def _copy_prompts(slug: str, name: str, prompts: list[Prompt], *, why: str) -> PromptSet:
     prompt_set = PromptSet.objects.create(slug=slug[:80], name=name[:120], description=why)
-    Prompt.objects.bulk_create(
-        Prompt(
-            prompt_set=prompt_set,
-            external_id=f"{p.prompt_set.slug}/{p.external_id}"[:120],
-            messages=p.messages,
-            metadata={**p.metadata, "from_prompt": p.pk},
-            order=i,
-        )
-        for i, p in enumerate(prompts)
-    )
+    catalogue_services.prompts_copy(prompt_set=prompt_set, prompts=prompts, origin="from_prompt")
     return prompt_set
 
 

@@ -150,3 +150,19 @@ def prompts_add(*, prompt_set: PromptSet, prompts: Iterable[PromptIn]) -> list[P
             )
         )
     return Prompt.objects.bulk_create(rows)
+
+
+def prompts_copy(*, prompt_set: PromptSet, prompts: Iterable[Prompt], origin: str) -> None:
+    """Copies of prompts from other sets into `prompt_set`, in the order given: each keeps its
+    messages and metadata, is named `<its set>/<its id>`, and records the prompt it copies under
+    `metadata[origin]` (a dataset's held-out prompts, a campaign round's)."""
+    Prompt.objects.bulk_create(
+        Prompt(
+            prompt_set=prompt_set,
+            external_id=f"{p.prompt_set.slug}/{p.external_id}"[:120],
+            messages=p.messages,
+            metadata={**p.metadata, origin: p.pk},
+            order=i,
+        )
+        for i, p in enumerate(prompts)
+    )

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from labelling.catalogue import services as catalogue_services
 from labelling.datasets.filters import DatasetFilter, groups_for, held_out_prompt_ids, rubric_for
 from labelling.datasets.formats import FORMATS, rows_for
 from labelling.datasets.rewards import CALIBRATED_POLICY, REWARD_POLICY
@@ -109,16 +110,7 @@ def dataset_held_out_prompt_set(*, version: DatasetVersion) -> PromptSet:
                 .select_related("prompt_set")
                 .order_by("prompt_set__slug", "order", "pk")
             )
-            Prompt.objects.bulk_create(
-                Prompt(
-                    prompt_set=prompt_set,
-                    external_id=f"{p.prompt_set.slug}/{p.external_id}"[:120],
-                    messages=p.messages,
-                    metadata={**p.metadata, "held_out_from": p.pk},
-                    order=i,
-                )
-                for i, p in enumerate(prompts)
-            )
+            catalogue_services.prompts_copy(prompt_set=prompt_set, prompts=prompts, origin="held_out_from")
     if not prompt_set.prompts.exists():
         raise ValidationError({"dataset": f"{version.dataset} v{version.number} held out no prompt (too few prompts)"})
     return prompt_set
