@@ -3,10 +3,13 @@ calibration, one scale per GRPO group, routing, a round from generate to the tra
 tiny model in this process), the pause when the judge and the reviewers disagree, and rounds
 that never overlap."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.test import Client
+from django.utils import timezone
 
 from inference.backends.inprocess import InProcessBackend
 from inference.tasks import execute
@@ -14,7 +17,16 @@ from labelling.campaigns import runner, services
 from labelling.catalogue import services as catalogue_services
 from labelling.catalogue.schemas import CriterionIn, RubricIn
 from labelling.datasets.rewards import Gen, score_group
-from labelling.models import Campaign, CampaignRound, DatasetVersion, Group, Judgment, PipelineRun, PromptSet
+from labelling.models import (
+    Campaign,
+    CampaignRound,
+    DatasetVersion,
+    Generation,
+    Group,
+    Judgment,
+    PipelineRun,
+    PromptSet,
+)
 from shaping_core.calibration import apply, isotonic_table
 from tests.api.test_api import Api
 from tests.campaigns.conftest import scripted_review
@@ -248,3 +260,42 @@ def test_the_pages_escape_what_they_show_and_act_with_the_same_checks(pool, admi
     assert "rounds never overlap" in again and CampaignRound.objects.count() == 1
     paused = admin_client.post("/campaigns/aria-voice/action", {"action": "pause"}, follow=True).content.decode()
     assert 'id="campaign-status">paused<' in paused and "paused by ada" in paused
+
+
+def _round_one_promoted(campaign) -> CampaignRound:
+    """Round 1 as if it had run and promoted (its steps are other tests')."""
+    first = services.round_start(campaign=campaign)
+    CampaignRound.objects.filter(pk=first.pk).update(
+        step="done", outcome="promoted", finished_at=timezone.now(), started_at=timezone.now() - timedelta(hours=2)
+    )
+    first.refresh_from_db()
+    return first
+
+
+def test_the_reviews_trigger_opens_the_next_round_once_enough_groups_were_reviewed_since(pool, reviewer):
+    campaign = create(pool, trigger="reviews", policy={**SMALL, "trigger_reviews": 2})
+    first = _round_one_promoted(campaign)
+    assert runner.advance(campaign.pk) == "waiting for reviews: 0 of 2 groups reviewed since round 1 began"
+    run = PipelineRun.objects.create(kind="generate", character=pool["character"], prompt_set=pool["prompt_set"])
+    for prompt in pool["prompt_set"].prompts.order_by("pk")[:2]:
+        group = Group.objects.create(run=run, prompt=prompt, character=pool["character"], size=1)
+        generation = Generation.objects.create(group=group, index=0, messages=[], text="Aria here.", run=run)
+        Judgment.objects.create(
+            generation=generation, rubric=pool["rubric"], source="human", reviewer=reviewer, overall=1.0
+        )
+    assert runner.advance(campaign.pk).startswith("round 2: generate run")
+    assert campaign.rounds.get(number=2).parent_version == first.parent_version  # the current version
+
+
+def test_the_schedule_trigger_waits_for_its_time_and_no_trigger_runs_past_the_planned_rounds(pool):
+    campaign = create(pool, trigger="schedule", rounds=2, policy={**SMALL, "trigger_every_s": 3 * 3600})
+    first = _round_one_promoted(campaign)
+    assert runner.advance(campaign.pk).startswith("next round due at ")
+    CampaignRound.objects.filter(pk=first.pk).update(started_at=timezone.now() - timedelta(hours=4))
+    assert runner.advance(campaign.pk).startswith("round 2: generate run")
+    CampaignRound.objects.filter(campaign=campaign, number=2).update(
+        step="done", outcome="promoted", finished_at=timezone.now()
+    )
+    assert runner.advance(campaign.pk) == "every planned round has run"
+    with pytest.raises(ValidationError, match="all 2 planned rounds have run"):
+        services.round_start(campaign=campaign)
