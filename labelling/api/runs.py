@@ -107,6 +107,11 @@ class ReviseRunIn(_Revises):
     rubric: str = Field(..., description="rubric slug, latest version")
 
 
+class LiveReviewIn(BodyIn):
+    share: float = Field(..., gt=0, le=1, description="share of each step's groups sent to reviewers")
+    deadline_s: float = Field(..., ge=1, le=3600, description="how long a step waits for them")
+
+
 class TrainRunIn(BodyIn):
     """Train a new model version from a dataset version ([training.md](training.md))."""
 
@@ -121,6 +126,11 @@ class TrainRunIn(BodyIn):
         default_factory=dict,
         description="settings over the method's defaults (steps, learning_rate, beta, num_generations, "
         "loss_type, scale_rewards, reward_weights, lora, ...); the run records them all",
+    )
+    live_review: LiveReviewIn | None = Field(
+        None,
+        description="GRPO: reviewers inside the step; a share of each step's groups goes to the review queue and "
+        "the step waits for them up to deadline_s (docs/campaigns.md#reviewers-inside-the-rl-step)",
     )
 
 
@@ -307,6 +317,7 @@ def _train_create(request: HttpRequest, body: TrainRunIn):
         params=body.training,
         from_version=body.from_version,
         rubric=rubric,
+        live_review=body.live_review.model_dump() if body.live_review else None,
         created_by=request.user,
         idempotency_key=request.headers.get("Idempotency-Key") or None,
         user=request.user,

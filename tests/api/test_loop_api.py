@@ -133,3 +133,17 @@ def test_each_completion_names_the_model_version_that_wrote_it(api, world):
     assert [g["id"] for g in api.get("/generations", model_version=1).json()["items"]] == [made.pk]
     assert api.get("/generations", model_version=2).json() == {"items": [], "count": 0}
     assert api.get("/generations", model_version=0).status_code == 422
+
+
+def test_a_train_request_with_reviewers_inside_the_step_is_checked_and_recorded(api, grpo_prompts, world):
+    from labelling.models import PipelineRun
+
+    body = {"kind": "train", "dataset": "mira@1", "method": "grpo", "live_review": {"share": 0.5, "deadline_s": 30}}
+    before = PipelineRun.objects.count()
+    refused = api.post("/runs", {**body, "live_review": {"share": 0, "deadline_s": 30}})
+    assert refused.status_code == 422 and "live_review" in str(refused.json()["errors"])
+    refused = api.post("/runs", {**body, "live_review": {"share": 0.5, "deadline_s": 30, "when": "now"}})
+    assert refused.status_code == 422 and PipelineRun.objects.count() == before
+    made = api.post("/runs", body)  # the dataset's rubric: one judge criterion, all the weight
+    assert made.status_code == 201, made.content
+    assert PipelineRun.objects.get(pk=made.json()["id"]).params["live_review"] == {"share": 0.5, "deadline_s": 30.0}

@@ -110,6 +110,12 @@ def _rules_only():
         (lambda pool: {"policy": {"review_shar": 0.5}}, "policy", "unknown field(s): review_shar"),
         (lambda pool: {"policy": {"review_share": 2}}, "review_share", "from 0.0 to 1.0"),
         (lambda pool: {"trigger": "hourly"}, "trigger", "one of manual"),
+        (lambda pool: {"policy": {"live_review_share": 0.5}}, "live_review_share", "no judge criterion with a weight"),
+        (
+            lambda pool: {"method": "sft", "policy": {"live_review_share": 0.5}},
+            "live_review_share",
+            "a GRPO mode",
+        ),
         (lambda pool: {"slug": "Not A Slug"}, "slug", "a slug"),
     ],
 )

@@ -62,6 +62,7 @@ def train_start(
             "params": dict(params or {}),
             "from_version": from_version,
             "rubric": rubric and rubric.pk,
+            **({"live_review": dict(live_review)} if live_review else {}),
         },
     )
     if (existing := key.run()) is not None:
