@@ -16,6 +16,7 @@ import logging
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
@@ -54,9 +55,17 @@ def advance(campaign_id: int) -> str:
         for _ in range(len(S)):  # each pass moves one step or stops
             before = rnd.step
             try:
-                said = STEPS[rnd.step](campaign, rnd)
+                with transaction.atomic():  # a step that fails leaves nothing half-made
+                    said = STEPS[rnd.step](campaign, rnd)
             except ValidationError as exc:  # a step's own refusal: say it, change nothing more
+                rnd.refresh_from_db()
                 said = _pause(campaign, rnd, f"round {rnd.number}, step {rnd.step}: {'; '.join(exc.messages)}")
+            except Exception as exc:  # noqa: BLE001 - recorded as the pause's reason, and logged
+                log.exception("campaign %s round %s: step %s failed", campaign.slug, rnd.number, rnd.step)
+                rnd.refresh_from_db()
+                said = _pause(
+                    campaign, rnd, f"round {rnd.number}, step {rnd.step} failed: {type(exc).__name__}: {exc}"[:2000]
+                )
             rnd.save()
             if rnd.step == before or rnd.finished_at is not None or campaign.status != Campaign.Status.ACTIVE:
                 return said

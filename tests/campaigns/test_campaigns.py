@@ -305,3 +305,26 @@ def test_the_schedule_trigger_waits_for_its_time_and_no_trigger_runs_past_the_pl
     assert runner.advance(campaign.pk) == "every planned round has run"
     with pytest.raises(ValidationError, match="all 2 planned rounds have run"):
         services.round_start(campaign=campaign)
+
+
+def test_a_step_that_fails_pauses_the_campaign_saying_why_and_leaves_nothing_half_made(queue, pool, monkeypatch):
+    campaign = create(pool)
+    services.round_start(campaign=campaign)
+    rnd = _generated(campaign)
+
+    def broken(rnd):
+        Group.objects.filter(run=rnd.generate_run).update(overlap_target=1)  # a write, then the fault
+        raise RuntimeError("the routing table is on fire")
+
+    monkeypatch.setattr(runner.routing, "route", broken)
+    said = runner.advance(campaign.pk)
+    campaign.refresh_from_db()
+    rnd.refresh_from_db()
+    assert campaign.status == "paused" and said.startswith("paused: round 1, step generate failed: RuntimeError")
+    assert rnd.step == "generate" and rnd.routing == {}
+    assert set(Group.objects.filter(run=rnd.generate_run).values_list("overlap_target", flat=True)) == {0}
+    monkeypatch.undo()
+    services.campaign_resume(campaign=campaign)
+    runner.advance(campaign.pk)
+    rnd.refresh_from_db()
+    assert rnd.step == "review" and rnd.routing["groups"]  # resumed at its step, and went on
