@@ -60,6 +60,31 @@ def review_all(api: Api) -> int:
     return reviewed
 
 
+def campaign_spec(rounds: int = 3, steps: int = 20, prompts_per_round: int = 12, held_out: float = 0.25) -> dict:
+    """The campaign this bench runs (docs/campaigns.md shows it with these defaults)."""
+    return {
+        "slug": "aria-bench",
+        "name": "Aria, measured",
+        "character": "aria",
+        "rubric": "aria-voice",
+        "prompt_set": "aria-everyday",
+        "held_out": held_out,
+        "method": "grpo",
+        "trigger": "continuous",
+        "rounds": rounds,
+        "policy": {
+            "prompts_per_round": prompts_per_round,
+            "max_tokens": 96,
+            "temperature": 0.7,
+            "review_share": 0.25,
+            "audit_share": 0.1,
+            "min_agreement": -1.0,
+            "review_deadline_s": 600,
+            "training": {"steps": steps, "seed": 3},
+        },
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=ROOT / "data" / "bench-campaign")
@@ -76,27 +101,7 @@ def main() -> int:
     seconds: dict = {}
     server, api = demo_up(args.work, args.models_dir, "bench-campaign", seconds)
     print(f"set up and started in {seconds['set_up'] + seconds['start']:.0f} s")
-    spec = {
-        "slug": "aria-bench",
-        "name": "Aria, measured",
-        "character": "aria",
-        "rubric": "aria-voice",
-        "prompt_set": "aria-everyday",
-        "held_out": args.held_out,
-        "method": "grpo",
-        "trigger": "continuous",
-        "rounds": args.rounds,
-        "policy": {
-            "prompts_per_round": args.prompts_per_round,
-            "max_tokens": 96,
-            "temperature": 0.7,
-            "review_share": 0.25,
-            "audit_share": 0.1,
-            "min_agreement": -1.0,
-            "review_deadline_s": 600,
-            "training": {"steps": args.steps, "seed": 3},
-        },
-    }
+    spec = campaign_spec(args.rounds, args.steps, args.prompts_per_round, args.held_out)
     reviewed = 0
     try:
         api("POST", "/campaigns", spec)

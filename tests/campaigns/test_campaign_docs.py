@@ -6,6 +6,7 @@ import json
 
 from django.core.management import call_command
 
+from bench.bench_campaign import campaign_spec
 from labelling.campaigns import services
 from labelling.models import Campaign
 from tests.campaigns.conftest import ROUND_LINE
@@ -28,15 +29,20 @@ def test_the_documented_spec_and_commands_create_and_show_the_campaign(demo, tmp
         "grpo",
         3,
     )
-    assert campaign.held_out.prompts.count() >= 6 and campaign.policy["training"] == {"steps": 20}
+    assert campaign.held_out.prompts.count() >= 6 and campaign.policy["training"] == {"steps": 20, "seed": 3}
     assert "created, 3 rounds, trigger continuous" in capsys.readouterr().out
     services.round_start(campaign=campaign)
     call_command(*commands[2])
-    assert capsys.readouterr().out.splitlines() == ["campaign aria-everyday: active", "round 1: at generate"]
+    assert capsys.readouterr().out.splitlines() == ["campaign aria-bench: active", "round 1: at generate"]
+
+
+def test_the_documented_spec_is_the_one_the_benchmark_runs():
+    (spec,) = code_blocks(PAGE, "json")
+    assert json.loads(spec) == campaign_spec()
 
 
 def test_the_output_sample_has_the_form_the_command_prints():
     (sample,) = code_blocks(PAGE, "text")
     *rounds, last = sample.strip().splitlines()
     assert rounds and all(ROUND_LINE.fullmatch(line) for line in rounds), rounds
-    assert last.startswith("campaign aria-everyday: stopped: round ")
+    assert last == "campaign aria-bench: finished: all 3 rounds ran"
