@@ -20,7 +20,7 @@ DEFAULTS: dict = {
     "live_review_share": 0.0,  # GRPO: share of each step's groups sent live to reviewers (0: off)
     "live_review_deadline_s": 30,  # how long a step waits for them; the calibrated judge fills in
     "completions_per_prompt": 4,  # the evaluation's, each side
-    "seed": 1234,  # the evaluation's sampling seed
+    "seed": 1234,  # the evaluation's sampling seed; round N generates with seed + N
     "human_pairs": 0,  # blind A/B pairs per evaluation
     "ab_deadline_s": 900,  # how long the verdict waits for reviewers' choices
     "trigger_reviews": 20,  # trigger "reviews": groups reviewers scored since the last round began

@@ -128,7 +128,11 @@ def _generate(campaign: Campaign, rnd: CampaignRound) -> str:
             rubric=campaign.rubric,
             group_size=policy["group_size"],
             params={
-                "sampling": {"max_tokens": policy["max_tokens"], "temperature": policy["temperature"]},
+                "sampling": {
+                    "max_tokens": policy["max_tokens"],
+                    "temperature": policy["temperature"],
+                    "seed": policy["seed"] + rnd.number,  # each round its own draws, the same on a rerun
+                },
                 "generator_version": rnd.parent_version.number,
                 "review_overlap": 0,  # closed to reviewers until routed
                 "campaign": campaign.slug,

@@ -49,12 +49,13 @@ def pool(db, admin_user):
 
 def scripted_review(api, score_of) -> int:
     """Review every group the queue hands this token's user, each judge criterion scored by
-    `score_of(text)`; how many groups it reviewed."""
+    `score_of(completion, criterion)` (the completion as the API gives it: generation id, text);
+    how many groups it reviewed."""
     reviewed = 0
     while (held := api.post("/review/next", {})).status_code == 200:
         group = held.json()
         scores = {
-            c["generation"]: {k["key"]: score_of(c["text"], k) for k in group["criteria"] if not k["rule"]}
+            c["generation"]: {k["key"]: score_of(c, k) for k in group["criteria"] if not k["rule"]}
             for c in group["completions"]
         }
         answer = api.post(

@@ -85,7 +85,7 @@ def test_a_campaign_runs_its_rounds_unattended_and_resumes_after_its_worker_dies
         deadline = time.monotonic() + 900
         while command.poll() is None:
             assert time.monotonic() < deadline, [log.read_text()[-3000:] for log in logs if log.exists()]
-            scripted_review(reviewing, lambda text, c: 5 if "Aria" in text else 1)
+            scripted_review(reviewing, lambda completion, c: 5 if "Aria" in completion["text"] else 1)
             first = campaign.rounds.filter(number=1).first()
             if not restarted and first is not None and first.step == CampaignRound.Step.TRAIN:
                 pipeline.kill()  # mid-round: its polls die with it, the next consumer goes on

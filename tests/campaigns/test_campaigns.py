@@ -198,7 +198,9 @@ def test_a_round_routes_a_share_to_reviewers_calibrates_freezes_and_trains(queue
     assert set(groups.filter(overlap_target=1).values_list("pk", flat=True)) == routed
     assert "waiting for reviewers (0 of" in runner.advance(campaign.pk)
 
-    reviewed = scripted_review(Api(client, token_of(reviewer)), lambda text, c: 5 if "Aria" in text else 1)
+    reviewed = scripted_review(
+        Api(client, token_of(reviewer)), lambda completion, c: 5 if "Aria" in completion["text"] else 1
+    )
     assert reviewed == len(routed)  # the queue offered the routed groups, and only those
     said = runner.advance(campaign.pk)
     rnd.refresh_from_db()
@@ -226,7 +228,8 @@ def test_a_judge_the_reviewers_disagree_with_pauses_the_campaign_before_it_train
             ],
         )
     )  # fmt: skip
-    campaign = create(pool, rubric=rubric, policy={**SMALL, "review_share": 1.0, "audit_share": 0.0, "calibration_min_pairs": 4, "min_agreement": 0.5})  # fmt: skip
+    policy = {**SMALL, "prompts_per_round": 10, "review_share": 1.0, "audit_share": 0.0, "calibration_min_pairs": 4, "min_agreement": 0.5}  # fmt: skip
+    campaign = create(pool, rubric=rubric, policy=policy)
     services.round_start(campaign=campaign)
     rnd = _generated(campaign)
     runner.advance(campaign.pk)
@@ -234,17 +237,19 @@ def test_a_judge_the_reviewers_disagree_with_pauses_the_campaign_before_it_train
         j.generation_id: j.scores.get(criterion__key="voice").score
         for j in Judgment.objects.filter(generation__group__run=rnd.generate_run, source="judge", status="ok")
     }
-    by_text = {g.text: judge.get(g.pk, 3) for g in rnd.generate_run.generations.all()}
     if len(set(judge.values())) > 1:  # the judge, reversed: the best monotone fit is a flat line
-        score = lambda text, c: 6 - by_text.get(text, 3)  # noqa: E731
+        score = lambda completion, c: 6 - judge.get(completion["generation"], 3)  # noqa: E731
     else:  # a judge that says one thing of every answer: reviewers who tell them apart
         flip = iter(range(10**6))
-        score = lambda text, c: 1 if next(flip) % 2 else 5  # noqa: E731
+        score = lambda completion, c: 1 if next(flip) % 2 else 5  # noqa: E731
+    # Either way the fit is one flat line at the reviewers' mean: alpha 1/(2n) on n completions.
     scripted_review(Api(client, token_of(reviewer)), score)
     said = runner.advance(campaign.pk)
     campaign.refresh_from_db()
     rnd.refresh_from_db()
-    assert campaign.status == "paused" and rnd.step == "calibrate" and rnd.train_run is None, said
+    assert campaign.status == "paused" and rnd.step == "calibrate" and rnd.train_run is None, (said, rnd.calibration)
+    voice = rnd.calibration["voice"]
+    assert voice["calibrated"] and voice["alpha_calibrated"] == pytest.approx(1 / (2 * voice["n"]), abs=1e-4), voice
     assert "agreement on criterion 'voice'" in campaign.status_reason and "min_agreement 0.5" in campaign.status_reason
     assert DatasetVersion.objects.count() == 0  # nothing frozen, nothing trained
     services.campaign_resume(campaign=campaign)  # the check runs again, on the same scores

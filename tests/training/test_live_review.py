@@ -68,7 +68,7 @@ def test_a_grpo_step_waits_for_reviewers_and_rewards_their_groups_from_their_sco
     reviewed = 0
     deadline = time.monotonic() + 300
     while trainer.is_alive() and time.monotonic() < deadline:
-        reviewed += scripted_review(reviewing, lambda text, c: 5 if "Aria" in text else 1)
+        reviewed += scripted_review(reviewing, lambda completion, c: 5 if "Aria" in completion["text"] else 1)
         time.sleep(0.2)
     trainer.join(60)
     run.refresh_from_db()
