@@ -135,6 +135,8 @@ def main() -> int:
             }
     finally:
         stop.set()
+        if reviewer.is_alive():
+            reviewer.join(timeout=60)  # its last request answered before the server goes
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
     (args.work / "live_review.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
