@@ -163,7 +163,7 @@ def _train(run: PipelineRun, mine: int, config_path: Path, work: Path, cancelled
     finished: dict | None = None
     error: dict | None = None
     last_broadcast = 0.0
-    steps_seen = [0]  # the last step the trainer reported: a review request belongs to the next
+    last_step = 0  # the last step the trainer reported: a review request belongs to the next
     try:
         for line in child.stdout:
             try:
@@ -179,19 +179,19 @@ def _train(run: PipelineRun, mine: int, config_path: Path, work: Path, cancelled
                     training_services.train_resumed(run_id=run.pk, step=int(event["resumed_from"]))
                 execution.run_progress(run_id=run.pk, execution=mine, done=event.get("resumed_from") or 0)
             elif kind == "step":
-                steps_seen[0] = int(event["step"])
+                last_step = int(event["step"])
                 training_services.training_step_record(run_id=run.pk, step=int(event["step"]), metrics=event)
                 now = time.monotonic()
                 if now - last_broadcast >= BROADCAST_EVERY_S or event["step"] >= run.total_items:
                     execution.run_progress(run_id=run.pk, execution=mine, done=int(event["step"]))
                     last_broadcast = now
             elif kind == "review_request":
-                _live_review_serve(run, event, work, steps_seen)
+                _live_review_serve(run, event, work)
             elif kind == "live_review":
                 live_reviews.live_review_record(
                     train_run_id=run.pk,
                     entry={k: event.get(k) for k in ("id", "groups", "sent", "human", "waited_s")}
-                    | {"step": steps_seen[0] + 1},
+                    | {"step": last_step + 1},
                 )
             elif kind == "finished":
                 finished = event
@@ -212,7 +212,7 @@ def _train(run: PipelineRun, mine: int, config_path: Path, work: Path, cancelled
     return finished
 
 
-def _live_review_serve(run: PipelineRun, event: dict, work: Path, steps_seen: list[int]) -> None:
+def _live_review_serve(run: PipelineRun, event: dict, work: Path) -> None:
     """A step's groups for reviewers: served on a thread of its own (the trainer waits for the
     answer, the event loop goes on reading), the answer written whole into the live folder."""
     folder = work / "live"

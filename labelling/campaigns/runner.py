@@ -50,7 +50,11 @@ def advance(campaign_id: int) -> str:
             why = _trigger_waits(campaign)
             if why:
                 return why
-            rnd = services.round_open(campaign)
+            try:
+                rnd = services.round_open(campaign)
+            except ValidationError as exc:
+                services.campaign_pause(campaign=campaign, reason="; ".join(exc.messages))
+                return f"paused: {'; '.join(exc.messages)}"
             log.info("campaign %s: round %s opened (trigger %s)", campaign.slug, rnd.number, campaign.trigger)
         for _ in range(len(S)):  # each pass moves one step or stops
             before = rnd.step

@@ -28,9 +28,10 @@ MIN_TRAINING_PROMPTS = 2
 def _pool_split(prompt_set: PromptSet, held_out: float) -> tuple[list[Prompt], list[Prompt]]:
     """The pool's prompts kept out of training (by the hash datasets use: the same prompts on
     every call) and the rest, each in the set's order."""
-    prompts = list(prompt_set.prompts.order_by("order", "pk"))
-    kept = [p for p in prompts if prompt_bucket(prompt_set.slug, p.external_id) < held_out]
-    return kept, [p for p in prompts if p not in kept]
+    kept, rest = [], []
+    for p in prompt_set.prompts.order_by("order", "pk"):
+        (kept if prompt_bucket(prompt_set.slug, p.external_id) < held_out else rest).append(p)
+    return kept, rest
 
 
 def campaign_check(
@@ -179,7 +180,8 @@ def training_prompts(campaign: Campaign) -> list[Prompt]:
 def round_open(campaign: Campaign) -> CampaignRound:
     """The campaign's next round, generating with the current version on the next slice of the
     pool's training prompts (in turn, from the start again once every one has had its round).
-    Call it inside the campaign's lock (`runner.locked`); a round already open is returned."""
+    Call it inside the campaign's lock (`locked`); a round already open is returned. Refused
+    (ValidationError) when the round's prompt set name is taken by another set."""
     if (open_round := campaign.rounds.filter(finished_at__isnull=True).first()) is not None:
         return open_round
     number = (campaign.rounds.aggregate(n=Max("number"))["n"] or 0) + 1
@@ -188,9 +190,14 @@ def round_open(campaign: Campaign) -> CampaignRound:
     start = ((number - 1) * per) % len(pool)
     chosen = (pool[start:] + pool[:start])[:per]
     parent = generator_selectors.generator_version_checked(None)
+    slug = f"{campaign.slug}-r{number}"
+    if PromptSet.objects.filter(slug=slug).exists():
+        raise ValidationError(
+            {"round": f"round {number} keeps its prompts in a prompt set {slug}, and one exists: rename it"}
+        )
     with transaction.atomic():
         prompts = _copy_prompts(
-            f"{campaign.slug}-r{number}",
+            slug,
             f"{campaign.name}: round {number}",
             chosen,
             why=f"The prompts round {number} of campaign {campaign.slug} generated on.",
@@ -242,22 +249,28 @@ def campaign_pause(*, campaign: Campaign, reason: str) -> Campaign:
 def campaign_resume(*, campaign: Campaign) -> Campaign:
     """Active again: the open round goes on from its step (a run of it that failed or was
     cancelled is resumed first; the check that paused it runs again)."""
-    with transaction.atomic():
-        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    with locked(campaign.pk) as campaign:
         if campaign.status not in (Campaign.Status.PAUSED, Campaign.Status.STOPPED):
             raise ValidationError(
                 {"status": f"campaign {campaign.slug} is {campaign.status}; only a paused or stopped one resumes"}
             )
         if campaign.status == Campaign.Status.STOPPED and campaign.rounds.count() >= campaign.rounds_planned:
             raise ValidationError({"rounds": f"all {campaign.rounds_planned} planned rounds have run"})
-        current = campaign.rounds.filter(finished_at__isnull=True).first()
-        for run in (current.generate_run, current.train_run) if current else ():
-            if run is not None and run.status in (PipelineRun.Status.FAILED, PipelineRun.Status.CANCELLED):
+        current = campaign.rounds.filter(finished_at__isnull=True).select_related("evaluation").first()
+        for run in _round_runs(current) if current else ():
+            if run.status in (PipelineRun.Status.FAILED, PipelineRun.Status.CANCELLED):
                 run_services.run_resume(run=run)
         campaign.status, campaign.status_reason, campaign.poll_at = Campaign.Status.ACTIVE, "", None
         campaign.save(update_fields=["status", "status_reason", "poll_at"])
     transaction.on_commit(lambda: executor.campaign_poll(campaign.pk))
     return campaign
+
+
+def _round_runs(rnd: CampaignRound) -> list[PipelineRun]:
+    """The runs a round has started: its generate run, its train run, its evaluation's two sides."""
+    evaluation = rnd.evaluation
+    sides = [evaluation.candidate_run, evaluation.baseline_run] if evaluation else []
+    return [run for run in (rnd.generate_run, rnd.train_run, *sides) if run is not None]
 
 
 def step_moved(rnd: CampaignRound, step: str) -> None:

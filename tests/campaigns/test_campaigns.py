@@ -333,3 +333,27 @@ def test_a_step_that_fails_pauses_the_campaign_saying_why_and_leaves_nothing_hal
     runner.advance(campaign.pk)
     rnd.refresh_from_db()
     assert rnd.step == "review" and rnd.routing["groups"]  # resumed at its step, and went on
+
+
+def test_a_failed_run_pauses_the_campaign_and_resume_queues_it_again(pool):
+    campaign = create(pool)
+    services.round_start(campaign=campaign)
+    runner.advance(campaign.pk)
+    rnd = campaign.rounds.get()
+    PipelineRun.objects.filter(pk=rnd.generate_run_id).update(
+        status="failed", errors=[{"item": None, "error": "BackendUnavailable", "message": "triton is down"}]
+    )
+    said = runner.advance(campaign.pk)
+    campaign.refresh_from_db()
+    assert campaign.status == "paused" and "generate run" in said and "(triton is down)" in campaign.status_reason
+    services.campaign_resume(campaign=campaign)
+    assert PipelineRun.objects.get(pk=rnd.generate_run_id).status == "queued"  # resumed with the campaign
+    assert runner.advance(campaign.pk).startswith("round 1: waiting for generate run")
+
+
+def test_a_round_whose_prompt_set_name_is_taken_is_refused_and_makes_nothing(pool):
+    campaign = create(pool, trigger="continuous")
+    PromptSet.objects.create(slug="aria-voice-r1", name="someone else's")
+    with pytest.raises(ValidationError, match="prompt set aria-voice-r1, and one exists: rename it"):
+        services.round_start(campaign=campaign)
+    assert campaign.rounds.count() == 0 and campaign.status == "active"

@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference.errors import InferenceError, InvalidRequest
@@ -121,12 +121,10 @@ def rule_reward(criterion: dict) -> Callable:
     return reward
 
 
-def judge_reward(judge_rubric: dict, backend, *, concurrency: int) -> Callable:
-    """An async reward function: TRL runs it on its own event loop; the blocking judge calls run
-    on a pool of `concurrency` threads (the Triton backend keeps one client per thread)."""
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge")
+def _judge_scorer(judge_rubric: dict, backend) -> Callable:
+    """One completion's judge reward on 0..1 (None when the judge fails or its answer does not
+    fit the rubric), through a campaign's calibration tables where the rubric carries them."""
     criteria = scoring.criteria_of(judge_rubric)
-    # A campaign's judge, calibrated against its reviewers: each criterion's table, if any.
     calibration = {c["key"]: c["calibration"] for c in judge_rubric["criteria"] if c.get("calibration")} or None
 
     def score(prompt, completion) -> float | None:
@@ -134,6 +132,15 @@ def judge_reward(judge_rubric: dict, backend, *, concurrency: int) -> Callable:
             return scoring.overall(criteria, judged_scores(backend, judge_rubric, prompt, completion), calibration)
         except (InferenceError, scoring.ScoresInvalid):
             return None
+
+    return score
+
+
+def judge_reward(judge_rubric: dict, backend, *, concurrency: int) -> Callable:
+    """An async reward function: TRL runs it on its own event loop; the blocking judge calls run
+    on a pool of `concurrency` threads (the Triton backend keeps one client per thread)."""
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge")
+    score = _judge_scorer(judge_rubric, backend)
 
     async def judge(prompts, completions, **kwargs) -> list[float | None]:
         loop = asyncio.get_running_loop()
@@ -159,10 +166,13 @@ class LiveReview:
     emit: Callable[..., None]
     grace_s: float = 30.0  # past the deadline, for the parent to write its answer
     requests: int = 0
+    # This child's own: a trainer resumed from a checkpoint (same run, maybe the same pid in a
+    # container) never asks under an id an earlier trainer used.
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def ask(self, groups: list[dict]) -> str:
         self.requests += 1
-        request = f"{os.getpid()}-{self.requests}"
+        request = f"{self.token}-{self.requests}"
         self.emit("review_request", id=request, deadline_s=self.deadline_s, groups=groups)
         return request
 
@@ -187,13 +197,7 @@ def live_judge_reward(judge_rubric: dict, backend, *, concurrency: int, live: Li
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge")
     criteria = scoring.criteria_of(judge_rubric)
     keys = [c.key for c in criteria]
-    calibration = {c["key"]: c["calibration"] for c in judge_rubric["criteria"] if c.get("calibration")} or None
-
-    def judged(prompt, completion) -> float | None:
-        try:
-            return scoring.overall(criteria, judged_scores(backend, judge_rubric, prompt, completion), calibration)
-        except (InferenceError, scoring.ScoresInvalid):
-            return None
+    judged = _judge_scorer(judge_rubric, backend)
 
     def human(scores: object) -> float | None:
         if not isinstance(scores, dict) or any(not isinstance(scores.get(k), int | float) for k in keys):

@@ -10,13 +10,14 @@ the train run (`params["live_review_log"]`): groups in the step, sent, scored, s
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import time
 from collections import defaultdict
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Prefetch
 from django.utils import timezone
 
 from labelling.datasets.storage import dataset_path
@@ -29,9 +30,11 @@ def _key(messages: list[dict]) -> str:
     return json.dumps([{"role": m["role"], "content": m["content"]} for m in messages], sort_keys=True)
 
 
-def _source_groups(train_run: PipelineRun) -> dict[str, int]:
-    """The train run's dataset rows: a prompt's messages -> the group its row came from."""
-    version = DatasetVersion.objects.get(pk=train_run.params["dataset_version"])
+@functools.lru_cache(maxsize=8)
+def _source_groups(dataset_version_id: int) -> dict[str, int]:
+    """A dataset version's rows: a prompt's messages -> the group its row came from (read once
+    per version and process: a frozen version never changes)."""
+    version = DatasetVersion.objects.get(pk=dataset_version_id)
     out = {}
     with dataset_path(version).open(encoding="utf-8") as rows:
         for line in rows:
@@ -47,7 +50,7 @@ def live_groups_open(*, train_run: PipelineRun, request: str, groups: list[dict]
     key = f"train/{train_run.pk}/live/{request}"
     if (made := PipelineRun.objects.filter(idempotency_key=key).first()) is not None:
         return made
-    sources = sources if sources is not None else _source_groups(train_run)
+    sources = sources if sources is not None else _source_groups(train_run.params["dataset_version"])
     originals = {
         g.pk: g for g in Group.objects.filter(pk__in=set(sources.values())).select_related("prompt", "character")
     }
@@ -88,9 +91,12 @@ def live_groups_open(*, train_run: PipelineRun, request: str, groups: list[dict]
 def live_scores(run: PipelineRun, groups: list[dict]) -> dict[str, list]:
     """What reviewers scored, per group as sent (its index): one {criterion: mean score} or None
     per completion; a group not made (no source) or not scored at all is left out."""
-    by_prompt = {
-        _key(g.generations.first().messages): g for g in Group.objects.filter(run=run) if g.generations.exists()
-    }
+    originals = Prefetch("generations", queryset=Generation.objects.filter(revision=0).order_by("index"))
+    by_prompt = {}  # a prompt's messages -> its group's completions, in order
+    for group in Group.objects.filter(run=run).prefetch_related(originals):
+        generations = list(group.generations.all())
+        if generations:
+            by_prompt[_key(generations[0].messages)] = generations
     scores: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     for judgment in Judgment.objects.filter(
         generation__group__run=run, source=Judgment.Source.HUMAN, status=Judgment.Status.OK
@@ -99,10 +105,9 @@ def live_scores(run: PipelineRun, groups: list[dict]) -> dict[str, list]:
             scores[judgment.generation_id][s.criterion.key].append(s.score)
     out = {}
     for index, g in enumerate(groups):
-        group = by_prompt.get(_key(g["prompt"]))
-        if group is None:
+        generations = by_prompt.get(_key(g["prompt"]))
+        if generations is None:
             continue
-        generations = list(Generation.objects.filter(group=group, revision=0).order_by("index"))
         per = [
             {k: statistics.fmean(v) for k, v in scores[gen.pk].items()} if gen.pk in scores else None
             for gen in generations
