@@ -17,13 +17,25 @@ loop, on the same weights and the same GPU, each figure against its baseline in 
 5. raw: the same engine driven directly from one thread (no contract, no thread per
    request): what inference/engine/paged.py adds to a step; and whether the engine's step lets other
    Python threads run (a counting thread's rate during steps against its rate alone).
+6. triton: the paged export served by tritonserver (the bundled server, `--model-config-name=gpu`:
+   triton_models/*/configs/gpu.pbtxt), through the app's Triton backend: one request, R, 4R and 8R
+   concurrent, against the paged stage's same rows (what Triton costs).
+7. run: a generate + judge run (--run-prompts x 4, --run-tokens) through a huey consumer and that
+   tritonserver, against the raw backend driven by the task manager (bench/bench_pipeline.py).
+8. train: GRPO train runs as the training worker executes them (LoRA, then the full model) from
+   the paged export and its Hugging Face weights registered as the base version: steps/s, peak GPU
+   memory, and the export to a served version (converted as its parent was built, loaded beside
+   it in tritonserver) with the seconds from the last step to the version answering there.
 
 Each stage runs in a process of its own (GPU memory is freed between them; a stage that
 fails leaves the others' figures) and appends its figures to --json. Tokens/s counts the
 tokens each request generated.
 
     python bench/bench_gpu.py --work /tmp/gpu-bench [--stages build,transformers,static,paged]
-        [--requests 8] [--max-tokens 128] [--json FILE]
+        [--requests 8] [--max-tokens 128] [--json FILE] [--deadline-s S]
+
+bench/gpu_run.sh runs the build, paged, triton, run and train stages on a GPU machine that has
+no network, from the packages bench/gpu_bundle.sh packs here.
     python bench/bench_gpu.py --work /tmp/gpu-dry --dry-run    # the tiny model on the CPU, to check the script
 """
 
@@ -32,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -41,7 +54,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-STAGES = ("build", "transformers", "static", "paged", "raw")
+STAGES = ("build", "transformers", "static", "paged", "raw", "triton", "run", "train")
+# A stage left with less than this many seconds before --deadline-s is skipped, not started.
+STAGE_MIN_S = {"build": 60, "paged": 20, "triton": 45, "run": 60, "train": 90}
 
 
 def messages(i: int) -> list[dict]:
@@ -96,7 +111,8 @@ def stage_build(args) -> None:
     started = time.monotonic()
     # The weights first, on their own: the transformers stage needs only them.
     build_hf(PRESETS[preset], hf, SEED)
-    build(None, static, from_hf=hf, force=True, target=target)
+    if args.static_build:
+        build(None, static, from_hf=hf, force=True, target=target)
     built_static = time.monotonic() - started
     build(None, paged, from_hf=hf, force=True, target=target, paged=not args.dry_run)
     config_path = paged / "genai_config.json"
@@ -225,6 +241,10 @@ def stage_paged(args) -> None:
     for size in (args.requests, 4 * args.requests, 8 * args.requests):
         results, elapsed = concurrently(engine, [(messages(i), greedy) for i in range(size)])
         rows.append(row(f"{size} concurrent", tokens_of(results), elapsed))
+    if args.quick:  # the rows the triton stage is compared with, and no more
+        engine.close()
+        record(args, "paged", rows, stats=engine.stats())
+        return
     # The judge: guided, greedy, one completion per request (inference/judging.py).
     from inference.judging import run_judge
 
@@ -343,6 +363,190 @@ def stage_raw(args) -> None:
     record(args, "raw", rows, **extra)
 
 
+def _server(args, work: Path, **fields):
+    """The bundled tritonserver on free ports; on a GPU with the models' gpu configs."""
+    from inference.triton_server import TritonProcess, free_port
+
+    extra = [] if args.dry_run else ["--model-config-name=gpu"]
+    return TritonProcess(
+        work,
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        extra_args=extra,
+        log_path=args.logs / f"{work.name}.log",
+        **fields,
+    ).start(timeout_s=150)
+
+
+class _ThroughTriton:
+    """The engine's `generate` over the app's Triton backend (one gRPC stream per thread)."""
+
+    def __init__(self, url: str):
+        from inference.backends.triton import TritonBackend
+
+        self.backend = TritonBackend(url, timeout_s=600)
+
+    def generate(self, *, messages, params):
+        from inference.backends.base import GenerateRequest
+
+        return self.backend.generate(GenerateRequest(messages=messages, params=params))
+
+
+def stage_triton(args) -> None:
+    from inference.engine import SamplingParams
+
+    _, paged, _ = dirs(args.work)
+    server = _server(args, args.work / "triton", generator_dir=paged, judge_dir=paged)
+    try:
+        client = _ThroughTriton(server.url)
+        greedy = SamplingParams(temperature=0, max_tokens=args.max_tokens)
+        tokens_of = lambda results: sum(c.completion_tokens for r in results for c in r)  # noqa: E731
+        # Warm-up: the engine's kernels, and a gRPC stream for each thread of the largest size.
+        concurrently(client, [(messages(i), greedy) for i in range(8 * args.requests)])
+        rows = []
+        started = time.perf_counter()
+        tokens = tokens_of([client.generate(messages=messages(0), params=greedy)])
+        rows.append(row("one request", tokens, time.perf_counter() - started))
+        for size in (args.requests, 4 * args.requests, 8 * args.requests):
+            results, elapsed = concurrently(client, [(messages(i), greedy) for i in range(size)])
+            rows.append(row(f"{size} concurrent", tokens_of(results), elapsed))
+        client.backend.close()
+    finally:
+        server.stop()
+    record(args, "triton", rows, server_args=server.extra_args)
+
+
+def _django(args, name: str, **env: str) -> Path:
+    """A fresh data directory (SQLite, huey on SQLite), Django set up and migrated."""
+    data_dir = args.work / name
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    os.environ.update(
+        DATA_DIR=str(data_dir),
+        HUEY_NAME=f"bench-gpu-{name}",
+        DJANGO_SETTINGS_MODULE="shaping_web.settings",
+        INFERENCE_BACKEND="triton",
+        **env,
+    )
+    for variable in ("DATABASE_URL", "REDIS_URL"):
+        os.environ.pop(variable, None)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return data_dir
+
+
+def stage_run(args) -> None:
+    """bench/bench_pipeline.py's two variants, on the paged export served by tritonserver."""
+    _, paged, _ = dirs(args.work)
+    # Version 1 and the judge serve the paged export (settings.GENERATOR_MODEL_DIR).
+    env = {"GENERATOR_MODEL_DIR": str(paged), "JUDGE_MODEL_DIR": str(paged), "PIPELINE_WORKERS": str(args.run_workers)}
+    data_dir = _django(args, "run", **env)
+    server = _server(args, args.work / "triton-run", generator_dir=paged, judge_dir=paged)
+    os.environ["TRITON_URL"] = server.url
+    from django.conf import settings
+
+    settings.TRITON_URL = server.url
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_pipeline import run_full, run_raw, setup_rows
+
+    run_args = argparse.Namespace(group=4, max_tokens=args.run_tokens, workers=args.run_workers)
+    try:
+        character, prompt_set, rubric = setup_rows(args.run_prompts)
+        raw_s = run_raw(server.url, character, prompt_set, rubric, run_args)
+        full_s, run = run_full(character, prompt_set, rubric, run_args, data_dir)
+    finally:
+        server.stop()
+        shutil.copy2(data_dir / "huey.log", args.logs / "run-huey.log")
+    completions = args.run_prompts * 4
+    rows = [
+        {"what": "raw backend, task manager only", "completions": completions, "seconds": round(raw_s, 2)},
+        {"what": "full stack: huey, database, events", "completions": completions, "seconds": round(full_s, 2)},
+    ]
+    for r in rows:
+        r["completions_s"] = round(completions / r["seconds"], 1)
+        print(
+            f"run           {r['what']:44} {completions:5d} completions {r['seconds']:8.2f} s {r['completions_s']:8.1f}/s"
+        )
+    outcome = {"status": run.status, "done": run.done_items, "failed": run.failed_items, "total": run.total_items}
+    print(f"run           run #{run.pk}: {outcome}; efficiency {raw_s / full_s:.1%}")
+    entry = {"stage": "run", "rows": rows, "outcome": outcome, "prompts": args.run_prompts, "group": 4}
+    entry |= {"max_tokens": args.run_tokens, "workers": args.run_workers}
+    with open(args.json, "a") as out:
+        out.write(json.dumps(entry) + "\n")
+
+
+def stage_train(args) -> None:
+    """GRPO train runs as the training worker runs them, from the paged export as the base version."""
+    _, paged, hf = dirs(args.work)
+    _django(args, "train")
+    from django.conf import settings
+
+    from inference.versions import served as served_versions
+    from labelling.models import GeneratorVersion
+    from labelling.versions.generators import services as generator_services
+    from shaping_core.weights import weights_sha256
+
+    base, done = generator_services.generator_version_register_base(
+        onnx_dir=str(paged), hf_dir=str(hf), weights_sha256=weights_sha256(paged), provenance={"bench": "bench_gpu"}
+    )
+    print(f"train         base version {base.number} ({done}): {paged}")
+    server = _server(
+        args, args.work / "triton-train", model_repository=served_versions.repository_sync(), explicit=True
+    )
+    settings.TRITON_URL = server.url
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_train
+
+    rows = []
+    try:
+        version = bench_train.dataset()
+        for label, params in (
+            ("LoRA", {"lora": True}),
+            ("full model", {"lora": False, "learning_rate": 1e-5}),
+        ):
+            trial = bench_train.product_trial(version, args.train_steps, params=params)
+            made = GeneratorVersion.objects.get(number=trial["version"])
+            trainer = made.config.get("trainer", {})
+            entry = {
+                "what": f"GRPO {label}, {args.train_steps} steps",
+                "steps_s": trainer.get("steps_per_s"),
+                "device": trainer.get("device"),
+                "peak_gpu_memory_mb": trainer.get("peak_gpu_memory_mb"),
+                "train_wall_s": round(trial["train_wall_s"], 1),
+                "last_step_to_ready_s": round(trial["last_step_to_ready_s"], 1),
+                "export": trial["export"],
+                "built": {k: made_build(made).get(k) for k in ("target", "precision", "paged_attention")},
+                "params": {
+                    k: trial["params"].get(k)
+                    for k in (
+                        "lora",
+                        "num_generations",
+                        "per_device_batch_size",
+                        "max_completion_length",
+                        "learning_rate",
+                    )
+                },
+                "reward": [trial["first_reward"], trial["last_reward"]],
+            }
+            rows.append(entry)
+            print(f"train         {json.dumps(entry)}")
+    finally:
+        server.stop()
+    with open(args.json, "a") as out:
+        out.write(json.dumps({"stage": "train", "rows": rows}) + "\n")
+
+
+def made_build(version) -> dict:
+    from inference.build_model import build_record
+    from labelling.models import GeneratorVersion
+
+    return build_record(GeneratorVersion.path(version.onnx_dir))
+
+
 # --- driver ------------------------------------------------------------------------------
 
 
@@ -352,7 +556,8 @@ def summary(path: Path) -> None:
     for line in path.read_text().splitlines():
         entry = json.loads(line)
         for r in entry["rows"]:
-            figures[(entry["stage"], r["what"])] = r["tok_s"]
+            if "tok_s" in r:
+                figures[(entry["stage"], r["what"])] = r["tok_s"]
     print("\nratios (tokens/s over tokens/s, same run)")
     pairs = [
         (("static", "one request"), ("transformers", "one request")),
@@ -369,6 +574,7 @@ def summary(path: Path) -> None:
             pairs.append((("paged", what), ("transformers", match)))
     for what in ("one request", *requests):
         pairs.append((("paged", what), ("raw", what)))
+        pairs.append((("triton", what), ("paged", what)))
     judges = [what for stage, what in figures if stage == "paged" and "judges" in what]
     if len(judges) == 2:
         pairs.append((("paged", judges[1]), ("paged", judges[0])))
@@ -391,35 +597,63 @@ def main(argv: list[str] | None = None) -> int:
         "--cache-fraction", type=float, default=0.3, help="the paged export's cache, a fraction of the GPU's memory"
     )
     parser.add_argument("--json", type=Path, help="figures, one line per stage (default WORK/figures.jsonl)")
+    parser.add_argument("--logs", type=Path, help="servers' and consumers' logs (default WORK/logs)")
+    parser.add_argument(
+        "--no-static-build", dest="static_build", action="store_false", help="build the paged export only"
+    )
+    parser.add_argument("--quick", action="store_true", help="paged: the concurrency rows only")
+    parser.add_argument("--run-prompts", type=int, default=200)
+    parser.add_argument("--run-tokens", type=int, default=32)
+    parser.add_argument("--run-workers", type=int, default=32, help="items of the run in flight")
+    parser.add_argument("--train-steps", type=int, default=10)
+    parser.add_argument("--deadline-s", type=float, help="skip a stage that could not finish in the seconds left")
     parser.add_argument("--dry-run", action="store_true", help="the tiny model on the CPU: checks the script")
     args = parser.parse_args(argv)
     args.json = args.json or args.work / "figures.jsonl"
+    args.logs = args.logs or args.work / "logs"
+    args.logs.mkdir(parents=True, exist_ok=True)
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     if args.stage:
         stages = {"build": stage_build, "transformers": stage_transformers, "static": stage_static}
-        stages |= {"paged": stage_paged, "raw": stage_raw}
+        stages |= {"paged": stage_paged, "raw": stage_raw, "triton": stage_triton, "run": stage_run}
+        stages |= {"train": stage_train}
         stages[args.stage](args)
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
     print(f"device: {device_name(args.dry_run)}; {args.requests} requests, {args.max_tokens} tokens each")
-    failed = []
+    failed, skipped = [], []
+    began = time.monotonic()
     for stage in args.stages.split(","):
         command = [sys.executable, __file__, "--stage", stage, "--work", str(args.work), "--json", str(args.json)]
         command += ["--requests", str(args.requests), "--max-tokens", str(args.max_tokens)]
-        command += ["--cache-fraction", str(args.cache_fraction)]
+        command += ["--cache-fraction", str(args.cache_fraction), "--logs", str(args.logs)]
+        command += ["--run-prompts", str(args.run_prompts), "--run-tokens", str(args.run_tokens)]
+        command += ["--run-workers", str(args.run_workers), "--train-steps", str(args.train_steps)]
         command += ["--switch-interval", str(args.switch_interval)] if args.switch_interval else []
         command += ["--dry-run"] if args.dry_run else []
+        command += ["--quick"] if args.quick else []
+        command += [] if args.static_build else ["--no-static-build"]
+        left = None if args.deadline_s is None else args.deadline_s - (time.monotonic() - began)
+        if left is not None and left < STAGE_MIN_S.get(stage, 30):
+            skipped.append(stage)
+            print(f"{stage}: SKIPPED ({left:.0f} s left of --deadline-s)")
+            continue
         started = time.monotonic()
-        result = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)
-        if result.returncode != 0:
+        try:
+            result = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False, timeout=left)
+            code = result.returncode
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+        print(f"{stage}: {'done' if code == 0 else f'FAILED ({code})'} in {time.monotonic() - started:.0f} s")
+        sys.stdout.flush()
+        if code != 0:
             failed.append(stage)
-            print(f"{stage}: FAILED (exit {result.returncode}) after {time.monotonic() - started:.0f} s")
     if args.json.is_file():
         summary(args.json)
-    if failed:
-        print(f"failed stages: {', '.join(failed)}")
-    return 1 if failed else 0
+    if failed or skipped:
+        print(f"failed stages: {', '.join(failed) or 'none'}; skipped: {', '.join(skipped) or 'none'}")
+    return 1 if failed or skipped else 0
 
 
 if __name__ == "__main__":

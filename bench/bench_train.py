@@ -105,13 +105,13 @@ def dataset():
     )
 
 
-def product_trial(version, steps: int) -> dict:
+def product_trial(version, steps: int, params: dict | None = None) -> dict:
     from inference.versions import train_runs
     from labelling.models import GeneratorVersion, TrainingStep
     from labelling.versions.training import services as training_services
 
     run, _ = training_services.train_start(
-        dataset_version=version, method="grpo", params={"steps": steps}, enqueue=False
+        dataset_version=version, method="grpo", params={"steps": steps, **(params or {})}, enqueue=False
     )
     began = time.monotonic()
     status = train_runs.execute(run.pk)

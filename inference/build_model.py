@@ -237,13 +237,18 @@ def write_record(output: Path, record: dict) -> dict:
     return record
 
 
-def build_precision(onnx_dir: Path) -> str | None:
-    """The precision a folder was built with (its BUILD.json), if it says."""
+def build_record(onnx_dir: Path) -> dict:
+    """A folder's BUILD.json (how it was built), or {} when it has none or it does not read."""
     try:
         record = json.loads((Path(onnx_dir) / "BUILD.json").read_text())
     except (OSError, ValueError):
-        return None
-    value = record.get("precision") if isinstance(record, dict) else None
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def build_precision(onnx_dir: Path) -> str | None:
+    """The precision a folder was built with (its BUILD.json), if it says."""
+    value = build_record(onnx_dir).get("precision")
     return value if isinstance(value, str) else None
 
 

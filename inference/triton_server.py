@@ -73,7 +73,9 @@ def prepare_backend_dir(target: Path) -> Path:
 
 def server_env(generator_dir: Path | None = None, judge_dir: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    libs = Path(sysconfig.get_paths()["purelib"]) / "nvidia_pytriton.libs"
+    # Beside the pytriton package, wherever it is installed (this environment's site-packages,
+    # a --target folder, a path a .pth file adds).
+    libs = wheel_dir().parent.parent / "nvidia_pytriton.libs"
     lib_path = [sysconfig.get_config_var("LIBDIR") or "", str(libs), env.get("LD_LIBRARY_PATH", "")]
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in lib_path if p)
     # The stub embeds Python with an isolated config: it ignores PYTHONPATH and finds its

@@ -283,6 +283,11 @@ TRAIN_PYTHON = os.environ.get("TRAIN_PYTHON", sys.executable)
 # A launcher for the trainer instead, e.g. "accelerate launch --multi_gpu --num_processes 4"
 # on a host with 4 GPUs (its arguments, then `-m inference.versions.training CONFIG` are appended).
 TRAIN_LAUNCH = os.environ.get("TRAIN_LAUNCH", "")
+# Where the trainer runs: "auto" (a GPU when torch sees one, else the CPU), "cpu" or "cuda"
+# (refused by the trainer when torch sees no GPU). On a GPU it trains in bf16 mixed precision.
+TRAIN_DEVICE = os.environ.get("TRAIN_DEVICE", "auto").strip().lower() or "auto"
+if TRAIN_DEVICE not in {"auto", "cpu", "cuda"}:
+    raise ImproperlyConfigured(f"TRAIN_DEVICE={TRAIN_DEVICE!r}: expected auto, cpu or cuda")
 # Seconds a converted version may take to load in Triton and answer its check generation.
 VERSION_LOAD_TIMEOUT_S = envfloat("VERSION_LOAD_TIMEOUT_S", 300.0)
 # The fewest prompts a verdict rests on (docs/loop.md); 6: the fewest a sign test can pass at 5%.

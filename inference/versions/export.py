@@ -35,14 +35,23 @@ class ExportFailed(Exception):
     """Conversion, load or check generation failed; the text says which and why."""
 
 
-def export(version: GeneratorVersion, hf_dir: Path, *, trained_s: float | None = None) -> GeneratorVersion:
-    """Convert, check, serve; the version ends ready (its timings in config["export"])."""
+def export(
+    version: GeneratorVersion, hf_dir: Path, *, trained_s: float | None = None, trainer: dict | None = None
+) -> GeneratorVersion:
+    """Convert, check, serve; the version ends ready (its timings in config["export"], and what the
+    trainer reported, its device and peak GPU memory, in config["trainer"])."""
     started = time.monotonic()
     version = training_services.version_status(version=version, status=GeneratorVersion.Status.CONVERTING)
     root = training_services.version_root(version.model_name, version.number)
     onnx_dir = root / "onnx"
     try:
-        convert(hf_dir, onnx_dir, context_length=_context_length(version.parent), precision=_precision(version.parent))
+        convert(
+            hf_dir,
+            onnx_dir,
+            context_length=_context_length(version.parent),
+            build=_build(version.parent),
+            engine=_engine(version.parent),
+        )
         converted = time.monotonic()
         check_inprocess(onnx_dir)
         checked = time.monotonic()
@@ -65,44 +74,83 @@ def export(version: GeneratorVersion, hf_dir: Path, *, trained_s: float | None =
         onnx_dir=str(onnx_dir),
         hf_dir=str(hf_dir),
         weights_sha256=weights_sha256(onnx_dir),
-        config={**version.config, "export": timings},
+        config={**version.config, "export": timings, **({"trainer": trainer} if trainer else {})},
     )
 
 
-def _context_length(parent: GeneratorVersion | None) -> int | None:
+def _genai_config(parent: GeneratorVersion | None) -> dict:
     if parent is None:
-        return None
-    config = GeneratorVersion.path(parent.onnx_dir) / "genai_config.json"
+        return {}
     try:
-        return json.loads(config.read_text())["model"]["context_length"]
-    except (OSError, ValueError, KeyError):
+        config = json.loads((GeneratorVersion.path(parent.onnx_dir) / "genai_config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _context_length(parent: GeneratorVersion | None) -> int | None:
+    try:
+        return _genai_config(parent)["model"]["context_length"]
+    except (KeyError, TypeError):
         return None
 
 
-def _precision(parent: GeneratorVersion | None) -> str | None:
-    """The parent's build precision (its BUILD.json): a version is served as its parent is."""
+def _engine(parent: GeneratorVersion | None) -> dict | None:
+    """The parent's engine section (a paged-attention build's cache size and batch), which a
+    version trained from it keeps: the builder's default takes 60% of the GPU's memory for each
+    version, and Triton serves a version beside its parent."""
+    engine = _genai_config(parent).get("engine")
+    return engine if isinstance(engine, dict) else None
+
+
+def _build(parent: GeneratorVersion | None) -> dict:
+    """How the parent was built (its BUILD.json: precision, target, paged attention): a version is
+    served as its parent is, so a GPU host's fp16 CUDA export trains into another one."""
     if parent is None:
-        return None
+        return {}
     from inference.versions.served import version_dir
 
-    try:
-        return build_model.build_precision(version_dir(parent.number))
-    except LookupError:
-        return build_model.build_precision(GeneratorVersion.path(parent.onnx_dir))
+    for folder in (version_dir(parent.number), GeneratorVersion.path(parent.onnx_dir)):
+        record = build_model.build_record(folder)
+        if record:
+            return record
+    return {}
 
 
-def convert(hf_dir: Path, onnx_dir: Path, *, context_length: int | None = None, precision: str | None = None) -> None:
-    """HF folder -> ONNX folder (in the parent's precision), written beside and renamed into
-    place once complete."""
+def convert(
+    hf_dir: Path,
+    onnx_dir: Path,
+    *,
+    context_length: int | None = None,
+    build: dict | None = None,
+    engine: dict | None = None,
+) -> None:
+    """HF folder -> ONNX folder (built as `build` says: the parent's precision, target and paged
+    attention; fp32 for the CPU when it says nothing; with the parent's `engine` section where the
+    build has one), written beside and renamed into place once complete."""
     if not (hf_dir / "config.json").is_file():
         raise ExportFailed(f"the trained weights are incomplete: {hf_dir} has no config.json")
+    build = build or {}
+    target = build.get("target") if build.get("target") in build_model.TARGETS else "cpu"
+    paged = bool(build.get("paged_attention")) and target == "cuda"
+    precision = build.get("precision") if isinstance(build.get("precision"), str) else None
     staging = onnx_dir.with_name(onnx_dir.name + ".converting")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        build_model.convert(hf_dir, staging, onnx_dir.parent / "builder-cache", precision=precision)
+        build_model.convert(hf_dir, staging, onnx_dir.parent / "builder-cache", target, paged, precision=precision)
         build_model.finish_config(staging, context_length)
-        build_model.write_record(staging, {"from_hf": str(hf_dir), "precision": precision or "fp32", "target": "cpu"})
+        if engine is not None:
+            _keep_engine(staging, engine)
+        build_model.write_record(
+            staging,
+            {
+                "from_hf": str(hf_dir),
+                "precision": precision or build_model.TARGETS[target][0],
+                "target": target,
+                "paged_attention": paged,
+            },
+        )
         chat_template = hf_dir / "chat_template.jinja"
         if chat_template.is_file() and not (staging / "chat_template.jinja").exists():
             shutil.copy2(chat_template, staging / "chat_template.jinja")
@@ -113,6 +161,14 @@ def convert(hf_dir: Path, onnx_dir: Path, *, context_length: int | None = None, 
         shutil.rmtree(onnx_dir.parent / "builder-cache", ignore_errors=True)
     shutil.rmtree(onnx_dir, ignore_errors=True)
     staging.rename(onnx_dir)
+
+
+def _keep_engine(folder: Path, engine: dict) -> None:
+    path = folder / "genai_config.json"
+    config = json.loads(path.read_text())
+    if "engine" in config:
+        config["engine"] = engine
+        path.write_text(json.dumps(config, indent=4) + "\n")
 
 
 def _check(generate, where: str) -> None:

@@ -96,7 +96,8 @@ def _execute(run: PipelineRun, version: GeneratorVersion, mine: int, cancelled, 
         return "cancelled"
     execution.run_progress(run_id=run.pk, execution=mine, done=total)
     try:
-        version_export.export(version, Path(finished["hf_dir"]), trained_s=finished.get("seconds"))
+        trainer = {k: finished[k] for k in ("device", "peak_gpu_memory_mb", "steps_per_s") if k in finished}
+        version_export.export(version, Path(finished["hf_dir"]), trained_s=finished.get("seconds"), trainer=trainer)
     except version_export.ExportFailed as exc:
         raise TrainFailed("ExportFailed", str(exc)) from exc
     return execution.run_finish(run_id=run.pk, execution=mine, done=total).status
@@ -124,6 +125,7 @@ def _child_config(run: PipelineRun, version: GeneratorVersion, work: Path) -> di
         "rubric": params.get("rubric_spec"),
         "triton_url": settings.TRITON_URL,
         "judge_concurrency": int(settings.PIPELINE_WORKERS),
+        "device": settings.TRAIN_DEVICE,
         **(
             {"live_review": {**params["live_review"], "folder": str(work / "live")}}
             if params.get("live_review")

@@ -1,7 +1,9 @@
 """The model builder's targets: what it asks onnxruntime-genai's builder for (unit test of
 one function; building itself needs the `build` extra and is run by hand)."""
 
+import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +50,48 @@ def test_a_paged_attention_build_asks_the_builder_for_it_and_needs_cuda(monkeypa
     assert build_model.main(["--output", str(tmp_path / "cpu-paged"), "--paged-attention"]) == 1
     assert "--paged-attention needs --target cuda" in capsys.readouterr().err
     assert not (tmp_path / "cpu-paged").exists()
+
+
+@pytest.mark.parametrize(
+    ("parent", "expected"),
+    [
+        ({}, ("fp32", "cpu", False)),  # a parent with no BUILD.json: the CPU build
+        ({"target": "cpu", "precision": "int4"}, ("int4", "cpu", False)),
+        ({"target": "cuda", "precision": "fp16", "paged_attention": True}, ("fp16", "cuda", True)),
+        ({"target": "cuda", "precision": "fp16", "paged_attention": False}, ("fp16", "cuda", False)),
+    ],
+)
+def test_a_trained_version_is_converted_as_its_parent_was_built(monkeypatch, tmp_path, parent, expected):
+    """A GPU host's base model is a CUDA (paged-attention) export: the versions trained from it must
+    be too, or the GPU Triton serves them on the CPU."""
+    from inference.versions import export
+
+    seen = {}
+
+    def run(command, **kwargs):
+        seen["command"] = command
+        out = Path(command[command.index("-o") + 1])
+        config = {"model": {"context_length": 64}, "search": {}}
+        if "use_paged_attention=true" in command:  # the builder's default cache: 60% of the GPU
+            config["engine"] = {"dynamic_batching": {"gpu_utilization_factor": 0.6}}
+        (out / "genai_config.json").write_text(json.dumps(config))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(build_model.subprocess, "run", run)
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text("{}")
+    kept = {"dynamic_batching": {"gpu_utilization_factor": 0.1, "max_batch_size": 64}}
+    export.convert(hf, tmp_path / "v2", build=parent, engine=kept)
+    command = seen["command"]
+    precision, provider, paged = expected
+    assert command[command.index("-p") + 1] == precision
+    assert command[command.index("-e") + 1] == provider
+    assert ("use_paged_attention=true" in command) is paged
+    record = json.loads((tmp_path / "v2" / "BUILD.json").read_text())
+    assert (record["precision"], record["target"], record["paged_attention"]) == expected
+    # a paged build keeps the parent's cache size (else each version served takes 60% of the GPU)
+    written = json.loads((tmp_path / "v2" / "genai_config.json").read_text())
+    assert written.get("engine") == (kept if paged else None)
+    # and the next version trained from this one is built the same way
+    assert build_model.build_record(tmp_path / "v2")["target"] == provider

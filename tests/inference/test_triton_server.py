@@ -145,3 +145,14 @@ def _stub_pids(parent: int) -> list[int]:
         if ppid == parent and b"triton_python_backend_stub" in cmdline:
             pids.append(int(entry))
     return pids
+
+
+def test_the_servers_libraries_are_found_beside_the_wheel_wherever_it_is_installed():
+    """LD_LIBRARY_PATH names the wheel's bundled libraries from where pytriton is, not from this
+    environment's site-packages: an environment that reaches its packages through a .pth file
+    (a GPU host's, over the machine's torch) would otherwise start a stub that cannot load."""
+    from inference import triton_server
+
+    libs = triton_server.wheel_dir().parent.parent / "nvidia_pytriton.libs"
+    assert libs.is_dir()
+    assert str(libs) in triton_server.server_env()["LD_LIBRARY_PATH"].split(os.pathsep)

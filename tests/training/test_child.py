@@ -155,6 +155,7 @@ def test_grpo_raises_the_rule_reward_and_saves_a_complete_hf_folder(grpo_run):
     assert step["kl"] > 0 and step["tokens_per_s"] > 0 and step["learning_rate"] > 0
     assert step["metrics"]["reward"] == step["reward_mean"] and step["elapsed_s"] > steps[0]["elapsed_s"]
     assert finished["step"] == 40 and finished["stopped"] == "completed" and finished["steps_per_s"] > 0
+    assert finished["device"] == "cpu" and "peak_gpu_memory_mb" not in finished  # "auto", and no GPU here
     hf = Path(finished["hf_dir"])
     assert hf.name == "hf" and hf.is_absolute()
     _complete_hf(hf)
@@ -320,6 +321,32 @@ def test_an_unknown_param_is_refused_naming_it(tmp_path):
     event = _refused(_config(tmp_path, params={"stepz": 3}))
     assert event["error"] == "ConfigError"
     assert event["message"].startswith("unknown parameter stepz for grpo; known: steps, learning_rate")
+
+
+def test_an_unknown_device_is_refused_naming_the_choices(tmp_path):
+    event = _refused(_config(tmp_path, device="tpu"))
+    assert event["error"] == "ConfigError"
+    assert event["message"] == "device must be one of auto, cpu, cuda; got 'tpu'"
+
+
+def test_a_gpu_asked_for_where_torch_sees_none_is_refused(tmp_path):
+    """TRAIN_DEVICE=cuda on a host without a GPU: refused before the model loads, not trained on the CPU."""
+    import torch
+
+    assert not torch.cuda.is_available()  # this suite's machines have no GPU
+    done = subprocess.run(
+        [sys.executable, "-m", "inference.versions.training", str(_config(tmp_path, device="cuda"))],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 1 and [e["event"] for e in events] == ["started", "error"]
+    assert (
+        events[-1]["error"] == "ConfigError" and "TRAIN_DEVICE is cuda, but torch sees no GPU" in events[-1]["message"]
+    )
+    assert not (tmp_path / "out" / "hf").exists()
 
 
 def test_the_child_checks_its_input_without_torch_trl_or_django():

@@ -190,6 +190,7 @@ def train(
 
     transformers.logging.set_verbosity_warning()
     p = run.params
+    device = train_device(run.device)
     tokenizer = transformers.AutoTokenizer.from_pretrained(run.base_hf_dir)
     model = transformers.AutoModelForCausalLM.from_pretrained(run.base_hf_dir, dtype=torch.float32)
     peft_config = None
@@ -214,8 +215,10 @@ def train(
         "save_only_model": False,  # resuming needs the optimizer, scheduler and RNG states
         "report_to": "none",
         "push_to_hub": False,
-        "use_cpu": True,
-        "bf16": False,  # TRL's configs default to bf16; the weights stay float32
+        "use_cpu": device == "cpu",
+        # TRL's configs default to bf16. The weights stay float32 either way; on a GPU the
+        # matrix products run in bf16 (mixed precision), on the CPU in float32.
+        "bf16": device == "cuda" and torch.cuda.is_bf16_supported(),
         "fp16": False,
         "gradient_checkpointing": False,  # TRL's default is on: slower, and no memory to save here
         "disable_tqdm": True,
@@ -284,13 +287,29 @@ def train(
     trainer.accelerator.wait_for_everyone()
     step = trainer.state.global_step
     done_here = step - (resume[0] if resume else 0)
+    memory = {"peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20)} if device == "cuda" else {}
     return {
         "step": step,
+        "device": device,
+        **memory,
         "stopped": "cancelled" if progress.cancelled else "completed",
         "hf_dir": str(run.hf_dir.resolve()),
         "seconds": round(seconds, 3),
         "steps_per_s": round(done_here / seconds, 4) if seconds > 0 else None,
     }
+
+
+def train_device(requested: str) -> str:
+    """Where this trainer runs: "cuda" when asked for, or on "auto" when torch sees a GPU; else "cpu"."""
+    import torch
+
+    if requested == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if requested == "cuda":
+        raise ConfigError("TRAIN_DEVICE is cuda, but torch sees no GPU here (torch.cuda.is_available() is False)")
+    return "cpu"
 
 
 def _chat_template_kwargs(base_hf_dir: Path) -> dict | None:

@@ -231,6 +231,8 @@ class RunConfig:
     judge_concurrency: int = 8
     # Reviewers inside the RL step (GRPO): {"share", "deadline_s", "folder"}; None: the judge alone.
     live_review: dict | None = None
+    # "auto" (a GPU when torch sees one), "cpu" or "cuda": settings.TRAIN_DEVICE.
+    device: str = "auto"
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -256,7 +258,9 @@ FIELDS = (
     "triton_url",
     "judge_concurrency",
     "live_review",
+    "device",
 )
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def load(path: str | Path) -> RunConfig:
@@ -311,8 +315,11 @@ def from_dict(raw: object) -> RunConfig:
         folder = live.get("folder") if isinstance(live, dict) else None
         if not isinstance(folder, str) or not Path(folder).is_absolute():
             raise ConfigError(f"live_review.folder must be an absolute path; got {folder!r}")
+    device = raw.get("device") or "auto"
+    _need(device in DEVICES, "device", device, "one of " + ", ".join(DEVICES))
     return RunConfig(
         method=method,
+        device=device,
         dataset_kind=kind,
         params=params,
         rubric=rubric if method == "grpo" else None,
