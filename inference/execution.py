@@ -19,8 +19,8 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Least
-from django.utils import timezone
 
+from labelling import clock
 from labelling import errors as labelling_errors
 from labelling.live import broadcasts
 from labelling.models import PipelineRun
@@ -40,7 +40,7 @@ def run_claim(*, run_id: int, stale_after_s: int = RUN_STALE_AFTER_S) -> Pipelin
     Each claim raises the run's `execution` number; the worker passes the number it got to
     every later write, so a worker that lost its claim (it stalled past the stale window and
     was taken over) can no longer count items, finish the run or keep it alive: it stops."""
-    now = timezone.now()
+    now = clock.now()
     stale = now - timedelta(seconds=stale_after_s)
     claimable = Q(status=PipelineRun.Status.QUEUED) | Q(status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale)
     claimed = PipelineRun.objects.filter(claimable, pk=run_id, cancel_requested=False).update(
@@ -94,7 +94,7 @@ def runs_stale(*, stale_after_s: int = RUN_STALE_AFTER_S, train: bool = False) -
     """Running runs whose worker stopped beating, to be taken over (a cancelled one is not:
     `runs_stale_cancelled_finish` ends those): train runs with `train`, the others without
     (each queue's consumers look after their own)."""
-    stale = timezone.now() - timedelta(seconds=stale_after_s)
+    stale = clock.now() - timedelta(seconds=stale_after_s)
     runs = PipelineRun.objects.filter(status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale, cancel_requested=False)
     runs = runs.filter(kind=PipelineRun.Kind.TRAIN) if train else runs.exclude(kind=PipelineRun.Kind.TRAIN)
     return list(runs.values_list("pk", flat=True))
@@ -103,7 +103,7 @@ def runs_stale(*, stale_after_s: int = RUN_STALE_AFTER_S, train: bool = False) -
 def runs_stale_cancelled_finish(*, stale_after_s: int = RUN_STALE_AFTER_S) -> list[int]:
     """A run cancelled while its worker died has nobody left to notice the request: it ends
     as cancelled here (and its execution number moves on, should that worker wake up)."""
-    stale = timezone.now() - timedelta(seconds=stale_after_s)
+    stale = clock.now() - timedelta(seconds=stale_after_s)
     ended = []
     for run_id in PipelineRun.objects.filter(
         status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale, cancel_requested=True
@@ -111,7 +111,7 @@ def runs_stale_cancelled_finish(*, stale_after_s: int = RUN_STALE_AFTER_S) -> li
         with transaction.atomic():
             if PipelineRun.objects.filter(
                 pk=run_id, status=PipelineRun.Status.RUNNING, heartbeat_at__lt=stale, cancel_requested=True
-            ).update(status=PipelineRun.Status.CANCELLED, finished_at=timezone.now(), execution=F("execution") + 1):
+            ).update(status=PipelineRun.Status.CANCELLED, finished_at=clock.now(), execution=F("execution") + 1):
                 ended.append(run_id)
                 transaction.on_commit(lambda run_id=run_id: broadcasts.run_changed(run_id))
     return ended
@@ -125,7 +125,7 @@ AUTO_RESUME_WITHIN = timedelta(hours=24)
 def runs_failed_on_outage() -> list[int]:
     """Failed or partial runs of the last day whose every failure was the backend being
     unreachable or not ready, resumed automatically fewer than AUTO_RESUMES times."""
-    since = timezone.now() - AUTO_RESUME_WITHIN
+    since = clock.now() - AUTO_RESUME_WITHIN
     candidates = PipelineRun.objects.filter(
         status__in=[PipelineRun.Status.FAILED, PipelineRun.Status.PARTIAL], finished_at__gte=since
     ).values_list("pk", "errors", "params")
@@ -158,7 +158,7 @@ def run_heartbeat(*, run_id: int, execution: int) -> bool:
     """Mark the run alive; returns whether cancellation was requested. Raises Superseded when
     this worker's claim was taken over."""
     beat = PipelineRun.objects.filter(pk=run_id, execution=execution, status=PipelineRun.Status.RUNNING).update(
-        heartbeat_at=timezone.now()
+        heartbeat_at=clock.now()
     )
     if not beat:
         raise Superseded(f"run {run_id}: execution {execution} is no longer current")
@@ -190,7 +190,7 @@ def run_item_finished(*, run_id: int, execution: int, ok: bool, error: Mapping |
             run.failed_items += 1
             if error is not None and len(run.errors) < RUN_ERRORS_KEPT:
                 error = labelling_errors.nul_replaced(dict(error))
-                run.errors = [*run.errors, {**error, "at": timezone.now().isoformat()}]
+                run.errors = [*run.errors, {**error, "at": clock.now().isoformat()}]
             run.save(update_fields=["failed_items", "errors"])
     if counted:
         transaction.on_commit(lambda: broadcasts.run_changed(run_id))
@@ -220,7 +220,7 @@ def run_finish(*, run_id: int, execution: int, done: int | None = None, cancelle
         run.status = PipelineRun.Status.FAILED
     else:
         run.status = PipelineRun.Status.PARTIAL
-    run.finished_at = timezone.now()
+    run.finished_at = clock.now()
     run.save(update_fields=["status", "finished_at", "done_items", "failed_items"])
     transaction.on_commit(lambda: broadcasts.run_changed(run_id))
     transaction.on_commit(lambda: _evaluation_finish(run_id))
@@ -244,9 +244,9 @@ def run_fail(*, run_id: int, execution: int, error: Mapping) -> None:
     if run.execution != execution:
         return
     run.status = PipelineRun.Status.FAILED
-    run.finished_at = timezone.now()
+    run.finished_at = clock.now()
     error = labelling_errors.nul_replaced(dict(error))
-    run.errors = [*run.errors, {**error, "at": timezone.now().isoformat()}][-RUN_ERRORS_KEPT:]
+    run.errors = [*run.errors, {**error, "at": clock.now().isoformat()}][-RUN_ERRORS_KEPT:]
     run.save(update_fields=["status", "finished_at", "errors"])
     transaction.on_commit(lambda: broadcasts.run_changed(run_id))
 

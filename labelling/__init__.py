@@ -20,6 +20,7 @@ sub-package per domain:
     management/  commands: import, build_dataset, create_user, create_token, seed_demo, ...
     views.py, urls.py, errors.py  the dashboard and health; every page's URL; refusals as field messages
     health.py        heartbeats: what /readyz writes and reads, what the queues' consumers write
+    clock.py         the one clock every host compares times by: the database's
 
 The weighted reward, rule criteria, think tags and the evaluation arithmetic are
 `shaping_core`'s, free of Django. Data flows one way: prompt -> generation -> judgment ->

@@ -13,8 +13,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Q
-from django.utils import timezone
 
+from labelling import clock
 from labelling.models import Heartbeat, PipelineRun
 
 # Each queue, and the runs its consumers take.
@@ -26,13 +26,13 @@ QUEUES = {
 
 def heartbeat_record(name: str) -> None:
     """`name` is alive now (a write that commits)."""
-    Heartbeat.objects.update_or_create(name=name, defaults={"at": timezone.now()})
+    Heartbeat.objects.update_or_create(name=name, defaults={"at": clock.now()})
 
 
 def consumers_alive() -> dict[str, bool]:
     """Each queue readiness asks for (READY_QUEUES): whether a consumer proved itself within
     CONSUMER_HEARTBEAT_MAX_AGE_S."""
-    since = timezone.now() - timedelta(seconds=settings.CONSUMER_HEARTBEAT_MAX_AGE_S)
+    since = clock.now() - timedelta(seconds=settings.CONSUMER_HEARTBEAT_MAX_AGE_S)
     return {
         queue: Heartbeat.objects.filter(name=f"queue:{queue}", at__gte=since).exists()
         or PipelineRun.objects.filter(runs, status=PipelineRun.Status.RUNNING, heartbeat_at__gte=since).exists()

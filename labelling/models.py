@@ -20,6 +20,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from labelling import clock
+
 
 class Character(models.Model):
     name = models.CharField(max_length=120)
@@ -282,7 +284,7 @@ class PipelineRun(models.Model):
         running ones whose worker stopped beating, and queued ones nobody took up within the
         stale window. A run that is running with a fresh heartbeat is not: resuming it would
         execute it twice."""
-        stale = (now or timezone.now()) - timedelta(seconds=settings.RUN_STALE_AFTER_S)
+        stale = (now or clock.now()) - timedelta(seconds=settings.RUN_STALE_AFTER_S)
         S = cls.Status
         return (
             Q(status__in=[S.FAILED, S.PARTIAL])

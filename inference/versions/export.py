@@ -22,6 +22,7 @@ from inference import build_model
 from inference.backends.base import GenerateRequest
 from inference.engine import SamplingParams, open_engine
 from labelling.models import GeneratorVersion
+from labelling.versions.generators import selectors as generator_selectors
 from labelling.versions.training import services as training_services
 from shaping_core.weights import weights_sha256
 
@@ -82,7 +83,7 @@ def _genai_config(parent: GeneratorVersion | None) -> dict:
     if parent is None:
         return {}
     try:
-        config = json.loads((GeneratorVersion.path(parent.onnx_dir) / "genai_config.json").read_text())
+        config = json.loads((generator_selectors.generator_version_dir(parent) / "genai_config.json").read_text())
     except (OSError, ValueError):
         return {}
     return config if isinstance(config, dict) else {}
@@ -110,7 +111,7 @@ def _build(parent: GeneratorVersion | None) -> dict:
         return {}
     from inference.versions.served import version_dir
 
-    for folder in (version_dir(parent.number), GeneratorVersion.path(parent.onnx_dir)):
+    for folder in (version_dir(parent.number), generator_selectors.generator_version_dir(parent)):
         record = build_model.build_record(folder)
         if record:
             return record

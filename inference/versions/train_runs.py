@@ -28,6 +28,7 @@ from inference import execution
 from inference.versions import export as version_export
 from labelling.datasets.storage import DatasetCorrupt, dataset_path, dataset_verify
 from labelling.models import DatasetVersion, GeneratorVersion, PipelineRun
+from labelling.versions.generators import selectors as generator_selectors
 from labelling.versions.training import live as live_reviews
 from labelling.versions.training import services as training_services
 
@@ -117,7 +118,7 @@ def _child_config(run: PipelineRun, version: GeneratorVersion, work: Path) -> di
         raise TrainFailed("VersionUnavailable", f"the version trained from ({parent}) is not ready")
     return {
         "method": params["method"],
-        "base_hf_dir": str(GeneratorVersion.path(parent.hf_dir)),
+        "base_hf_dir": str(generator_selectors.generator_version_hf_dir(parent)),
         "output_dir": str(work),
         "dataset_path": str(dataset_path(dataset)),
         "dataset_kind": dataset.kind,

@@ -25,8 +25,8 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.exceptions import ValidationError
 from django.dispatch import receiver
 from django.http import HttpRequest
-from django.utils import timezone
 
+from labelling import clock
 from labelling.access.demo import demo_password_refusal
 from labelling.models import LoginFailure
 
@@ -39,7 +39,7 @@ def address_of(request: HttpRequest | None) -> str:
 
 def refusal(username: str, address: str) -> str | None:
     """Why a sign-in as `username` from `address` is refused now, or None if it may try."""
-    since = timezone.now() - timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_S)
+    since = clock.now() - timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_S)
     recent = LoginFailure.objects.filter(at__gte=since)
     for who, rows, limit in (
         ("this account", recent.filter(username=username), settings.LOGIN_FAILURES_PER_ACCOUNT),
@@ -98,7 +98,7 @@ class ThrottledAdminLoginForm(ThrottledMixin, AdminAuthenticationForm):
 def _failed(sender, credentials: dict, request: HttpRequest | None = None, **kwargs) -> None:
     username = str(credentials.get("username") or "")[:150]
     address = address_of(request)
-    now = timezone.now()
+    now = clock.now()
     LoginFailure.objects.filter(at__lt=now - timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_S)).delete()
     LoginFailure.objects.create(username=username, address=address, at=now)
     log.info("sign-in failed for %r from %s", username, address)

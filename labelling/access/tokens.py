@@ -7,8 +7,8 @@ import logging
 import secrets
 
 from django.db import DatabaseError, transaction
-from django.utils import timezone
 
+from labelling import clock
 from labelling.models import ApiToken
 
 PREFIX = "shp_"
@@ -38,7 +38,7 @@ def token_authenticate(token: str) -> ApiToken | None:
     row = ApiToken.objects.select_related("user").filter(digest=_digest(token), revoked_at__isnull=True).first()
     if row is None or not row.user.is_active:
         return None
-    now = timezone.now()
+    now = clock.now()
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() >= TOUCH_EVERY_S:
         # A read must not need a write: the stamp is best effort, at most once a minute.
         try:
@@ -50,4 +50,4 @@ def token_authenticate(token: str) -> ApiToken | None:
 
 
 def token_revoke(*, token: ApiToken) -> None:
-    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=clock.now())

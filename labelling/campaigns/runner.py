@@ -18,8 +18,8 @@ from datetime import timedelta
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, F, Q
-from django.utils import timezone
 
+from labelling import clock
 from labelling.campaigns import calibration, routing, services
 from labelling.datasets import services as dataset_services
 from labelling.models import Campaign, CampaignRound, GeneratorVersion, Group, Judgment, PipelineRun
@@ -90,7 +90,7 @@ def _trigger_waits(campaign: Campaign) -> str | None:
             return f"waiting for reviews: {since} of {need} groups reviewed since round {last.number} began"
     if campaign.trigger == Campaign.Trigger.SCHEDULE:
         due = last.started_at + timedelta(seconds=campaign.policy["trigger_every_s"])
-        if timezone.now() < due:
+        if clock.now() < due:
             return f"next round due at {due.isoformat(timespec='seconds')}"
     return None
 
@@ -151,7 +151,7 @@ def _generate(campaign: Campaign, rnd: CampaignRound) -> str:
     if run.status in (PipelineRun.Status.FAILED, PipelineRun.Status.CANCELLED):
         return _run_fault(campaign, rnd, run, "generate")
     rnd.routing = routing.route(rnd)
-    rnd.routed_at = timezone.now()
+    rnd.routed_at = clock.now()
     services.step_moved(rnd, S.REVIEW)
     return f"round {rnd.number}: {len(rnd.routing['groups'])} of {rnd.routing['of']} groups sent to reviewers"
 
@@ -160,7 +160,7 @@ def _review(campaign: Campaign, rnd: CampaignRound) -> str:
     routed = [int(g) for g in rnd.routing.get("groups", {})]
     reviewed = Group.objects.filter(pk__in=routed, review_count__gte=F("overlap_target")).count()
     deadline = rnd.routed_at + timedelta(seconds=campaign.policy["review_deadline_s"])
-    if reviewed < len(routed) and timezone.now() < deadline:
+    if reviewed < len(routed) and clock.now() < deadline:
         return f"round {rnd.number}: waiting for reviewers ({reviewed} of {len(routed)} groups reviewed)"
     rnd.routing = {**rnd.routing, "reviewed": reviewed, "deadline_passed": reviewed < len(routed)}
     services.step_moved(rnd, S.CALIBRATE)
@@ -251,11 +251,11 @@ def _evaluate(campaign: Campaign, rnd: CampaignRound) -> str:
     if evaluation.human_pairs:
         chosen = evaluation.pairs.filter(choice_count__gte=F("overlap_target")).count()
         ab_deadline = rnd.step_started_at + timedelta(seconds=policy["ab_deadline_s"])
-        if chosen < evaluation.pairs.count() and timezone.now() < ab_deadline:
+        if chosen < evaluation.pairs.count() and clock.now() < ab_deadline:
             return f"round {rnd.number}: waiting for blind A/B choices ({chosen} of {evaluation.pairs.count()} pairs)"
     decision = evaluation_selectors.evaluation_decision(evaluation, human)
     services.step_moved(rnd, S.DONE)
-    rnd.finished_at = timezone.now()
+    rnd.finished_at = clock.now()
     said = f"v{version.number} against v{rnd.parent_version.number}: {decision['verdict'] or 'no verdict'} ({decision['reason']})"
     if decision["verdict"] == "better":
         evaluation_services.generator_version_promote(version=version)
@@ -304,7 +304,7 @@ def _rounds_left():
 def campaigns_due() -> list[int]:
     """Campaigns that want polls and whose chain of polls is lost or never began (the
     watchdog queues them)."""
-    stale = timezone.now() - timedelta(seconds=30)
+    stale = clock.now() - timedelta(seconds=30)
     return list(
         Campaign.objects.filter(_wants_polls())
         .filter(Q(poll_at__isnull=True) | Q(poll_at__lt=stale))
@@ -316,7 +316,7 @@ def campaigns_due() -> list[int]:
 def poll_claim(campaign_id: int, delay_s: float) -> bool:
     """Take the campaign's next poll (one chain of polls a campaign): True when this caller
     should schedule it; False when another poll is due sooner, or the campaign wants none."""
-    now = timezone.now()
+    now = clock.now()
     wanted = Campaign.objects.filter(_wants_polls(), pk=campaign_id).exists()
     return wanted and bool(
         Campaign.objects.filter(pk=campaign_id)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db.models import F
-from django.utils import timezone
 
+from labelling import clock
 from labelling.campaigns.routing import REASONS
 from labelling.models import Campaign, CampaignRound, GeneratorVersion, Group, Judgment
 from labelling.versions.evaluation import selectors as evaluation_selectors
@@ -62,7 +62,7 @@ def reviewer_load(campaign: Campaign) -> dict:
     """What waits for reviewers in the campaign's rounds, and what they scored in the last hour."""
     runs = [r for r in campaign.rounds.values_list("generate_run_id", flat=True) if r]
     groups = Group.objects.filter(run_id__in=runs)
-    hour_ago = timezone.now() - timedelta(hours=1)
+    hour_ago = clock.now() - timedelta(hours=1)
     return {
         "waiting": groups.filter(ready=True, review_count__lt=F("overlap_target")).count(),
         "reviewed": groups.filter(review_count__gt=0).count(),

@@ -9,8 +9,8 @@ import re
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max
-from django.utils import timezone
 
+from labelling import clock
 from labelling.campaigns.policy import policy_checked
 from labelling.catalogue import services as catalogue_services
 from labelling.datasets.filters import prompt_bucket
@@ -275,6 +275,6 @@ def _round_runs(rnd: CampaignRound) -> list[PipelineRun]:
 
 def step_moved(rnd: CampaignRound, step: str) -> None:
     """Record how long the round's step took, and move it on."""
-    now = timezone.now()
+    now = clock.now()
     rnd.stages = {**rnd.stages, rnd.step: round((now - rnd.step_started_at).total_seconds(), 3)}
     rnd.step, rnd.step_started_at = step, now

@@ -16,8 +16,8 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 
+from labelling import clock
 from labelling.models import (
     OPEN_FOR_REVIEW,
     Assignment,
@@ -58,7 +58,7 @@ def review_queue(*, reviewer, policy: str = DEFAULT_POLICY, now=None) -> QuerySe
     """
     if policy not in QUEUE_POLICIES:
         raise ValueError(f"unknown queue policy {policy!r}")
-    now = now or timezone.now()
+    now = now or clock.now()
     seen_before = Assignment.objects.filter(group=OuterRef("pk"), reviewer=reviewer).exclude(_expired_hold(now))
     holds = (
         Assignment.objects.filter(group=OuterRef("pk"), status=Assignment.Status.ACTIVE, leased_until__gt=now)
@@ -136,7 +136,7 @@ def assignments_active(*, reviewer) -> list[Assignment]:
 
 def hold_live(holds: Iterable[Assignment], now=None) -> Assignment | None:
     """The oldest of `holds` whose lease has not run out."""
-    now = now or timezone.now()
+    now = now or clock.now()
     return next((a for a in holds if a.leased_until > now), None)
 
 

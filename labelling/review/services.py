@@ -17,8 +17,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
+from labelling import clock
 from labelling.models import Assignment, Generation, Group, Judgment
 from labelling.records.queue_state import group_queue_refresh
 from labelling.records.services import generation_record, judgments_save
@@ -68,7 +68,7 @@ def _assignment_claim(*, group_id: int, reviewer) -> Assignment | None:
         group = (
             Group.objects.select_for_update(of=("self",)).select_related(*selectors.GROUP_VIEW_RELATED).get(pk=group_id)
         )
-        now = timezone.now()
+        now = clock.now()
         return leases.seat_take(
             seats=Assignment.objects.filter(group=group),
             reviewer=reviewer,
@@ -180,7 +180,7 @@ def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission)
             return False
         if earlier is not None:
             raise ValidationError({"submission_id": "already used for another review"})
-        now = timezone.now()
+        now = clock.now()
         if assignment.status != Assignment.Status.ACTIVE:
             raise ReviewRefused(f"This group is already {assignment.get_status_display()}.")
         if assignment.leased_until <= now:
@@ -232,7 +232,7 @@ def review_submit(*, assignment_id: int, reviewer, submission: ReviewSubmission)
 def review_skip(*, assignment_id: int, reviewer) -> None:
     """Give a group back unrated; it is not offered to this reviewer again."""
     skipped = Assignment.objects.filter(pk=assignment_id, reviewer=reviewer, status=Assignment.Status.ACTIVE).update(
-        status=Assignment.Status.SKIPPED, completed_at=timezone.now()
+        status=Assignment.Status.SKIPPED, completed_at=clock.now()
     )
     if not skipped:
         raise ReviewRefused("This group is not yours to skip any more.")
@@ -248,7 +248,7 @@ def review_undo(*, reviewer) -> Assignment:
         raise ReviewRefused("Nothing to undo.")
     Group.objects.select_for_update().values_list("pk", flat=True).get(pk=last.generation.group_id)  # claims' order
     assignment = Assignment.objects.select_for_update().get(group_id=last.generation.group_id, reviewer=reviewer)
-    now = timezone.now()
+    now = clock.now()
     if assignment.status != Assignment.Status.SUBMITTED:
         raise ReviewRefused("Nothing to undo.")
     window = timedelta(minutes=settings.REVIEW_UNDO_MINUTES)
@@ -272,7 +272,7 @@ def generation_rewrite(*, assignment_id: int, reviewer, generation_id: int, text
     """A reviewer's rewrite of one completion: a new generation in the same slot
     whose parent is the original."""
     assignment = _lock_hold(assignment_id=assignment_id, reviewer=reviewer)
-    if assignment.status != Assignment.Status.ACTIVE or assignment.leased_until <= timezone.now():
+    if assignment.status != Assignment.Status.ACTIVE or assignment.leased_until <= clock.now():
         raise ReviewRefused("Rewrites need an active hold on the group; reload the queue.")
     original = selectors.group_originals(assignment.group).filter(pk=generation_id).first()
     if original is None:

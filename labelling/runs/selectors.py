@@ -4,8 +4,8 @@ page shows (its groups with their scores, its settings as rows)."""
 from __future__ import annotations
 
 from django.db.models import Count, F, Q, QuerySet, Sum
-from django.utils import timezone
 
+from labelling import clock
 from labelling.explorer.selectors import group_cards
 from labelling.models import Generation, Group, Judgment, PipelineRun
 from labelling.runs import idempotency
@@ -34,7 +34,7 @@ def run_throughput(run: PipelineRun) -> dict | None:
     if run.started_at is None or run.kind == PipelineRun.Kind.TRAIN:
         return None
     tokens = Generation.objects.filter(run=run).aggregate(total=Sum("completion_tokens"))["total"] or 0
-    seconds = ((run.finished_at or timezone.now()) - run.started_at).total_seconds()
+    seconds = ((run.finished_at or clock.now()) - run.started_at).total_seconds()
     return {"tokens": tokens, "per_s": tokens / seconds if seconds > 0 else 0.0}
 
 

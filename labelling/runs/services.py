@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
+from labelling import clock
 from labelling.live import broadcasts
 from labelling.models import (
     Character,
@@ -180,7 +180,7 @@ def _not_resumable(run: PipelineRun) -> str:
 def run_cancel(*, run: PipelineRun) -> PipelineRun:
     """Ask a run to stop. A queued run stops at once; a running one at its next item."""
     PipelineRun.objects.filter(pk=run.pk, status=PipelineRun.Status.QUEUED).update(
-        status=PipelineRun.Status.CANCELLED, cancel_requested=True, finished_at=timezone.now()
+        status=PipelineRun.Status.CANCELLED, cancel_requested=True, finished_at=clock.now()
     )
     PipelineRun.objects.filter(pk=run.pk).exclude(status__in=PipelineRun.FINISHED).update(cancel_requested=True)
     transaction.on_commit(lambda: broadcasts.run_changed(run.pk))

@@ -95,3 +95,22 @@ def test_a_trained_version_is_converted_as_its_parent_was_built(monkeypatch, tmp
     assert written.get("engine") == (kept if paged else None)
     # and the next version trained from this one is built the same way
     assert build_model.build_record(tmp_path / "v2")["target"] == provider
+
+
+def test_keep_hf_keeps_a_copy_of_the_folder_built_from(monkeypatch, tmp_path):
+    """`--from-hf DIR --keep-hf`: the build's hf/ is what training from it starts from (a GPU
+    host's GENERATOR_MODEL_DIR), as a preset's weights are."""
+
+    def run(command, **kwargs):
+        out = Path(command[command.index("-o") + 1])
+        (out / "genai_config.json").write_text(json.dumps({"model": {"context_length": 64}, "search": {}}))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(build_model.subprocess, "run", run)
+    source = Path(build_model.__file__).parent / "weights" / "tiny-qwen3" / "hf"
+    output = build_model.build(None, tmp_path / "gpu-export", from_hf=source, target="cuda", paged=True, keep_hf=True)
+    kept = output / "hf"
+    assert sorted(p.name for p in kept.iterdir()) == sorted(p.name for p in source.iterdir())
+    assert (kept / "model.safetensors").read_bytes() == (source / "model.safetensors").read_bytes()
+    record = build_model.build_record(output)
+    assert record["hf_sha256"] and (record["target"], record["paged_attention"]) == ("cuda", True)

@@ -3,6 +3,7 @@ GENERATOR_MODEL_DIR replaces it, and the current one for a request that names no
 
 import io
 
+import pytest
 from django.core.management import call_command
 
 from inference.versions import served as served_versions
@@ -54,3 +55,48 @@ def test_writing_the_repository_before_migrate_says_so(tmp_path):
     )
     assert done.returncode == 1 and "run `manage.py migrate` first" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_version_1_replaced_by_generator_model_dir_trains_from_the_weights_built_beside_it(db, settings, tmp_path):
+    """A GPU host's export (GENERATOR_MODEL_DIR) serves as version 1: a train run from version 1
+    trains its Hugging Face weights (`build_model --keep-hf` writes them to its hf/), never the
+    row's, which are another model's; without them the request is refused, naming the folder."""
+    from django.core.exceptions import ValidationError
+
+    from labelling.versions.generators.selectors import generator_version_hf_dir
+    from labelling.versions.training import services as training_services
+
+    first = GeneratorVersion.objects.get(number=1)
+    assert generator_version_hf_dir(first) == GeneratorVersion.path(first.hf_dir)
+    settings.GENERATOR_MODEL_DIR = tmp_path / "gpu-export"
+    assert generator_version_hf_dir(first) == tmp_path / "gpu-export" / "hf"
+    trained = GeneratorVersion.objects.create(number=2, parent=first, method="grpo", status="ready", hf_dir="v2/hf")
+    assert generator_version_hf_dir(trained) == GeneratorVersion.path("v2/hf")  # only version 1 is replaced
+
+    with pytest.raises(ValidationError) as refused:
+        training_services.train_start(dataset_version=_grpo_dataset(settings, tmp_path), method="grpo", from_version=1)
+    assert refused.value.message_dict == {
+        "from_version": [f"version 1 has no Hugging Face weights to train from ({tmp_path / 'gpu-export' / 'hf'})"]
+    }
+
+
+def _grpo_dataset(settings, tmp_path):
+    import hashlib
+    import json
+
+    from labelling.models import DatasetVersion
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    path = settings.MEDIA_ROOT / "datasets" / "gpu" / "v1-grpo_prompts.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"id": "p0", "prompt": [{"role": "user", "content": "Hello?"}]}) + "\n")
+    rubric = {"criteria": [{"key": "name", "scale_min": 0, "scale_max": 1, "rule": {"kind": "regex", "pattern": "A"}}]}
+    return DatasetVersion.objects.create(
+        dataset="gpu",
+        number=1,
+        kind="grpo_prompts",
+        row_count=1,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        file=str(path.relative_to(settings.MEDIA_ROOT)),
+        reward_policy={"rubric_spec": rubric},
+    )

@@ -19,8 +19,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
-from django.utils import timezone
 
+from labelling import clock
 from labelling.models import OPEN_PAIR, ABPair, Evaluation, Generation, Judgment, PairChoice
 from labelling.review import leases
 from labelling.review.services import ReviewRefused
@@ -67,7 +67,7 @@ def pairs_create(evaluation: Evaluation) -> int:
 def pair_queue(*, reviewer, now=None):
     """Pairs this reviewer may be offered, oldest first: open, and never seen by them (except a
     hold of theirs that lapsed)."""
-    now = now or timezone.now()
+    now = now or clock.now()
     seen = PairChoice.objects.filter(pair=OuterRef("pk"), reviewer=reviewer).exclude(
         status=PairChoice.Status.ACTIVE, leased_until__lte=now
     )
@@ -81,7 +81,7 @@ def pairs_open_count(*, reviewer) -> int:
 def _claim(*, pair_id: int, reviewer) -> PairChoice | None:
     with transaction.atomic():
         pair = ABPair.objects.select_for_update().get(pk=pair_id)  # serialises claimers of one pair
-        now = timezone.now()
+        now = clock.now()
         # The sides, per reviewer and pair: a coin that is the same on every reload.
         coin = random.Random(f"ab:{pair.pk}:{reviewer.pk}").random()  # noqa: S311 - ordering, not secrecy
         return leases.seat_take(
@@ -114,13 +114,13 @@ def _live_hold(reviewer, now) -> PairChoice | None:
 
 def pair_claim_next(*, reviewer) -> PairChoice | None:
     """The pair the reviewer holds, else a newly claimed one, else None."""
-    current = _live_hold(reviewer, timezone.now())
+    current = _live_hold(reviewer, clock.now())
     if current is not None:
         return current
     with transaction.atomic():
         # Two tabs of one reviewer hold one pair: their claims queue on the reviewer's row.
         get_user_model().objects.select_for_update().values_list("pk", flat=True).get(pk=reviewer.pk)
-        now = timezone.now()
+        now = clock.now()
         current = _live_hold(reviewer, now)
         if current is not None:
             return current
@@ -157,7 +157,7 @@ def pair_choose(*, choice_id: int, reviewer, choice: str, submission_id: uuid.UU
             raise ValidationError({"submission_id": "already used for another choice"})
         if held.status != PairChoice.Status.ACTIVE:
             raise ReviewRefused(f"You have already {held.get_status_display().lower()} this pair.")
-        now = timezone.now()
+        now = clock.now()
         if held.leased_until <= now:
             raise ReviewRefused(
                 "Your hold on this pair expired; reload the queue to take it again if it is still free."
@@ -172,7 +172,7 @@ def pair_choose(*, choice_id: int, reviewer, choice: str, submission_id: uuid.UU
 def pair_skip(*, choice_id: int, reviewer) -> None:
     """Give a pair back unchosen; it is not offered to this reviewer again."""
     skipped = PairChoice.objects.filter(pk=choice_id, reviewer=reviewer, status=PairChoice.Status.ACTIVE).update(
-        status=PairChoice.Status.SKIPPED, completed_at=timezone.now()
+        status=PairChoice.Status.SKIPPED, completed_at=clock.now()
     )
     if not skipped:
         raise ReviewRefused("This pair is not yours to skip any more.")

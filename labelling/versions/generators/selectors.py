@@ -70,6 +70,16 @@ def generator_version_dir(version: GeneratorVersion) -> Path:
     return GeneratorVersion.path(version.onnx_dir)
 
 
+def generator_version_hf_dir(version: GeneratorVersion) -> Path | None:
+    """The Hugging Face weights a version trains from: its row's, except that where
+    GENERATOR_MODEL_DIR replaces version 1's served weights, the ones built beside them
+    (`GENERATOR_MODEL_DIR/hf`, what `build_model --keep-hf` writes): training from the row's
+    would train other weights than those served. None when there are none recorded."""
+    if version.number == 1 and not version.method and settings.GENERATOR_MODEL_DIR:
+        return Path(settings.GENERATOR_MODEL_DIR) / "hf"
+    return GeneratorVersion.path(version.hf_dir) if version.hf_dir else None
+
+
 def generator_version_base(model_name: str = GENERATOR_MODEL) -> GeneratorVersion | None:
     """The base model: the newest ready version not trained here (version 1, or the demo model
     registered after it on an install that had used version 1 already)."""

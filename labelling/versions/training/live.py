@@ -18,8 +18,8 @@ from collections import defaultdict
 
 from django.db import transaction
 from django.db.models import F, Prefetch
-from django.utils import timezone
 
+from labelling import clock
 from labelling.datasets.storage import dataset_path
 from labelling.models import DatasetVersion, Generation, Group, Judgment, PipelineRun
 from labelling.records import services as record_services
@@ -67,8 +67,8 @@ def live_groups_open(*, train_run: PipelineRun, request: str, groups: list[dict]
             total_items=len(groups),
             done_items=len(groups),
             idempotency_key=key,
-            started_at=timezone.now(),
-            finished_at=timezone.now(),
+            started_at=clock.now(),
+            finished_at=clock.now(),
         )
         used = set()
         for g in groups:

@@ -85,11 +85,11 @@ def train_start(
         parent = generator_selectors.generator_version_for(from_version)
     except generator_selectors.GeneratorUnavailable as exc:
         raise ValidationError({"from_version": str(exc)}) from None
-    parent_hf = GeneratorVersion.path(parent.hf_dir) if parent.hf_dir else None
+    parent_hf = generator_selectors.generator_version_hf_dir(parent)
     if parent_hf is None or not (parent_hf / "config.json").is_file():
         raise ValidationError(
             {
-                "from_version": f"version {parent.number} has no Hugging Face weights to train from ({parent.hf_dir or 'none recorded'})"
+                "from_version": f"version {parent.number} has no Hugging Face weights to train from ({parent_hf or 'none recorded'})"
             }
         )
     try:
