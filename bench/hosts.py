@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -222,6 +223,7 @@ class Deployment:
             "HUEY_NAME": "shaping-hosts",
             "HUEY_WORKERS": "1",  # one run at a time per consumer: two runs go to two consumers
             "PIPELINE_WORKERS": "2",
+            "PIPELINE_SHARDS": "2",  # as compose.yaml: each run in two parts, one for each consumer host
             "INFERENCE_BACKEND": "triton",
             "TRITON_URL": f"{self.h['triton'].address}:8001",
             "RUN_STALE_AFTER_S": "6",  # a lost consumer's run is taken over within the next watchdog minute
@@ -484,11 +486,17 @@ def completions(deployment: Deployment, run_id: int) -> list[dict]:
 
 
 def ran_on(deployment: Deployment, run_id: int) -> set[str]:
-    """The consumer hosts whose logs show them executing the run."""
-    marker = f"run {run_id} (generate): claimed"
+    """The consumer hosts whose logs show them executing the run (or a part of it)."""
+    claimed = re.compile(rf"run {run_id} \(generate\)( part \d+)?: claimed")
     return {
         name
         for name in ("worker1", "worker2")
-        if deployment.log(name).exists()
-        and any(marker in line for line in deployment.log(name).read_text().splitlines())
+        if deployment.log(name).exists() and claimed.search(deployment.log(name).read_text())
     }
+
+
+def parts_claimed(deployment: Deployment, name: str, run_id: int) -> list[tuple[int, int]]:
+    """(part, execution) of each claim of a part of the run in host `name`'s log."""
+    claimed = re.compile(rf"run {run_id} \(generate\) part (\d+): claimed, execution (\d+)")
+    text = deployment.log(name).read_text() if deployment.log(name).exists() else ""
+    return [(int(part), int(execution)) for part, execution in claimed.findall(text)]

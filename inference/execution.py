@@ -4,12 +4,20 @@ Claimed by one worker at a time (a conditional UPDATE), alive while its heartbea
 fresh, progress counted as items finish, and a final status that says what happened;
 live events are sent after each commit. Starting, resuming and cancelling a run are the
 user's side (`labelling.runs.services`); the huey tasks in `inference.tasks` call these.
+
+A run split into parts (`RunShard`, PIPELINE_SHARDS) is claimed, kept alive, counted and
+finished by part with the same rules, each part with its own execution number.
+
+One module (over 400 lines): a run's and a part's claims, heartbeats, counts and finish are one
+set of rules over the same two rows, taken in the same order (the run's row, then the part's);
+apart, each half would import the other.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +31,7 @@ from django.db.models.functions import Coalesce, Least
 from labelling import clock
 from labelling import errors as labelling_errors
 from labelling.live import broadcasts
-from labelling.models import PipelineRun
+from labelling.models import PipelineRun, RunShard
 from labelling.versions.evaluation import services as evaluation_services
 
 logger = logging.getLogger(__name__)
@@ -57,13 +65,162 @@ def run_claim(*, run_id: int, stale_after_s: int = RUN_STALE_AFTER_S) -> Pipelin
 
 @dataclass(frozen=True)
 class Claim:
-    """A run this worker holds: its row as claimed, the execution number every write passes, and
-    the heartbeat's signals (`cancelled`: asked to stop; `superseded`: another worker took it)."""
+    """A run this worker holds (or one part of it, `shard`): its row as claimed, the execution
+    number every write passes (the part's, for a part), and the heartbeat's signals
+    (`cancelled`: asked to stop; `superseded`: another worker took it)."""
 
     run: PipelineRun
     execution: int
     cancelled: threading.Event
     superseded: threading.Event
+    shard: int | None = None
+
+
+# --- runs spread over consumers (RunShard) ------------------------------------------------
+
+
+def run_shards(run: PipelineRun) -> int:
+    """How many parts the run is split into (recorded when it started; 1: run whole)."""
+    try:
+        return max(1, int((run.params or {}).get("shards", 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
+def shard_of(key: object, shards: int) -> int:
+    """The part an item belongs to: a hash of its key (`prompt:<id>`, `generation:<pk>`), the same
+    on every host and at every resume."""
+    return zlib.crc32(str(key).encode()) % shards
+
+
+def shards_prepare(*, run_id: int, total: int, missing: int) -> list[int]:
+    """A sharded run handed to the consumers: its parts' rows exist, and for a queued run (new,
+    or resumed) they start afresh with the run's counters (`missing` items of `total` to do).
+    The parts still to finish, to be queued; [] when the run is not to run (finished, cancelled)."""
+    with transaction.atomic():
+        run = PipelineRun.objects.select_for_update().filter(pk=run_id).first()
+        if (
+            run is None
+            or run.cancel_requested
+            or run.status not in (PipelineRun.Status.QUEUED, PipelineRun.Status.RUNNING)
+        ):
+            return []
+        shards = run_shards(run)
+        for index in range(shards):
+            RunShard.objects.get_or_create(run=run, index=index)
+        if run.status == PipelineRun.Status.QUEUED:
+            RunShard.objects.filter(run=run).update(status=RunShard.Status.QUEUED, done_items=0, failed_items=0)
+            PipelineRun.objects.filter(pk=run_id).update(total_items=total, done_items=total - missing, failed_items=0)
+            transaction.on_commit(lambda: broadcasts.run_changed(run_id))
+        return list(
+            RunShard.objects.filter(run=run).exclude(status=RunShard.Status.DONE).values_list("index", flat=True)
+        )
+
+
+def shard_claim(*, run_id: int, index: int, stale_after_s: int = RUN_STALE_AFTER_S) -> RunShard | None:
+    """Take one part of a run, as `run_claim` takes a run: a queued part, or a running one whose
+    worker stopped beating; the first part taken sets the run running. None when another worker
+    holds it, it is done, or the run is not to run."""
+    now = clock.now()
+    stale = now - timedelta(seconds=stale_after_s)
+    with transaction.atomic():
+        run = PipelineRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is not None and run.cancel_requested and run.status == PipelineRun.Status.RUNNING:
+            _shard_cancelled_unstarted(run, index)
+            return None
+        if (
+            run is None
+            or run.cancel_requested
+            or run.status not in (PipelineRun.Status.QUEUED, PipelineRun.Status.RUNNING)
+        ):
+            return None
+        claimable = Q(status=RunShard.Status.QUEUED) | Q(status=RunShard.Status.RUNNING, heartbeat_at__lt=stale)
+        if not RunShard.objects.filter(claimable, run_id=run_id, index=index).update(
+            status=RunShard.Status.RUNNING, heartbeat_at=now, execution=F("execution") + 1
+        ):
+            return None
+        if run.status == PipelineRun.Status.QUEUED:
+            PipelineRun.objects.filter(pk=run_id).update(
+                status=PipelineRun.Status.RUNNING,
+                heartbeat_at=now,
+                started_at=Coalesce("started_at", now),
+                execution=F("execution") + 1,
+            )
+        else:
+            PipelineRun.objects.filter(pk=run_id).update(heartbeat_at=now)
+        transaction.on_commit(lambda: broadcasts.run_changed(run_id))
+        return RunShard.objects.get(run_id=run_id, index=index)
+
+
+def _shard_cancelled_unstarted(run: PipelineRun, index: int) -> None:
+    """A part nobody had started when its run was cancelled is done without running; if it was
+    the last, the run ends as cancelled (else the parts at work end it)."""
+    RunShard.objects.filter(run=run, index=index, status=RunShard.Status.QUEUED).update(status=RunShard.Status.DONE)
+    if not RunShard.objects.filter(run=run).exclude(status=RunShard.Status.DONE).exists():
+        run_finish(run_id=run.pk, execution=run.execution, cancelled=True)
+
+
+def shards_stale(*, stale_after_s: int = RUN_STALE_AFTER_S) -> list[tuple[int, int]]:
+    """(run, part) of running runs whose part's worker stopped beating while another part's goes
+    on (the run itself looks alive): to be queued again and taken over."""
+    stale = clock.now() - timedelta(seconds=stale_after_s)
+    return list(
+        RunShard.objects.filter(
+            status=RunShard.Status.RUNNING,
+            heartbeat_at__lt=stale,
+            run__status=PipelineRun.Status.RUNNING,
+            run__cancel_requested=False,
+        ).values_list("run_id", "index")
+    )
+
+
+@transaction.atomic
+def shard_finish(*, run_id: int, index: int, execution: int, cancelled: bool, recount) -> str:
+    """This part is done. The last part to finish ends the run, with `recount()` (the items the
+    database holds complete, counted afresh over every part) as `run_finish` does. Returns the
+    run's status once ended, "part done" while other parts work, "superseded" for a worker that
+    lost its claim."""
+    # The run's row first (parts finishing together: one at a time), then the part's.
+    run = PipelineRun.objects.select_for_update().get(pk=run_id)
+    ended = RunShard.objects.filter(
+        run_id=run_id, index=index, execution=execution, status=RunShard.Status.RUNNING
+    ).update(status=RunShard.Status.DONE, heartbeat_at=clock.now())
+    if not ended:
+        return "superseded"
+    if RunShard.objects.filter(run_id=run_id).exclude(status=RunShard.Status.DONE).exists():
+        return "part done"
+    return run_finish(run_id=run_id, execution=run.execution, done=recount(), cancelled=cancelled).status
+
+
+@contextmanager
+def shard_claimed(*, run_id: int, index: int, stale_after_s: int = RUN_STALE_AFTER_S) -> Iterator[Claim | None]:
+    """`run_claimed` for one part of a run."""
+    shard = shard_claim(run_id=run_id, index=index, stale_after_s=stale_after_s)
+    if shard is None:
+        yield None
+        return
+    run = PipelineRun.objects.get(pk=run_id)
+    logger.info("run %s (%s) part %s: claimed, execution %s", run_id, run.kind, index, shard.execution)
+    claim = Claim(run, shard.execution, threading.Event(), threading.Event(), shard=index)
+    with _heartbeat(claim):
+        yield claim
+
+
+@contextmanager
+def _heartbeat(claim: Claim) -> Iterator[None]:
+    stop = threading.Event()
+    beat = threading.Thread(
+        target=heartbeat_loop,
+        args=(claim.run.pk, claim.execution, claim.cancelled, claim.superseded, stop),
+        kwargs={"shard": claim.shard},
+        daemon=True,
+    )
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join(timeout=5)
 
 
 @contextmanager
@@ -78,16 +235,8 @@ def run_claimed(*, run_id: int, stale_after_s: int = RUN_STALE_AFTER_S) -> Itera
     # Which consumer runs what: each host's log says which runs it claimed.
     logger.info("run %s (%s): claimed, execution %s", run_id, run.kind, run.execution)
     claim = Claim(run, run.execution, threading.Event(), threading.Event())
-    stop = threading.Event()
-    beat = threading.Thread(
-        target=heartbeat_loop, args=(run_id, claim.execution, claim.cancelled, claim.superseded, stop), daemon=True
-    )
-    beat.start()
-    try:
+    with _heartbeat(claim):
         yield claim
-    finally:
-        stop.set()
-        beat.join(timeout=5)
 
 
 def runs_stale(*, stale_after_s: int = RUN_STALE_AFTER_S, train: bool = False) -> list[int]:
@@ -154,14 +303,22 @@ class Superseded(Exception):
     """This worker's claim on the run is no longer current: another execution took it over."""
 
 
-def run_heartbeat(*, run_id: int, execution: int) -> bool:
-    """Mark the run alive; returns whether cancellation was requested. Raises Superseded when
-    this worker's claim was taken over."""
-    beat = PipelineRun.objects.filter(pk=run_id, execution=execution, status=PipelineRun.Status.RUNNING).update(
-        heartbeat_at=clock.now()
-    )
+def run_heartbeat(*, run_id: int, execution: int, shard: int | None = None) -> bool:
+    """Mark the run (or its part `shard`, and the run with it) alive; returns whether
+    cancellation was requested. Raises Superseded when this worker's claim was taken over."""
+    now = clock.now()
+    if shard is None:
+        beat = PipelineRun.objects.filter(pk=run_id, execution=execution, status=PipelineRun.Status.RUNNING).update(
+            heartbeat_at=now
+        )
+    else:
+        beat = RunShard.objects.filter(
+            run_id=run_id, index=shard, execution=execution, status=RunShard.Status.RUNNING
+        ).update(heartbeat_at=now)
+        PipelineRun.objects.filter(pk=run_id, status=PipelineRun.Status.RUNNING).update(heartbeat_at=now)
     if not beat:
-        raise Superseded(f"run {run_id}: execution {execution} is no longer current")
+        where = f"run {run_id}" if shard is None else f"run {run_id} part {shard}"
+        raise Superseded(f"{where}: execution {execution} is no longer current")
     return PipelineRun.objects.filter(pk=run_id, cancel_requested=True).exists()
 
 
@@ -176,11 +333,21 @@ def run_set_total(*, run_id: int, execution: int, total: int, already_done: int)
 
 
 @transaction.atomic
-def run_item_finished(*, run_id: int, execution: int, ok: bool, error: Mapping | None = None) -> bool:
+def run_item_finished(
+    *, run_id: int, execution: int, ok: bool, error: Mapping | None = None, shard: int | None = None
+) -> bool:
     """Count one finished item; a failure is recorded with what it was for (its message may
     quote the model or an endpoint: a NUL in it is stored as U+FFFD). Counts only for the
-    current execution and never past the total; returns whether it counted."""
+    current execution (of the run, or of its part `shard`) and never past the total; returns
+    whether it counted."""
     mine = Q(pk=run_id, execution=execution, done_items__lt=F("total_items") - F("failed_items"))
+    if shard is not None:
+        # The run's row first, then the part's: the order every write to both takes (no deadlock).
+        PipelineRun.objects.select_for_update().filter(pk=run_id).first()
+        part = RunShard.objects.filter(run_id=run_id, index=shard, execution=execution, status=RunShard.Status.RUNNING)
+        if not part.exists():
+            return False
+        mine = Q(pk=run_id, done_items__lt=F("total_items") - F("failed_items"))
     if ok:
         counted = PipelineRun.objects.filter(mine).update(done_items=F("done_items") + 1)
     else:
@@ -193,6 +360,9 @@ def run_item_finished(*, run_id: int, execution: int, ok: bool, error: Mapping |
                 run.errors = [*run.errors, {**error, "at": clock.now().isoformat()}]
             run.save(update_fields=["failed_items", "errors"])
     if counted:
+        if shard is not None:
+            field = "done_items" if ok else "failed_items"
+            RunShard.objects.filter(run_id=run_id, index=shard).update(**{field: F(field) + 1})
         transaction.on_commit(lambda: broadcasts.run_changed(run_id))
     return bool(counted)
 
@@ -237,11 +407,17 @@ def _evaluation_finish(run_id: int) -> None:
 
 
 @transaction.atomic
-def run_fail(*, run_id: int, execution: int, error: Mapping) -> None:
+def run_fail(*, run_id: int, execution: int, error: Mapping, shard: int | None = None) -> None:
     """The run could not even start its items (e.g. its rubric lost its criteria); a NUL in the
-    error (a trainer's stderr, say) is stored as U+FFFD."""
+    error (a trainer's stderr, say) is stored as U+FFFD. For a part (`shard`), the part is done
+    and the run fails with it (every part would fail the same way)."""
     run = PipelineRun.objects.select_for_update().get(pk=run_id)
-    if run.execution != execution:
+    if shard is not None:
+        if not RunShard.objects.filter(run_id=run_id, index=shard, execution=execution).update(
+            status=RunShard.Status.DONE
+        ):
+            return
+    elif run.execution != execution:
         return
     run.status = PipelineRun.Status.FAILED
     run.finished_at = clock.now()
@@ -252,14 +428,19 @@ def run_fail(*, run_id: int, execution: int, error: Mapping) -> None:
 
 
 def heartbeat_loop(
-    run_id: int, mine: int, cancelled: threading.Event, superseded: threading.Event, stop: threading.Event
+    run_id: int,
+    mine: int,
+    cancelled: threading.Event,
+    superseded: threading.Event,
+    stop: threading.Event,
+    shard: int | None = None,
 ) -> None:
     """The worker's sign of life, every RUN_HEARTBEAT_S, until `stop`: sets `cancelled` when the run
-    is asked to stop, and `superseded` (and `cancelled`) when another worker took it over."""
+    is asked to stop, and `superseded` (and `cancelled`) when another worker took it (or its part) over."""
     try:
         while not stop.wait(settings.RUN_HEARTBEAT_S):
             try:
-                if run_heartbeat(run_id=run_id, execution=mine):
+                if run_heartbeat(run_id=run_id, execution=mine, shard=shard):
                     cancelled.set()
             except Superseded:
                 superseded.set()

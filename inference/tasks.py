@@ -50,15 +50,55 @@ def execute(run_id: int, backend=None) -> str:
     """Run every missing item of a run. Safe to call twice, at once or one after the other:
     only one caller claims it, and a caller whose claim is taken over stops writing. It generates
     and judges through the backends the run's params name (`generator_endpoint`, `judge_endpoint`),
-    the default backend otherwise."""
+    the default backend otherwise. A run split into parts (`params["shards"]`) is handed out as
+    one message per part, which any pipeline consumer takes (`execute_shard`)."""
+    run = PipelineRun.objects.filter(pk=run_id).first()
+    if run is not None and execution.run_shards(run) > 1:
+        return _hand_out(run)
     with execution.run_claimed(run_id=run_id, stale_after_s=settings.RUN_STALE_AFTER_S) as claim:
         if claim is None:
             return "not claimed"
         return _execute(claim, backend)
 
 
+def _hand_out(run: PipelineRun) -> str:
+    """Queue each part of a sharded run still to finish (each taken by whichever consumer is free)."""
+    try:
+        total, items = run_items(RunContext(run, settings.INFERENCE_BACKEND))
+        missing = len(list(items))
+    except Exception as exc:
+        log.exception("run %s could not start", run.pk)
+        _run_fail_unclaimed(run, exc)
+        return "failed to start"
+    parts = execution.shards_prepare(run_id=run.pk, total=total, missing=missing)
+    for index in parts:
+        execute_shard(run.pk, index)
+    return f"handed out {len(parts)} parts" if parts else "not claimed"
+
+
+def _run_fail_unclaimed(run: PipelineRun, exc: Exception) -> None:
+    """A sharded run that cannot start: failed with the reason, as a claimed one would be."""
+    with execution.run_claimed(run_id=run.pk, stale_after_s=settings.RUN_STALE_AFTER_S) as claim:
+        if claim is not None:
+            execution.run_fail(
+                run_id=run.pk,
+                execution=claim.execution,
+                error={"item": None, "error": type(exc).__name__, "message": str(exc)},
+            )
+
+
+@db_task(retries=0)
+def execute_shard(run_id: int, index: int) -> str:
+    """One part of a run split over the consumers: claimed like a run, its items done, the run
+    ended by the last part to finish."""
+    with execution.shard_claimed(run_id=run_id, index=index, stale_after_s=settings.RUN_STALE_AFTER_S) as claim:
+        if claim is None:
+            return "not claimed"
+        return _execute(claim, None)
+
+
 def _execute(claim: execution.Claim, backend) -> str:
-    run, run_id, mine = claim.run, claim.run.pk, claim.execution
+    run, run_id, mine, shard = claim.run, claim.run.pk, claim.execution, claim.shard
     cancelled, superseded = claim.cancelled, claim.superseded
     try:
         try:
@@ -67,13 +107,20 @@ def _execute(claim: execution.Claim, backend) -> str:
             backend = backend or backends_for_run(run.params or {})
             total, items = run_items(ctx)
             items = list(items)
+            if shard is not None:  # this part's items only
+                shards = execution.run_shards(run)
+                items = [item for item in items if execution.shard_of(item[0], shards) == shard]
         except Exception as exc:
             log.exception("run %s could not start", run_id)
             execution.run_fail(
-                run_id=run_id, execution=mine, error={"item": None, "error": type(exc).__name__, "message": str(exc)}
+                run_id=run_id,
+                execution=mine,
+                error={"item": None, "error": type(exc).__name__, "message": str(exc)},
+                shard=shard,
             )
             return "failed to start"
-        execution.run_set_total(run_id=run_id, execution=mine, total=total, already_done=total - len(items))
+        if shard is None:  # a sharded run's counters were set when it was handed out
+            execution.run_set_total(run_id=run_id, execution=mine, total=total, already_done=total - len(items))
         manager = TaskManager(
             backend,
             workers=int(run.params.get("workers", settings.PIPELINE_WORKERS)),
@@ -87,16 +134,22 @@ def _execute(claim: execution.Claim, backend) -> str:
             error = outcome.failure.as_dict() if outcome.failure else None
             if outcome.failure:
                 log.warning("run %s item %s failed: %s", run_id, outcome.key, outcome.failure.message)
-            if not execution.run_item_finished(run_id=run_id, execution=mine, ok=outcome.ok, error=error):
+            if not execution.run_item_finished(run_id=run_id, execution=mine, ok=outcome.ok, error=error, shard=shard):
                 superseded.set()
                 cancelled.set()
         if superseded.is_set():
             log.warning("run %s: execution %s was taken over; this worker stopped", run_id, mine)
             return "superseded"
-        _, left = run_items(ctx)  # what the database holds, afresh (the items query it again)
-        finished = execution.run_finish(
-            run_id=run_id, execution=mine, done=total - len(list(left)), cancelled=cancelled.is_set()
-        )
+
+        def recount() -> int:
+            _, left = run_items(ctx)  # what the database holds, afresh (the items query it again)
+            return total - len(list(left))
+
+        if shard is not None:
+            return execution.shard_finish(
+                run_id=run_id, index=shard, execution=mine, cancelled=cancelled.is_set(), recount=recount
+            )
+        finished = execution.run_finish(run_id=run_id, execution=mine, done=recount(), cancelled=cancelled.is_set())
         return finished.status
     except execution.Superseded:
         log.warning("run %s: execution %s was taken over; this worker stopped", run_id, mine)
@@ -123,6 +176,9 @@ def resume_stale_runs() -> list[int]:
     for run_id in stale:
         log.warning("run %s lost its worker; resuming", run_id)
         queue_run(run_id)
+    for run_id, index in execution.shards_stale(stale_after_s=settings.RUN_STALE_AFTER_S):
+        log.warning("run %s part %s lost its worker; queued again for another", run_id, index)
+        execute_shard(run_id, index)
     resumed = resume_after_outage()
     return stale + resumed
 

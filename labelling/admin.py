@@ -43,6 +43,7 @@ from labelling.models import (
     Prompt,
     PromptSet,
     Rubric,
+    RunShard,
 )
 from labelling.records import services as record_services
 from labelling.versions.evaluation import selectors as evaluation_selectors
@@ -293,8 +294,24 @@ class GeneratorVersionAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{version} retired.", messages.SUCCESS)
 
 
+class RunShardInline(admin.TabularInline):
+    """A run's parts (PIPELINE_SHARDS): which are at work, taken over (execution) or done; the
+    worker's to write, not an editor's."""
+
+    model = RunShard
+    verbose_name, verbose_name_plural = "part", "parts"
+    extra = 0
+    can_delete = False
+    fields = ["index", "status", "execution", "heartbeat_at", "done_items", "failed_items"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
 @admin.register(PipelineRun)
 class PipelineRunAdmin(admin.ModelAdmin):
+    inlines = [RunShardInline]
     list_display = [
         "id",
         "kind",

@@ -284,7 +284,8 @@ class PipelineRun(models.Model):
         running ones whose worker stopped beating, and queued ones nobody took up within the
         stale window. A run that is running with a fresh heartbeat is not: resuming it would
         execute it twice."""
-        stale = (now or clock.now()) - timedelta(seconds=settings.RUN_STALE_AFTER_S)
+        window = settings.RUN_STALE_AFTER_S
+        stale = now - timedelta(seconds=window) if now is not None else clock.ago(window)
         S = cls.Status
         return (
             Q(status__in=[S.FAILED, S.PARTIAL])
@@ -307,6 +308,35 @@ class PipelineRun(models.Model):
 
 # A group the queue may offer: all G completions in and reviewers still wanted.
 OPEN_FOR_REVIEW = Q(ready=True, review_count__lt=F("overlap_target"))
+
+
+class RunShard(models.Model):
+    """One part of a run spread over several consumers (`params["shards"]`, PIPELINE_SHARDS): the
+    run's items split by a hash of their keys, each part claimed, kept alive and taken over as a
+    whole run is (inference/execution.py), so two hosts work on one run and a lost host's part
+    goes on elsewhere. The run finishes when its last part does."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="shards")
+    index = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    execution = models.PositiveIntegerField(
+        default=0, help_text="Raised by each claim of this part: a worker whose number is no longer current stops."
+    )
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    done_items = models.PositiveIntegerField(default=0)
+    failed_items = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="run_shard_unique")]
+
+    def __str__(self) -> str:
+        return f"run #{self.run_id} part {self.index} ({self.status})"
 
 
 class Group(models.Model):

@@ -414,5 +414,9 @@ LOGGING = {
 # generate + judge run 1.38x faster than with 4 on the 0.6B shape, 1.44x on the tiny
 # model; docs/benchmarks.md).
 PIPELINE_WORKERS = envint("PIPELINE_WORKERS", 16, minimum=1)
+# Parts a new generate, judge or revise run is split into, each taken by whichever pipeline
+# consumer is free (several hosts work on one run); 1: one consumer runs it whole. Recorded on
+# the run when it starts, so a resume splits it the same way.
+PIPELINE_SHARDS = envint("PIPELINE_SHARDS", 1, minimum=1)
 RUN_STALE_AFTER_S = envint("RUN_STALE_AFTER_S", 60, minimum=2)
 RUN_HEARTBEAT_S = max(1, RUN_STALE_AFTER_S // 6)

@@ -88,6 +88,8 @@ def run_start(
         params["generator_version"] = generator_selectors.generator_version_checked(
             params.get("generator_version")
         ).number
+    if settings.PIPELINE_SHARDS > 1:
+        params["shards"] = settings.PIPELINE_SHARDS  # how this run is split, whatever a later resume's setting
     try:
         with transaction.atomic():
             run = PipelineRun.objects.create(

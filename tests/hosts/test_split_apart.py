@@ -90,47 +90,41 @@ def test_a_host_without_the_shared_volume_refuses_to_start_saying_where_to_mount
     assert f"this host has not mounted it; mount it at {deployment.data}" in done.stderr, done.stderr
 
 
-def test_a_consumer_host_lost_mid_run_its_run_finishes_on_the_other_and_nothing_is_doubled(deployment):
+def test_one_run_spread_over_both_consumer_hosts_a_host_lost_mid_run_leaves_its_part_to_the_other(deployment):
     hosts.catalogue_import(deployment, "north", PROMPTS)
-    hosts.catalogue_import(deployment, "south", PROMPTS)
-    # Started together, each long enough that the first consumer is still busy with one when
-    # the other arrives (one worker a consumer): one run on each consumer host.
-    first, second = (
-        hosts.generate_start(deployment, "north", max_tokens=64),
-        hosts.generate_start(deployment, "south", max_tokens=64),
+    # One run in two parts (PIPELINE_SHARDS=2), each long enough that a consumer is still busy with
+    # one part when the other part arrives (one worker a consumer): a part on each consumer host.
+    run = hosts.generate_start(deployment, "north", max_tokens=64)
+    hosts.wait_for(
+        lambda: hosts.ran_on(deployment, run["id"]) == {"worker1", "worker2"},
+        timeout_s=120,
+        what="both consumer hosts at work on the run",
+        logs=deployment.all_logs(),
     )
-
-    def both_running():
-        taken = {run["id"]: hosts.ran_on(deployment, run["id"]) for run in (first, second)}
-        return all(taken.values()) and taken
-
-    taken = hosts.wait_for(
-        both_running, timeout_s=120, what="both runs taken by a consumer", logs=deployment.all_logs()
-    )
-    assert taken[first["id"]] | taken[second["id"]] == {"worker1", "worker2"}  # one run on each consumer host
-    (lost,) = taken[first["id"]]
+    (lost_part, _), *_ = hosts.parts_claimed(deployment, "worker1", run["id"])
 
     def some_done():
-        status, run = deployment.call("GET", f"/runs/{first['id']}")
-        return 0 < run["done_items"] < run["total_items"] and run
+        status, now = deployment.call("GET", f"/runs/{run['id']}")
+        return 0 < now["done_items"] < now["total_items"] and now
 
-    part = hosts.wait_for(some_done, timeout_s=120, what="the first run to be part-way", every_s=0.2)
-    deployment.h[lost].lose()
+    part = hosts.wait_for(some_done, timeout_s=120, what="the run to be part-way", every_s=0.2)
+    deployment.h["worker1"].lose()
     lost_at = time.monotonic()
-    for run in (first, second):
-        finished = deployment.run_finished(run["id"], timeout_s=240)
-        outcome = (finished["status"], finished["done_items"], finished["failed_items"])
-        assert outcome == ("succeeded", PROMPTS, 0), finished
-        completions = hosts.completions(deployment, run["id"])
-        originals = [(c["group_id"], c["index"]) for c in completions if c["revision"] == 0]
-        assert len(originals) == 4 * PROMPTS and len(set(originals)) == 4 * PROMPTS  # each once, none doubled
-    survivor = ({"worker1", "worker2"} - {lost}).pop()
-    assert survivor in hosts.ran_on(deployment, first["id"])  # taken over by the other host
+    finished = deployment.run_finished(run["id"], timeout_s=240)
+    outcome = (finished["status"], finished["done_items"], finished["failed_items"])
+    assert outcome == ("succeeded", PROMPTS, 0), finished
+    completions = hosts.completions(deployment, run["id"])
+    originals = [(c["group_id"], c["index"]) for c in completions if c["revision"] == 0]
+    assert len(originals) == 4 * PROMPTS and len(set(originals)) == 4 * PROMPTS  # each once, none doubled
+    # The lost host's part was taken over by the other host (its second claim), the other's own part done there.
+    taken = hosts.parts_claimed(deployment, "worker2", run["id"])
+    assert (lost_part, 2) in taken and (1 - lost_part, 1) in taken, taken
     print(
-        f"\n{lost} lost at {part['done_items']}/{PROMPTS} prompts of run {first['id']}; {survivor} finished it "
-        f"{time.monotonic() - lost_at:.0f} s later; {4 * PROMPTS} completions a run, none doubled"
+        f"\nworker1 lost at {part['done_items']}/{PROMPTS} prompts of run {run['id']} (part {lost_part} its); worker2 "
+        f"took that part over and finished the run {time.monotonic() - lost_at:.0f} s later; "
+        f"{4 * PROMPTS} completions, none doubled"
     )
-    deployment.start_consumer(lost)  # the host comes back
+    deployment.start_consumer("worker1")  # the host comes back
 
 
 def test_the_triton_host_gone_and_back_readiness_says_so_and_a_run_resumes_by_itself(deployment):

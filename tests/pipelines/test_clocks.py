@@ -18,7 +18,7 @@ from django.db import connection
 from inference import execution
 from labelling import health
 from labelling.models import Generation, PipelineRun
-from labelling.runs import services as run_services
+from tests.factories import generate_run
 from tests.pipelines.conftest import ROOT, STALE_AFTER_S, Consumer, wait_for, wait_until, worker_env
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -61,13 +61,14 @@ def test_hosts_whose_clocks_differ_leave_a_healthy_run_to_its_worker(postgres, h
     env = worker_env(triton_url)
     behind = Consumer(skewed(env, -SKEW_S), tmp_path / "huey-behind.log").start()
     try:
-        run, _ = run_services.run_start(
-            kind="generate",
+        run = generate_run(
             character=character,
             prompt_set=prompt_set,
             rubric=rubric,
             group_size=4,
-            params={"sampling": {"max_tokens": 48}, "workers": 2},
+            max_tokens=48,
+            workers=2,
+            enqueue=True,
         )
         wait_for(run, {PipelineRun.Status.RUNNING}, timeout_s=60, log=behind.log)
         # Past the stale window, with the worker's heartbeats written all along.

@@ -19,7 +19,7 @@ from django.utils import timezone
 from bench.faults import violations
 from inference import execution, tasks
 from inference.engine import Completion
-from labelling.models import Generation, Judgment, PipelineRun
+from labelling.models import Generation, Judgment, PipelineRun, RunShard
 from labelling.records import services as record_services
 from labelling.runs import services as run_services
 from tests.pipelines.conftest import ROOT, wait_for, wait_until, worker_env
@@ -291,3 +291,81 @@ def test_a_cancel_that_comes_after_the_last_item_leaves_the_run_succeeded(story)
         PipelineRun.objects.filter(pk=run.pk).update(cancel_requested=True)
         finished = execution.run_finish(run_id=run.pk, execution=claimed.execution, done=done, cancelled=True)
         assert (finished.status, finished.done_items) == (status, done)
+
+
+# --- a run in parts (PIPELINE_SHARDS) -----------------------------------------------------
+
+
+def _run_in_parts(story, settings, n=4) -> PipelineRun:
+    settings.PIPELINE_SHARDS = 2
+    run = _queued_run(story, n)
+    assert execution.shards_prepare(run_id=run.pk, total=n, missing=n) == [0, 1]
+    return run
+
+
+def test_a_part_is_claimed_once_and_a_part_that_lost_its_claim_can_no_longer_write(story, settings):
+    run = _run_in_parts(story, settings)
+    first = execution.shard_claim(run_id=run.pk, index=0, stale_after_s=60)
+    assert first.execution == 1 and execution.shard_claim(run_id=run.pk, index=0, stale_after_s=60) is None
+    run.refresh_from_db()
+    assert run.status == PipelineRun.Status.RUNNING and run.execution == 1  # the first part set it running
+    assert execution.run_item_finished(run_id=run.pk, execution=1, ok=True, shard=0) is True
+    RunShard.objects.filter(run=run, index=0).update(heartbeat_at=timezone.now() - timedelta(seconds=120))
+    assert execution.shards_stale(stale_after_s=60) == [(run.pk, 0)]
+    second = execution.shard_claim(run_id=run.pk, index=0, stale_after_s=60)
+    assert second.execution == 2
+    assert execution.run_item_finished(run_id=run.pk, execution=1, ok=True, shard=0) is False
+    with pytest.raises(execution.Superseded):
+        execution.run_heartbeat(run_id=run.pk, execution=1, shard=0)
+    assert execution.shard_finish(run_id=run.pk, index=0, execution=1, cancelled=False, recount=lambda: 4) == (
+        "superseded"
+    )
+    assert execution.run_item_finished(run_id=run.pk, execution=2, ok=False, error={"item": "p1"}, shard=0) is True
+    run.refresh_from_db()
+    assert (run.done_items, run.failed_items, run.execution) == (1, 1, 1)  # a takeover of a part leaves the run's
+    part = RunShard.objects.get(run=run, index=0)
+    assert (part.done_items, part.failed_items) == (1, 1)
+
+
+def test_the_last_part_to_finish_ends_the_run_with_what_the_database_holds(story, settings):
+    run = _run_in_parts(story, settings)
+    parts = [execution.shard_claim(run_id=run.pk, index=i, stale_after_s=60) for i in (0, 1)]
+    assert [p.execution for p in parts] == [1, 1]
+    assert execution.shard_finish(run_id=run.pk, index=1, execution=1, cancelled=False, recount=lambda: 0) == (
+        "part done"
+    )
+    run.refresh_from_db()
+    assert run.status == PipelineRun.Status.RUNNING  # the other part is still at work
+    assert execution.shard_finish(run_id=run.pk, index=0, execution=1, cancelled=False, recount=lambda: 3) == (
+        PipelineRun.Status.PARTIAL
+    )
+    run.refresh_from_db()
+    assert (run.done_items, run.failed_items, run.status) == (3, 1, PipelineRun.Status.PARTIAL)
+    # resumed: it is split the same way, its parts start afresh with its counters
+    settings.PIPELINE_SHARDS = 1
+    run_services.run_resume(run=run)
+    assert execution.shards_prepare(run_id=run.pk, total=4, missing=1) == [0, 1]
+    run.refresh_from_db()
+    assert (run.done_items, run.failed_items, run.status) == (3, 0, PipelineRun.Status.QUEUED)
+    assert set(RunShard.objects.filter(run=run).values_list("status", "done_items")) == {("queued", 0)}
+
+
+def test_a_cancelled_run_ends_when_its_last_part_ends_even_one_nobody_started(story, settings):
+    run = _run_in_parts(story, settings)
+    execution.shard_claim(run_id=run.pk, index=0, stale_after_s=60)
+    run_services.run_cancel(run=run)
+    assert execution.shard_finish(run_id=run.pk, index=0, execution=1, cancelled=True, recount=lambda: 1) == (
+        "part done"
+    )
+    # The part still queued arrives: it does not run, and as the last part it ends the run.
+    assert execution.shard_claim(run_id=run.pk, index=1, stale_after_s=60) is None
+    run.refresh_from_db()
+    assert run.status == PipelineRun.Status.CANCELLED
+    assert execution.shards_prepare(run_id=run.pk, total=4, missing=3) == []  # a cancelled run is not handed out
+
+
+def test_items_split_by_their_keys_the_same_way_every_time():
+    keys = [f"prompt:p{i}" for i in range(40)]
+    split = [execution.shard_of(key, 3) for key in keys]
+    assert split == [execution.shard_of(key, 3) for key in keys] and set(split) == {0, 1, 2}
+    assert all(execution.shard_of(key, 1) == 0 for key in keys)
