@@ -4,7 +4,9 @@ tests/hosts/test_split_apart.py runs them; root only).
 
 - **Pipeline**: `--runs` generate + judge runs (`--prompts` prompts × 4, `--max-tokens`) started
   together, timed until all succeeded: first with one pipeline host (the other's processes
-  stopped), then with both. Each consumer runs one run at a time (HUEY_WORKERS=1).
+  stopped), then with both. Each run is in two parts (PIPELINE_SHARDS=2, as compose.yaml) and
+  each consumer works on one part at a time (HUEY_WORKERS=1): with `--runs 1`, one run on one
+  host against the same run spread over two.
 - **Web**: `--clients` API clients (threads of this process, each with its own keep-alive
   connection through the proxy) reading what a reviewer's and a script's pages read (a run, a
   page of its completions) for `--seconds`: first with the proxy sending everything to web1,
@@ -18,6 +20,7 @@ Every role shares this machine's cores (the hosts are namespaces, not machines),
 say what a second process adds when the first is the bottleneck, not what a second machine adds.
 
     sudo .venv/bin/python bench/bench_hosts.py [--runs 4] [--prompts 12] [--max-tokens 48] [--clients 8] [--seconds 20]
+        [--only-pipeline | --only-reviewers]
 """
 
 from __future__ import annotations
@@ -160,6 +163,7 @@ def main() -> None:
     parser.add_argument("--review-seconds", type=int, default=30)
     parser.add_argument("--groups", type=int, default=3000)
     parser.add_argument("--only-reviewers", action="store_true", help="skip the pipeline and API phases")
+    parser.add_argument("--only-pipeline", action="store_true", help="skip the API and reviewers' phases")
     args = parser.parse_args()
     batch = {"runs": args.runs, "prompts": args.prompts, "max_tokens": args.max_tokens}
 
@@ -176,22 +180,25 @@ def main() -> None:
             what="worker2's consumer",
         )
         two = pipeline_batch(deployment, "two", **batch)
-
-        run_id = deployment.call("GET", "/runs?limit=1")[1]["items"][0]["id"]
-        proxy_to(deployment, ["web1"])
-        web_one = web_load(deployment, clients=args.clients, seconds=args.seconds, run_id=run_id)
-        proxy_to(deployment, ["web1", "web2"])
-        web_two = web_load(deployment, clients=args.clients, seconds=args.seconds, run_id=run_id)
-
-        # The reviewers' phase empties the database and fills it (bench/fill.py): it comes last.
-        reviewers_phase(deployment, args)
+        if args.only_pipeline:
+            web_one = web_two = None
+        else:
+            web_one, web_two = web_phase(deployment, args)
+            # The reviewers' phase empties the database and fills it (bench/fill.py): it comes last.
+            reviewers_phase(deployment, args)
 
     completions = args.runs * args.prompts * 4
-    print(f"\npipeline: {args.runs} runs of {args.prompts} prompts × 4 completions, {args.max_tokens} tokens, judged")
+    shards = deployment.env.get("PIPELINE_SHARDS", "1")
+    print(
+        f"\npipeline: {args.runs} runs of {args.prompts} prompts × 4 completions, {args.max_tokens} tokens, judged; "
+        f"each run in {shards} parts (PIPELINE_SHARDS)"
+    )
     print("| pipeline hosts | wall s | completions/s | vs one |")
     print("| --- | ---: | ---: | ---: |")
     for label, wall in (("one", one), ("two", two)):
         print(f"| {label} | {wall:.1f} | {completions / wall:.2f} | {one / wall:.2f}x |")
+    if web_one is None:
+        return
     print(
         f"\nweb: {args.clients} API clients for {args.seconds:.0f} s through the proxy (a run, a page of its completions)"
     )
@@ -202,6 +209,16 @@ def main() -> None:
             f"| {label} | {result['requests_s']:.1f} | {result['p50_ms']:.0f} | {result['p95_ms']:.0f} | "
             f"{result['failed']} | {result['requests_s'] / web_one['requests_s']:.2f}x |"
         )
+
+
+def web_phase(deployment: hosts.Deployment, args) -> tuple[dict, dict]:
+    """The API read load with the proxy sending everything to web1, then spread over both."""
+    run_id = deployment.call("GET", "/runs?limit=1")[1]["items"][0]["id"]
+    proxy_to(deployment, ["web1"])
+    web_one = web_load(deployment, clients=args.clients, seconds=args.seconds, run_id=run_id)
+    proxy_to(deployment, ["web1", "web2"])
+    web_two = web_load(deployment, clients=args.clients, seconds=args.seconds, run_id=run_id)
+    return web_one, web_two
 
 
 if __name__ == "__main__":
