@@ -381,7 +381,28 @@ class Deployment:
     def ready(self) -> tuple[int, object]:
         return api_client(self.proxy_url, "", self.cert)("GET", "/readyz")
 
+    def web_answers(self, name: str) -> bool:
+        """Web host `name` answers /healthz itself (not through the proxy, which needs one only)."""
+        request = urllib.request.Request(  # noqa: S310 - plain http to a host this test made
+            f"http://{self.h[name].address}:8000/healthz", headers={"Host": self.h["proxy"].address}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                return response.status == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
     def wait_ready(self, timeout_s: float = 240) -> dict:
+        """Ready through the proxy, and every web process answering on its own: a request sent on
+        as soon as one of them is ready could reach the other while it starts (a 502 seen once
+        right after /readyz answered 200)."""
+        wait_for(
+            lambda: all(self.web_answers(name) for name in ("web1", "web2")),
+            timeout_s=timeout_s,
+            what="both web processes answering /healthz",
+            every_s=0.5,
+            logs=self.all_logs(),
+        )
         return wait_for(
             lambda: (answer := self.ready())[0] == 200 and answer[1],
             timeout_s=timeout_s,
