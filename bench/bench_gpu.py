@@ -485,6 +485,7 @@ def stage_train(args) -> None:
     _django(args, "train")
     from django.conf import settings
 
+    from inference.build_model import build_record
     from inference.versions import served as served_versions
     from labelling.models import GeneratorVersion
     from labelling.versions.generators import services as generator_services
@@ -511,6 +512,7 @@ def stage_train(args) -> None:
             trial = bench_train.product_trial(version, args.train_steps, params=params)
             made = GeneratorVersion.objects.get(number=trial["version"])
             trainer = made.config.get("trainer", {})
+            built = build_record(GeneratorVersion.path(made.onnx_dir))
             entry = {
                 "what": f"GRPO {label}, {args.train_steps} steps",
                 "steps_s": trainer.get("steps_per_s"),
@@ -519,7 +521,7 @@ def stage_train(args) -> None:
                 "train_wall_s": round(trial["train_wall_s"], 1),
                 "last_step_to_ready_s": round(trial["last_step_to_ready_s"], 1),
                 "export": trial["export"],
-                "built": {k: made_build(made).get(k) for k in ("target", "precision", "paged_attention")},
+                "built": {k: built.get(k) for k in ("target", "precision", "paged_attention")},
                 "params": {
                     k: trial["params"].get(k)
                     for k in (
@@ -538,13 +540,6 @@ def stage_train(args) -> None:
         server.stop()
     with open(args.json, "a") as out:
         out.write(json.dumps({"stage": "train", "rows": rows}) + "\n")
-
-
-def made_build(version) -> dict:
-    from inference.build_model import build_record
-    from labelling.models import GeneratorVersion
-
-    return build_record(GeneratorVersion.path(version.onnx_dir))
 
 
 # --- driver ------------------------------------------------------------------------------

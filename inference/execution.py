@@ -315,7 +315,8 @@ def run_heartbeat(*, run_id: int, execution: int, shard: int | None = None) -> b
         beat = RunShard.objects.filter(
             run_id=run_id, index=shard, execution=execution, status=RunShard.Status.RUNNING
         ).update(heartbeat_at=now)
-        PipelineRun.objects.filter(pk=run_id, status=PipelineRun.Status.RUNNING).update(heartbeat_at=now)
+        if beat:  # a worker that lost its part keeps nothing alive
+            PipelineRun.objects.filter(pk=run_id, status=PipelineRun.Status.RUNNING).update(heartbeat_at=now)
     if not beat:
         where = f"run {run_id}" if shard is None else f"run {run_id} part {shard}"
         raise Superseded(f"{where}: execution {execution} is no longer current")
@@ -343,7 +344,7 @@ def run_item_finished(
     mine = Q(pk=run_id, execution=execution, done_items__lt=F("total_items") - F("failed_items"))
     if shard is not None:
         # The run's row first, then the part's: the order every write to both takes (no deadlock).
-        PipelineRun.objects.select_for_update().filter(pk=run_id).first()
+        PipelineRun.objects.select_for_update().filter(pk=run_id).values_list("pk", flat=True).first()
         part = RunShard.objects.filter(run_id=run_id, index=shard, execution=execution, status=RunShard.Status.RUNNING)
         if not part.exists():
             return False

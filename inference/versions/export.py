@@ -109,13 +109,7 @@ def _build(parent: GeneratorVersion | None) -> dict:
     served as its parent is, so a GPU host's fp16 CUDA export trains into another one."""
     if parent is None:
         return {}
-    from inference.versions.served import version_dir
-
-    for folder in (version_dir(parent.number), generator_selectors.generator_version_dir(parent)):
-        record = build_model.build_record(folder)
-        if record:
-            return record
-    return {}
+    return build_model.build_record(generator_selectors.generator_version_dir(parent))
 
 
 def convert(

@@ -100,3 +100,21 @@ def _grpo_dataset(settings, tmp_path):
         file=str(path.relative_to(settings.MEDIA_ROOT)),
         reward_policy={"rubric_spec": rubric},
     )
+
+
+def test_a_version_trained_from_a_retired_parent_is_built_as_that_parent_was(db, settings, tmp_path):
+    """Training may start from a retired version: its build record is read from its own folder,
+    not from the ready versions Triton serves."""
+    import json
+
+    from inference.versions import export
+
+    folder = tmp_path / "v2-onnx"
+    folder.mkdir()
+    (folder / "BUILD.json").write_text(json.dumps({"target": "cuda", "precision": "fp16", "paged_attention": True}))
+    first = GeneratorVersion.objects.get(number=1)
+    retired = GeneratorVersion.objects.create(
+        number=2, parent=first, method="grpo", status="retired", onnx_dir=str(folder)
+    )
+    assert export._build(retired) == {"target": "cuda", "precision": "fp16", "paged_attention": True}
+    assert export._build(None) == {}
