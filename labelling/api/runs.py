@@ -29,6 +29,7 @@ from labelling.api.common import (
 )
 from labelling.api.evaluations import evaluation_started
 from labelling.datasets import selectors as dataset_selectors
+from labelling.runs import selectors as run_selectors
 from labelling.runs import services as run_services
 from labelling.versions.evaluation import services as evaluation_services
 from labelling.versions.generators import selectors as generator_selectors
@@ -253,8 +254,25 @@ class Training(Schema):
     )
 
 
+class RunPart(Schema):
+    index: int
+    status: str = Field(description="queued, running or done")
+    claims: int = Field(description="how many times a consumer claimed it: more than one, it was taken over")
+    heartbeat_at: datetime | None = Field(description="its consumer's last sign of life")
+    done_items: int
+    failed_items: int
+    stale: bool = Field(description="running without a heartbeat within RUN_STALE_AFTER_S: the watchdog hands it on")
+
+
 class RunDetail(Run):
     training: Training | None = Field(None, description="train runs: per-step progress and reward weights")
+    parts: list[RunPart] = Field(
+        description="a run spread over several consumers (PIPELINE_SHARDS): each part; empty for a run in one piece"
+    )
+
+    @staticmethod
+    def resolve_parts(obj) -> list[dict]:
+        return run_selectors.run_parts(obj)
 
     @staticmethod
     def resolve_training(obj) -> dict | None:

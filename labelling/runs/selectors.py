@@ -3,11 +3,14 @@ page shows (its groups with their scores, its settings as rows)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db.models import Count, F, Q, QuerySet, Sum
 
 from labelling import clock
 from labelling.explorer.selectors import group_cards
-from labelling.models import Generation, Group, Judgment, PipelineRun
+from labelling.models import Generation, Group, Judgment, PipelineRun, RunShard
 from labelling.runs import idempotency
 
 
@@ -38,6 +41,29 @@ def run_throughput(run: PipelineRun) -> dict | None:
     return {"tokens": tokens, "per_s": tokens / seconds if seconds > 0 else 0.0}
 
 
+def run_parts(run: PipelineRun) -> list[dict]:
+    """A run spread over several consumers (PIPELINE_SHARDS): each part's state, for the run page
+    and the API alike; none for a run in one piece. `claims` counts the part's claims (more
+    than one: taken over); a running part `stale` has not beaten within RUN_STALE_AFTER_S (by the
+    database's clock), so the watchdog gives it to another consumer."""
+    if (run.params or {}).get("shards", 1) <= 1:
+        return []
+    stale_before = clock.now() - timedelta(seconds=settings.RUN_STALE_AFTER_S)
+    return [
+        {
+            "index": part.index,
+            "status": part.status,
+            "claims": part.execution,
+            "heartbeat_at": part.heartbeat_at,
+            "done_items": part.done_items,
+            "failed_items": part.failed_items,
+            "stale": part.status == RunShard.Status.RUNNING
+            and (part.heartbeat_at is None or part.heartbeat_at < stale_before),
+        }
+        for part in RunShard.objects.filter(run=run).order_by("index")
+    ]
+
+
 # What the run page lists in its settings table: a run's params, one row per setting. A value
 # that is not a plain number, word or flag (a nested list, a long text) goes to the raw rest.
 PARAM_LABELS = {
@@ -56,6 +82,7 @@ PARAM_LABELS = {
     "dataset": "dataset",
     "from_version": "trained from version",
     "version": "makes version",
+    "shards": "parts (one per consumer)",
 }
 SHORT_VALUE = 120
 

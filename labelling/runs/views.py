@@ -189,6 +189,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         throughput=selectors.run_throughput(run),
         settings=selectors.run_settings(run),
         resumable=run.is_resumable,
+        parts=selectors.run_parts(run),
     )
     if (extra := RUN_DETAIL.get(run.kind)) is not None:
         context.update(extra(run))

@@ -193,3 +193,45 @@ def test_a_judge_or_revise_run_shows_its_source_runs_groups(admin_client, world,
     run = PipelineRun.objects.create(kind=kind, source_run=source, rubric=world["rubric"])
     html = page(admin_client, run)
     assert "What do you see?" in html and f'of run <a href="{reverse("run_detail", args=[source.pk])}">' in html
+
+
+def parts_in_the_api(client, admin_user, run) -> list[dict]:
+    from labelling.access import tokens
+
+    token = tokens.token_create(user=admin_user, name=f"parts-{run.pk}")[1]
+    response = client.get(f"/api/runs/{run.pk}", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200
+    return response.json()["parts"]
+
+
+def test_a_run_in_parts_shows_each_part_as_the_api_returns_it(admin_client, admin_user, world, settings):
+    from labelling import clock
+    from labelling.models import RunShard
+
+    run = world["run"]
+    assert parts_in_the_api(admin_client, admin_user, run) == []  # one piece: no parts
+    assert "<h2>Parts" not in page(admin_client, run)
+    run.params = {**run.params, "shards": 2}
+    run.save(update_fields=["params"])
+    now = clock.now()
+    RunShard.objects.create(run=run, index=0, status="done", execution=1, heartbeat_at=now, done_items=1)
+    RunShard.objects.create(
+        run=run,
+        index=1,
+        status="running",
+        execution=2,
+        heartbeat_at=now - timedelta(seconds=settings.RUN_STALE_AFTER_S + 5),
+        done_items=0,
+        failed_items=1,
+    )
+    parts = parts_in_the_api(admin_client, admin_user, run)
+    assert [(p["index"], p["status"], p["claims"], p["stale"]) for p in parts] == [
+        (0, "done", 1, False),
+        (1, "running", 2, True),
+    ]
+    html = page(admin_client, run)
+    assert "the run spread over 2 consumers" in html
+    first, second = html.split('id="part-0"')[1].split("</tr>")[0], html.split('id="part-1"')[1].split("</tr>")[0]
+    assert "done" in first and "taken over" not in first and "no heartbeat" not in first
+    assert "no heartbeat: to be taken over" in second and '2 <span class="muted">(taken over)</span>' in second
+    assert '<th scope="row">parts (one per consumer)</th><td>2</td>' in html

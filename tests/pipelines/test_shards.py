@@ -3,12 +3,14 @@ a hash of their keys, each part claimed, kept alive and taken over as a whole ru
 consumers on the test's database and queue, the real tritonserver."""
 
 import pytest
+from django.urls import reverse
 
 from inference import execution, tasks
 from labelling.models import Generation, Group, PipelineRun, RunShard
 from labelling.runs import services as run_services
 from tests.factories import generate_run
 from tests.pipelines.conftest import Consumer, wait_for, wait_until, worker_env
+from tests.pipelines.test_run_page import parts_in_the_api
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
@@ -59,7 +61,7 @@ def test_a_run_split_in_two_is_worked_on_by_two_consumers_and_nothing_is_done_tw
 
 
 def test_a_lost_consumers_part_is_taken_over_and_the_run_finishes_once(
-    story, settings, huey_queue, triton_url, tmp_path
+    story, settings, huey_queue, triton_url, tmp_path, admin_client, admin_user
 ):
     settings.RUN_STALE_AFTER_S = 3  # the consumers' (worker_env), for the watchdog run here
     env = worker_env(triton_url)
@@ -75,6 +77,10 @@ def test_a_lost_consumers_part_is_taken_over_and_the_run_finishes_once(
         first.kill()  # SIGKILL: its part stops beating mid-way
         lost = RunShard.objects.get(run=run, status="running", index=_part_of(first, run))
         wait_until(lambda: execution.shards_stale(stale_after_s=3) != [], timeout_s=60, what="the lost part stale")
+        # The run page and the API say which part has stopped, before the watchdog acts.
+        stale = {p["index"]: p["stale"] for p in parts_in_the_api(admin_client, admin_user, run)}
+        assert stale == {lost.index: True, 1 - lost.index: False}
+        assert "no heartbeat: to be taken over" in part_row(admin_client, run, lost.index)
         # The watchdog (any consumer's, every minute; here at once) queues the lost part again.
         tasks.resume_stale_runs.call_local()
         run = wait_for(run, {PipelineRun.Status.SUCCEEDED}, timeout_s=240, log=second.log)
@@ -85,6 +91,10 @@ def test_a_lost_consumers_part_is_taken_over_and_the_run_finishes_once(
     lost.refresh_from_db()
     assert lost.status == "done" and lost.execution == 2  # taken over once, by the other consumer
     assert f"run {run.pk} (generate) part {lost.index}: claimed, execution 2" in second.log.read_text()
+    shown = {p["index"]: p for p in parts_in_the_api(admin_client, admin_user, run)}
+    assert (shown[lost.index]["status"], shown[lost.index]["claims"], shown[lost.index]["stale"]) == ("done", 2, False)
+    assert "(taken over)" in part_row(admin_client, run, lost.index)
+    assert "(taken over)" not in part_row(admin_client, run, 1 - lost.index)
 
 
 def test_a_run_cancelled_while_a_part_waits_for_a_consumer_ends_cancelled(
@@ -107,6 +117,11 @@ def test_a_run_cancelled_while_a_part_waits_for_a_consumer_ends_cancelled(
     settings.PIPELINE_SHARDS = 1
     resumed = run_services.run_resume(run=run)
     assert resumed.status == PipelineRun.Status.QUEUED and resumed.params["shards"] == 2
+
+
+def part_row(client, run: PipelineRun, index: int) -> str:
+    html = client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    return html.split(f'id="part-{index}"')[1].split("</tr>")[0]
 
 
 def _part_of(consumer: Consumer, run: PipelineRun) -> int:
