@@ -247,7 +247,9 @@ class PipelineRun(models.Model):
     idempotency_key = models.CharField(max_length=120, null=True, blank=True, unique=True)
     cancel_requested = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # By the database's clock, as heartbeats are: a queued run nobody took up is resumable by it,
+    # judged on another host (`resumable`).
+    created_at = models.DateTimeField(default=clock.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Last sign of life from the worker running it."

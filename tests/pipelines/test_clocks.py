@@ -110,3 +110,38 @@ def test_hosts_whose_clocks_differ_leave_a_healthy_run_to_its_worker(postgres, h
     assert Generation.objects.filter(group__run=run).count() == 24 * 4
     assert run.done_items == run.total_items == 24 and run.failed_items == 0
     assert "taken over" not in (tmp_path / "huey-behind.log").read_text()
+
+
+WEB_HOST = """
+import django
+django.setup()
+from labelling.models import Character, PromptSet, Rubric
+from labelling.runs import services
+run, _ = services.run_start(
+    kind="generate", character=Character.objects.get(pk=%d), prompt_set=PromptSet.objects.get(pk=%d),
+    rubric=Rubric.objects.get(pk=%d), group_size=4, enqueue=False,
+)
+print(run.pk)
+"""
+
+
+def test_a_run_queued_by_a_host_whose_clock_runs_behind_is_not_taken_for_abandoned(postgres, story, triton_url):
+    """A queued run nobody took up within the stale window may be resumed (queued again). Its age
+    is its `created_at`: written by a web host five minutes behind with that host's own clock, the
+    run would look abandoned the moment it was queued, and a resume would queue it twice."""
+    character, prompt_set, rubric = story(2)
+    made = subprocess.run(
+        [sys.executable, "-c", WEB_HOST % (character.pk, prompt_set.pk, rubric.pk)],
+        cwd=ROOT,
+        env=skewed({**worker_env(triton_url), "PYTHONPATH": str(ROOT)}, -SKEW_S),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    run = PipelineRun.objects.get(pk=int(made.stdout.strip().splitlines()[-1]))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        database_now = cursor.fetchone()[0]
+    assert abs((database_now - run.created_at).total_seconds()) < 60  # the database's time, not the host's
+    assert run.status == PipelineRun.Status.QUEUED and not run.is_resumable
