@@ -376,7 +376,15 @@ class Deployment:
     # --- through the proxy -------------------------------------------------------------------
 
     def call(self, method: str, path: str, body=None, **headers):
-        return api_client(f"{self.proxy_url}/api", self.token, self.cert)(method, path, body, **headers)
+        status, answer = api_client(f"{self.proxy_url}/api", self.token, self.cert)(method, path, body, **headers)
+        if status in (502, 503, 504) and not isinstance(answer, dict):
+            # The proxy's own answer (the app's are JSON): what nginx said about it goes with it.
+            answer = f"{answer}\nthe proxy's error log ends:\n{self.proxy_errors()}"
+        return status, answer
+
+    def proxy_errors(self, lines: int = 20) -> str:
+        log = self.work / "nginx" / "error.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(none)"
 
     def ready(self) -> tuple[int, object]:
         return api_client(self.proxy_url, "", self.cert)("GET", "/readyz")

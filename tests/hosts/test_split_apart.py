@@ -43,7 +43,7 @@ def deployment():
 def test_the_loop_runs_through_the_proxy_with_every_role_on_its_own_host(deployment):
     """docs/loop.md's script as written, against the proxy: the version trains on the training
     host and the Triton host loads it from the shared volume before the evaluation runs on it."""
-    ready = deployment.ready()[1]
+    ready = deployment.wait_ready()  # the answer that said 200, not a second sample of it
     assert ready["consumers"] == {"pipeline": True, "train": True} and ready["models"] == {"qwen3": True, "judge": True}
     done = subprocess.run(
         [sys.executable, "-c", python_block(hosts.ROOT / "docs" / "loop.md")],
