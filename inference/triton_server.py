@@ -66,9 +66,19 @@ def prepare_backend_dir(target: Path) -> Path:
     python_dir.mkdir(parents=True, exist_ok=True)
     for item in (source / "backends" / "python").iterdir():
         if item.is_file():
-            shutil.copy2(item, python_dir / item.name)
-    shutil.copy2(stub, python_dir / "triton_python_backend_stub")
+            _replace(item, python_dir / item.name)
+    _replace(stub, python_dir / "triton_python_backend_stub")
     return target
+
+
+def _replace(source: Path, target: Path) -> None:
+    """Copy `source` to `target` under another name, then rename it into place: a tritonserver
+    still running the old stub (another Triton host on the shared volume, or one not yet gone
+    on a restart) keeps its file, where writing into it would fail ("Text file busy"), and a
+    copy left read-only by an earlier start is replaced, not opened for writing."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    shutil.copy2(source, partial)
+    os.replace(partial, target)
 
 
 def server_env(generator_dir: Path | None = None, judge_dir: Path | None = None) -> dict[str, str]:
