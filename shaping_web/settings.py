@@ -403,8 +403,13 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    # The openai client's HTTP library logs every request at INFO: one line per completion.
-    "loggers": {name: {"level": "WARNING"} for name in ("django.db.backends", "httpx", "httpx2")},
+    "loggers": {
+        # The openai client's HTTP library logs every request at INFO: one line per completion.
+        **{name: {"level": "WARNING"} for name in ("django.db.backends", "httpx", "httpx2")},
+        # Given a handler of its own, so `run_huey` adds none (it adds one to a handler-less
+        # "huey" logger, and every line of a consumer's then came out twice).
+        "huey": {"handlers": ["console"], "propagate": False},
+    },
 }
 
 # --- pipelines ------------------------------------------------------------------
