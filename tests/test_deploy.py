@@ -1,7 +1,7 @@
-"""The deployment artefacts, checked as far as this machine allows (it runs no container
-engine): the Dockerfile linted (hadolint), compose.yaml valid against the Compose file's JSON
-schema and consistent with the image's roles, the entrypoint's roles. What runs them split
-over hosts is tests/hosts/test_split_apart.py, with the same entrypoint and proxy file."""
+"""The deployment artefacts, as files: the Dockerfile linted (hadolint), compose.yaml valid
+against the Compose file's JSON schema and consistent with the image's roles, the entrypoint's
+roles. The image built and its roles run under podman is tests/hosts/test_image.py; the roles
+split over hosts, with the same entrypoint and proxy file, tests/hosts/test_split_apart.py."""
 
 import json
 import re
