@@ -169,8 +169,10 @@ ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"  # the container image's: each ro
 PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), default=Path("/usr/lib/postgresql/bin"))
 
 
-def api_client(base: str, token: str, cafile: Path):
-    context = ssl.create_default_context(cafile=str(cafile))
+def api_client(base: str, token: str, cafile: Path | None):
+    """`call(method, path, body, **headers)` -> (status, JSON or text) against `base`: https
+    trusting `cafile`, or plain http where it is None."""
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
 
     def call(method: str, path: str, body=None, **headers):
         request = urllib.request.Request(  # noqa: S310 - https to the proxy, built here

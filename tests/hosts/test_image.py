@@ -13,16 +13,12 @@ explicit limits. Root only; containers, the app image and the database are remov
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import secrets
 import shutil
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -128,24 +124,11 @@ class Stack:
         return self.request(method, f"/api{path}", body, **headers)
 
     def request(self, method: str, path: str, body=None, **headers):
-        request = urllib.request.Request(  # noqa: S310 - plain http to this test's container
-            f"http://127.0.0.1:{self.port}{path}",
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            # As the proxy sends them: the app in production mode redirects plain http otherwise.
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json",
-                     "X-Forwarded-Proto": "https", **headers},
-        )  # fmt: skip
+        # As the proxy sends it: the app in production mode redirects plain http otherwise.
+        call = hosts.api_client(f"http://127.0.0.1:{self.port}", self.token, None)
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-                data = response.read()
-                return response.status, (json.loads(data) if data else None)
-        except urllib.error.HTTPError as error:
-            data = error.read()
-            with contextlib.suppress(ValueError):
-                return error.code, json.loads(data)
-            return error.code, data.decode(errors="replace")
-        except OSError as error:
+            return call(method, path, body, **{"X-Forwarded-Proto": "https", **headers})
+        except OSError as error:  # not listening yet
             return 0, str(error)
 
     def ready(self, timeout_s: float = 300) -> dict:
