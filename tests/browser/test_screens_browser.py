@@ -94,12 +94,28 @@ def test_an_admins_pages_and_the_admin_pass_axe_and_fit_the_screen(sign_in, live
     page = sign_in("admin", SIZES[size])
     run = first_id(live_app, "pipelinerun")
     paths = ["/", "/runs/new", "/models/", f"/runs/{run}/", f"/evaluations/{evaluation}/", "/campaigns/"]
-    paths += ["/campaigns/aria-screens/"]
+    paths += ["/campaigns/aria-screens/", f"/runs/{run_in_parts(live_app)}/"]
     paths += admin_pages(page)
     problems = []
     for path in paths:
         problems += screen_problems(page, path)
     assert problems == [], "\n".join(problems)
+
+
+# A run spread over two consumers, one part done and one whose consumer stopped beating, for
+# the run page's Parts table.
+RUN_IN_PARTS = (
+    "from datetime import timedelta; from labelling import clock; from labelling.models import PipelineRun, RunShard; "
+    "r = PipelineRun.objects.order_by('id').first(); r.pk = None; r.idempotency_key = None; "
+    "r.params = {**r.params, 'shards': 2}; r.save(); now = clock.now(); "
+    "RunShard.objects.create(run=r, index=0, status='done', execution=1, heartbeat_at=now, done_items=3); "
+    "RunShard.objects.create(run=r, index=1, status='running', execution=2, heartbeat_at=now - timedelta(minutes=5), "
+    "done_items=1, failed_items=1); print(r.pk)"
+)
+
+
+def run_in_parts(live_app) -> int:
+    return int(live_app.manage("shell", "-c", RUN_IN_PARTS).strip().splitlines()[-1])
 
 
 THROTTLED_USER = (
