@@ -13,6 +13,7 @@ explicit limits. Root only; containers, the app image and the database are remov
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -44,8 +45,12 @@ def podman(*args: str, timeout: float = 900, check: bool = True) -> subprocess.C
 
 
 def base_stand_in(work: Path) -> None:
-    """python:3.11-slim-bookworm, made here once (kept for the next run)."""
-    if podman("image", "exists", BASE, check=False).returncode == 0:
+    """python:3.11-slim-bookworm, made here once and kept for the next run (made again when its
+    Containerfile has changed: the image carries the file's hash)."""
+    containerfile = ROOT / "tests" / "hosts" / "python-base.Containerfile"
+    made_from = hashlib.sha256(containerfile.read_bytes()).hexdigest()[:16]
+    label = podman("image", "inspect", BASE, "--format", '{{index .Labels "shaping.stand-in"}}', check=False)
+    if label.returncode == 0 and label.stdout.strip() == made_from:
         return
     if podman("image", "exists", ROOTFS, check=False).returncode != 0:
         rootfs = work / "rootfs"
@@ -62,9 +67,9 @@ def base_stand_in(work: Path) -> None:
         shutil.rmtree(rootfs, ignore_errors=True)
     context = work / "base"
     context.mkdir()
-    shutil.copy(ROOT / "tests" / "hosts" / "python-base.Containerfile", context / "Containerfile")
+    shutil.copy(containerfile, context / "Containerfile")
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", context / "ca-certificates.crt")
-    podman("build", *LIMITS, "-t", BASE, str(context))
+    podman("build", *LIMITS, "--label", f"shaping.stand-in={made_from}", "-t", BASE, str(context))
 
 
 def free_port() -> int:
@@ -156,6 +161,7 @@ def image(tmp_path_factory):
     podman("build", "--pull=never", *LIMITS, "--target", "app", "-t", tag, str(ROOT), timeout=1200)
     yield tag
     podman("rmi", "-f", tag, check=False)
+    podman("image", "prune", "-f", check=False)  # the build's untagged layers (about 1 GB)
 
 
 @pytest.fixture
