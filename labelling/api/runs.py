@@ -257,7 +257,9 @@ class Training(Schema):
 class RunPart(Schema):
     index: int
     status: str = Field(description="queued, running or done")
-    claims: int = Field(description="how many times a consumer claimed it: more than one, it was taken over")
+    claims: int = Field(
+        description="how many times a consumer claimed it: a takeover from a consumer that stopped, or a resume, adds one"
+    )
     heartbeat_at: datetime | None = Field(description="its consumer's last sign of life")
     done_items: int
     failed_items: int

@@ -230,8 +230,8 @@ def test_a_run_in_parts_shows_each_part_as_the_api_returns_it(admin_client, admi
         (1, "running", 2, True),
     ]
     html = page(admin_client, run)
-    assert "the run spread over 2 consumers" in html
+    assert "the run in 2 parts" in html
     first, second = html.split('id="part-0"')[1].split("</tr>")[0], html.split('id="part-1"')[1].split("</tr>")[0]
-    assert "done" in first and "taken over" not in first and "no heartbeat" not in first
-    assert "no heartbeat: to be taken over" in second and '2 <span class="muted">(taken over)</span>' in second
+    assert "<td>done</td>" in first and "<td>1</td><td>0</td><td>1</td>" in first and "no heartbeat" not in first
+    assert "no heartbeat: to be taken over" in second and "<td>0</td><td>1</td><td>2</td>" in second
     assert '<th scope="row">parts (one per consumer)</th><td>2</td>' in html
