@@ -81,7 +81,9 @@ def step_upload(source: Path, endpoint: str, prefix: str) -> dict:
 def step_download(endpoint: str, prefix: str, target: Path) -> dict:
     client, started = _s3(endpoint), time.perf_counter()
     listed = client.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")
-    for item in listed.get("Contents", []):
+    if not listed.get("Contents"):
+        raise SystemExit(f"the store holds nothing under {prefix}/")
+    for item in listed["Contents"]:
         path = target / item["Key"].removeprefix(f"{prefix}/")
         path.parent.mkdir(parents=True, exist_ok=True)
         client.download_file(BUCKET, item["Key"], str(path))
@@ -120,10 +122,8 @@ def _need(tool: str, hint: str) -> None:
 
 
 def sent_bytes(host: hosts.Host) -> int:
-    """Bytes this host has sent over the bridge (its veth's far end receives them)."""
-    index = list(host.network.hosts).index(host.name) + 2
-    link = f"sh{host.network.tag}v{index}"
-    return int(Path(f"/sys/class/net/{link}/statistics/rx_bytes").read_text())
+    """Bytes this host has sent over the bridge (its veth's end there receives them)."""
+    return int(Path(f"/sys/class/net/{host.link}/statistics/rx_bytes").read_text())
 
 
 class Bench:

@@ -53,6 +53,7 @@ class Host:
     name: str
     namespace: str
     address: str
+    link: str  # its veth's end on the bridge (what this host sends, the link receives)
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def run(self, argv: list[str], *, env: dict, log: Path, user: str | None = None, cwd=None) -> subprocess.Popen:
@@ -125,14 +126,14 @@ class Network:
         _ip("-n", namespace, "addr", "add", f"{address}/24", "dev", inside)
         _ip("-n", namespace, "link", "set", inside, "up")
         _ip("-n", namespace, "link", "set", "lo", "up")
-        host = Host(self, name, namespace, address)
+        host = Host(self, name, namespace, address, outside)
         self.hosts[name] = host
         return host
 
     def remove(self) -> None:
-        for index, host in enumerate(self.hosts.values(), start=2):
+        for host in self.hosts.values():
             host.lose()
-            _ip("link", "del", f"sh{self.tag}v{index}", check=False)  # and its peer inside
+            _ip("link", "del", host.link, check=False)  # and its peer inside
             _ip("netns", "del", host.namespace, check=False)
         _ip("link", "del", self.bridge, check=False)
 
